@@ -1,0 +1,115 @@
+"""What every job backend guarantees, and the typed records that cross the seam.
+
+A backend runs one experiment as one job and reports on it. Nothing past a
+backend sees an SDK object or raw JSON: only :class:`JobSpec` goes in and
+:class:`JobView` comes out.
+
+Every backend guarantees:
+
+- ``submit`` starts the job without waiting for it and returns its id. It
+  labels the job with ``spec.labels`` (at least ``mlr-campaign`` and
+  ``mlr-iter``) so :meth:`JobBackend.list_jobs` can find it again after a crash.
+- ``list_jobs(campaign=...)`` returns every job ever submitted with that
+  campaign label, in any stage, including ones the caller has forgotten.
+- ``inspect`` returns the job's stage and, once it has started, the walltime
+  charged so far (``duration_s``); a job the backend no longer knows is
+  reported as ``DELETED``, never as an exception.
+- ``logs`` returns the job's output so far (stdout and stderr, as text).
+- Transient failures (network, rate limits, 5xx) raise :class:`TransientError`;
+  anything that will fail the same way again raises :class:`PermanentError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CAMPAIGN_LABEL = "mlr-campaign"
+ITER_LABEL = "mlr-iter"
+
+
+class JobStage(str, enum.Enum):
+    SCHEDULING = "SCHEDULING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    CANCELED = "CANCELED"
+    DELETED = "DELETED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STAGES
+
+
+TERMINAL_STAGES = frozenset({JobStage.COMPLETED, JobStage.ERROR, JobStage.CANCELED, JobStage.DELETED})
+
+
+class JobSpec(BaseModel):
+    """Everything needed to run one experiment (DESIGN.md section 7)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    campaign: str
+    iter: int
+    script: str  # absolute path of the script on this machine / in the checkout
+    args: list[str]  # --name=value for every param and fixed value
+    env: dict[str, str]  # MLR_CAMPAIGN, MLR_ITER, MLR_OUTPUT_REPO
+    flavor: str
+    timeout_s: int
+    labels: dict[str, str]
+
+
+class JobView(BaseModel):
+    """What a backend observed of one job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    stage: JobStage
+    labels: dict[str, str] = Field(default_factory=dict)
+    duration_s: float | None = None
+    message: str | None = None  # the backend's own status message, e.g. "OOMKilled"
+    url: str | None = None
+
+    @property
+    def iter(self) -> int | None:
+        try:
+            return int(self.labels[ITER_LABEL])
+        except (KeyError, ValueError):
+            return None
+
+
+class BackendError(Exception):
+    """A backend call failed; ``str(exc)`` says what happened and what to do."""
+
+
+class TransientError(BackendError):
+    """Try again on the next tick (network, 429, 5xx). Nothing was charged."""
+
+
+class PermanentError(BackendError):
+    """Retrying will fail the same way (bad token, no credits, bad namespace)."""
+
+
+class JobBackend(Protocol):
+    name: str
+
+    def submit(self, *, spec: JobSpec) -> str: ...
+
+    def inspect(self, *, job_id: str) -> JobView: ...
+
+    def list_jobs(self, *, campaign: str) -> list[JobView]: ...
+
+    def logs(self, *, job_id: str) -> str: ...
+
+    def cancel(self, *, job_id: str) -> None: ...
+
+    def prices(self) -> dict[str, float] | None:
+        """Live USD-per-hour prices by flavor, or None when the backend has none."""
+        ...
+
+
+def labels_for(campaign: str, iteration: int) -> dict[str, str]:
+    return {CAMPAIGN_LABEL: campaign, ITER_LABEL: str(iteration)}

@@ -1,0 +1,363 @@
+"""program.md: the campaign's task spec and its budget envelope (DESIGN.md section 2).
+
+Guarantees:
+
+- The two YAML blocks are found by their headings with a Markdown parser: the
+  first fenced ``yaml`` block after a ``Budget envelope`` heading and after a
+  ``Campaign`` heading (any heading level, case-insensitive), up to the next
+  heading of the same or a higher level.
+- :func:`parse_program` either returns a fully validated :class:`Program` or
+  raises :class:`ProgramError` listing *every* problem at once, each naming
+  the key and the fix. Unknown keys are errors, so a misspelled limit can never
+  silently lift that limit.
+- Durations are stored in seconds; every flavor is a known HF Jobs flavor.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from mlr_action.durations import HINT as DURATION_HINT
+from mlr_action.durations import format_duration, parse_duration
+from mlr_action.flavors import KNOWN_FLAVORS, suggest_flavor
+
+ENVELOPE_HEADING = "budget envelope"
+CAMPAIGN_HEADING = "campaign"
+PROSE_SECTIONS = ("Goal", "Scope", "Reference artifacts", "Output format", "Keep/discard criteria")
+
+
+class ProgramError(Exception):
+    """program.md cannot be used; ``problems`` lists every reason with its fix."""
+
+    def __init__(self, problems: list[str], path: str = "program.md"):
+        self.problems = problems
+        self.path = path
+        super().__init__(f"{path} is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _duration(value: Any) -> int:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Duration = Annotated[int, BeforeValidator(_duration), Field(json_schema_extra={"examples": ["30m", "2h", "2h30m", 3600]})]
+
+
+def _flavor(value: Any) -> str:
+    if not isinstance(value, str) or value not in KNOWN_FLAVORS:
+        hint = suggest_flavor(str(value))
+        fix = f"did you mean {hint}?" if hint else "known flavors: " + ", ".join(KNOWN_FLAVORS)
+        raise ValueError(f"{value!r} is not an HF Jobs flavor ({fix})")
+    return value
+
+
+Flavor = Annotated[str, BeforeValidator(_flavor)]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(BaseModel):
+    """The budget envelope: the authorization to spend. Every limit is a hard ceiling."""
+
+    model_config = _STRICT
+
+    max_jobs: int = Field(gt=0, description="Total jobs the campaign may submit.")
+    max_walltime: Duration = Field(description="Total job wall-clock, e.g. 8h.")
+    allowed_flavors: list[Flavor] = Field(min_length=1, description="HF Jobs flavors the campaign may use.")
+    max_timeout: Duration = Field(description="Maximum timeout of one job, e.g. 2h.")
+    allow_deletes: bool = Field(False, description="May the bot delete Hub repos of discarded runs.")
+    output_repos: list[str] = Field(default_factory=list, description="fnmatch globs of Hub repos jobs may push to.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Dollar ceiling for job hardware.")
+    max_parallel: int = Field(1, ge=1, le=16, description="Jobs in flight at once.")
+    max_llm_usd: float | None = Field(None, ge=0, description="Dollar ceiling for LLM calls.")
+
+
+class ParamSpec(BaseModel):
+    """One search-space dimension: a numeric range or a list of choices."""
+
+    model_config = _STRICT
+
+    type: Literal["float", "int", "categorical"] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[str | int | float | bool] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.choices is not None:
+            if self.type not in (None, "categorical") or self.low is not None or self.high is not None:
+                raise ValueError("give either choices or type/low/high, not both")
+            return self
+        if self.type not in ("float", "int"):
+            raise ValueError("needs type: float or type: int with low and high (or a list of choices)")
+        if self.low is None or self.high is None:
+            raise ValueError("needs both low and high")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("type: int needs whole-number low and high")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "categorical" if self.choices is not None else str(self.type)
+
+    def contains(self, value: Any) -> bool:
+        """Is ``value`` a legal value of this dimension?"""
+        if self.choices is not None:
+            return any(type(value) is type(c) and value == c for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.type == "int" and not float(value).is_integer():
+            return False
+        return self.low <= value <= self.high  # type: ignore[operator]
+
+
+Scalar = str | int | float | bool
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class Campaign(BaseModel):
+    """What to optimise, how the job is run, and the search space."""
+
+    model_config = _STRICT
+
+    metric: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_./-]*$", description="Name of the metric the job prints.")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    target: float | None = Field(None, description="Stop when the best metric reaches this.")
+    patience: int | None = Field(None, ge=1, description="Stop after this many experiments in a row without improvement.")
+    script: str = Field(min_length=1, description="Path of the training script, relative to program.md.")
+    params: dict[str, ParamSpec] = Field(min_length=1, description="The search space, passed as --name=value.")
+    fixed: dict[str, Scalar] = Field(default_factory=dict, description="Constant arguments, passed as --name=value.")
+    flavor: Flavor | None = Field(None, description="Default flavor; the first allowed flavor when absent.")
+    timeout: Duration | None = Field(None, description="Default job timeout; max_timeout when absent.")
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Campaign id used in job labels.")
+    seed: int = Field(0, description="Seed of the search proposer.")
+
+    @model_validator(mode="after")
+    def _names(self) -> Campaign:
+        bad = [n for n in [*self.params, *self.fixed] if not _NAME.match(n)]
+        if bad:
+            raise ValueError(f"parameter names must look like lr or batch_size, not {', '.join(map(repr, bad))}")
+        both = sorted(set(self.params) & set(self.fixed))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both params and fixed (keep it in one)")
+        return self
+
+
+class Program(BaseModel):
+    """A validated program.md."""
+
+    model_config = ConfigDict(frozen=True)
+
+    envelope: Envelope
+    campaign: Campaign
+    sections: dict[str, str] = Field(default_factory=dict)
+    root: str = "."
+
+    @property
+    def default_flavor(self) -> str:
+        return self.campaign.flavor or self.envelope.allowed_flavors[0]
+
+    @property
+    def default_timeout_s(self) -> int:
+        return self.campaign.timeout or self.envelope.max_timeout
+
+    def better(self, value: float, than: float | None) -> bool:
+        """Is ``value`` strictly better than ``than`` in the campaign's direction?"""
+        if than is None:
+            return True
+        return value > than if self.campaign.direction == "maximize" else value < than
+
+    def reached_target(self, value: float | None) -> bool:
+        target = self.campaign.target
+        if value is None or target is None:
+            return False
+        return value >= target if self.campaign.direction == "maximize" else value <= target
+
+
+# --- Markdown ---------------------------------------------------------------
+
+
+def _sections(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """YAML fences and prose under each heading, keyed by lower-case heading text."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(text)
+    lines = text.splitlines()
+    fences: dict[str, list[str]] = {}
+    prose: dict[str, str] = {}
+    headings: list[tuple[int, int, str]] = []  # (level, start line, title)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map:
+            headings.append((int(tok.tag[1]), tok.map[0], tokens[i + 1].content.strip()))
+    for idx, (level, start, title) in enumerate(headings):
+        end = next((s for lv, s, _ in headings[idx + 1 :] if lv <= level), len(lines))
+        key = title.lower()
+        body_fences = [
+            t.content
+            for t in tokens
+            if t.type == "fence" and t.map and start < t.map[0] < end and t.info.strip().lower() in ("yaml", "yml")
+        ]
+        fences.setdefault(key, []).extend(body_fences)
+        nxt = next((s for _, s, _ in headings[idx + 1 :]), end)
+        prose.setdefault(title, "\n".join(lines[start + 1 : nxt]).strip())
+    return fences, prose
+
+
+def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str]) -> dict | None:
+    import yaml
+
+    title = heading.capitalize() if heading != ENVELOPE_HEADING else "Budget envelope"
+    if heading not in fences:
+        problems.append(f"missing heading '## {title}' (add it, with a fenced ```yaml block below it)")
+        return None
+    if not fences[heading]:
+        problems.append(f"'## {title}' has no fenced ```yaml block (put the settings in one below the heading)")
+        return None
+    try:
+        data = yaml.safe_load(fences[heading][0])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} of the block" if mark else ""
+        problems.append(f"'## {title}' YAML does not parse{where}: {getattr(exc, 'problem', exc)} (check indentation and colons)")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"'## {title}' YAML must be a mapping of key: value lines, not {type(data).__name__}")
+        return None
+    return data
+
+
+def _describe(model: type[BaseModel], exc: ValidationError, data: dict) -> list[str]:
+    """Turn pydantic's errors into one line each that names the key and the fix."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        kind = err["type"]
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            key = str(err["loc"][-1])
+            known = list(model.model_fields) if len(err["loc"]) == 1 else list(ParamSpec.model_fields)
+            close = difflib.get_close_matches(key, known, n=1)
+            fix = f"did you mean {close[0]}?" if close else "allowed keys: " + ", ".join(known)
+            out.append(f"{loc}: unknown key ({fix})")
+        elif kind == "missing":
+            out.append(f"{loc}: missing (add it; see program.template.md)")
+        elif kind == "value_error":
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if "is not a duration" in msg or "positive duration" in msg:
+                out.append(f"{loc}: {msg}")
+            else:
+                out.append(f"{loc}: {msg}" if loc else msg)
+        else:
+            shown = repr(value) if not isinstance(value, dict) else "a mapping"
+            out.append(f"{loc}: {err['msg'].lower()} (got {shown})")
+    return out
+
+
+def _cross_checks(envelope: Envelope, campaign: Campaign, root: Path | None) -> list[str]:
+    problems = []
+    if campaign.flavor and campaign.flavor not in envelope.allowed_flavors:
+        problems.append(
+            f"flavor: {campaign.flavor} is not in allowed_flavors {envelope.allowed_flavors} "
+            "(add it there or pick an allowed one)"
+        )
+    if campaign.timeout and campaign.timeout > envelope.max_timeout:
+        problems.append(
+            f"timeout: {format_duration(campaign.timeout)} is over max_timeout "
+            f"{format_duration(envelope.max_timeout)} (lower timeout or raise max_timeout)"
+        )
+    if envelope.max_timeout > envelope.max_walltime:
+        problems.append(
+            f"max_timeout: {format_duration(envelope.max_timeout)} is over max_walltime "
+            f"{format_duration(envelope.max_walltime)} (no job of that length could ever run)"
+        )
+    for glob in envelope.output_repos:
+        if "/" not in glob:
+            problems.append(f"output_repos: {glob!r} needs an owner, like me/sweep-*")
+    if root is not None:
+        script = (root / campaign.script).resolve()
+        if not script.is_file():
+            problems.append(f"script: {campaign.script} does not exist next to program.md (fix the path)")
+        elif root.resolve() not in script.parents:
+            problems.append(f"script: {campaign.script} is outside the repository (use a path inside it)")
+    return problems
+
+
+def parse_envelope(text: str) -> Envelope | None:
+    """Only the envelope, for the guard: None when there is no envelope heading."""
+    fences, _ = _sections(text)
+    if ENVELOPE_HEADING not in fences:
+        return None
+    problems: list[str] = []
+    data = _yaml_block(fences, ENVELOPE_HEADING, problems)
+    if data is not None:
+        try:
+            return Envelope.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_describe(Envelope, exc, data))
+    raise ProgramError(problems)
+
+
+def parse_program(text: str, *, root: Path | None = None, path: str = "program.md") -> Program:
+    """Validate program.md text; ``root`` (its folder) enables the script check."""
+    fences, prose = _sections(text)
+    problems: list[str] = []
+    env_data = _yaml_block(fences, ENVELOPE_HEADING, problems)
+    camp_data = _yaml_block(fences, CAMPAIGN_HEADING, problems)
+    envelope = campaign = None
+    if env_data is not None:
+        try:
+            envelope = Envelope.model_validate(env_data)
+        except ValidationError as exc:
+            problems.extend(_describe(Envelope, exc, env_data))
+    if camp_data is not None:
+        try:
+            campaign = Campaign.model_validate(camp_data)
+        except ValidationError as exc:
+            problems.extend(_describe(Campaign, exc, camp_data))
+    if envelope and campaign:
+        problems.extend(_cross_checks(envelope, campaign, root))
+    if problems or envelope is None or campaign is None:
+        raise ProgramError(problems, path)
+    sections = {k: v for k, v in prose.items() if k in PROSE_SECTIONS}
+    return Program(envelope=envelope, campaign=campaign, sections=sections, root=str(root or "."))
+
+
+def load_program(path: Path) -> Program:
+    """Read and validate the program.md at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProgramError([f"{path} does not exist (run `mlr init` to draft one)"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProgramError([f"cannot read {path}: {exc}"], str(path)) from None
+    return parse_program(text, root=path.parent, path=str(path))
+
+
+def output_repo_for(envelope: Envelope, campaign_id: str, iteration: int) -> str:
+    """The Hub repo an experiment may push to: the first ``output_repos`` glob made concrete.
+
+    The result always matches that glob, or is "" when no output repo is allowed.
+    """
+    if not envelope.output_repos:
+        return ""
+    glob = envelope.output_repos[0]
+    concrete = glob.replace("*", f"{campaign_id}-{iteration:03d}", 1).replace("*", "").replace("?", "x")
+    concrete = re.sub(r"\[[^\]]*\]", "x", concrete)
+    return concrete if fnmatch.fnmatchcase(concrete, glob) else ""

@@ -1,0 +1,42 @@
+"""A proposed experiment, and the one validator every proposal passes.
+
+Guarantees: :func:`validate_proposal` is pure and is the only gate between a
+proposer (search or an LLM) and a submit. It checks every param against its
+declared range and type, that no undeclared param is set, that the flavor is
+allowed, that the timeout is within ``max_timeout``, that the config is not
+identical to one that already failed, and that the job fits in what is left
+of the budget. A proposal can never widen the envelope or the search space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlr_action.durations import format_duration
+
+
+class Proposal(BaseModel):
+    """What a proposer wants to run next. Only the validator decides if it may."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: dict[str, Any]
+    flavor: str | None = None
+    timeout_s: int | None = None
+    hypothesis: str = ""
+    reason: str = ""
+    proposer: str = "search"
+
+
+class Proposer:
+    """The seam every proposer implements: ``propose`` returns up to ``count`` proposals.
+
+    Proposers may return invalid proposals; the step validates each one.
+    """
+
+    name = "base"
+
+    def propose(self, *, program, state, count: int) -> list[Proposal]:  # pragma: no cover - interface
+        raise NotImplementedError

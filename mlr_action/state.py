@@ -1,0 +1,112 @@
+"""The fold of the ledger into campaign state: what happened so far, nothing more.
+
+Guarantees: :func:`fold` is pure and total over valid rows; the state depends
+only on the rows and their order. For each ``iter`` the last row wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlr_action.ledger import FINISHED, IN_FLIGHT, EventRow, ExperimentRow, Row
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A canonical form of a config, so two equal configs compare equal."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    campaign_id: str | None = None
+    experiments: dict[int, ExperimentRow] = field(default_factory=dict)  # latest row per iter, by iter
+    job_rows: dict[str, ExperimentRow] = field(default_factory=dict)  # latest row per distinct job id
+    events: tuple[EventRow, ...] = ()
+    stopped: EventRow | None = None
+    paused: bool = False
+
+    @property
+    def next_iter(self) -> int:
+        return max(self.experiments, default=0) + 1
+
+    @property
+    def in_flight(self) -> list[ExperimentRow]:
+        return [e for e in self.experiments.values() if e.status in IN_FLIGHT]
+
+    @property
+    def finished(self) -> list[ExperimentRow]:
+        return [e for e in self.experiments.values() if e.status in FINISHED]
+
+    @property
+    def best(self) -> ExperimentRow | None:
+        """The kept experiment whose metric is the running best (the last keep wins)."""
+        kept = [e for e in self.experiments.values() if e.decision == "keep" and e.metric is not None]
+        return kept[-1] if kept else None
+
+    @property
+    def best_metric(self) -> float | None:
+        best = self.best
+        return best.metric if best else None
+
+    @property
+    def failed_configs(self) -> set[str]:
+        return {config_key(e.config) for e in self.experiments.values() if e.status == "error"}
+
+    @property
+    def tried_configs(self) -> set[str]:
+        return {config_key(e.config) for e in self.experiments.values()}
+
+    def streak_without_improvement(self) -> int:
+        """Finished experiments since the last keep (errors count), in iter order."""
+        streak = 0
+        for e in self.experiments.values():
+            if e.status not in FINISHED or e.status == "canceled":
+                continue
+            streak = 0 if e.decision == "keep" else streak + 1
+        return streak
+
+    def error_streak(self) -> int:
+        """Finished experiments in a row, most recent first, that ended in error."""
+        streak = 0
+        for e in reversed(self.finished):
+            if e.status != "error":
+                break
+            streak += 1
+        return streak
+
+
+def fold(rows: list[Row]) -> CampaignState:
+    experiments: dict[int, ExperimentRow] = {}
+    job_rows: dict[str, ExperimentRow] = {}
+    events: list[EventRow] = []
+    campaign_id = None
+    stopped = None
+    paused = False
+    for row in rows:
+        if isinstance(row, EventRow):
+            events.append(row)
+            if row.event == "started" and row.campaign and campaign_id is None:
+                campaign_id = row.campaign
+            elif row.event == "stopped":
+                stopped = row
+            elif row.event == "paused":
+                paused = True
+            elif row.event == "resumed":
+                paused = False
+            elif row.event == "resubmit":
+                stopped = None  # a raised budget after a stop: the campaign goes on
+            continue
+        experiments[row.iter] = row
+        if row.job_id:
+            job_rows[row.job_id] = row
+    ordered = dict(sorted(experiments.items()))
+    return CampaignState(
+        campaign_id=campaign_id,
+        experiments=ordered,
+        job_rows=job_rows,
+        events=tuple(events),
+        stopped=stopped,
+        paused=paused,
+    )
