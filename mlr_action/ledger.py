@@ -78,11 +78,12 @@ class EventRow(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    event: Literal["started", "stopped", "paused", "resumed", "escalated", "resubmit"]
+    event: Literal["started", "stopped", "paused", "resumed", "escalated"]
     ts: str
     reason: str = ""
     detail: str = ""
     campaign: str | None = None
+    program: str | None = None  # fingerprint of the program.md blocks in force
 
 
 Row = ExperimentRow | EventRow

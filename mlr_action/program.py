@@ -178,6 +178,14 @@ class Program(BaseModel):
     def default_timeout_s(self) -> int:
         return self.campaign.timeout or self.envelope.max_timeout
 
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the envelope and campaign blocks: changes when the approval changes."""
+        import hashlib
+
+        blob = self.envelope.model_dump_json() + self.campaign.model_dump_json()
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
     def better(self, value: float, than: float | None) -> bool:
         """Is ``value`` strictly better than ``than`` in the campaign's direction?"""
         if than is None:

@@ -28,6 +28,12 @@ class CampaignState:
     paused: bool = False
 
     @property
+    def known_jobs(self) -> set[str]:
+        """Every job id the ledger mentions, on an experiment or an event row."""
+        on_events = {str(getattr(e, "job_id", "")) for e in self.events if getattr(e, "job_id", None)}
+        return set(self.job_rows) | on_events
+
+    @property
     def next_iter(self) -> int:
         return max(self.experiments, default=0) + 1
 
@@ -94,9 +100,9 @@ def fold(rows: list[Row]) -> CampaignState:
             elif row.event == "paused":
                 paused = True
             elif row.event == "resumed":
+                # A person resumed, or program.md changed after a stop (a raised budget).
                 paused = False
-            elif row.event == "resubmit":
-                stopped = None  # a raised budget after a stop: the campaign goes on
+                stopped = None
             continue
         experiments[row.iter] = row
         if row.job_id:

@@ -1,0 +1,183 @@
+"""The ``mlr`` command (DESIGN.md section 6). Exit codes: 0 ok, 1 transient, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from mlr_action import __version__
+
+OK, TRANSIENT, BAD_INPUT = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", type=Path, default=Path("."), help="the campaign's repository root (default: .)")
+    p.add_argument("--program", type=Path, default=None, help="program.md (default: REPO/program.md)")
+
+
+def _step_options(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--backend", choices=["local", "hf"], default="local", help="where jobs run (default: local)")
+    p.add_argument("--proposer", choices=["search", "claude", "auto"], default="search",
+                   help="who proposes the next experiment (default: search)")
+    p.add_argument("--model", default=None, help="the Claude model for --proposer claude")
+    p.add_argument("--forge", choices=["none", "github"], default="none",
+                   help="where reports go: none writes them under runs/ (default: none)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlr", description="Autonomous, budget-bounded ML experiment campaigns.")
+    parser.add_argument("--version", action="version", version=f"mlr-action {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check program.md; print the envelope and the worst-case spend")
+    _common(p)
+
+    p = sub.add_parser("step", help="run one step of the campaign (what one cron tick does)")
+    _step_options(p)
+
+    p = sub.add_parser("run", help="repeat steps until the campaign stops (local use)")
+    _step_options(p)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between steps (default: 2)")
+    p.add_argument("--max-ticks", type=int, default=None, help="give up after this many steps")
+
+    p = sub.add_parser("status", help="state, budget used and left, best so far, jobs in flight")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("init", help="draft program.md from the template")
+    _common(p)
+
+    sub.add_parser("guard", help="Claude Code PreToolUse hook: allow or deny spend against program.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def _program_path(args: argparse.Namespace) -> Path:
+    return args.program or args.repo / "program.md"
+
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mlr_action.program import ProgramError, load_program
+    from mlr_action.views import describe_envelope
+
+    path = _program_path(args)
+    try:
+        program = load_program(path)
+    except ProgramError as exc:
+        print(str(exc), file=sys.stderr)
+        return BAD_INPUT
+    print(f"{path} is valid.\n")
+    print(describe_envelope(program))
+    return OK
+
+
+def _make_step(args: argparse.Namespace):
+    from mlr_action.backends import make_backend
+    from mlr_action.forges import make_forge
+    from mlr_action.proposers import make_proposer
+    from mlr_action.step import Step
+
+    root = args.repo.resolve()
+    proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
+    return Step(root=root, backend=make_backend(args.backend, root=root), proposer=proposer,
+                forge=make_forge(args.forge, root=root), program_path=args.program)
+
+
+def _startup_error(exc: Exception) -> int:
+    print(f"mlr: {exc}", file=sys.stderr)
+    return BAD_INPUT
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    from mlr_action.views import step_line
+
+    try:
+        step = _make_step(args)
+    except (ValueError, ImportError) as exc:
+        return _startup_error(exc)
+    result = step.run()
+    for event in result.events:
+        print(event)
+    print(step_line(result))
+    return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlr_action.views import step_line
+
+    try:
+        step = _make_step(args)
+    except (ValueError, ImportError) as exc:
+        return _startup_error(exc)
+    tick = 0
+    while True:
+        tick += 1
+        result = step.run()
+        detail = "; ".join(result.events) or "nothing to do"
+        print(f"tick {tick}: {detail}\n        {step_line(result)}", flush=True)
+        if result.exit_code == BAD_INPUT:
+            return BAD_INPUT
+        if result.stopped:
+            print(f"campaign stopped after {tick} ticks: see {args.repo / 'runs' / 'summary.md'}")
+            return OK
+        if args.max_ticks is not None and tick >= args.max_ticks:
+            print(f"gave up after {tick} ticks (--max-ticks); the campaign has not stopped")
+            return TRANSIENT
+        time.sleep(args.interval)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mlr_action.ledger import LedgerError
+    from mlr_action.program import ProgramError
+    from mlr_action.views import campaign_status, render_status
+
+    try:
+        status = campaign_status(args.repo, _program_path(args))
+    except (ProgramError, LedgerError) as exc:
+        print(str(exc), file=sys.stderr)
+        return BAD_INPUT
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mlr_action.draft import draft_program
+
+    path = _program_path(args)
+    if path.exists():
+        print(f"{path} already exists; edit it (mlr init never overwrites a program.md)", file=sys.stderr)
+        return BAD_INPUT
+    draft = draft_program(args.repo)
+    path.write_text(draft.text, encoding="utf-8")
+    print(f"wrote {path} (script: {draft.script}, metric: {draft.metric})")
+    for note in draft.notes:
+        print(f"  note: {note}")
+    print("Review the Goal, the search space and the Budget envelope, then run `mlr validate`.")
+    return OK
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    from mlr_action.guard import main as guard_main
+
+    return guard_main()
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "step": cmd_step,
+    "run": cmd_run,
+    "status": cmd_status,
+    "init": cmd_init,
+    "guard": cmd_guard,
+}

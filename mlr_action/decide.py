@@ -1,0 +1,250 @@
+"""The pure core of a step: given what is known, decide what to record and what to do next.
+
+Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
+
+- :func:`reconcile` turns what the backend observed into ledger rows: it adopts
+  jobs that carry the campaign's labels but are missing from the ledger (a
+  crash between submit and commit), records stage changes, and evaluates
+  finished jobs in iter order: the metric from the logs (none means error,
+  never zero), keep only when strictly better than the running best.
+- :func:`plan_next` decides whether the campaign stops (target, budget with the
+  reserve kept, patience, repeated errors), waits, resubmits an intent whose
+  job never reached the backend, or asks the proposer for more.
+- :func:`admit` is the gate from proposal to submission: it validates the
+  proposal against the envelope and the search space and returns either the
+  intent row to write before submitting, or every reason it was refused.
+- Given the same inputs these functions give the same outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlr_action.backends.base import JobStage, JobView
+from mlr_action.budget import Usage, budget_problems, charged_cost, charged_seconds
+from mlr_action.durations import format_duration
+from mlr_action.flavors import price_per_hour
+from mlr_action.ledger import EventRow, ExperimentRow, Row
+from mlr_action.metric import log_tail, read_metric
+from mlr_action.program import Program, output_repo_for
+from mlr_action.proposal import Proposal
+from mlr_action.state import CampaignState, config_key
+
+ERROR_STREAK_LIMIT = 3
+
+_STATUS_OF_STAGE = {JobStage.SCHEDULING: "submitted", JobStage.RUNNING: "running"}
+
+
+def _job_row(row: ExperimentRow, ts: str, **update: Any) -> ExperimentRow:
+    return row.model_copy(update={"ts": ts, **update})
+
+
+def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Row:
+    """A job of ours that the ledger does not know: attach it to its intent, or record it."""
+    intent = state.experiments.get(view.iter) if view.iter is not None else None
+    status = _STATUS_OF_STAGE.get(view.stage, "submitted")
+    if intent is not None and intent.status == "proposed" and not intent.job_id:
+        return _job_row(intent, ts, job_id=view.job_id, status=status)
+    if intent is None and view.iter is not None:
+        return ExperimentRow(
+            iter=view.iter, ts=ts, status=status, job_id=view.job_id,
+            # Nothing is known of it, so it is charged as the most expensive job the envelope allows.
+            timeout=format_duration(program.envelope.max_timeout), timeout_s=program.envelope.max_timeout,
+            flavor=max(program.envelope.allowed_flavors, key=lambda f: price_per_hour(f)),
+            hypothesis="(adopted: a job of this campaign that was missing from the ledger)",
+        )
+    return EventRow(
+        event="escalated", ts=ts, reason="duplicate-job",
+        detail=f"job {view.job_id} carries this campaign's labels for iter {view.iter}, "
+        "which already has a job; it is being canceled and is not counted as a result",
+        job_id=view.job_id,
+    )
+
+
+def _finish(
+    program: Program, row: ExperimentRow, view: JobView, logs: str, best: float | None, ts: str,
+    prices: dict[str, float] | None,
+) -> ExperimentRow:
+    duration = view.duration_s if view.duration_s is not None else 0.0
+    cost = price_per_hour(row.flavor or "", prices) * duration / 3600
+    base = {"duration_s": duration, "cost_usd": round(cost, 6), "best_so_far": best, "decision": "discard"}
+    if view.stage == JobStage.COMPLETED:
+        reading = read_metric(logs, program.campaign.metric)
+        if reading.value is None:
+            return _job_row(row, ts, status="error", error=_error_text(reading.problem, logs), **base)
+        keep = program.better(reading.value, best)
+        base.update(best_so_far=reading.value if keep else best, decision="keep" if keep else "discard")
+        return _job_row(row, ts, status="completed", metric=reading.value, hub_url=reading.hub_url or row.hub_url, **base)
+    if view.stage == JobStage.CANCELED:
+        return _job_row(row, ts, status="canceled", error=view.message or "canceled", **base)
+    if view.stage == JobStage.DELETED:
+        why = "the job no longer exists on the backend (deleted or expired); it is recorded, not retried"
+        return _job_row(row, ts, status="error", error=why, **base)
+    return _job_row(row, ts, status="error", error=_error_text(view.message or "the job failed", logs), **base)
+
+
+def _error_text(message: str | None, logs: str) -> str:
+    tail = log_tail(logs) if logs else ""
+    return f"{message}\n{tail}".strip() if tail else (message or "")
+
+
+def reconcile(
+    program: Program,
+    state: CampaignState,
+    *,
+    observed: dict[str, JobView],
+    listed: list[JobView],
+    logs: dict[str, str],
+    ts: str,
+    prices: dict[str, float] | None = None,
+) -> list[Row]:
+    """Rows that bring the ledger up to date with what the backend observed."""
+    rows: list[Row] = []
+    adopted: dict[int, ExperimentRow] = {}
+    for view in sorted(listed, key=lambda v: (v.iter or 0, v.job_id)):
+        if view.job_id in state.known_jobs:
+            continue
+        row = _adopt(program, state, view, ts)
+        rows.append(row)
+        if isinstance(row, ExperimentRow):
+            adopted[row.iter] = row
+            observed = {view.job_id: view, **observed}
+    best = state.best_metric
+    for iteration in sorted({*state.experiments, *adopted}):
+        exp = adopted.get(iteration) or state.experiments[iteration]
+        if exp.status not in ("submitted", "running") or exp.job_id not in observed:
+            continue
+        view = observed[exp.job_id]
+        if view.stage.terminal:
+            done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices)
+            best = done.best_so_far
+            rows.append(done)
+        elif _STATUS_OF_STAGE[view.stage] != exp.status:
+            rows.append(_job_row(exp, ts, status=_STATUS_OF_STAGE[view.stage]))
+    return rows
+
+
+# --- What next --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the step does after reconciling. At most one of ``stop`` and work is set."""
+
+    stop: str | None = None  # a stop reason, see reports.STOP_REASONS
+    detail: str = ""
+    resubmit: tuple[ExperimentRow, ...] = ()  # intents whose job never reached the backend
+    propose: int = 0  # how many new proposals to ask for
+    waiting: str = ""  # why nothing is submitted this tick
+
+
+def stop_condition(program: Program, state: CampaignState, used: Usage, prices: dict[str, float] | None) -> tuple[str, str] | None:
+    """The first stop condition that holds, as (reason, detail)."""
+    best = state.best
+    if best is not None and program.reached_target(best.metric):
+        return "target", f"{program.campaign.metric}={best.metric:g} at iter {best.iter} reached the target {program.campaign.target:g}"
+    errors = state.error_streak()
+    if errors >= ERROR_STREAK_LIMIT:
+        return "errors", f"the last {errors} experiments all failed; the last error: {state.finished[-1].error or 'unknown'}"
+    patience = program.campaign.patience
+    streak = state.streak_without_improvement()
+    if patience is not None and streak >= patience:
+        return "patience", f"{streak} experiments in a row without improvement (patience {patience})"
+    problems = budget_problems(program.envelope, used, flavor=program.default_flavor, timeout_s=program.default_timeout_s, prices=prices)
+    if problems:
+        return "budget", "; ".join(problems)
+    return None
+
+
+def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: dict[str, float] | None = None) -> Plan:
+    if state.stopped is not None:
+        return Plan(waiting="the campaign has stopped")
+    in_flight = [e for e in state.in_flight if e.job_id]
+    intents = tuple(e for e in state.in_flight if not e.job_id)
+    if state.paused:
+        return Plan(waiting="paused by a person")
+    # An intent may already be a job (its submit's answer was lost); it must be
+    # resolved before anything else is decided.
+    stop = stop_condition(program, state, used, prices) if not intents else None
+    if stop is not None:
+        if in_flight:
+            return Plan(waiting=f"stopping ({stop[0]}): waiting for {len(in_flight)} job(s) in flight")
+        return Plan(stop=stop[0], detail=stop[1])
+    free = program.envelope.max_parallel - len(in_flight)
+    if free <= 0:
+        return Plan(waiting=f"{len(in_flight)} job(s) in flight, max_parallel {program.envelope.max_parallel}")
+    resubmit = intents[:free]
+    return Plan(resubmit=resubmit, propose=free - len(resubmit))
+
+
+# --- Admission --------------------------------------------------------------
+
+
+def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage, prices: dict[str, float] | None) -> list[str]:
+    """Every reason ``proposal`` may not be submitted; empty when it may."""
+    problems = []
+    space, config = program.campaign.params, proposal.config
+    for name in sorted(set(config) - set(space)):
+        problems.append(f"{name} is not a param in program.md (the search space is {', '.join(space)})")
+    for name, spec in space.items():
+        if name not in config:
+            problems.append(f"{name} is missing from the config")
+        elif not spec.contains(config[name]):
+            allowed = spec.choices if spec.choices is not None else f"{spec.type} in [{spec.low:g}, {spec.high:g}]"
+            problems.append(f"{name}={config[name]!r} is outside the search space ({allowed})")
+    flavor = proposal.flavor or program.default_flavor
+    timeout_s = proposal.timeout_s or program.default_timeout_s
+    if flavor not in program.envelope.allowed_flavors:
+        problems.append(f"flavor {flavor} is not in allowed_flavors {program.envelope.allowed_flavors}")
+    if timeout_s > program.envelope.max_timeout:
+        problems.append(f"timeout {format_duration(timeout_s)} is over max_timeout {format_duration(program.envelope.max_timeout)}")
+    if config_key(config) in state.failed_configs:
+        problems.append("this exact config already failed; the seed's rule: never retry the identical failing thing")
+    problems += budget_problems(program.envelope, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
+    return problems
+
+
+def readmit_problems(
+    program: Program, state: CampaignState, intent: ExperimentRow, *, used: Usage, prices: dict[str, float] | None
+) -> list[str]:
+    """Why an intent whose job never reached the backend may not be submitted now.
+
+    The intent is already charged in ``used``; it is checked against the budget
+    without itself, so the envelope it was admitted under is not counted twice.
+    """
+    own = Usage(jobs=1, walltime_s=charged_seconds(intent), cost_usd=charged_cost(intent, prices))
+    without = Usage(
+        jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
+        cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd,
+    )
+    proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
+    return proposal_problems(program, state, proposal, used=without, prices=prices)
+
+
+def admit(
+    program: Program, state: CampaignState, proposal: Proposal, *, iteration: int, used: Usage,
+    prices: dict[str, float] | None, ts: str,
+) -> ExperimentRow | list[str]:
+    """The intent row to write before submitting ``proposal``, or why it is refused."""
+    problems = proposal_problems(program, state, proposal, used=used, prices=prices)
+    if problems:
+        return problems
+    from mlr_action.ledger import experiment_row
+
+    return experiment_row(
+        iter=iteration, ts=ts, status="proposed", config=dict(proposal.config),
+        timeout_s=proposal.timeout_s or program.default_timeout_s,
+        flavor=proposal.flavor or program.default_flavor,
+        hypothesis=proposal.hypothesis, reason=proposal.reason, proposer=proposal.proposer,
+        output_repo=output_repo_for(program.envelope, state.campaign_id or "", iteration) or None,
+    )
+
+
+def resumption(program: Program, state: CampaignState, *, ts: str) -> EventRow | None:
+    """After a stop, a changed program.md (say, a raised budget) resumes the campaign."""
+    stopped = state.stopped
+    if stopped is None or stopped.reason == "human" or stopped.program in (None, program.fingerprint):
+        return None
+    return EventRow(event="resumed", ts=ts, reason="program-changed",
+                    detail="program.md changed after the stop; the new envelope is the approval", program=program.fingerprint)

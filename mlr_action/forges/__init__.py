@@ -1,0 +1,47 @@
+"""Forges: where reports reach people (DESIGN.md section 5).
+
+Every forge guarantees:
+
+- ``publish_stop_report(title=, body=)`` posts the stop report once per
+  campaign: publishing the same report again updates it, never duplicates it.
+- ``publish_escalation(kind=, title=, body=)`` keeps one report per ``kind``
+  and rewrites it, so an escalation repeated every tick never piles up.
+
+``none`` writes the reports as files under ``runs/`` (local use); ``github``
+posts issues and is imported only when asked for, so a local step never
+imports PyGithub.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlr_action.forges.files import FileForge
+
+FORGES = ("none", "github")
+
+
+class Forge(Protocol):
+    def publish_stop_report(self, *, title: str, body: str) -> Any: ...
+
+    def publish_escalation(self, *, kind: str, title: str, body: str) -> Any: ...
+
+
+def make_forge(name: str, *, root: Path) -> Forge:
+    """The forge called ``name`` for the campaign repository at ``root``."""
+    if name == "none":
+        return FileForge(root)
+    if name == "github":
+        try:
+            module = importlib.import_module("mlr_action.forges.github")
+        except ModuleNotFoundError as exc:
+            if exc.name != "mlr_action.forges.github":
+                raise ValueError(
+                    f"--forge github needs {exc.name}, which is not installed "
+                    "(pip install 'mlr-action[github]'), or use --forge none"
+                ) from None
+            raise ValueError("--forge github is not available yet; use --forge none") from None
+        return module.GitHubForge(root=root)
+    raise ValueError(f"unknown forge {name!r} (use one of: {', '.join(FORGES)})")

@@ -1,0 +1,81 @@
+"""The ``none`` forge: reports as Markdown files under ``runs/``, for a step with no GitHub.
+
+Guarantees:
+
+- The stop report is ``runs/stop-report.md``; an escalation of ``kind`` is
+  ``runs/escalations/<kind>.md``. One file each, rewritten in place, so a
+  repeated report never piles up files.
+- Writes are atomic (a temporary file in the same folder, then
+  :func:`os.replace`): a reader sees the old file or the new one, never half
+  of one. Publishing identical content leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step; skip the write when it already holds it."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _document(title: str, body: str) -> str:
+    return f"# {title}\n\n{body.rstrip()}\n"
+
+
+class FileForge:
+    """Reports as files under ``<root>/runs/``."""
+
+    name = "none"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def stop_report_path(self) -> Path:
+        return self.root / "runs" / "stop-report.md"
+
+    def escalation_path(self, kind: str) -> Path:
+        if not _KIND.match(kind):
+            raise ValueError(f"escalation kind {kind!r} must look like invalid-program (a-z, 0-9, -)")
+        return self.root / "runs" / "escalations" / f"{kind}.md"
+
+    def publish_stop_report(self, *, title: str, body: str) -> Path:
+        path = self.stop_report_path
+        write_atomic(path, _document(title, body))
+        return path
+
+    def publish_escalation(self, *, kind: str, title: str, body: str) -> Path:
+        path = self.escalation_path(kind)
+        write_atomic(path, _document(title, body))
+        return path
+
+    def resolve_escalation(self, *, kind: str) -> bool:
+        """Remove the report of ``kind`` once its cause is fixed; True when there was one."""
+        path = self.escalation_path(kind)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

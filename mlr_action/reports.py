@@ -1,0 +1,392 @@
+"""The words mlr-action says to people: stop reports, escalations, and their shared pieces.
+
+Guarantees:
+
+- Pure rendering: no clock reads and no I/O. ``now`` is passed in (an aware
+  datetime or an ISO string) and only printed, so the same inputs give the
+  same text.
+- User-facing messages live here so they can be read as a set:
+  :data:`STOP_REASONS` (why a campaign stopped, and what the user can do
+  about it) and :data:`ESCALATIONS` (what went wrong, what was spent, how to
+  fix it). :mod:`mlr_action.summary` reuses them.
+- Every string that comes from outside (errors, hypotheses, configs, Hub
+  URLs, log tails, validation problems) passes through :func:`redact` before
+  it is rendered, so no token reaches a file, an issue or a comment.
+- Every escalation says that nothing was spent (or nothing beyond what was
+  already in flight) and what the user can do.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from mlr_action.budget import Usage
+from mlr_action.durations import format_duration
+from mlr_action.ledger import EventRow, ExperimentRow
+from mlr_action.program import Program
+from mlr_action.state import CampaignState
+
+# --- Secrets ------------------------------------------------------------------
+
+SECRET_ENV_VARS = ("HF_TOKEN", "GITHUB_TOKEN", "ANTHROPIC_API_KEY")
+MASK = "***"
+_TOKEN_PATTERNS = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"hf_[A-Za-z0-9]{16,}"  # Hugging Face user/org tokens
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic, OAuth, app and refresh tokens
+    r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
+    r"|sk-ant-[A-Za-z0-9_-]{10,}"  # Anthropic API keys
+    r")"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{16,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a token replaced by ``***``.
+
+    Masks the values of :data:`SECRET_ENV_VARS` set in the environment (when
+    longer than 8 characters, so a short value cannot mask ordinary words),
+    then every substring shaped like an HF, GitHub or Anthropic token, and
+    the credential of an ``Authorization: Bearer`` header.
+    """
+    if not text:
+        return text
+    values = sorted(
+        {v for name in SECRET_ENV_VARS if len(v := os.environ.get(name, "")) > 8}, key=len, reverse=True
+    )
+    for value in values:
+        text = text.replace(value, MASK)
+    text = _TOKEN_PATTERNS.sub(MASK, text)
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+# --- Formatting shared with the summary ---------------------------------------
+
+
+def format_now(now: datetime | str) -> str:
+    """``now`` as printed: an aware datetime becomes UTC ISO 8601 with a Z; a string is kept."""
+    if isinstance(now, datetime):
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return str(now)
+
+
+def format_metric(value: float | None) -> str:
+    """A metric for people: at most 4 decimals, or 4 significant digits below 1; never exponents."""
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = 4 if magnitude >= 0 else min(3 - magnitude, 15)
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_config(config: dict[str, Any]) -> str:
+    """``lr=0.001, batch_size=16`` in the config's own order; ``—`` when empty."""
+    if not config:
+        return "—"
+    return redact(", ".join(f"{name}={_format_value(value)}" for name, value in config.items()))
+
+
+def shorten(text: str | None, limit: int = 80) -> str:
+    """One redacted line of at most ``limit`` characters (``…`` marks a cut)."""
+    if not text:
+        return ""
+    one_line = " ".join(redact(text).split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1].rstrip() + "…"
+
+
+def short_error(text: str | None, limit: int = 80) -> str:
+    """The most telling line of an error: the last non-empty one (a traceback's exception)."""
+    if not text:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return shorten(lines[-1] if lines else text, limit)
+
+
+def tail(text: str, *, lines: int = 40, chars: int = 4000) -> str:
+    """The redacted end of a log, short enough to keep an issue readable."""
+    kept = "\n".join(redact(text).rstrip().splitlines()[-lines:])
+    return kept if len(kept) <= chars else "…" + kept[-chars:]
+
+
+def campaign_name(program: Program, state: CampaignState) -> str:
+    return state.campaign_id or program.campaign.name or "campaign"
+
+
+def _goal(program: Program) -> str:
+    campaign = program.campaign
+    if campaign.target is None:
+        return f"{campaign.direction} {campaign.metric}"
+    op = "≥" if campaign.direction == "maximize" else "≤"
+    return f"{campaign.metric} {op} {format_metric(campaign.target)}"
+
+
+# --- Stop reasons -------------------------------------------------------------
+
+
+class StopReason(NamedTuple):
+    short: str  # for titles and commit messages
+    words: str  # completes "The campaign stopped because ..."; {goal} and {patience} come from the program
+    next_steps: tuple[str, ...]  # what the user can do about it
+
+
+# After a stop, a merged change to the YAML blocks of program.md resumes the
+# campaign (merging is the approval to spend; see decide.resumption), except
+# after a stop by a person, which only a person undoes.
+STOP_REASONS: dict[str, StopReason] = {
+    "target": StopReason(
+        "target reached",
+        "the target was reached ({goal})",
+        (
+            "Use the best model from its Hub URL above.",
+            "To search for something better, set a more ambitious `target` in program.md and merge the change: "
+            "the next tick resumes the campaign.",
+        ),
+    ),
+    "budget": StopReason(
+        "budget spent",
+        "the budget is spent (what is left is kept for the final evaluation and writeup)",
+        (
+            "To run more experiments, raise `max_jobs`, `max_walltime` or `max_cost_usd` in the "
+            "`## Budget envelope` block of program.md in a pull request and merge it: merging is the approval "
+            "to spend, and the next tick resumes the campaign.",
+        ),
+    ),
+    "patience": StopReason(
+        "no improvement",
+        "there was no improvement in {patience} experiments in a row",
+        (
+            "To keep searching, raise or remove `patience`, or widen `params`, in program.md and merge the "
+            "change: the next tick resumes the campaign.",
+        ),
+    ),
+    "errors": StopReason(
+        "repeated errors",
+        "experiments kept failing with errors that retrying will not fix",
+        (
+            "Read the errors in the experiments table and fix the training script or the environment "
+            "(for example the `HF_TOKEN` secret).",
+            "Then merge a change to the `## Budget envelope` or `## Campaign` block of program.md "
+            "(raising `max_jobs` will do) to start again.",
+        ),
+    ),
+    "exhausted": StopReason(
+        "search space exhausted",
+        "every configuration in the search space has been tried",
+        (
+            "To keep searching, widen `params` in program.md (wider ranges, more choices) and merge the "
+            "change: the next tick resumes the campaign.",
+        ),
+    ),
+    "human": StopReason(
+        "stopped by a person",
+        "a person stopped it",
+        (
+            "A stop by a person is not undone by a change to program.md. "
+            "To continue, resume the campaign from the dashboard issue.",
+        ),
+    ),
+}
+_UNKNOWN_NEXT = (
+    "To continue, raise the budget envelope or change the search in program.md and merge the change: "
+    "the next tick resumes the campaign.",
+)
+
+
+def stop_reason_short(reason: str) -> str:
+    known = STOP_REASONS.get(reason)
+    return known.short if known else "stopped"
+
+
+def stop_reason_text(reason: str, program: Program) -> str:
+    """Why the campaign stopped, completing "The campaign stopped because ..."."""
+    known = STOP_REASONS.get(reason)
+    if known is None:
+        return f"of {shorten(reason) or 'a reason that was not recorded'}"
+    return known.words.format(goal=_goal(program), patience=program.campaign.patience or "several")
+
+
+def next_steps(reason: str) -> list[str]:
+    known = STOP_REASONS.get(reason)
+    return list(known.next_steps if known else _UNKNOWN_NEXT)
+
+
+# --- The final writeup, shared by the summary and the stop report -------------
+
+
+def experiments_line(state: CampaignState) -> str:
+    """``5 (2 kept, 1 ended in error, 1 still in flight)``."""
+    experiments = list(state.experiments.values())
+    total = len(experiments)
+    parts = [f"{sum(1 for e in experiments if e.decision == 'keep')} kept"]
+    errored = sum(1 for e in experiments if e.status == "error")
+    if errored:
+        parts.append(f"{errored} ended in error")
+    flying = len(state.in_flight)
+    if flying:
+        parts.append(f"{flying} still in flight")
+    return f"{total} ({', '.join(parts)})"
+
+
+def budget_spent_line(program: Program, used: Usage) -> str:
+    env = program.envelope
+    parts = [
+        f"{used.jobs} of {env.max_jobs} jobs",
+        f"{format_duration(used.walltime_s)} of {format_duration(env.max_walltime)} walltime",
+        format_usd(used.cost_usd)
+        + (f" of {format_usd(env.max_cost_usd)}" if env.max_cost_usd is not None else "")
+        + " for hardware",
+    ]
+    if used.llm_usd or env.max_llm_usd is not None:
+        parts.append(
+            f"{format_usd(used.llm_usd)} on LLM calls"
+            + (f" of {format_usd(env.max_llm_usd)}" if env.max_llm_usd is not None else "")
+        )
+    return ", ".join(parts)
+
+
+def result_lines(program: Program, best: ExperimentRow | None) -> list[str]:
+    """The best result as Markdown bullets, or one line saying there is none."""
+    if best is None:
+        return ["No experiment produced a result that was kept."]
+    lines = [
+        f"- **{program.campaign.metric}: {format_metric(best.metric)}** (iter {best.iter})",
+        f"- config: `{format_config(best.config)}`",
+    ]
+    if best.hub_url:
+        lines.append(f"- Hub: {redact(best.hub_url)}")
+    return lines
+
+
+def final_writeup(program: Program, state: CampaignState, used: Usage) -> list[str]:
+    """Markdown lines: the result, what was run, what it cost, what to do next."""
+    reason = state.stopped.reason if state.stopped else ""
+    lines = ["**Result**", "", *result_lines(program, state.best), ""]
+    lines += [f"**Experiments:** {experiments_line(state)}.", ""]
+    lines += [f"**Budget used:** {budget_spent_line(program, used)}.", ""]
+    lines += ["**What you can do next**", ""]
+    lines += [f"- {step}" for step in next_steps(reason)]
+    return lines
+
+
+def _footer(now: datetime | str) -> str:
+    return f"<sub>mlr-action · {format_now(now)}</sub>"
+
+
+def render_stop_report(
+    *,
+    program: Program,
+    state: CampaignState,
+    used: Usage,
+    now: datetime | str,
+    stop: EventRow | None = None,
+) -> tuple[str, str]:
+    """Title and Markdown body of the stop report.
+
+    ``stop`` is the ``stopped`` event; by default the one in ``state``, so the
+    step may render the report before or after it appends that row.
+    """
+    stop = stop or state.stopped
+    if stop is not None and state.stopped is not stop:
+        state = replace(state, stopped=stop)
+    name = campaign_name(program, state)
+    reason = stop.reason if stop else ""
+    title = f"mlr: campaign {name} stopped ({stop_reason_short(reason)})"
+    if stop is None:
+        lines = [f"The campaign `{name}` stopped."]
+    else:
+        lines = [f"The campaign `{name}` stopped because {stop_reason_text(reason, program)}."]
+    if stop is not None and stop.detail:
+        lines += ["", f"> {shorten(stop.detail, 300)}"]
+    if stop is not None and stop.ts:
+        lines += ["", f"Stopped at {stop.ts}. Goal: {_goal(program)}."]
+    lines += ["", *final_writeup(program, state, used), ""]
+    lines.append("The full table of experiments is in `runs/summary.md`; every row is in `runs/ledger.jsonl`.")
+    lines += ["", _footer(now)]
+    return title, "\n".join(lines) + "\n"
+
+
+# --- Escalations --------------------------------------------------------------
+
+# kind -> (title, what happened, what was spent, what to do). Each is a
+# condition the step cannot resolve on its own; the forge posts one report per
+# kind and rewrites it while the condition lasts.
+ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
+    "invalid-program": (
+        "mlr: program.md is not valid",
+        "program.md on the default branch does not validate, so the campaign did not run.",
+        "Nothing was spent: no job is submitted while program.md is invalid.",
+        "Edit program.md (each problem above names the key and the fix), check it with "
+        "`mlr validate`, and merge the change on the default branch. The next tick picks it up.",
+    ),
+    "envelope-breach": (
+        "mlr: the next experiment would exceed the budget envelope",
+        "The next experiment was not submitted: it would breach the budget envelope.",
+        "Nothing was spent beyond the envelope: the job was refused before it was submitted.",
+        "To allow it, raise the limits named above (`max_jobs`, `max_walltime`, `max_cost_usd`, "
+        "`max_timeout`, `allowed_flavors`) in the `## Budget envelope` block of program.md in a "
+        "pull request, and merge it: merging is the approval to spend. "
+        "The bot never widens the envelope on its own.",
+    ),
+    "unrecoverable-error": (
+        "mlr: the campaign hit an error it cannot retry",
+        "The step stopped on an error that retrying will not fix.",
+        "Nothing more was spent: no new job was submitted after the error.",
+        "Fix the cause named above. A bad or expired token: update the `HF_TOKEN` (or "
+        "`ANTHROPIC_API_KEY`) secret in the repository settings. A missing script: add it or fix "
+        "`script:` in program.md and merge. The next scheduled tick tries again.",
+    ),
+    "ledger": (
+        "mlr: runs/ledger.jsonl cannot be read",
+        "A line of the ledger cannot be read, so the campaign state is unknown.",
+        "Nothing was spent: no job is submitted while the ledger cannot be read.",
+        "Fix or remove the line named above in a commit; `git log -p runs/ledger.jsonl` shows how it "
+        "changed. The ledger is the record of what was spent, so restoring a line from git is better "
+        "than deleting it. The next tick reads it again.",
+    ),
+}
+
+
+def render_escalation(
+    *, kind: str, problems: list[str], now: datetime | str, detail: str = ""
+) -> tuple[str, str]:
+    """Title and Markdown body of an escalation of ``kind`` (a key of :data:`ESCALATIONS`)."""
+    if kind not in ESCALATIONS:
+        raise ValueError(f"unknown escalation kind {kind!r} (known: {', '.join(ESCALATIONS)})")
+    title, what, spent, fix = ESCALATIONS[kind]
+    lines = [what, ""]
+    if problems:
+        lines += ["**Problems**", ""]
+        lines += [f"- {' '.join(redact(p).split())}" for p in problems]
+        lines.append("")
+    if detail.strip():
+        text = tail(detail)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+        lines += ["**Details**", "", fence + "text", text, fence, ""]
+    lines += [spent, "", f"**What to do:** {fix}", "", _footer(now)]
+    return title, "\n".join(lines) + "\n"

@@ -1,0 +1,3 @@
+from mlr_action.schema import main
+
+main()

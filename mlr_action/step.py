@@ -1,0 +1,268 @@
+"""One step of a campaign: the thin shell that carries out what :mod:`mlr_action.decide` decides.
+
+Guarantees:
+
+- Nothing is spent unless program.md validates and the ledger reads.
+- Every side effect happens in an order that a crash at any point leaves
+  recoverable: an intent row is appended *before* a submit and the job id
+  *after* it; the next step adopts a job whose id was never written (it
+  carries the campaign's labels) and resubmits an intent whose job never
+  reached the backend. Rows are appended whole; the summary is replaced
+  atomically.
+- Only one step runs on a repository at a time (a lock under ``.mlr/``).
+- Exit codes: 0 done or nothing to do, 1 transient (the next tick retries),
+  2 bad input (nothing spent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from mlr_action import decide
+from mlr_action.backends.base import BackendError, JobBackend, JobSpec, JobView, PermanentError, TransientError, labels_for
+from mlr_action.budget import Usage, usage
+from mlr_action.forges.files import write_atomic
+from mlr_action.ledger import LEDGER_PATH, EventRow, ExperimentRow, LedgerError, Row, append_rows, read_ledger, repair_ledger
+from mlr_action.program import Program, ProgramError, load_program
+from mlr_action.proposal import Proposal, Proposer
+from mlr_action.state import CampaignState, fold
+
+SUMMARY_PATH = Path("runs") / "summary.md"
+OK, TRANSIENT, BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class StepResult:
+    exit_code: int
+    events: list[str] = field(default_factory=list)
+    program: Program | None = None
+    state: CampaignState | None = None
+    used: Usage | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.state is not None and self.state.stopped is not None
+
+
+@dataclass
+class Step:
+    """The parts one step wires together; ``clock`` returns an aware datetime."""
+
+    root: Path
+    backend: JobBackend
+    proposer: Proposer
+    forge: object  # publish_stop_report / publish_escalation, see mlr_action.forges
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    program_path: Path | None = None
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / LEDGER_PATH
+
+    def ts(self) -> str:
+        return self.clock().isoformat(timespec="seconds")
+
+    def run(self) -> StepResult:
+        result = StepResult(exit_code=OK)
+        try:
+            with _lock(self.root):
+                self._run(result)
+        except _Busy:
+            result.exit_code = TRANSIENT
+            result.events.append("another step is running on this repository; this tick does nothing")
+        except ProgramError as exc:
+            self._escalate(result, "invalid-program", exc.problems)
+        except LedgerError as exc:
+            self._escalate(result, "ledger", [str(exc)])
+        except PermanentError as exc:
+            self._escalate(result, "unrecoverable-error", [_redact(str(exc))])
+        except TransientError as exc:
+            result.exit_code = TRANSIENT
+            result.events.append(f"transient: {_redact(str(exc))} (the next tick retries)")
+        return result
+
+    # -- the step, top to bottom --------------------------------------------
+
+    def _run(self, result: StepResult) -> None:
+        program = load_program(self.program_path or self.root / "program.md")
+        result.program = program
+        repair_ledger(self.ledger_path)
+        state = fold(read_ledger(self.ledger_path))
+        if state.campaign_id is None:
+            state = self._append(state, [EventRow(event="started", ts=self.ts(), campaign=_campaign_id(program, self.root), program=program.fingerprint)])
+            result.events.append(f"campaign {state.campaign_id} started")
+        resumed = decide.resumption(program, state, ts=self.ts())
+        if resumed:
+            state = self._append(state, [resumed])
+            result.events.append("program.md changed after the stop: campaign resumed")
+        prices = self._prices()
+        if state.stopped is None:
+            state = self._reconcile(program, state, prices, result)
+            state = self._advance(program, state, prices, result)
+        result.state, result.used = state, usage(state, prices)
+        self._write_summary(program, state, result.used)
+        if state.stopped is not None:
+            self._publish_stop_report(program, state, result.used)
+
+    def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
+        listed = self.backend.list_jobs(campaign=state.campaign_id or "")
+        observed: dict[str, JobView] = {v.job_id: v for v in listed}
+        for exp in state.in_flight:
+            if exp.job_id and exp.job_id not in observed:
+                observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
+        wanted = {e.job_id for e in state.in_flight if e.job_id} | {v.job_id for v in listed if v.job_id not in state.known_jobs}
+        logs = {j: _redact(self.backend.logs(job_id=j)) for j in wanted if observed[j].stage.terminal and observed[j].stage.value != "DELETED"}
+        rows = decide.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices)
+        for row in rows:
+            if isinstance(row, EventRow) and row.reason == "duplicate-job":
+                with contextlib.suppress(BackendError):
+                    self.backend.cancel(job_id=str(getattr(row, "job_id")))
+        result.events += [_describe_row(program, r) for r in rows]
+        return self._append(state, rows)
+
+    def _advance(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
+        plan = decide.plan_next(program, state, used=usage(state, prices), prices=prices)
+        if plan.stop:
+            stop = EventRow(event="stopped", ts=self.ts(), reason=plan.stop, detail=plan.detail, program=program.fingerprint)
+            result.events.append(f"stopped ({plan.stop}): {plan.detail}")
+            return self._append(state, [stop])
+        if plan.waiting:
+            result.events.append(plan.waiting)
+        for intent in plan.resubmit:
+            problems = decide.readmit_problems(program, state, intent, used=usage(state, prices), prices=prices)
+            if problems:
+                self._refuse(result, intent.iter, problems)
+                continue
+            state = self._submit(program, state, intent, result)
+        if plan.propose:
+            state = self._propose_and_submit(program, state, plan.propose, prices, result)
+        return state
+
+    def _propose_and_submit(self, program: Program, state: CampaignState, count: int, prices, result: StepResult) -> CampaignState:
+        proposals = self.proposer.propose(program=program, state=state, count=count)
+        if not proposals and not state.in_flight:
+            stop = EventRow(event="stopped", ts=self.ts(), reason="exhausted", program=program.fingerprint,
+                            detail="the proposer found no untried config in the search space")
+            result.events.append("stopped (exhausted): no untried config left in the search space")
+            return self._append(state, [stop])
+        for proposal in proposals:
+            admitted = decide.admit(program, state, proposal, iteration=state.next_iter, used=usage(state, prices), prices=prices, ts=self.ts())
+            if isinstance(admitted, list):
+                self._refuse(result, state.next_iter, admitted)
+                break
+            state = self._append(state, [admitted])
+            state = self._submit(program, state, admitted, result)
+        return state
+
+    def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
+        job_id = self.backend.submit(spec=job_spec(program, state.campaign_id or "", intent, self.root))
+        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
+        result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
+        return self._append(state, [row])
+
+    def _refuse(self, result: StepResult, iteration: int, problems: list[str]) -> None:
+        result.events.append(f"iter {iteration} not submitted: " + "; ".join(problems))
+        title, body = _reports().render_escalation(kind="envelope-breach", problems=problems, now=self.ts())
+        self.forge.publish_escalation(kind="envelope-breach", title=title, body=body)  # type: ignore[attr-defined]
+
+    # -- helpers -------------------------------------------------------------
+
+    def _append(self, state: CampaignState, rows: list[Row]) -> CampaignState:
+        if not rows:
+            return state
+        append_rows(self.ledger_path, rows)
+        return fold(read_ledger(self.ledger_path))
+
+    def _prices(self) -> dict[str, float] | None:
+        try:
+            return self.backend.prices()
+        except TransientError:
+            return None
+
+    def _write_summary(self, program: Program, state: CampaignState, used: Usage) -> None:
+        from mlr_action.summary import render_summary
+
+        # Stamped with the last row's time, so an unchanged ledger gives an unchanged summary.
+        stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
+        now = max(stamps) if stamps else self.ts()
+        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now))
+
+    def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage) -> None:
+        title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts())
+        self.forge.publish_stop_report(title=title, body=body)  # type: ignore[attr-defined]
+
+    def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
+        result.exit_code = BAD_INPUT
+        result.events.append(f"{kind}: " + "; ".join(problems) + " (nothing was spent)")
+        title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts())
+        self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
+
+
+def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path) -> JobSpec:
+    """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment."""
+    values = {**row.config, **program.campaign.fixed}
+    return JobSpec(
+        campaign=campaign_id,
+        iter=row.iter,
+        script=str((root / program.campaign.script).resolve()),
+        args=[f"--{name}={value}" for name, value in values.items()],
+        env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter), "MLR_OUTPUT_REPO": row.output_repo or ""},
+        flavor=row.flavor or program.default_flavor,
+        timeout_s=row.charged_timeout_s,
+        labels=labels_for(campaign_id, row.iter),
+    )
+
+
+def _campaign_id(program: Program, root: Path) -> str:
+    if program.campaign.name:
+        return program.campaign.name
+    slug = re.sub(r"[^a-z0-9-]+", "-", root.resolve().name.lower()).strip("-")
+    return slug[:40] or "campaign"
+
+
+def _describe_row(program: Program, row: Row) -> str:
+    if isinstance(row, EventRow):
+        return f"{row.event}: {row.detail or row.reason}"
+    if row.status == "completed":
+        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision})"
+    if row.status == "error":
+        first = (row.error or "").splitlines()[0] if row.error else "failed"
+        return f"iter {row.iter} failed: {first}"
+    return f"iter {row.iter} {row.status} ({row.job_id})"
+
+
+def _reports():
+    from mlr_action import reports
+
+    return reports
+
+
+def _redact(text: str) -> str:
+    return _reports().redact(text)
+
+
+class _Busy(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _lock(root: Path) -> Iterator[None]:
+    """One step per repository at a time; the lock dies with the process that holds it."""
+    lock_dir = root / ".mlr"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    ignore = lock_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    with open(lock_dir / "step.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _Busy() from None
+        yield

@@ -1,0 +1,251 @@
+"""runs/summary.md: the campaign at a glance, rendered from the folded ledger (DESIGN.md section 3).
+
+Guarantees:
+
+- Pure: the text depends only on the arguments (``now`` is passed in and only
+  printed), so the same ledger renders the same file and an unchanged
+  campaign never produces a diff beyond the timestamp.
+- Sections, in order: title with the campaign id and state (running, paused,
+  stopped); once stopped, the stop reason and final writeup; best so far;
+  budget used, limit and left; jobs in flight; a table of every experiment;
+  a chart of the metric and best so far per iteration.
+- Every string that comes from outside (hypotheses, errors, configs, Hub
+  URLs, the prices note) is redacted (:func:`mlr_action.reports.redact`), and
+  table cells have ``|`` escaped and newlines flattened, so a row can never
+  break the table.
+- The chart is a valid Mermaid ``xychart-beta`` with two ``line`` series over
+  the same x-axis: the metric of each finished experiment that has one, and
+  the best metric seen up to that iteration (monotone by construction). With
+  fewer than two points it is replaced by a sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from mlr_action.budget import RESERVE, Usage
+from mlr_action.durations import format_duration
+from mlr_action.ledger import FINISHED, ExperimentRow
+from mlr_action.program import Program
+from mlr_action.reports import (
+    campaign_name,
+    final_writeup,
+    format_config,
+    format_metric,
+    format_now,
+    format_usd,
+    redact,
+    result_lines,
+    short_error,
+    shorten,
+    stop_reason_text,
+)
+from mlr_action.state import CampaignState
+
+HYPOTHESIS_CHARS = 80
+ERROR_CHARS = 80
+
+
+def render_summary(
+    *,
+    program: Program,
+    state: CampaignState,
+    used: Usage,
+    now: datetime | str,
+    prices_note: str | None = None,
+) -> str:
+    """The Markdown text of runs/summary.md."""
+    sections = [
+        _title(program, state, now),
+        _stopped(program, state, used) if state.stopped else "",
+        _best(program, state),
+        _budget(program, used, prices_note),
+        _in_flight(state),
+        _experiments(state),
+        _chart(program, state),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def campaign_status(state: CampaignState) -> str:
+    """``stopped``, ``paused`` or ``running``: a stop outranks a pause."""
+    if state.stopped is not None:
+        return "stopped"
+    return "paused" if state.paused else "running"
+
+
+# --- Cells --------------------------------------------------------------------
+
+
+def escape_cell(text: str) -> str:
+    """Text safe inside one Markdown table cell: one line, ``|`` escaped, never empty."""
+    one_line = " ".join(text.split())
+    return one_line.replace("|", "\\|") or " "
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(escape_cell(c) for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> str:
+    rule = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    return "\n".join(["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |", *map(_row, rows)])
+
+
+def _timeout(row: ExperimentRow) -> str:
+    seconds = row.charged_timeout_s
+    return format_duration(seconds) if seconds > 0 else (row.timeout or "—")
+
+
+# --- Sections -----------------------------------------------------------------
+
+
+def _goal_line(program: Program) -> str:
+    campaign = program.campaign
+    goal = f"{campaign.direction} `{campaign.metric}`"
+    if campaign.target is not None:
+        op = "≥" if campaign.direction == "maximize" else "≤"
+        goal += f" until it is {op} {format_metric(campaign.target)}"
+    return goal
+
+
+def _title(program: Program, state: CampaignState, now: datetime | str) -> str:
+    status = campaign_status(state)
+    lines = [
+        f"# Campaign `{campaign_name(program, state)}`: {status}",
+        "",
+        f"Goal: {_goal_line(program)}. Updated {format_now(now)} from `runs/ledger.jsonl`, "
+        "the campaign's only source of truth; edits to this file are overwritten.",
+    ]
+    if status == "paused":
+        lines += [
+            "",
+            "**Paused** by a person: no new experiments are submitted; jobs in flight are still followed.",
+        ]
+    return "\n".join(lines)
+
+
+def _stopped(program: Program, state: CampaignState, used: Usage) -> str:
+    stop = state.stopped
+    assert stop is not None
+    lines = ["## Stopped", "", f"The campaign stopped because {stop_reason_text(stop.reason, program)}."]
+    if stop.detail:
+        lines += ["", f"> {shorten(stop.detail, 300)}"]
+    if stop.ts:
+        lines += ["", f"Stopped at {stop.ts}."]
+    return "\n".join([*lines, "", *final_writeup(program, state, used)])
+
+
+def _best(program: Program, state: CampaignState) -> str:
+    if state.best is None:
+        return "## Best so far\n\nNo result yet."
+    return "\n".join(["## Best so far", "", *result_lines(program, state.best)])
+
+
+def _left(limit: float, used: float) -> float:
+    return max(0.0, limit - used)
+
+
+def _budget(program: Program, used: Usage, prices_note: str | None) -> str:
+    env = program.envelope
+    rows = [
+        ["jobs", str(used.jobs), str(env.max_jobs), str(max(0, env.max_jobs - used.jobs))],
+        [
+            "walltime",
+            format_duration(used.walltime_s),
+            format_duration(env.max_walltime),
+            format_duration(_left(env.max_walltime, used.walltime_s)),
+        ],
+    ]
+    if env.max_cost_usd is not None:
+        rows.append(
+            ["dollars", format_usd(used.cost_usd), format_usd(env.max_cost_usd), format_usd(_left(env.max_cost_usd, used.cost_usd))]
+        )
+    else:
+        rows.append(["dollars", format_usd(used.cost_usd), "no limit", "—"])
+    if env.max_llm_usd is not None:
+        rows.append(
+            ["LLM dollars", format_usd(used.llm_usd), format_usd(env.max_llm_usd), format_usd(_left(env.max_llm_usd, used.llm_usd))]
+        )
+    elif used.llm_usd:
+        rows.append(["LLM dollars", format_usd(used.llm_usd), "no limit", "—"])
+    note = (
+        "Walltime counts the actual duration of finished jobs and the full timeout of jobs in flight. "
+        f"{RESERVE:.0%} of the walltime and dollars is kept in reserve for the final evaluation and writeup."
+    )
+    if prices_note:
+        note += " " + " ".join(redact(prices_note).split())
+    return "\n".join(["## Budget", "", _table(["", "used", "limit", "left"], rows, "lrrr"), "", note])
+
+
+def _in_flight(state: CampaignState) -> str:
+    flying = state.in_flight
+    if not flying:
+        return "## In flight\n\nNothing in flight."
+    rows = [[str(e.iter), e.job_id or "—", e.flavor or "—", _timeout(e)] for e in flying]
+    return "\n".join(["## In flight", "", _table(["iter", "job", "flavor", "timeout"], rows, "r")])
+
+
+def _experiments(state: CampaignState) -> str:
+    if not state.experiments:
+        return "## Experiments\n\nNo experiments yet."
+    header = ["iter", "status", "decision", "metric", "best so far", "config", "flavor", "duration", "hypothesis", "error"]
+    rows = [
+        [
+            str(e.iter),
+            e.status,
+            e.decision or "—",
+            format_metric(e.metric),
+            format_metric(e.best_so_far),
+            format_config(e.config),
+            e.flavor or "—",
+            format_duration(e.duration_s) if e.duration_s is not None else "—",
+            shorten(e.hypothesis, HYPOTHESIS_CHARS),
+            short_error(e.error, ERROR_CHARS),
+        ]
+        for e in state.experiments.values()
+    ]
+    return "\n".join(["## Experiments", "", _table(header, rows, "rllrr")])
+
+
+# --- Chart --------------------------------------------------------------------
+
+
+def chart_points(program: Program, state: CampaignState) -> list[tuple[int, float, float]]:
+    """``(iter, metric, best so far)`` for each finished experiment with a finite metric, by iter."""
+    points = []
+    best: float | None = None
+    for e in state.experiments.values():
+        if e.status not in FINISHED or e.metric is None or not math.isfinite(e.metric):
+            continue
+        if program.better(e.metric, best):
+            best = e.metric
+        points.append((e.iter, e.metric, best))
+    return points  # type: ignore[return-value]
+
+
+def _chart(program: Program, state: CampaignState) -> str:
+    points = chart_points(program, state)
+    metric = program.campaign.metric
+    if len(points) < 2:
+        return f"## Progress\n\nThe chart of `{metric}` per iteration appears once two experiments have a result."
+    xs = ", ".join(f'"{i}"' for i, _, _ in points)
+    values = ", ".join(format_metric(m) for _, m, _ in points)
+    bests = ", ".join(format_metric(b) for _, _, b in points)
+    return "\n".join(
+        [
+            "## Progress",
+            "",
+            f"Two lines: `{metric}` of each finished experiment, and the best so far (the line that never gets worse).",
+            "",
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{metric} per iteration"',
+            f'    x-axis "iteration" [{xs}]',
+            f'    y-axis "{metric}"',
+            f"    line [{values}]",
+            f"    line [{bests}]",
+            "```",
+        ]
+    )

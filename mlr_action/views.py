@@ -1,0 +1,136 @@
+"""What the CLI prints: the envelope with its worst case, one line per step, and the status.
+
+Guarantees: everything here only reads; ``campaign_status`` never takes the
+step lock, calls a backend or writes a file, so ``mlr status`` is safe to run
+at any time, even while a step runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlr_action.budget import Usage, usage, worst_case
+from mlr_action.durations import format_duration
+from mlr_action.flavors import price_per_hour
+from mlr_action.ledger import LEDGER_PATH, read_ledger
+from mlr_action.program import Program, load_program
+from mlr_action.state import CampaignState, fold
+
+
+def describe_envelope(program: Program, prices: dict[str, float] | None = None) -> str:
+    env, camp = program.envelope, program.campaign
+    walltime, dollars = worst_case(env, prices)
+    source = "live prices" if prices else "the built-in price table (rounded up)"
+    flavors = ", ".join(f"{f} (${price_per_hour(f, prices):.2f}/h)" for f in env.allowed_flavors)
+    lines = [
+        "Budget envelope",
+        f"  max_jobs        {env.max_jobs}",
+        f"  max_walltime    {format_duration(env.max_walltime)}",
+        f"  max_timeout     {format_duration(env.max_timeout)} per job",
+        f"  allowed_flavors {flavors}",
+        f"  max_parallel    {env.max_parallel}",
+        f"  max_cost_usd    {'$%.2f' % env.max_cost_usd if env.max_cost_usd is not None else 'not set'}",
+        f"  max_llm_usd     {'$%.2f' % env.max_llm_usd if env.max_llm_usd is not None else 'not set'}",
+        f"  output_repos    {', '.join(env.output_repos) or 'none'} (deletes {'allowed' if env.allow_deletes else 'never'})",
+        "",
+        "Worst case",
+        f"  {env.max_jobs} jobs x {format_duration(env.max_timeout)} = {format_duration(env.max_jobs * env.max_timeout)}"
+        f", capped by max_walltime at {format_duration(walltime)}",
+        f"  at most ${dollars:.2f} on the priciest allowed flavor, from {source}",
+        "",
+        "Campaign",
+        f"  {camp.direction} {camp.metric}" + (f" to {camp.target:g}" if camp.target is not None else "")
+        + (f", patience {camp.patience}" if camp.patience else ""),
+        f"  script {camp.script} on {program.default_flavor}, timeout {format_duration(program.default_timeout_s)}",
+        f"  params {', '.join(camp.params)}" + (f"; fixed {', '.join(f'{k}={v}' for k, v in camp.fixed.items())}" if camp.fixed else ""),
+    ]
+    return "\n".join(lines)
+
+
+def _best_text(program: Program | None, state: CampaignState | None) -> str:
+    if state is None or state.best is None or program is None:
+        return "best: none yet"
+    return f"best {program.campaign.metric}={state.best.metric:g} (iter {state.best.iter})"
+
+
+def budget_text(program: Program, used: Usage) -> str:
+    env = program.envelope
+    parts = [
+        f"jobs {used.jobs}/{env.max_jobs}",
+        f"walltime {format_duration(used.walltime_s)}/{format_duration(env.max_walltime)}",
+        f"${used.cost_usd:.2f}" + (f"/${env.max_cost_usd:.2f}" if env.max_cost_usd is not None else ""),
+    ]
+    if used.llm_usd:
+        parts.append(f"LLM ${used.llm_usd:.2f}")
+    return " · ".join(parts)
+
+
+def step_line(result: Any) -> str:
+    """One line: exit state, budget used, best so far."""
+    if result.program is None or result.used is None:
+        return f"[exit {result.exit_code}] nothing was spent"
+    state = "stopped" if result.stopped else "running"
+    return f"[{state}] {budget_text(result.program, result.used)} · {_best_text(result.program, result.state)}"
+
+
+def _state_name(state: CampaignState) -> str:
+    if state.stopped is not None:
+        return "stopped"
+    return "paused" if state.paused else "running"
+
+
+def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
+    """The ``mlr status --json`` object (DESIGN.md section 6)."""
+    if not program_path.exists():
+        return {"state": "awaiting_program", "stop_reason": None, "jobs_used": 0, "jobs_max": None,
+                "walltime_used_s": 0, "walltime_max_s": None, "cost_used_usd": 0.0, "best_metric": None,
+                "best_iter": None, "in_flight": 0, "in_flight_jobs": []}
+    program = load_program(program_path)
+    state = fold(read_ledger(repo / LEDGER_PATH))
+    used = usage(state)
+    best = state.best
+    return {
+        "state": _state_name(state),
+        "stop_reason": state.stopped.reason if state.stopped else None,
+        "stop_detail": state.stopped.detail if state.stopped else None,
+        "campaign": state.campaign_id,
+        "metric": program.campaign.metric,
+        "jobs_used": used.jobs,
+        "jobs_max": program.envelope.max_jobs,
+        "walltime_used_s": round(used.walltime_s, 1),
+        "walltime_max_s": program.envelope.max_walltime,
+        "cost_used_usd": round(used.cost_usd, 4),
+        "cost_max_usd": program.envelope.max_cost_usd,
+        "llm_used_usd": round(used.llm_usd, 4),
+        "best_metric": best.metric if best else None,
+        "best_iter": best.iter if best else None,
+        "best_config": best.config if best else None,
+        "experiments": len(state.experiments),
+        "in_flight": len(state.in_flight),
+        "in_flight_jobs": [
+            {"iter": e.iter, "job_id": e.job_id, "status": e.status, "flavor": e.flavor, "timeout": e.timeout}
+            for e in state.in_flight
+        ],
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    if status["state"] == "awaiting_program":
+        return "awaiting program.md: run `mlr init` to draft one, then merge it to approve the budget"
+    lines = [f"campaign {status['campaign'] or '(not started)'}: {status['state']}"]
+    if status["stop_reason"]:
+        lines.append(f"  stopped: {status['stop_reason']} ({status['stop_detail']})")
+    lines.append(
+        f"  jobs {status['jobs_used']}/{status['jobs_max']} · walltime "
+        f"{format_duration(status['walltime_used_s'])}/{format_duration(status['walltime_max_s'])} · "
+        f"${status['cost_used_usd']:.2f}" + (f"/${status['cost_max_usd']:.2f}" if status["cost_max_usd"] else "")
+    )
+    if status["best_metric"] is not None:
+        config = ", ".join(f"{k}={v}" for k, v in (status["best_config"] or {}).items())
+        lines.append(f"  best {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({config})")
+    else:
+        lines.append("  best: none yet")
+    for job in status["in_flight_jobs"]:
+        lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}")
+    return "\n".join(lines)

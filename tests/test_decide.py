@@ -1,0 +1,216 @@
+"""The pure decision: reconcile observations into rows, decide stops, and gate proposals."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlr_action.backends.base import JobStage, JobView, labels_for
+from mlr_action.budget import usage
+from mlr_action.decide import admit, plan_next, proposal_problems, readmit_problems, reconcile, resumption
+from mlr_action.ledger import EventRow, ExperimentRow, experiment_row
+from mlr_action.program import parse_program
+from mlr_action.proposal import Proposal
+from mlr_action.state import fold
+from programs import CAMPAIGN, ENVELOPE, program_text, with_
+
+TS = "2026-01-01T00:00:00+00:00"
+PROGRAM = parse_program(program_text())
+CONFIG = {"lr": 1e-4, "batch_size": 16, "scheduler": "cosine"}
+
+
+def started():
+    return EventRow(event="started", ts=TS, campaign="c", program=PROGRAM.fingerprint)
+
+
+def exp(iter, status="submitted", job_id=None, config=None, **kw) -> ExperimentRow:
+    job_id = job_id if job_id is not None else (f"j{iter}" if status != "proposed" else None)
+    return experiment_row(iter=iter, ts=TS, status=status, config=config or dict(CONFIG, batch_size=iter),
+                          timeout_s=3600, flavor="a10g-large", job_id=job_id, **kw)
+
+
+def done(iter, metric, decision, best, status="completed"):
+    return exp(iter, status, metric=metric, decision=decision, best_so_far=best, duration_s=60)
+
+
+def view(job_id, stage, iter=None, duration_s=60.0, message=None):
+    labels = labels_for("c", iter) if iter is not None else {}
+    return JobView(job_id=job_id, stage=stage, labels=labels, duration_s=duration_s, message=message)
+
+
+def run_reconcile(rows, views, logs=None, program=PROGRAM):
+    state = fold([started(), *rows])
+    listed = [v for v in views if v.iter is not None]
+    observed = {v.job_id: v for v in views}
+    return reconcile(program, state, observed=observed, listed=listed, logs=logs or {}, ts=TS)
+
+
+@pytest.mark.parametrize(
+    "stage, logs, status, decision, metric, error_part",
+    [
+        (JobStage.COMPLETED, "step 1\neval_accuracy=0.91\n", "completed", "keep", 0.91, None),
+        (JobStage.COMPLETED, "eval_accuracy=0.5\neval_accuracy: 0.93\n", "completed", "keep", 0.93, None),
+        (JobStage.COMPLETED, "all done\n", "error", "discard", None, "printed no `eval_accuracy=<number>` line"),
+        (JobStage.COMPLETED, "eval_accuracy=nan\n", "error", "discard", None, "NaN"),
+        (JobStage.ERROR, "Traceback\nCUDA out of memory\n", "error", "discard", None, "CUDA out of memory"),
+        (JobStage.CANCELED, "", "canceled", "discard", None, "canceled"),
+        (JobStage.DELETED, "", "error", "discard", None, "no longer exists"),
+    ],
+)
+def test_finished_jobs_are_evaluated(stage, logs, status, decision, metric, error_part):
+    [row] = run_reconcile([exp(1)], [view("j1", stage)], {"j1": logs})
+    assert (row.status, row.decision, row.metric) == (status, decision, metric)
+    assert row.duration_s == 60 and row.config == exp(1).config and row.job_id == "j1"
+    if error_part:
+        assert error_part in row.error
+
+
+def test_keep_only_when_strictly_better_than_the_running_best_in_iter_order():
+    rows = [done(1, 0.8, "keep", 0.8), exp(2), exp(3), exp(4)]
+    views = [view("j2", JobStage.COMPLETED), view("j3", JobStage.COMPLETED), view("j4", JobStage.COMPLETED)]
+    logs = {"j2": "eval_accuracy=0.85", "j3": "eval_accuracy=0.85", "j4": "eval_accuracy=0.7"}
+    out = run_reconcile(rows, views, logs)
+    assert [(r.iter, r.decision, r.best_so_far) for r in out] == [(2, "keep", 0.85), (3, "discard", 0.85), (4, "discard", 0.85)]
+
+
+def test_minimize_keeps_lower():
+    program = parse_program(program_text(campaign=with_(CAMPAIGN, metric="loss", direction="minimize", target=0.1)))
+    out = run_reconcile([done(1, 0.5, "keep", 0.5), exp(2)], [view("j2", JobStage.COMPLETED)], {"j2": "loss=0.4"}, program)
+    assert out[0].decision == "keep"
+
+
+def test_stage_change_recorded_once_and_unchanged_stage_writes_nothing():
+    assert run_reconcile([exp(1)], [view("j1", JobStage.SCHEDULING)]) == []
+    [row] = run_reconcile([exp(1)], [view("j1", JobStage.RUNNING)])
+    assert row.status == "running"
+    assert run_reconcile([exp(1, "running")], [view("j1", JobStage.RUNNING)]) == []
+
+
+def test_job_missing_from_ledger_is_adopted_onto_its_intent():
+    intent = exp(1, "proposed")
+    [row] = run_reconcile([intent], [view("job-x", JobStage.RUNNING, iter=1)])
+    assert (row.iter, row.job_id, row.status, row.config) == (1, "job-x", "running", intent.config)
+
+
+def test_adopted_job_that_already_finished_is_evaluated_in_the_same_step():
+    out = run_reconcile([exp(1, "proposed")], [view("job-x", JobStage.COMPLETED, iter=1)], {"job-x": "eval_accuracy=0.9"})
+    assert [(r.status, r.job_id) for r in out] == [("submitted", "job-x"), ("completed", "job-x")]
+
+
+def test_job_with_no_row_at_all_is_recorded_so_the_budget_counts_it():
+    [row] = run_reconcile([], [view("ghost", JobStage.RUNNING, iter=7)])
+    assert row.iter == 7 and row.job_id == "ghost" and "adopted" in row.hypothesis
+    assert (row.timeout_s, row.flavor) == (PROGRAM.envelope.max_timeout, "a10g-large")
+
+
+def test_second_job_for_an_iter_is_escalated_once():
+    rows = [exp(1)]
+    out = run_reconcile(rows, [view("j1", JobStage.RUNNING, iter=1), view("dup", JobStage.RUNNING, iter=1)])
+    events = [r for r in out if isinstance(r, EventRow)]
+    assert len(events) == 1 and events[0].reason == "duplicate-job"
+    again = run_reconcile([*rows, *out], [view("j1", JobStage.RUNNING, iter=1), view("dup", JobStage.RUNNING, iter=1)])
+    assert [r for r in again if isinstance(r, EventRow)] == []
+
+
+def plan(rows, program=PROGRAM):
+    state = fold([started(), *rows])
+    return plan_next(program, state, used=usage(state))
+
+
+@pytest.mark.parametrize(
+    "rows, stop",
+    [
+        ([done(1, 0.96, "keep", 0.96)], "target"),
+        ([done(1, 0.5, "keep", 0.5), done(2, 0.4, "discard", 0.5), done(3, 0.4, "discard", 0.5), done(4, 0.3, "discard", 0.5)], "patience"),
+        ([done(1, 0.5, "keep", 0.5), done(2, 0.4, "discard", 0.5), done(3, 0.6, "keep", 0.6), done(4, 0.3, "discard", 0.6)], None),
+        ([exp(i, "error", decision="discard", duration_s=5, error="boom") for i in (1, 2, 3)], "errors"),
+        ([done(i, 0.1 * i, "keep", 0.1 * i) for i in range(1, 8)], "budget"),  # 7h of 8h with 10% reserve: no room for 1h
+    ],
+)
+def test_stop_conditions(rows, stop):
+    if stop == "budget":
+        rows = [r.model_copy(update={"duration_s": 3600}) for r in rows]
+    p = plan(rows)
+    assert p.stop == stop, p
+    if stop is None:
+        assert p.propose == 1
+
+
+def test_max_jobs_reached_stops_with_budget():
+    program = parse_program(program_text(with_(ENVELOPE, max_jobs=2)))
+    assert plan([done(1, 0.5, "keep", 0.5), done(2, 0.6, "keep", 0.6)], program).stop == "budget"
+
+
+def test_stop_waits_for_jobs_in_flight():
+    p = plan([done(1, 0.96, "keep", 0.96), exp(2, "running")])
+    assert p.stop is None and p.propose == 0 and "waiting for 1 job" in p.waiting
+
+
+def test_one_job_at_a_time_by_default_and_max_parallel_fills_slots():
+    assert plan([exp(1, "running")]).propose == 0
+    program = parse_program(program_text(with_(ENVELOPE, max_parallel=3)))
+    assert plan([exp(1, "running")], program).propose == 2
+
+
+def test_intent_without_a_job_is_resubmitted_before_anything_new():
+    p = plan([exp(1, "proposed")])
+    assert [r.iter for r in p.resubmit] == [1] and p.propose == 0
+
+
+def test_paused_and_stopped_do_nothing():
+    assert plan([EventRow(event="paused", ts=TS)]).propose == 0
+    assert plan([EventRow(event="paused", ts=TS), EventRow(event="resumed", ts=TS)]).propose == 1
+    assert plan([EventRow(event="stopped", ts=TS, reason="target")]).propose == 0
+
+
+def proposal(**config):
+    return Proposal(config={**CONFIG, **config})
+
+
+@pytest.mark.parametrize(
+    "prop, expected",
+    [
+        (proposal(lr=0.5), "lr=0.5 is outside the search space"),
+        (proposal(batch_size=8.5), "batch_size=8.5 is outside the search space"),
+        (proposal(scheduler="step"), "scheduler='step' is outside the search space"),
+        (proposal(dataset="other/data"), "dataset is not a param in program.md"),
+        (Proposal(config={"lr": 1e-4}), "batch_size is missing from the config"),
+        (Proposal(config=CONFIG, flavor="h200x8"), "flavor h200x8 is not in allowed_flavors"),
+        (Proposal(config=CONFIG, timeout_s=3 * 3600), "timeout 3h is over max_timeout 2h"),
+    ],
+)
+def test_proposals_outside_the_envelope_or_space_are_refused(prop, expected):
+    state = fold([started()])
+    problems = proposal_problems(PROGRAM, state, prop, used=usage(state), prices=None)
+    assert any(expected in p for p in problems), problems
+
+
+def test_identical_failing_config_is_never_resubmitted():
+    failed = exp(1, "error", config=CONFIG, error="OOM")
+    state = fold([started(), failed])
+    problems = proposal_problems(PROGRAM, state, Proposal(config=CONFIG), used=usage(state), prices=None)
+    assert any("already failed" in p for p in problems)
+
+
+def test_admit_returns_the_intent_with_defaults_and_output_repo():
+    state = fold([started()])
+    row = admit(PROGRAM, state, Proposal(config=CONFIG, hypothesis="h"), iteration=1, used=usage(state), prices=None, ts=TS)
+    assert isinstance(row, ExperimentRow)
+    assert (row.status, row.flavor, row.timeout, row.output_repo) == ("proposed", "a10g-large", "1h", "me/sweep-c-001")
+
+
+def test_readmit_does_not_charge_the_intent_twice():
+    program = parse_program(program_text(with_(ENVELOPE, max_jobs=1)))
+    intent = exp(1, "proposed", config=CONFIG)
+    state = fold([started(), intent])
+    assert readmit_problems(program, state, intent, used=usage(state), prices=None) == []
+
+
+def test_changed_program_after_a_stop_resumes_but_a_human_stop_does_not():
+    stopped = EventRow(event="stopped", ts=TS, reason="budget", program=PROGRAM.fingerprint)
+    raised = parse_program(program_text(with_(ENVELOPE, max_jobs=50)))
+    assert resumption(PROGRAM, fold([started(), stopped]), ts=TS) is None
+    event = resumption(raised, fold([started(), stopped]), ts=TS)
+    assert event is not None and event.event == "resumed"
+    assert fold([started(), stopped, event]).stopped is None
+    human = EventRow(event="stopped", ts=TS, reason="human", program=PROGRAM.fingerprint)
+    assert resumption(raised, fold([started(), human]), ts=TS) is None
