@@ -1,0 +1,26 @@
+# The two quick-start commands: `make demo` runs the example campaign end to
+# end, `make test` runs the test suite. Both set up .venv on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+DEMO ?= build/demo
+
+.PHONY: demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	rm -rf $(DEMO) && mkdir -p $(dir $(DEMO)) && cp -r examples/digits $(DEMO)
+	$(VENV)/bin/mlr validate --repo $(DEMO)
+	$(VENV)/bin/mlr run --repo $(DEMO) --interval 1
+	$(VENV)/bin/mlr status --repo $(DEMO)
+	@echo "\nLedger: $(DEMO)/runs/ledger.jsonl  Summary: $(DEMO)/runs/summary.md"
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,73 @@
+"""Job backends, chosen by name.
+
+Guarantees: importing this package imports no SDK (``huggingface_hub`` is
+imported only by ``mlr_action.backends.hf``, and only when ``make_backend("hf")``
+is called); :func:`make_backend` imports just the backend asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from mlr_action.backends.base import (
+    CAMPAIGN_LABEL,
+    ITER_LABEL,
+    TERMINAL_STAGES,
+    BackendError,
+    JobBackend,
+    JobSpec,
+    JobStage,
+    JobView,
+    PermanentError,
+    TransientError,
+    labels_for,
+)
+
+BACKENDS = ("local", "hf", "memory")
+
+__all__ = [
+    "BACKENDS",
+    "CAMPAIGN_LABEL",
+    "ITER_LABEL",
+    "TERMINAL_STAGES",
+    "BackendError",
+    "JobBackend",
+    "JobSpec",
+    "JobStage",
+    "JobView",
+    "PermanentError",
+    "TransientError",
+    "labels_for",
+    "make_backend",
+]
+
+
+def make_backend(name: str, *, root: Path) -> JobBackend:
+    """The backend called ``name``; ``root`` is the campaign's repository root (used by ``local``)."""
+    if name == "local":
+        from mlr_action.backends.local import LocalBackend
+
+        return LocalBackend(root)
+    if name == "memory":
+        from mlr_action.backends.memory import InMemoryBackend
+
+        return InMemoryBackend()
+    if name == "hf":
+        return _make_hf()
+    raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def _make_hf() -> JobBackend:
+    """``mlr_action.backends.hf.HfBackend()``; it reads HF_TOKEN and HF_ENDPOINT from the environment."""
+    try:
+        hf = importlib.import_module("mlr_action.backends.hf")
+    except ModuleNotFoundError as exc:
+        if exc.name == "huggingface_hub":
+            raise PermanentError("the hf backend needs huggingface_hub: pip install 'mlr-action[hf]'") from exc
+        if exc.name != "mlr_action.backends.hf":
+            raise
+        raise PermanentError(
+            "the hf backend is not available yet in this version of mlr-action; use --backend local"
+        ) from exc
+    return hf.HfBackend()

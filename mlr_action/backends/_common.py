@@ -1,0 +1,35 @@
+"""Checks and derivations every backend applies to a :class:`JobSpec` the same way.
+
+Guarantees: a spec whose labels disagree with its own campaign or iter, or
+whose timeout is not positive, is refused with :class:`PermanentError` before
+anything is submitted; the labels a job carries always include
+``mlr-campaign`` and ``mlr-iter``, which is what idempotent submit keys on.
+"""
+
+from __future__ import annotations
+
+from mlr_action.backends.base import CAMPAIGN_LABEL, ITER_LABEL, JobSpec, PermanentError, labels_for
+
+
+def job_labels(spec: JobSpec) -> dict[str, str]:
+    """The labels to submit ``spec`` with: its own, plus campaign and iter if missing."""
+    if spec.timeout_s <= 0:
+        raise PermanentError(f"job timeout must be positive, got {spec.timeout_s}s; set `timeout` in program.md")
+    labels = dict(spec.labels)
+    for key, value in labels_for(spec.campaign, spec.iter).items():
+        if labels.setdefault(key, value) != value:
+            raise PermanentError(
+                f"label {key}={labels[key]!r} disagrees with the spec ({value!r}); "
+                "build the labels with labels_for(campaign, iter)"
+            )
+    return labels
+
+
+def job_key(labels: dict[str, str]) -> tuple[str | None, str | None]:
+    """What makes two submits the same job: the campaign and iter labels."""
+    return labels.get(CAMPAIGN_LABEL), labels.get(ITER_LABEL)
+
+
+def job_env(spec: JobSpec) -> dict[str, str]:
+    """The variables the job sees on top of the environment (DESIGN.md section 7)."""
+    return {"MLR_CAMPAIGN": spec.campaign, "MLR_ITER": str(spec.iter), **spec.env}
