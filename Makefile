@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 DEMO ?= build/demo
 
-.PHONY: demo test clean
+.PHONY: demo test clean requirements
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+# The action's pinned, hashed requirements (requirements/*.txt), from pyproject.toml.
+requirements: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet uv
+	UV=$(VENV)/bin/uv .ci/lock
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

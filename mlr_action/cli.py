@@ -24,7 +24,8 @@ def _step_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "hf"], default="local", help="where jobs run (default: local)")
     p.add_argument("--proposer", choices=["search", "claude", "auto"], default="search",
                    help="who proposes the next experiment (default: search)")
-    p.add_argument("--model", default=None, help="the Claude model for --proposer claude")
+    p.add_argument("--model", default=None,
+                   help="the Claude model for --proposer claude or auto (default: claude-sonnet-5-5)")
     p.add_argument("--forge", choices=["none", "github"], default="none",
                    help="where reports go: none writes them under runs/ (default: none)")
 
@@ -36,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check program.md; print the envelope and the worst-case spend")
     _common(p)
+    p.add_argument("--backend", choices=["local", "hf"], default=None,
+                   help="hf: price the envelope from the live HF Jobs hardware catalog (default: the built-in table)")
 
     p = sub.add_parser("step", help="run one step of the campaign (what one cron tick does)")
     _step_options(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what the step would do; submit, spend, commit and post nothing")
 
     p = sub.add_parser("run", help="repeat steps until the campaign stops (local use)")
     _step_options(p)
@@ -86,19 +91,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return BAD_INPUT
     print(f"{path} is valid.\n")
-    print(describe_envelope(program))
+    prices, note = _live_prices(args, program) if args.backend == "hf" else (None, None)
+    print(describe_envelope(program, prices))
+    if note:
+        print(f"\nnote: {note}")
     return OK
 
 
+def _live_prices(args: argparse.Namespace, program) -> tuple[dict[str, float] | None, str | None]:
+    """The hf backend's live prices, or None and why the estimate uses the built-in table."""
+    from mlr_action.backends import BackendError, make_backend
+
+    try:
+        backend = make_backend("hf", root=args.repo.resolve(), namespace=program.campaign.namespace)
+        prices = backend.prices()
+    except BackendError as exc:
+        return None, f"live prices could not be read ({exc}); the estimate uses the built-in price table, rounded up"
+    return prices, None if prices else getattr(backend, "prices_note", None)
+
+
+def _hf_namespace(args: argparse.Namespace) -> str | None:
+    """The Campaign block's ``namespace``; None when program.md does not validate (the step then spends nothing)."""
+    from mlr_action.program import ProgramError, load_program
+
+    try:
+        return load_program(_program_path(args)).campaign.namespace
+    except ProgramError:
+        return None
+
+
 def _make_step(args: argparse.Namespace):
-    from mlr_action.backends import make_backend
+    from mlr_action.backends import BackendError, make_backend
     from mlr_action.forges import make_forge
     from mlr_action.proposers import make_proposer
     from mlr_action.step import Step
 
     root = args.repo.resolve()
     proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
-    return Step(root=root, backend=make_backend(args.backend, root=root), proposer=proposer,
+    namespace = _hf_namespace(args) if args.backend == "hf" else None
+    try:
+        backend = make_backend(args.backend, root=root, namespace=namespace)
+    except BackendError as exc:  # e.g. huggingface_hub is not installed
+        raise ValueError(str(exc)) from exc
+    return Step(root=root, backend=backend, proposer=proposer,
                 forge=make_forge(args.forge, root=root), program_path=args.program)
 
 
@@ -110,6 +145,12 @@ def _startup_error(exc: Exception) -> int:
 def cmd_step(args: argparse.Namespace) -> int:
     from mlr_action.views import step_line
 
+    if args.dry_run:
+        from mlr_action.dryrun import dry_run
+
+        report = dry_run(args.repo.resolve(), args.program, proposer=args.proposer)
+        print("\n".join(report.lines))
+        return report.exit_code
     try:
         step = _make_step(args)
     except (ValueError, ImportError) as exc:

@@ -18,6 +18,7 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +68,8 @@ def _finish(
     prices: dict[str, float] | None,
 ) -> ExperimentRow:
     duration = view.duration_s if view.duration_s is not None else 0.0
-    cost = price_per_hour(row.flavor or "", prices) * duration / 3600
+    # HF Jobs bill every started minute: the cost is charged in whole minutes, never less than was billed.
+    cost = price_per_hour(row.flavor or "", prices) * math.ceil(duration / 60) / 60
     base = {"duration_s": duration, "cost_usd": round(cost, 6), "best_so_far": best, "decision": "discard"}
     if view.stage == JobStage.COMPLETED:
         reading = read_metric(logs, program.campaign.metric)
@@ -181,6 +183,11 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
 # --- Admission --------------------------------------------------------------
 
 
+def _failed(program: Program, state: CampaignState) -> set[tuple[str, str]]:
+    """(config, flavor) of every failed experiment: the same config on a larger flavor is another experiment."""
+    return {(config_key(e.config), e.flavor or program.default_flavor) for e in state.experiments.values() if e.status == "error"}
+
+
 def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage, prices: dict[str, float] | None) -> list[str]:
     """Every reason ``proposal`` may not be submitted; empty when it may."""
     problems = []
@@ -197,10 +204,12 @@ def proposal_problems(program: Program, state: CampaignState, proposal: Proposal
     timeout_s = proposal.timeout_s or program.default_timeout_s
     if flavor not in program.envelope.allowed_flavors:
         problems.append(f"flavor {flavor} is not in allowed_flavors {program.envelope.allowed_flavors}")
-    if timeout_s > program.envelope.max_timeout:
+    if timeout_s <= 0:
+        problems.append(f"timeout {timeout_s}s is not a positive duration")
+    elif timeout_s > program.envelope.max_timeout:
         problems.append(f"timeout {format_duration(timeout_s)} is over max_timeout {format_duration(program.envelope.max_timeout)}")
-    if config_key(config) in state.failed_configs:
-        problems.append("this exact config already failed; the seed's rule: never retry the identical failing thing")
+    if (config_key(config), flavor) in _failed(program, state):
+        problems.append(f"this exact config already failed on {flavor}; the seed's rule: never retry the identical failing thing")
     problems += budget_problems(program.envelope, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
     return problems
 

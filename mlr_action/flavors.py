@@ -14,8 +14,8 @@ from __future__ import annotations
 BUILTIN_PRICES_USD_PER_HOUR: dict[str, float] = {
     "cpu-basic": 0.01,
     "cpu-upgrade": 0.03,
-    "cpu-performance": 0.10,
-    "cpu-xl": 0.20,
+    "cpu-xl": 1.00,  # 124 GB of memory; cpu-performance has 256 GB
+    "cpu-performance": 1.90,
     "t4-small": 0.40,
     "t4-medium": 0.60,
     "l4x1": 0.80,

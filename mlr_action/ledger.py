@@ -6,7 +6,8 @@ Guarantees (DESIGN.md section 3):
   (``iter, ts, hypothesis, config, job_id, status, metric, hub_url, decision,
   best_so_far, timeout``); a later row for the same ``iter`` is a complete
   snapshot that supersedes the earlier ones. Campaign events (started,
-  stopped, paused, resumed, escalated) are rows with an ``event`` field.
+  stopped, paused, resumed, escalated, the proposer's llm and research
+  rows, and deleted Hub repos) are rows with an ``event`` field.
 - Appends write whole lines and fsync, so a crash leaves at most one truncated
   last line. :func:`read_ledger` drops (and :func:`repair_ledger` removes) such
   a line; any other unreadable line raises :class:`LedgerError` naming the
@@ -78,7 +79,10 @@ class EventRow(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    event: Literal["started", "stopped", "paused", "resumed", "escalated"]
+    # "llm": one proposer decision's LLM spend (``llm_usd``), or why search stood in;
+    # "research": one research attempt, with ``after`` (finished experiments) and its ``note``.
+    # "deleted": Hub repos of discarded runs deleted at the stop (allow_deletes), see mlr_action.cleanup.
+    event: Literal["started", "stopped", "paused", "resumed", "escalated", "llm", "research", "deleted"]
     ts: str
     reason: str = ""
     detail: str = ""

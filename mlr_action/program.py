@@ -148,6 +148,10 @@ class Campaign(BaseModel):
     timeout: Duration | None = Field(None, description="Default job timeout; max_timeout when absent.")
     name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Campaign id used in job labels.")
     seed: int = Field(0, description="Seed of the search proposer.")
+    namespace: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
+        description="HF user or org the jobs run in (--backend hf); the token's own user when absent.",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Campaign:

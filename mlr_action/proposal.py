@@ -33,10 +33,17 @@ class Proposal(BaseModel):
 class Proposer:
     """The seam every proposer implements: ``propose`` returns up to ``count`` proposals.
 
-    Proposers may return invalid proposals; the step validates each one.
+    ``check(proposal)`` returns the validator's problems for a proposal (empty
+    when it may be submitted); a proposer may use it to repair its answer, but
+    the step validates every proposal again whatever the proposer did.
+    ``take_events`` hands over ledger rows the proposer wants recorded (LLM
+    spend, a fallback and why, research notes) and forgets them.
     """
 
     name = "base"
 
-    def propose(self, *, program, state, count: int) -> list[Proposal]:  # pragma: no cover - interface
+    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def take_events(self) -> list:
+        return []

@@ -10,6 +10,11 @@ Guarantees:
   reached the backend. Rows are appended whole; the summary is replaced
   atomically.
 - Only one step runs on a repository at a time (a lock under ``.mlr/``).
+- An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
+  the proposer is asked; costs use the backend's live prices when it has
+  them, and the summary says when the built-in table stands in.
+- With ``allow_deletes``, the Hub repos of discarded runs are deleted after
+  the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice.
 - Exit codes: 0 done or nothing to do, 1 transient (the next tick retries),
   2 bad input (nothing spent).
 """
@@ -45,6 +50,7 @@ class StepResult:
     program: Program | None = None
     state: CampaignState | None = None
     used: Usage | None = None
+    prices_note: str | None = None  # why costs use the built-in price table, when they do
 
     @property
     def stopped(self) -> bool:
@@ -91,7 +97,11 @@ class Step:
     # -- the step, top to bottom --------------------------------------------
 
     def _run(self, result: StepResult) -> None:
-        program = load_program(self.program_path or self.root / "program.md")
+        program_path = self.program_path or self.root / "program.md"
+        if not program_path.exists():
+            result.exit_code = self._awaiting_program(result)
+            return
+        program = load_program(program_path)
         result.program = program
         repair_ledger(self.ledger_path)
         state = fold(read_ledger(self.ledger_path))
@@ -102,14 +112,25 @@ class Step:
         if resumed:
             state = self._append(state, [resumed])
             result.events.append("program.md changed after the stop: campaign resumed")
-        prices = self._prices()
+        controls = self.forge.read_controls(state=state)  # type: ignore[attr-defined]
+        result.events += [_describe_row(program, r) for r in controls]
+        state = self._append(state, controls)
+        prices, result.prices_note = self._prices()
         if state.stopped is None:
             state = self._reconcile(program, state, prices, result)
             state = self._advance(program, state, prices, result)
+        if state.stopped is not None:
+            state = self._delete_discarded_repos(program, state, result)
         result.state, result.used = state, usage(state, prices)
-        self._write_summary(program, state, result.used)
+        self._write_summary(program, state, result.used, result.prices_note)
         if state.stopped is not None:
             self._publish_stop_report(program, state, result.used)
+        self.forge.finish_step(step=result)  # type: ignore[attr-defined]
+
+    def _awaiting_program(self, result: StepResult) -> int:
+        """No program.md: nothing may be spent; the forge says (or does) what comes next."""
+        result.events.append(self.forge.onboard())  # type: ignore[attr-defined]
+        return OK if getattr(self.forge, "onboards", False) else BAD_INPUT
 
     def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         listed = self.backend.list_jobs(campaign=state.campaign_id or "")
@@ -146,7 +167,17 @@ class Step:
         return state
 
     def _propose_and_submit(self, program: Program, state: CampaignState, count: int, prices, result: StepResult) -> CampaignState:
-        proposals = self.proposer.propose(program=program, state=state, count=count)
+        def check(proposal: Proposal) -> list[str]:
+            return decide.proposal_problems(program, state, proposal, used=usage(state, prices), prices=prices)
+
+        proposals = self._recovery(program, state, prices, result)
+        try:
+            if count > len(proposals):
+                proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check)
+        finally:  # the proposer's rows (LLM spend) are kept even when a transient error ends the call
+            events = self.proposer.take_events()
+            state = self._append(state, events)
+            result.events += [_describe_row(program, r) for r in events]
         if not proposals and not state.in_flight:
             stop = EventRow(event="stopped", ts=self.ts(), reason="exhausted", program=program.fingerprint,
                             detail="the proposer found no untried config in the search space")
@@ -160,6 +191,16 @@ class Step:
             state = self._append(state, [admitted])
             state = self._submit(program, state, admitted, result)
         return state
+
+    def _recovery(self, program: Program, state: CampaignState, prices, result: StepResult) -> list[Proposal]:
+        """The seed's out-of-memory policy goes before the proposer (see mlr_action.recovery)."""
+        from mlr_action.recovery import recovery_proposal
+
+        proposal = recovery_proposal(program, state, used=usage(state, prices), prices=prices)
+        if proposal is None:
+            return []
+        result.events.append(proposal.reason)
+        return [proposal]
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
         job_id = self.backend.submit(spec=job_spec(program, state.campaign_id or "", intent, self.root))
@@ -180,19 +221,43 @@ class Step:
         append_rows(self.ledger_path, rows)
         return fold(read_ledger(self.ledger_path))
 
-    def _prices(self) -> dict[str, float] | None:
+    def _prices(self) -> tuple[dict[str, float] | None, str | None]:
+        """Live prices, or None and (for a backend that has live prices) why the built-in table is used."""
         try:
-            return self.backend.prices()
-        except TransientError:
-            return None
+            prices = self.backend.prices()
+        except TransientError as exc:
+            return None, f"live prices could not be read ({_redact(str(exc))}); costs use the built-in price table, rounded up"
+        return prices, None if prices else getattr(self.backend, "prices_note", None)
 
-    def _write_summary(self, program: Program, state: CampaignState, used: Usage) -> None:
+    def _delete_discarded_repos(self, program: Program, state: CampaignState, result: StepResult) -> CampaignState:
+        """allow_deletes: at the stop, delete the Hub repos of discarded runs, once, and record it."""
+        from mlr_action.cleanup import deleted_row, repos_to_delete
+
+        delete = getattr(self.backend, "delete_repo", None)
+        repos = repos_to_delete(program, state) if delete else []
+        deleted: list[str] = []
+        missing: list[str] = []
+        refused: dict[str, str] = {}
+        try:
+            for repo in repos:
+                try:
+                    (deleted if delete(repo_id=repo) else missing).append(repo)
+                except PermanentError as exc:
+                    refused[repo] = _redact(str(exc))
+        finally:  # what was done is recorded even when a transient error ends the round
+            if deleted or missing or refused:
+                row = deleted_row(ts=self.ts(), deleted=deleted, missing=missing, refused=refused)
+                result.events.append(row.detail)
+                state = self._append(state, [row])
+        return state
+
+    def _write_summary(self, program: Program, state: CampaignState, used: Usage, prices_note: str | None = None) -> None:
         from mlr_action.summary import render_summary
 
         # Stamped with the last row's time, so an unchanged ledger gives an unchanged summary.
         stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
         now = max(stamps) if stamps else self.ts()
-        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now))
+        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now, prices_note=prices_note))
 
     def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage) -> None:
         title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts())
@@ -202,7 +267,10 @@ class Step:
         result.exit_code = BAD_INPUT
         result.events.append(f"{kind}: " + "; ".join(problems) + " (nothing was spent)")
         title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts())
-        self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
+        try:
+            self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
+        except BackendError as exc:  # the forge itself may be what failed (say, no issues permission)
+            result.events.append(f"could not publish the {kind} report: {_redact(str(exc))}")
 
 
 def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path) -> JobSpec:

@@ -7,7 +7,8 @@ Guarantees:
   campaign never produces a diff beyond the timestamp.
 - Sections, in order: title with the campaign id and state (running, paused,
   stopped); once stopped, the stop reason and final writeup; best so far;
-  budget used, limit and left; jobs in flight; a table of every experiment;
+  budget used, limit and left; jobs in flight; when an LLM proposer wrote
+  rows, its spend, research notes and fallbacks; a table of every experiment;
   a chart of the metric and best so far per iteration.
 - Every string that comes from outside (hypotheses, errors, configs, Hub
   URLs, the prices note) is redacted (:func:`mlr_action.reports.redact`), and
@@ -22,6 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 
 from mlr_action.budget import RESERVE, Usage
@@ -62,6 +64,7 @@ def render_summary(
         _best(program, state),
         _budget(program, used, prices_note),
         _in_flight(state),
+        _proposer(state),
         _experiments(state),
         _chart(program, state),
     ]
@@ -177,6 +180,46 @@ def _budget(program: Program, used: Usage, prices_note: str | None) -> str:
     if prices_note:
         note += " " + " ".join(redact(prices_note).split())
     return "\n".join(["## Budget", "", _table(["", "used", "limit", "left"], rows, "lrrr"), "", note])
+
+
+PROPOSER_NOTES = 5  # fallbacks and research attempts listed; older ones stay in the ledger
+
+
+def _proposer(state: CampaignState) -> str:
+    """LLM spend, research notes and fallbacks to search: empty unless an LLM proposer wrote rows."""
+    llm = [e for e in state.events if e.event == "llm"]
+    research = [e for e in state.events if e.event == "research"]
+    if not llm and not research:
+        return ""
+    spent = sum(float(getattr(e, "llm_usd", 0) or 0) for e in (*llm, *research))
+    calls = sum(int(getattr(e, "calls", 0) or 0) for e in (*llm, *research))
+    by_claude = sum(1 for e in llm if e.reason == "proposal")
+    fallbacks = [e for e in llm if e.reason == "fallback"]
+    models = sorted({str(getattr(e, "model")) for e in (*llm, *research) if getattr(e, "model", None)})
+    lines = [
+        "## Proposer",
+        "",
+        f"Claude ({', '.join(models) or 'no model'}) proposed {by_claude} experiments; the search proposer stood in "
+        f"{len(fallbacks)} times. LLM spend: ${spent:.4f} over {calls} calls (every call, repairs and research included).",
+    ]
+    notes = [e for e in research if getattr(e, "note", None)]
+    if notes:
+        lines += ["", "Research notes: " + ", ".join(_note_link(e) for e in notes) + "."]
+    other = [e for e in research if not getattr(e, "note", None)][-PROPOSER_NOTES:]
+    if other:
+        lines += ["", "Research not done:", *(f"- {shorten(e.detail or e.reason, 200)}" for e in other)]
+    if fallbacks:
+        lines += ["", "Search stood in for Claude:", *(f"- {shorten(e.detail or e.reason, 200)}" for e in fallbacks[-PROPOSER_NOTES:])]
+    return "\n".join(lines)
+
+
+def _note_link(event) -> str:
+    """A link to a note under runs/research/ (relative to runs/summary.md); plain text for anything else."""
+    name = str(getattr(event, "note", "")).rsplit("/", 1)[-1]
+    after = f" (after {getattr(event, 'after', 0)} experiments)"
+    if re.fullmatch(r"\d{1,6}\.md", name):
+        return f"[{name}](research/{name}){after}"
+    return escape_cell(shorten(name, 40)) + after
 
 
 def _in_flight(state: CampaignState) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlr_action.budget import Usage, usage, worst_case
+from mlr_action.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
 from mlr_action.ledger import LEDGER_PATH, read_ledger
@@ -38,6 +38,8 @@ def describe_envelope(program: Program, prices: dict[str, float] | None = None) 
         f"  {env.max_jobs} jobs x {format_duration(env.max_timeout)} = {format_duration(env.max_jobs * env.max_timeout)}"
         f", capped by max_walltime at {format_duration(walltime)}",
         f"  at most ${dollars:.2f} on the priciest allowed flavor, from {source}",
+        f"  one job on {program.default_flavor} for its {format_duration(program.default_timeout_s)} timeout: at most "
+        f"${price_per_hour(program.default_flavor, prices) * program.default_timeout_s / 3600:.2f}",
         "",
         "Campaign",
         f"  {camp.direction} {camp.metric}" + (f" to {camp.target:g}" if camp.target is not None else "")
@@ -62,7 +64,7 @@ def budget_text(program: Program, used: Usage) -> str:
         f"${used.cost_usd:.2f}" + (f"/${env.max_cost_usd:.2f}" if env.max_cost_usd is not None else ""),
     ]
     if used.llm_usd:
-        parts.append(f"LLM ${used.llm_usd:.2f}")
+        parts.append(f"LLM ${used.llm_usd:.4f}" + (f"/${env.max_llm_usd:.2f}" if env.max_llm_usd is not None else ""))
     return " · ".join(parts)
 
 
@@ -103,16 +105,26 @@ def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
         "cost_used_usd": round(used.cost_usd, 4),
         "cost_max_usd": program.envelope.max_cost_usd,
         "llm_used_usd": round(used.llm_usd, 4),
+        "llm_max_usd": program.envelope.max_llm_usd,
         "best_metric": best.metric if best else None,
         "best_iter": best.iter if best else None,
         "best_config": best.config if best else None,
         "experiments": len(state.experiments),
         "in_flight": len(state.in_flight),
         "in_flight_jobs": [
-            {"iter": e.iter, "job_id": e.job_id, "status": e.status, "flavor": e.flavor, "timeout": e.timeout}
+            # A job in flight reserves its full timeout at the built-in (rounded-up) price: status calls no backend.
+            {"iter": e.iter, "job_id": e.job_id, "status": e.status, "flavor": e.flavor, "timeout": e.timeout,
+             "cost_usd": round(charged_cost(e), 4)}
             for e in state.in_flight
         ],
     }
+
+
+def _llm_text(status: dict[str, Any]) -> str:
+    used, cap = status.get("llm_used_usd") or 0.0, status.get("llm_max_usd")
+    if not used and cap is None:
+        return ""
+    return f" · LLM ${used:.4f}" + (f"/${cap:.2f}" if cap is not None else "")
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -125,6 +137,7 @@ def render_status(status: dict[str, Any]) -> str:
         f"  jobs {status['jobs_used']}/{status['jobs_max']} · walltime "
         f"{format_duration(status['walltime_used_s'])}/{format_duration(status['walltime_max_s'])} · "
         f"${status['cost_used_usd']:.2f}" + (f"/${status['cost_max_usd']:.2f}" if status["cost_max_usd"] else "")
+        + _llm_text(status)
     )
     if status["best_metric"] is not None:
         config = ", ".join(f"{k}={v}" for k, v in (status["best_config"] or {}).items())
@@ -132,5 +145,6 @@ def render_status(status: dict[str, Any]) -> str:
     else:
         lines.append("  best: none yet")
     for job in status["in_flight_jobs"]:
-        lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}")
+        reserved = f", ${job['cost_usd']:.2f} reserved" if job.get("cost_usd") is not None else ""
+        lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}{reserved}")
     return "\n".join(lines)

@@ -214,3 +214,17 @@ def test_changed_program_after_a_stop_resumes_but_a_human_stop_does_not():
     assert fold([started(), stopped, event]).stopped is None
     human = EventRow(event="stopped", ts=TS, reason="human", program=PROGRAM.fingerprint)
     assert resumption(raised, fold([started(), human]), ts=TS) is None
+
+
+@pytest.mark.parametrize("duration_s, prices, cost", [
+    (600.0, None, 0.25),  # 10 minutes of a10g-large at the built-in $1.50/h
+    (601.0, None, 0.275),  # HF bills every started minute
+    (1.5, None, 0.025),
+    (0.0, None, 0.0),
+    (600.0, {"a10g-large": 3.0}, 0.5),  # live prices win
+])
+def test_finished_jobs_cost_whole_minutes_at_the_price_given(duration_s, prices, cost):
+    state = fold([started(), exp(1)])
+    [row] = reconcile(PROGRAM, state, observed={"j1": view("j1", JobStage.COMPLETED, duration_s=duration_s)},
+                      listed=[], logs={"j1": "eval_accuracy=0.5\n"}, ts=TS, prices=prices)
+    assert row.cost_usd == pytest.approx(cost) and row.duration_s == duration_s

@@ -43,8 +43,9 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, *, root: Path) -> JobBackend:
-    """The backend called ``name``; ``root`` is the campaign's repository root (used by ``local``)."""
+def make_backend(name: str, *, root: Path, namespace: str | None = None) -> JobBackend:
+    """The backend called ``name``; ``root`` is the campaign's repository root (used by ``local``),
+    ``namespace`` the HF user or org jobs run in (``hf``; None: the token's own user)."""
     if name == "local":
         from mlr_action.backends.local import LocalBackend
 
@@ -54,12 +55,12 @@ def make_backend(name: str, *, root: Path) -> JobBackend:
 
         return InMemoryBackend()
     if name == "hf":
-        return _make_hf()
+        return _make_hf(namespace)
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 
 
-def _make_hf() -> JobBackend:
-    """``mlr_action.backends.hf.HfBackend()``; it reads HF_TOKEN and HF_ENDPOINT from the environment."""
+def _make_hf(namespace: str | None) -> JobBackend:
+    """``mlr_action.backends.hf.HfBackend(namespace=...)``; it reads HF_TOKEN and HF_ENDPOINT from the environment."""
     try:
         hf = importlib.import_module("mlr_action.backends.hf")
     except ModuleNotFoundError as exc:
@@ -70,4 +71,4 @@ def _make_hf() -> JobBackend:
         raise PermanentError(
             "the hf backend is not available yet in this version of mlr-action; use --backend local"
         ) from exc
-    return hf.HfBackend()
+    return hf.HfBackend(namespace=namespace)

@@ -6,6 +6,13 @@ Every forge guarantees:
   campaign: publishing the same report again updates it, never duplicates it.
 - ``publish_escalation(kind=, title=, body=)`` keeps one report per ``kind``
   and rewrites it, so an escalation repeated every tick never piles up.
+- ``read_controls(state=)`` returns the event rows (paused, resumed, stopped
+  by a person) that human controls ask for and the ledger does not yet show.
+- ``onboard()`` is called when there is no program.md; it says what happens
+  next (the none forge: run ``mlr init``; github: the onboarding PR).
+- ``finish_step(step=)`` runs once at the end of every step that read the
+  program, after the summary is written: the place to commit and push
+  ``runs/`` and refresh a dashboard. It must be idempotent.
 
 ``none`` writes the reports as files under ``runs/`` (local use); ``github``
 posts issues and is imported only when asked for, so a local step never
@@ -27,6 +34,14 @@ class Forge(Protocol):
     def publish_stop_report(self, *, title: str, body: str) -> Any: ...
 
     def publish_escalation(self, *, kind: str, title: str, body: str) -> Any: ...
+
+    def resolve_escalation(self, *, kind: str) -> Any: ...
+
+    def read_controls(self, *, state: Any) -> list[Any]: ...
+
+    def onboard(self) -> str: ...
+
+    def finish_step(self, *, step: Any) -> None: ...
 
 
 def make_forge(name: str, *, root: Path) -> Forge:

@@ -79,3 +79,13 @@ class FileForge:
         except FileNotFoundError:
             return False
         return True
+
+    def read_controls(self, *, state) -> list:
+        """A local campaign has no dashboard; pause or stop it by stopping `mlr run`."""
+        return []
+
+    def onboard(self) -> str:
+        return "no program.md here: run `mlr init` to draft one, review it, then run `mlr step` again"
+
+    def finish_step(self, *, step) -> None:
+        """Nothing to commit or push locally: the files under runs/ are the result."""

@@ -8,7 +8,7 @@ proposer module imports its SDK inside the call that needs it.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 
 from mlr_action.proposal import Proposer
@@ -16,8 +16,11 @@ from mlr_action.proposal import Proposer
 PROPOSER_NAMES = ("auto", "search", "claude")
 
 
-def make_proposer(name: str) -> Proposer:
-    """``search``, ``claude``, or ``auto`` (claude when ANTHROPIC_API_KEY is set, else search)."""
+def make_proposer(name: str, model: str | None = None) -> Proposer:
+    """``search``, ``claude``, or ``auto`` (claude when ANTHROPIC_API_KEY is set, else search).
+
+    ``model`` picks the Claude model (``--model``); the search proposer ignores it.
+    """
     if name == "auto":
         name = "claude" if os.environ.get("ANTHROPIC_API_KEY") else "search"
     if name == "search":
@@ -25,22 +28,15 @@ def make_proposer(name: str) -> Proposer:
 
         return SearchProposer()
     if name == "claude":
-        return _claude()
+        return _claude(model)
     raise ValueError(f"unknown proposer {name!r} (use one of: {', '.join(PROPOSER_NAMES)})")
 
 
-def _claude() -> Proposer:
-    try:
-        module = importlib.import_module("mlr_action.proposers.claude")
-    except ModuleNotFoundError as exc:
-        if exc.name == "mlr_action.proposers.claude":
-            raise ValueError(
-                "the Claude proposer is not available yet (use --proposer search)"
-            ) from None
+def _claude(model: str | None) -> Proposer:
+    if importlib.util.find_spec("anthropic") is None:  # finding it is cheap; importing it is not
         raise ValueError(
-            f"the Claude proposer needs {exc.name}: pip install 'mlr-action[claude]' (or use --proposer search)"
-        ) from None
-    cls = getattr(module, "ClaudeProposer", None)
-    if cls is None:
-        raise ValueError("the Claude proposer is not available yet (use --proposer search)")
-    return cls()
+            "the Claude proposer needs the anthropic package: pip install 'mlr-action[claude]' (or use --proposer search)"
+        )
+    from mlr_action.proposers.claude import ClaudeProposer
+
+    return ClaudeProposer(model=model)

@@ -1,0 +1,212 @@
+"""The GitHub Action's entry point: ``python -m mlr_action.action`` (see action.yml).
+
+Guarantees:
+
+- Every input is validated before anything else happens (``--check-inputs``
+  does only that, with the standard library, before the environment is
+  built). All problems are reported at once, each as ``::error::`` with its
+  fix and in the step summary; the exit code is then 2 and nothing is spent.
+- Tokens (the ``github-token`` input, ``HF_TOKEN``, ``ANTHROPIC_API_KEY``)
+  are masked before anything is printed.
+- A run that is not allowed to spend (:func:`mlr_action.ghenv.spend_blockers`:
+  a pull request, a fork, another ref than the default branch) runs as a dry
+  run and says why. ``program.md`` is read from the default branch only: on
+  another ref it is read from ``origin/<default>`` with ``git show``.
+- One ``mlr step`` runs. After a step that may spend, ``runs/`` is committed
+  and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
+  forge may already have done it); with ``ledger-branch`` the ledger is read
+  from that branch before the step and written to it after.
+- The outputs ``state``, ``iter``, ``best-metric``, ``jobs-used`` (and
+  ``dry-run``, ``valid``) are always written, empty when unknown; the step
+  summary says what happened, the budget and the best so far.
+- Exit codes are the CLI's: 0 done, 1 transient (the next tick retries), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+from mlr_action import ghenv
+
+OK, TRANSIENT, BAD_INPUT = 0, 1, 2
+
+ENUMS = {
+    "command": ("step", "validate"),
+    "backend": ("hf", "local"),
+    "proposer": ("auto", "search", "claude"),
+    "forge": ("github", "none"),
+}
+DEFAULTS = {"command": "step", "program": "program.md", "working-directory": ".", "backend": "hf",
+            "proposer": "auto", "model": "", "forge": "github", "github-token": "", "dry-run": "false",
+            "ledger-branch": ""}
+SECRET_ENV = ("INPUT_GITHUB_TOKEN", "GITHUB_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+
+
+class Problem(NamedTuple):
+    """Something the user must change: what is wrong, and the fix."""
+
+    what: str
+    fix: str
+
+    def text(self) -> str:
+        return f"{self.what}. Fix: {self.fix}"
+
+
+class ActionError(Exception):
+    def __init__(self, problem: Problem, exit_code: int = BAD_INPUT):
+        super().__init__(problem.text())
+        self.problem, self.exit_code = problem, exit_code
+
+
+@dataclass(frozen=True)
+class Inputs:
+    command: str
+    program: str
+    working_directory: str
+    backend: str
+    proposer: str
+    model: str
+    forge: str
+    github_token: str
+    dry_run: bool
+    ledger_branch: str
+
+
+def env_name(name: str) -> str:
+    """The environment variable action.yml passes an input through: ``dry-run`` is ``INPUT_DRY_RUN``."""
+    return "INPUT_" + name.upper().replace("-", "_")
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
+    raw = {name: (env.get(env_name(name)) or default).strip() for name, default in DEFAULTS.items()}
+    problems = []
+    for name, allowed in ENUMS.items():
+        value = raw[name].lower()
+        raw[name] = value
+        if value not in allowed:
+            problems.append(Problem(f"input {name}: {raw[name]!r} is not one of {', '.join(allowed)}",
+                                    f"set `{name}:` to one of {', '.join(allowed)} (default {DEFAULTS[name]})"))
+    dry = raw["dry-run"].lower()
+    if dry not in ("true", "false"):
+        problems.append(Problem(f"input dry-run: {raw['dry-run']!r} is not a boolean", "set `dry-run:` to true or false"))
+    problems += _path_problems("program", raw["program"], "working-directory")
+    problems += _path_problems("working-directory", raw["working-directory"], "the repository root")
+    if raw["model"] and not _MODEL.match(raw["model"]):
+        problems.append(Problem(f"input model: {raw['model']!r} is not a model name",
+                                "set `model:` to a Claude model id, or leave it empty for the proposer's default"))
+    if raw["ledger-branch"] and not valid_branch_name(raw["ledger-branch"]):
+        problems.append(Problem(f"input ledger-branch: {raw['ledger-branch']!r} is not a valid branch name",
+                                "use a plain branch name such as mlr-ledger (no spaces, `..`, `~^:?*[\\`)"))
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
+    if not problems and not (workspace / raw["working-directory"]).is_dir():
+        problems.append(Problem(f"input working-directory: {raw['working-directory']} is not a folder of the checkout",
+                                "check out the repository first (actions/checkout) and give the folder that holds "
+                                "program.md, relative to the repository root"))
+    if problems:
+        return None, problems
+    return Inputs(command=raw["command"], program=raw["program"], working_directory=raw["working-directory"],
+                  backend=raw["backend"], proposer=raw["proposer"], model=raw["model"], forge=raw["forge"],
+                  github_token=raw["github-token"], dry_run=dry == "true", ledger_branch=raw["ledger-branch"]), []
+
+
+def _path_problems(name: str, value: str, relative_to: str) -> list[Problem]:
+    if not value or Path(value).is_absolute() or ".." in Path(value).parts or "\n" in value:
+        return [Problem(f"input {name}: {value!r} is not a path inside the repository",
+                        f"give `{name}:` relative to {relative_to}, without `..`")]
+    return []
+
+
+def valid_branch_name(name: str) -> bool:
+    """git's rules for a branch name (git check-ref-format --branch), without running git."""
+    if not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock")) or name == "@":
+        return False
+    if ".." in name or "@{" in name or "//" in name or re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name):
+        return False
+    return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
+
+
+def credential_problems(inputs: Inputs, env: Mapping[str, str], *, may_spend: bool, program_exists: bool) -> list[Problem]:
+    """Secrets a spending step needs; asked for only when the run may spend and program.md exists."""
+    problems = []
+    if inputs.forge == "github" and not inputs.github_token:
+        problems.append(Problem("forge github needs a token and github-token is empty",
+                                "leave `github-token:` at its default (`${{ github.token }}`), or set `forge: none`"))
+    if not may_spend or not program_exists:
+        return problems
+    if inputs.backend == "hf" and not env.get("HF_TOKEN", "").strip():
+        problems.append(Problem("backend hf needs HF_TOKEN and it is empty",
+                                "add a repository secret HF_TOKEN (a Hugging Face token with Jobs access) and pass "
+                                "it to this step: `env: HF_TOKEN: ${{ secrets.HF_TOKEN }}`"))
+    if inputs.proposer == "claude" and not env.get("ANTHROPIC_API_KEY", "").strip():
+        problems.append(Problem("proposer claude needs ANTHROPIC_API_KEY and it is empty",
+                                "add a repository secret ANTHROPIC_API_KEY and pass it with "
+                                "`env: ANTHROPIC_API_KEY: ${{ secrets.ANTHROPIC_API_KEY }}`, or use `proposer: auto`"))
+    return problems
+
+
+# --- reporting ------------------------------------------------------------------------
+
+
+def report_problems(problems: list[Problem], env: Mapping[str, str], *, title: str = "mlr-action") -> None:
+    for problem in problems:
+        ghenv.emit("error", problem.text(), title=title)
+    lines = [f"### ❌ {title}: nothing was spent", ""]
+    lines += [f"- **{p.what}.** Fix: {p.fix}" for p in problems]
+    ghenv.append_summary("\n".join(lines), env)
+
+
+def empty_outputs(env: Mapping[str, str], **known: str) -> None:
+    outputs = {"state": "", "iter": "", "best-metric": "", "jobs-used": "", "dry-run": "", "valid": ""}
+    ghenv.set_outputs({**outputs, **known}, env)
+
+
+def mask_secrets(env: Mapping[str, str]) -> None:
+    for name in SECRET_ENV:
+        ghenv.mask(env.get(name))
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlr_action.action", description=__doc__.splitlines()[0])
+    parser.add_argument("--check-inputs", action="store_true", help="validate the inputs and mask tokens, nothing else")
+    args = parser.parse_args(argv)
+    env = os.environ
+    mask_secrets(env)
+    inputs, problems = read_inputs(env)
+    if problems:
+        report_problems(problems, env, title="invalid input")
+        empty_outputs(env)
+        return BAD_INPUT
+    if args.check_inputs:
+        return OK
+    assert inputs is not None
+    if inputs.github_token:  # for the forge, the PR comment and git (when the checkout kept no credentials)
+        os.environ["GITHUB_TOKEN"] = inputs.github_token
+    try:
+        if inputs.command == "validate":
+            from mlr_action.action_validate import run_validate
+
+            return run_validate(inputs, env)
+        from mlr_action.action_step import run_step
+
+        return run_step(inputs, env)
+    except ActionError as exc:
+        report_problems([exc.problem], env)
+        empty_outputs(env)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The Hugging Face Jobs backend: one experiment is one HF Job, driven through ``huggingface_hub.HfApi``.
+
+Guarantees (besides those of :mod:`mlr_action.backends.base`):
+
+- What a job runs: the campaign's script, shipped inline with the job (base64
+  in ``MLR_SCRIPT_B64``, at most :data:`MAX_SCRIPT_BYTES`), written to a fresh
+  temporary folder and run with ``uv run`` in the uv image, so a PEP 723 header
+  brings the script's own dependencies; the spec's args as ``--name=value``;
+  the ``MLR_*`` environment; ``HF_TOKEN`` only as a job *secret*, never as
+  plain environment; flavor, timeout and labels from the spec. A script that
+  is missing or too large is a :class:`PermanentError` before any request.
+- Exactly once: ``submit`` first looks the job up by its campaign and iter
+  labels and returns the existing id; a submit whose outcome is unknown
+  (timeout, dropped connection, 5xx) raises :class:`TransientError` and is
+  never sent twice within a call, so the step finds the job by its labels on
+  the next tick. ``list_jobs`` asks ``HfApi.list_jobs(labels=...)`` and
+  filters again on this side.
+- ``inspect`` reports the stage, ``durations.running_secs`` as the walltime
+  charged and the status message ("OOMKilled", ...); a job the Hub no longer
+  knows (404, or an id that is not a job id) is ``DELETED``.
+- Errors say what to do: 401/403 name the token permission needed, 402 where
+  to add credits, 404 the namespace to fix (all :class:`PermanentError`);
+  429, 5xx and network failures are :class:`TransientError` after the bounded
+  retries of :mod:`mlr_action.backends._hf_http`. No message carries a token.
+- ``prices()`` are live USD per hour from the hardware catalog; when the
+  catalog cannot be read it returns None and :attr:`HfBackend.prices_note`
+  says why (the step then prices from the built-in table and says so).
+- The token comes from ``HF_TOKEN`` (or huggingface_hub's own lookup), the
+  endpoint from ``HF_ENDPOINT``; the namespace from the Campaign block's
+  ``namespace`` or, when absent, the token's own user.
+
+Only this module and ``_hf_http`` import huggingface_hub, and only when
+``--backend hf`` is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import httpx2
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+from mlr_action.backends import _hf_http
+from mlr_action.backends._common import job_env, job_key, job_labels
+from mlr_action.backends.base import (
+    CAMPAIGN_LABEL,
+    ITER_LABEL,
+    BackendError,
+    JobSpec,
+    JobStage,
+    JobView,
+    PermanentError,
+    TransientError,
+)
+
+T = TypeVar("T")
+
+UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's DEFAULT_UV_IMAGE
+MAX_SCRIPT_BYTES = 64 * 1024  # base64 of it stays under Linux's 128 KiB limit for one environment variable
+LOG_TAIL_LINES = 5000  # the metric is the last such line; a log is read from its end
+UNITS_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Writes the script into a fresh folder and runs it with uv; the args arrive as "$@", never through the shell.
+LAUNCHER = 'd="$(mktemp -d)" && printf %s "$MLR_SCRIPT_B64" | base64 -d > "$d/{name}" && exec uv run "$d/{name}" "$@"'
+
+# -- what the user reads when something goes wrong ----------------------------
+
+TOKEN_SCOPE = ("a token with write access (a classic 'write' token, or a fine-grained token with "
+               "'Start and manage Jobs on your behalf' and write access to the output repos) for namespace {ns}")
+MESSAGES = {
+    "no-token": ("no Hugging Face token: set HF_TOKEN to " + TOKEN_SCOPE.format(ns="your user or org")
+                 + " (create one at https://huggingface.co/settings/tokens); nothing was spent"),
+    401: "HF rejected the token (401) while {action}: HF_TOKEN is invalid or expired; set it to " + TOKEN_SCOPE,
+    403: "HF refused {action} (403): the token lacks permission; it needs " + TOKEN_SCOPE,
+    402: ("HF refused {action} (402 Payment Required): namespace {ns} has no credits or payment method; add one at "
+          "https://huggingface.co/settings/billing (for an org: its Settings > Billing), then run the step again; "
+          "nothing was spent"),
+    404: ("HF has no namespace {ns} (404 while {action}): set `namespace:` in program.md's Campaign block to your "
+          "user or org name, or remove it to use the token's own user"),
+    "not-found": "HF answered 404 while {action}: check that HF_ENDPOINT ({endpoint}) is the Hugging Face Hub",
+    "bad-request": "HF refused {action} ({status}): {detail}; fix program.md (flavor, timeout) or the script and try again",
+    "unknown-outcome": ("{action}: the request may have reached HF but its answer was lost ({detail}); the next step "
+                        "looks for the job by its labels before submitting again"),
+    "network": "could not reach HF at {endpoint} while {action} ({detail}); the next tick retries",
+    "missing-script": ("the job script {script} does not exist; set `script:` in program.md's Campaign block to a file "
+                       "in the repository; nothing was spent"),
+    "unreadable-script": "cannot read the job script {script} ({why}); fix its permissions; nothing was spent",
+    "script-too-large": ("the job script {script} is {size} bytes, over the {limit} bytes a job can carry inline; keep "
+                         "the training script small and let it get the rest through its PEP 723 dependencies or "
+                         "from the Hub; nothing was spent"),
+    "prices-fallback": ("live HF prices could not be read ({why}); costs use the built-in price table, rounded up"),
+}
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """The job's command and environment: everything the container needs to run the script."""
+
+    command: list[str]
+    env: dict[str, str]
+
+
+def ship(spec: JobSpec) -> Shipment:
+    """Pack ``spec``'s script into a command for the uv image; PermanentError when it cannot be shipped."""
+    path = Path(spec.script)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise PermanentError(MESSAGES["missing-script"].format(script=path)) from None
+    except OSError as exc:
+        raise PermanentError(MESSAGES["unreadable-script"].format(script=path, why=exc.strerror or exc)) from None
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise PermanentError(MESSAGES["script-too-large"].format(script=path, size=len(data), limit=MAX_SCRIPT_BYTES))
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name).lstrip(".") or "train.py"
+    name = name if name.endswith(".py") else name + ".py"
+    command = ["bash", "-c", LAUNCHER.format(name=name), "mlr-job", *spec.args]
+    return Shipment(command=command, env={**job_env(spec), "MLR_SCRIPT_B64": base64.b64encode(data).decode()})
+
+
+def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
+    """USD per hour by flavor from the hardware catalog (which prices per ``unit_label``)."""
+    out = {}
+    for item in hardware:
+        factor = UNITS_PER_HOUR.get(str(getattr(item, "unit_label", "")).lower())
+        cost = getattr(item, "unit_cost_usd", None)
+        if factor is not None and isinstance(cost, (int, float)) and cost >= 0:
+            out[str(item.name)] = round(float(cost) * factor, 6)
+    return out
+
+
+class HfBackend:
+    name = "hf"
+
+    def __init__(
+        self,
+        *,
+        namespace: str | None = None,
+        token: str | None = None,
+        endpoint: str | None = None,
+        image: str = UV_IMAGE,
+        policy: _hf_http.Policy | None = None,
+        token_lookup: Callable[[], str | None] = get_token,
+    ) -> None:
+        self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        self.image = image
+        self.prices_note: str | None = None
+        self._namespace = namespace
+        self._token = token
+        self._token_lookup = token_lookup  # HF_TOKEN, OIDC, then the token file of `hf auth login`
+        self.policy = policy or _hf_http.Policy()
+        _hf_http.install()
+        self.api = HfApi(endpoint=self.endpoint, token=token, library_name="mlr-action")
+
+    # -- JobBackend ----------------------------------------------------------
+
+    def submit(self, *, spec: JobSpec) -> str:
+        labels = job_labels(spec)
+        shipment = ship(spec)
+        token = self.token()
+        existing = self._find(labels)
+        if existing:
+            return existing
+        action = f"submitting iter {spec.iter} of campaign {spec.campaign}"
+        info = self._call(action, lambda: self.api.run_job(
+            image=self.image, command=shipment.command, env=shipment.env, secrets={"HF_TOKEN": token},
+            flavor=spec.flavor, timeout=spec.timeout_s, labels=labels, namespace=self.namespace(),
+            name=re.sub(r"[^a-zA-Z0-9_-]", "-", f"mlr-{spec.campaign}-{spec.iter}"),
+        ), writes=True)
+        return str(info.id)
+
+    def inspect(self, *, job_id: str) -> JobView:
+        if not _JOB_ID.match(job_id):
+            return _gone(job_id, "not an HF job id")
+        try:
+            info = self._call(f"inspecting job {job_id}",
+                              lambda: self.api.inspect_job(job_id=job_id, namespace=self.namespace()), missing=True)
+        except _Missing:
+            return _gone(job_id, "the Hub has no such job (404)")
+        return _view(info)
+
+    def list_jobs(self, *, campaign: str) -> list[JobView]:
+        return [v for v in self._list({CAMPAIGN_LABEL: campaign}) if v.labels.get(CAMPAIGN_LABEL) == campaign]
+
+    def logs(self, *, job_id: str) -> str:
+        if not _JOB_ID.match(job_id):
+            return ""
+        try:
+            lines = self._call(f"reading the logs of job {job_id}", lambda: list(self.api.fetch_job_logs(
+                job_id=job_id, namespace=self.namespace(), follow=False, tail=LOG_TAIL_LINES)), missing=True)
+        except _Missing:
+            return ""
+        return "".join(f"{line}\n" for line in lines)
+
+    def cancel(self, *, job_id: str) -> None:
+        """Cancel a live job; a finished or unknown job is left as it is."""
+        if self.inspect(job_id=job_id).stage.terminal:
+            return
+        try:
+            self._call(f"canceling job {job_id}", lambda: self.api.cancel_job(job_id=job_id, namespace=self.namespace()),
+                       missing=True, writes=True)
+        except _Missing:
+            return
+
+    def prices(self) -> dict[str, float] | None:
+        try:
+            hardware = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+        except BackendError as exc:
+            self.prices_note = MESSAGES["prices-fallback"].format(why=str(exc).rstrip("."))
+            return None
+        prices = prices_per_hour(hardware)
+        self.prices_note = None if prices else MESSAGES["prices-fallback"].format(why="the catalog listed no prices")
+        return prices or None
+
+    # -- Hub repos (allow_deletes) ---------------------------------------------
+
+    def delete_repo(self, *, repo_id: str) -> bool:
+        """Delete the model or dataset repo ``repo_id``; False when neither exists."""
+        for repo_type in ("model", "dataset"):
+            exists = self._call(f"checking {repo_type} repo {repo_id}",
+                                lambda: self.api.repo_exists(repo_id, repo_type=repo_type))
+            if exists:
+                self._call(f"deleting {repo_type} repo {repo_id}",
+                           lambda: self.api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True), writes=True)
+                return True
+        return False
+
+    # -- internals -------------------------------------------------------------
+
+    def token(self) -> str:
+        token = self._token or os.environ.get("HF_TOKEN") or self._token_lookup()
+        if not token:
+            raise PermanentError(MESSAGES["no-token"])
+        return token
+
+    def namespace(self) -> str:
+        """The namespace jobs run in: the configured one, or the token's user (asked once)."""
+        if self._namespace is None:
+            self.token()
+            me = self._call("checking the token (whoami)", lambda: self.api.whoami(cache=True), namespaced=False)
+            self._namespace = str(me["name"])
+        return self._namespace
+
+    def _list(self, labels: dict[str, str]) -> list[JobView]:
+        infos = self._call("listing the campaign's jobs",
+                           lambda: list(self.api.list_jobs(labels=labels, namespace=self.namespace())))
+        return sorted((_view(i) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
+
+    def _find(self, labels: dict[str, str]) -> str | None:
+        key = job_key(labels)
+        wanted = {CAMPAIGN_LABEL: labels[CAMPAIGN_LABEL], ITER_LABEL: labels[ITER_LABEL]}
+        return next((v.job_id for v in self._list(wanted) if job_key(v.labels) == key), None)
+
+    def _call(self, action: str, fn: Callable[[], T], *, missing: bool = False, writes: bool = False,
+              namespaced: bool = True) -> T:
+        """``fn()``, with every SDK and HTTP failure turned into a BackendError that says what to do."""
+        try:
+            with _hf_http.applied(self.policy):
+                return fn()
+        except TransientError as exc:
+            raise TransientError(f"{action}: {exc}") from exc
+        except LocalTokenNotFoundError:
+            raise PermanentError(MESSAGES["no-token"]) from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if missing and status == 404:
+                raise _Missing() from None
+            raise self._http_error(action, status, exc, namespaced=namespaced) from exc
+        except httpx2.HTTPError as exc:  # timeouts and dropped connections the transport did not retry
+            detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            message = MESSAGES["unknown-outcome"] if writes else MESSAGES["network"]
+            raise TransientError(message.format(endpoint=self.api.endpoint, action=action, detail=detail)) from exc
+
+    def _http_error(self, action: str, status: int, exc: HfHubHTTPError, *, namespaced: bool) -> BackendError:
+        ns = self._namespace or "(the token's user)"
+        if status == 404 and not namespaced:
+            return PermanentError(MESSAGES["not-found"].format(action=action, endpoint=self.api.endpoint))
+        if status in (401, 402, 403, 404):
+            return PermanentError(MESSAGES[status].format(action=action, ns=ns))
+        if status == 429 or status >= 500 or status == 408:
+            return TransientError(f"HF answered {status} while {action}; the next tick retries")
+        detail = (getattr(exc, "server_message", None) or str(exc).strip().splitlines()[0])[:300]
+        return PermanentError(MESSAGES["bad-request"].format(action=action, status=status, detail=detail))
+
+
+class _Missing(Exception):
+    """A 404 where the caller expects one (a job that is gone)."""
+
+
+def _gone(job_id: str, why: str) -> JobView:
+    return JobView(job_id=job_id, stage=JobStage.DELETED, message=why)
+
+
+def _stage(info: Any) -> JobStage:
+    raw = getattr(info.status.stage, "value", info.status.stage)
+    try:
+        return JobStage(str(raw).upper())
+    except ValueError:  # a stage this version does not know: not finished, so charged in full
+        return JobStage.RUNNING
+
+
+def _duration(info: Any) -> float | None:
+    durations = info.durations
+    if durations is not None and durations.running_secs is not None:
+        return float(durations.running_secs)
+    if info.started_at is not None and info.finished_at is not None:
+        return max(0.0, (info.finished_at - info.started_at).total_seconds())
+    return None
+
+
+def _view(info: Any) -> JobView:
+    stage = _stage(info)
+    message = info.status.message
+    if stage is JobStage.ERROR and not message:
+        message = "the job failed (HF gave no status message)"
+    return JobView(job_id=str(info.id), stage=stage, labels=dict(info.labels or {}), duration_s=_duration(info),
+                   message=message, url=getattr(info, "url", None))

@@ -1,0 +1,108 @@
+"""``mlr step --dry-run``: what one step would do, with nothing spent and nothing written.
+
+Guarantees: reads ``program.md`` and the ledger and nothing else. It never
+calls a job backend, an LLM or a forge, never takes the step lock and never
+writes a file, so it is safe anywhere, including on a pull request. The next
+experiments come from the search proposer (no API key, no spend) and pass the
+same validator a real step applies; jobs in flight are listed, not inspected,
+and prices come from the built-in table.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OK, BAD_INPUT = 0, 2
+HEADLINE = "dry run: nothing was submitted, spent, committed or posted"
+
+
+@dataclass
+class DryRun:
+    exit_code: int = OK
+    lines: list[str] = field(default_factory=list)
+
+
+def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "search") -> DryRun:
+    from mlr_action import decide
+    from mlr_action.budget import usage
+    from mlr_action.ledger import LEDGER_PATH, LedgerError, read_ledger
+    from mlr_action.program import ProgramError, load_program
+    from mlr_action.state import fold
+    from mlr_action.views import budget_text
+
+    result = DryRun(lines=[HEADLINE])
+    say = result.lines.append
+    path = program_path or root / "program.md"
+    if not path.exists():
+        say(f"no {path.name} yet: a real step would start onboarding (the github forge opens the onboarding PR "
+            "and the approval issue; locally, run `mlr init`)")
+        return result
+    try:
+        program = load_program(path)
+        rows = read_ledger(root / LEDGER_PATH)
+        state = fold(rows)
+    except ProgramError as exc:
+        result.exit_code = BAD_INPUT
+        say(f"{path.name} is not valid, so a real step would spend nothing and report:")
+        result.lines += [f"  - {p}" for p in exc.problems]
+        return result
+    except LedgerError as exc:
+        result.exit_code = BAD_INPUT
+        say(f"the ledger cannot be read, so a real step would spend nothing: {exc}")
+        return result
+
+    ts = "1970-01-01T00:00:00+00:00"  # never written anywhere
+    resumed = decide.resumption(program, state, ts=ts)
+    if resumed:
+        say("program.md changed since the campaign stopped: a real step would resume it")
+        rows.append(resumed)
+        state = fold(rows)
+    used = usage(state)
+    say(f"campaign {state.campaign_id or '(not started yet)'} · {budget_text(program, used)}")
+    for exp in state.in_flight:
+        say(f"would inspect iter {exp.iter} ({exp.job_id or 'not yet submitted'}, {exp.status}, {exp.flavor})")
+    plan = decide.plan_next(program, state, used=used)
+    if plan.stop:
+        say(f"would stop ({plan.stop}): {plan.detail}")
+    elif plan.waiting:
+        say(f"would submit nothing: {plan.waiting}")
+    for intent in plan.resubmit:
+        say(f"would resubmit iter {intent.iter} ({intent.flavor}, {intent.timeout}), whose submit was never confirmed")
+    if plan.propose:
+        _proposals(program, rows, plan.propose, proposer, say)
+    return result
+
+
+def _proposals(program, rows: list, count: int, proposer: str, say) -> None:
+    from mlr_action import decide
+    from mlr_action.budget import usage
+    from mlr_action.proposers.search import SearchProposer
+    from mlr_action.reports import format_config
+    from mlr_action.state import fold
+
+    state = fold(rows)
+    if proposer != "search":
+        say(f"with --proposer {proposer} a real step may ask Claude; this dry run shows the search proposer's "
+            "pick instead (no LLM call, no spend)")
+
+    def check(proposal) -> list[str]:
+        return decide.proposal_problems(program, state, proposal, used=usage(state), prices=None)
+
+    search = SearchProposer()
+    kwargs = {"check": check} if "check" in inspect.signature(search.propose).parameters else {}
+    proposals = search.propose(program=program, state=state, count=count, **kwargs)
+    if not proposals:
+        say("would stop (exhausted): the proposer finds no untried config in the search space")
+    for proposal in proposals:
+        # Each admitted intent is charged before the next is checked, as in a real step.
+        admitted = decide.admit(program, state, proposal, iteration=state.next_iter, used=usage(state),
+                                prices=None, ts="1970-01-01T00:00:00+00:00")
+        if isinstance(admitted, list):
+            say(f"would refuse iter {state.next_iter}: " + "; ".join(admitted))
+            break
+        say(f"would submit iter {admitted.iter}: {format_config(admitted.config)} on {admitted.flavor}, "
+            f"timeout {admitted.timeout}")
+        rows = [*rows, admitted]
+        state = fold(rows)

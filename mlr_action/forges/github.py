@@ -1,0 +1,267 @@
+"""The ``github`` forge: onboarding PR, one dashboard issue with controls, stop reports and escalations.
+
+Imported only when ``--forge github`` is asked for; PyGithub is behind
+:mod:`mlr_action.forges.github_api`, the onboarding in
+:mod:`mlr_action.forges.github_onboarding`, and what the dashboard shows and
+what its controls mean in the pure :mod:`mlr_action.forges.github_dashboard`.
+Guarantees:
+
+- Configuration comes from the environment (``GITHUB_TOKEN``,
+  ``GITHUB_REPOSITORY``, ``GITHUB_API_URL``); constructing the forge makes no
+  request. GitHub errors leave as Transient/PermanentError that name the fix.
+- One dashboard issue, found by label and marker, is created once and edited
+  in place, only when its body, its pause label or its open/closed state must
+  change. Its controls become ledger rows through
+  :func:`~mlr_action.forges.github_dashboard.control_rows`; what people changed
+  is never overwritten by the bot (a click during a step counts next tick).
+- ``finish_step`` first hands ``runs/`` to the git sync (when it is
+  installed), so a GitHub outage never loses ledger rows; then it refreshes
+  the dashboard, posts the stop report (held by ``publish_stop_report`` until
+  then) once per stop as a dashboard comment, and closes the escalations
+  whose cause is gone.
+- Escalations are one issue per kind, edited in place (not for a new
+  timestamp alone), reopened when the problem returns and closed by
+  :meth:`GitHubForge.resolve_escalation`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from mlr_action.forges import github_messages as msg
+from mlr_action.forges.github_api import (  # noqa: F401  (re-exported for callers and tests)
+    GitHubAPI,
+    GitHubPermanentError,
+    GitHubTransientError,
+    PullRequestsForbidden,
+    Settings,
+    login_of,
+)
+from mlr_action.forges.github_dashboard import (
+    Dashboard,
+    clip,
+    control_rows,
+    dashboard_title,
+    is_dashboard,
+    pending_commands,
+    read_checkbox,
+    read_dashboard,
+    render_dashboard,
+    shown_for,
+)
+from mlr_action.forges.github_onboarding import close_onboarding, onboard
+from mlr_action.ledger import EventRow
+from mlr_action.reports import redact
+
+_FOOTER = re.compile(r"^<sub>mlr-action · .*</sub>$", re.M)
+_ESCALATION = re.compile(r"<!-- mlr-action:escalation:([a-z0-9-]+) -->")
+
+
+@dataclass
+class _Tick:
+    """What one step learned of the dashboard, and what it holds until ``finish_step``."""
+
+    dashboard: Any = None  # the PyGithub Issue
+    dash: Dashboard | None = None
+    comments: list[Any] = field(default_factory=list)
+    seen: int = 0
+    report: tuple[str, str] | None = None
+    published: set[str] = field(default_factory=set)
+    jobs_at_start: int = 0
+
+
+def _lf(text: str | None) -> str:
+    """Bodies edited in the web UI come back with CRLF line ends."""
+    return (text or "").replace("\r\n", "\n")
+
+
+def publish_runs_with_gitsync(root: Path, *, message: str) -> None:
+    """Commit and push ``runs/`` through :mod:`mlr_action.gitsync`; nothing when that module is absent."""
+    try:
+        gitsync = importlib.import_module("mlr_action.gitsync")
+    except ModuleNotFoundError as exc:
+        if exc.name != "mlr_action.gitsync":
+            raise
+        return
+    gitsync.publish_runs(root, message=message)
+
+
+class GitHubForge:
+    """Reports, dashboard and controls on the GitHub repository named by ``GITHUB_REPOSITORY``."""
+
+    name = "github"
+    onboards = True  # a missing program.md is handled (the onboarding PR), not an error
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        publish_runs: Callable[..., Any] = publish_runs_with_gitsync,
+        throttle: bool = True,
+        timeout: int = 15,
+        retries: int = 2,
+        backoff: float = 0.5,
+    ):
+        self.root = Path(root)
+        self.settings = Settings.from_env(os.environ if env is None else env)
+        self.api = GitHubAPI(self.settings, throttle=throttle, timeout=timeout, retries=retries, backoff=backoff)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.publish_runs = publish_runs
+        self._tick = _Tick()
+
+    def onboard(self) -> str:
+        """No program.md here: open the onboarding PR and approval issue once, then wait for the merge."""
+        self._tick = _Tick()
+        return onboard(self.api, self.root)
+
+    # -- controls -----------------------------------------------------------------
+
+    def read_controls(self, *, state: Any) -> list[EventRow]:
+        """The rows the dashboard's controls ask for (see :mod:`mlr_action.forges.github_dashboard`)."""
+        self._tick = tick = _Tick(jobs_at_start=len(state.job_rows))
+        issues = self.api.issues(msg.DASHBOARD_LABEL, is_dashboard)
+        if not issues:
+            return []
+        tick.dashboard = issue = issues[0]
+        with self.api.calling(f"reading the dashboard issue #{issue.number}"):
+            tick.comments = list(issue.get_comments()) if issue.comments else []
+            is_open = issue.state == "open"
+            # Only asked (one more request) when a close may be a stop.
+            closer = issue.closed_by if not is_open and state.stopped is None else None
+            tick.dash = dash = read_dashboard(
+                number=issue.number, body=_lf(issue.body), open=is_open, labels=[label.name for label in issue.labels],
+                comments=[(c.id, login_of(c), _lf(c.body)) for c in tick.comments], bot=login_of(issue),
+                closed_by=closer.login if closer else None)
+        logins = {c.login for c in pending_commands(dash, state)}
+        writers = {login for login in logins if self.api.can_write(login)}
+        controls = control_rows(dash, state, writers=writers, ts=self.clock().isoformat(timespec="seconds"))
+        for _, reply in controls.replies:
+            self.api.comment(issue, reply)
+        tick.seen = controls.seen
+        return controls.rows
+
+    # -- the end of a step ---------------------------------------------------------
+
+    def finish_step(self, *, step: Any) -> None:
+        """Push ``runs/``, then refresh the dashboard, post the stop report, close fixed escalations."""
+        try:
+            self.publish_runs(self.root, message=msg.commit_message(step.events))
+            if step.program is None or step.state is None or step.used is None:
+                return
+            issue = self._sync_dashboard(step.program, step.state, step.used)
+            self._post_stop_report(issue, step.state)
+            self._resolve_fixed(step.state)
+        finally:
+            self._tick = _Tick()
+
+    def _sync_dashboard(self, program: Any, state: Any, used: Any) -> Any:
+        tick = self._tick
+        shown = shown_for(state, seen=tick.seen)
+        stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
+        now = max(stamps) if stamps else self.clock().isoformat(timespec="seconds")
+
+        def render(checkbox: bool) -> str:
+            return clip(redact(render_dashboard(program=program, state=state, used=used, shown=shown, checkbox=checkbox, now=now)))
+
+        human_stop = state.stopped is not None and state.stopped.reason == "human"
+        if tick.dashboard is None:
+            labels = [msg.DASHBOARD_LABEL] + ([msg.PAUSED_LABEL] if state.paused else [])
+            issue = self.api.create_issue(title=dashboard_title(program, state), body=render(state.paused), labels=labels,
+                                          also=(msg.PAUSED_LABEL,))  # so people find it in the labels menu
+            if human_stop:
+                self.api.edit(issue, state="closed")
+            close_onboarding(self.api, dashboard_number=issue.number)
+            return issue
+        issue, dash = tick.dashboard, tick.dash
+        assert dash is not None
+        if dash.label != shown.label:
+            self.api.set_label(issue, msg.PAUSED_LABEL, shown.label)
+        changes: dict[str, Any] = {}
+        if dash.open and human_stop and not (dash.shown and dash.shown.human_stop):
+            changes["state"] = "closed"  # closed mirrors a stop by a person, so reopening it resumes
+        elif not dash.open and state.stopped is None:
+            changes["state"] = "open"
+        body = render(state.paused)
+        if body != _lf(issue.body):
+            fresh = _lf(self.api.get_body(issue.number))
+            clicked = read_checkbox(fresh)
+            if clicked is not None and clicked != dash.checkbox:
+                body = render(clicked)  # a person clicked during this step: keep it, it counts next tick
+            if body != fresh:
+                changes["body"] = body
+        if changes:
+            self.api.edit(issue, **changes)
+        return issue
+
+    # -- reports --------------------------------------------------------------------
+
+    def publish_stop_report(self, *, title: str, body: str) -> None:
+        """Held until ``finish_step``, which posts it on the dashboard once ``runs/`` is pushed."""
+        self._tick.report = (title, body)
+
+    def _post_stop_report(self, issue: Any, state: Any) -> None:
+        if self._tick.report is None or state.stopped is None:
+            return
+        title, body = self._tick.report
+        marker = msg.stop_report_marker(state.stopped.ts, state.stopped.reason)
+        text = clip(redact(f"## {title}\n\n{body.rstrip()}\n\n{marker}\n"))
+        bot = login_of(issue)
+        existing = next((c for c in self._tick.comments if marker in (c.body or "") and login_of(c) == bot), None)
+        if existing is None:
+            self.api.comment(issue, text)
+        elif _FOOTER.sub("", _lf(existing.body)) != _FOOTER.sub("", text):
+            self.api.edit_comment(existing, text)
+
+    def publish_escalation(self, *, kind: str, title: str, body: str) -> Any:
+        """Open the issue for ``kind``, or rewrite (and reopen) the one there is."""
+        self._tick.published.add(kind)
+        marker = msg.escalation_marker(kind)
+        text = f"{body.rstrip()}\n\n{marker}\n"
+        issue = next(iter(self.api.issues(msg.ESCALATION_LABEL, lambda b: marker in b)), None)
+        if issue is None:
+            return self.api.create_issue(title=title, body=text, labels=[msg.ESCALATION_LABEL])
+        changes: dict[str, Any] = {}
+        if _FOOTER.sub("", _lf(issue.body)) != _FOOTER.sub("", clip(redact(text))):
+            changes["body"] = text
+        if issue.title != redact(title):
+            changes["title"] = title
+        if issue.state != "open":
+            changes["state"] = "open"
+        if changes:
+            self.api.edit(issue, **changes)
+        return issue
+
+    def resolve_escalation(self, *, kind: str) -> bool:
+        """Close the open escalation of ``kind``, saying so; True when there was one."""
+        marker = msg.escalation_marker(kind)
+        found = self.api.issues(msg.ESCALATION_LABEL, lambda b: marker in b, state="open")
+        for issue in found:
+            self._close_escalation(issue)
+        return bool(found)
+
+    def _close_escalation(self, issue: Any) -> None:
+        self.api.comment(issue, msg.escalation_resolved())
+        self.api.edit(issue, state="closed", state_reason="completed")
+
+    def _resolve_fixed(self, state: Any) -> None:
+        """The step got this far, so program.md, the ledger and the step itself are fine again.
+
+        An envelope breach is over once a job was submitted, or once the
+        campaign stopped (the stop report says why).
+        """
+        fixed = {"invalid-program", "ledger", "unrecoverable-error"}
+        if len(state.job_rows) > self._tick.jobs_at_start or state.stopped is not None:
+            fixed.add("envelope-breach")
+        fixed -= self._tick.published
+        for issue in self.api.issues(msg.ESCALATION_LABEL, lambda b: bool(_ESCALATION.search(b)), state="open"):
+            match = _ESCALATION.search(issue.body or "")
+            if match and match.group(1) in fixed:
+                self._close_escalation(issue)

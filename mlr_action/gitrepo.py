@@ -1,0 +1,299 @@
+"""A git checkout driven through the git CLI: the plumbing :mod:`mlr_action.gitsync` decides with.
+
+Guarantees: no policy lives here (what to commit, where, how to merge is
+gitsync's). git runs with English messages, no prompt and no pager; its
+errors become :class:`GitError` (permanent, with the fix) or
+:class:`~mlr_action.backends.base.TransientError`, with every token scrubbed
+from the text. Credentials: the checkout's own; when it has none and
+``GITHUB_TOKEN`` is set, an ``http.extraheader`` for the GitHub server is
+handed to each git process through its environment (``GIT_CONFIG_*``), never
+written to disk or put in a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mlr_action.backends.base import PermanentError, TransientError
+
+RUNS = "runs"
+LEDGER_NAME = "ledger.jsonl"
+ZERO = "0" * 40
+
+
+class GitError(PermanentError):
+    """git cannot do this and will not by retrying: the message says what to change."""
+
+
+@dataclass
+class GitRepo:
+    top: Path
+    prefix: str  # the campaign root relative to the top of the work tree, "" at the top
+    remote: str
+    env: dict[str, str]
+    secrets: list[str]
+
+    @classmethod
+    def open(cls, root: Path, remote: str) -> "GitRepo":
+        env, secrets = _base_env(), _secrets()
+        probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                               capture_output=True, text=True, env=env)
+        if probe.returncode != 0:
+            raise GitError(f"{root} is not in a git checkout, so runs/ cannot be committed; "
+                           "check out the repository first (actions/checkout) or use --forge none")
+        top = Path(probe.stdout.strip()).resolve()
+        rel = root.resolve().relative_to(top).as_posix()
+        repo = cls(top=top, prefix="" if rel == "." else rel, remote=remote, env=env, secrets=secrets)
+        repo.env.update(repo.auth_env())
+        return repo
+
+    # -- plumbing helpers
+
+    def git(self, *args: str, input: bytes | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["git", *args], cwd=self.top, input=input, capture_output=True,
+                              env={**self.env, **(env or {})})
+        if check and proc.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {self.scrub(proc.stderr.decode(errors='replace')).strip()}")
+        return proc
+
+    def out(self, *args: str, **kwargs) -> str:
+        return self.git(*args, **kwargs).stdout.decode().strip()
+
+    def rev(self, ref: str) -> str | None:
+        proc = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @property
+    def runs_dir(self) -> str:
+        return f"{self.prefix}/{RUNS}" if self.prefix else RUNS
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.runs_dir}/{LEDGER_NAME}"
+
+    # -- names
+
+    def current_branch(self) -> str | None:
+        return self.out("symbolic-ref", "--quiet", "--short", "HEAD", check=False) or None
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        return self.git("merge-base", "--is-ancestor", ancestor, commit, check=False).returncode == 0
+
+    def tree_of(self, commit: str | None) -> str | None:
+        return self.out("rev-parse", f"{commit}^{{tree}}") if commit else None
+
+    def write_tree(self, base: str | None, index_info: list[str]) -> str:
+        """The tree of ``base`` (or an empty one) with ``index_info`` lines applied, built on a private index."""
+        with tempfile.TemporaryDirectory(prefix="mlr-index-") as tmp:
+            index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.git("read-tree", *([base] if base else ["--empty"]), env=index)
+            self.git("update-index", "--index-info", input=("\n".join(index_info) + "\n").encode(), env=index)
+            return self.out("write-tree", env=index)
+
+    def commit_tree(self, tree: str, parent: str | None, message: str, identity: dict[str, str]) -> str:
+        return self.out("commit-tree", "--no-gpg-sign", tree, *(["-p", parent] if parent else []), "-m", message,
+                        env=identity)
+
+    def write_blob(self, data: bytes) -> str:
+        return self.out("hash-object", "-w", "--stdin", input=data)
+
+    def check_branch_name(self, branch: str) -> None:
+        if self.git("check-ref-format", "--branch", branch, check=False).returncode != 0:
+            raise GitError(f"ledger-branch {branch!r} is not a valid branch name; use something like mlr-ledger")
+
+    # -- what is where
+
+    def worktree_runs(self) -> dict[str, str]:
+        """{path: blob id} of the regular files under runs/ that git would add (ignores honoured)."""
+        listed = self.git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", self.runs_dir).stdout
+        paths = sorted({p for p in listed.decode().split("\0") if p and (self.top / p).is_file()
+                        and not (self.top / p).is_symlink() and "\n" not in p})
+        if not paths:
+            return {}
+        ids = self.out("hash-object", "-w", "--stdin-paths", input="\n".join(paths).encode()).split("\n")
+        return dict(zip(paths, ids))
+
+    def tree_runs(self, commit: str | None) -> dict[str, str]:
+        if commit is None:
+            return {}
+        listing = self.git("ls-tree", "-r", "-z", commit, "--", f"{self.runs_dir}/").stdout.decode()
+        files = {}
+        for entry in filter(None, listing.split("\0")):
+            meta, path = entry.split("\t", 1)
+            mode, kind, oid = meta.split()
+            if kind == "blob":
+                files[path] = oid
+        return files
+
+    def blob(self, oid: str) -> bytes:
+        return self.git("cat-file", "blob", oid).stdout
+
+    # -- trees and commits
+
+    def changed_paths(self, old_tree: str | None, new_tree: str) -> list[str]:
+        if old_tree is None:
+            listing = self.git("ls-tree", "-r", "-z", "--name-only", new_tree).stdout.decode()
+        else:
+            listing = self.git("diff-tree", "-r", "-z", "--name-only", "--no-renames", old_tree, new_tree).stdout.decode()
+        return [p for p in listing.split("\0") if p]
+
+    # -- the network
+
+    def fetch(self, branch: str) -> str | None:
+        """Fetch ``branch`` into its remote-tracking ref; its tip, or None when the remote has no such branch."""
+        tracking = f"refs/remotes/{self.remote}/{branch}"
+        shallow = self.out("rev-parse", "--is-shallow-repository") == "true"
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *(["--depth=1"] if shallow else []),
+                self.remote, f"+refs/heads/{branch}:{tracking}"]
+        proc = self.git(*args, check=False)
+        if proc.returncode != 0:
+            text = proc.stderr.decode(errors="replace")
+            if "couldn't find remote ref" in text.lower():
+                self.git("update-ref", "-d", tracking, check=False)
+                return None
+            self.raise_for(text, action=f"fetch {self.remote}/{branch}")
+        return self.rev(tracking)
+
+    def push(self, commit: str, branch: str) -> bool:
+        """True when pushed; False when rejected because the remote moved on; raises otherwise."""
+        proc = self.git("push", "--porcelain", self.remote, f"{commit}:refs/heads/{branch}", check=False)
+        if proc.returncode == 0:
+            return True
+        text = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+        low = text.lower()
+        if not _protected(low) and any(s in low for s in _MOVED_ON):
+            return False
+        self.raise_for(text, action=f"push runs/ to {self.remote}/{branch}")
+        return False  # pragma: no cover - _raise_for always raises
+
+    def raise_for(self, text: str, *, action: str) -> None:
+        low, detail = text.lower(), _detail(self.scrub(text))
+        if _protected(low):
+            raise GitError(f"could not {action}: the branch is protected ({detail}); set the action's "
+                           "ledger-branch input (e.g. ledger-branch: mlr-ledger) so the ledger goes to its own branch")
+        if any(s in low for s in _DENIED):
+            raise GitError(f"could not {action}: permission denied ({detail}); give the workflow "
+                           "`permissions: contents: write` and keep actions/checkout's persist-credentials (the default)")
+        raise TransientError(f"could not {action}: {detail} (the next tick retries)")
+
+    # -- the work tree
+
+    def move_checkout(self, old: str | None, new: str) -> None:
+        """Index entries (and untouched work tree files) of paths that changed from ``old`` to ``new``."""
+        paths = self.changed_paths(self.tree_of(old), self.tree_of(new) or "")
+        if not paths:
+            return
+        old_files = self.entries(old, paths) if old else {}
+        new_files = self.entries(new, paths)
+        lines = [f"{new_files[p][0]} {new_files[p][1]}\t{p}" if p in new_files else f"0 {ZERO}\t{p}" for p in paths]
+        self.git("update-index", "--index-info", input=("\n".join(lines) + "\n").encode())
+        for path in paths:
+            if path.startswith(f"{self.runs_dir}/"):
+                continue  # checkout_runs writes these
+            here = self.top / path
+            current = self.out("hash-object", "--", path) if here.is_file() else None
+            if current != (old_files.get(path) or (None, None))[1]:
+                continue  # a local change: leave it
+            if path in new_files:
+                write_file(here, self.blob(new_files[path][1]))
+            else:
+                here.unlink(missing_ok=True)
+        self.git("update-index", "-q", "--refresh", check=False)
+
+    def entries(self, commit: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+        listing = self.git("ls-tree", "-r", "-z", commit, "--", *paths).stdout.decode()
+        entries = {}
+        for entry in filter(None, listing.split("\0")):
+            meta, path = entry.split("\t", 1)
+            mode, _kind, oid = meta.split()
+            entries[path] = (mode, oid)
+        return entries
+
+    def checkout_runs(self, commit: str | None, *, mirror: bool = False) -> None:
+        """Write runs/ files of ``commit`` that differ in the work tree; ``mirror`` also removes the others."""
+        if commit is None:
+            return
+        wanted, here = self.tree_runs(commit), self.worktree_runs()
+        for path, oid in wanted.items():
+            if here.get(path) != oid:
+                write_file(self.top / path, self.blob(oid))
+        if mirror:
+            for path in here.keys() - wanted.keys():
+                (self.top / path).unlink(missing_ok=True)
+
+    # -- credentials
+
+    def auth_env(self) -> dict[str, str]:
+        """An extraheader for the GitHub server, through the environment, when the checkout has no credentials."""
+        token = os.environ.get("GITHUB_TOKEN", "").strip()
+        url = self.out("remote", "get-url", self.remote, check=False)
+        parts = urlsplit(url)
+        server = urlsplit(os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
+        if not token or parts.scheme != "https" or "@" in parts.netloc or parts.netloc != server.netloc:
+            return {}
+        configured = self.git("config", "--get-regexp", r"^http\..*extraheader$", check=False).stdout.strip()
+        if configured or self.git("config", "--get", "credential.helper", check=False).stdout.strip():
+            return {}
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        self.secrets.append(basic)
+        count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+        return {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": f"http.{server.scheme}://{server.netloc}/.extraheader",
+            f"GIT_CONFIG_VALUE_{count}": f"AUTHORIZATION: basic {basic}",
+        }
+
+
+_MOVED_ON = ("fetch first", "non-fast-forward", "stale info", "cannot lock ref", "incorrect old value",
+             "failed to update ref", "[rejected]")
+_DENIED = ("authentication failed", "could not read username", "permission to", "permission denied",
+           "the requested url returned error: 403", "denied to", "write access to repository not granted")
+
+
+def _protected(low: str) -> bool:
+    return any(s in low for s in ("protected branch", "gh006", "gh013", "repository rule violations"))
+
+
+def _detail(text: str, limit: int = 300) -> str:
+    """The lines of git's output that say what went wrong, on one line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.startswith(("!", "error", "fatal", "remote:", "hint: Updates were"))] or lines[-1:]
+    joined = " / ".join(useful)
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
+
+
+def _base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Messages in English (they are parsed), never a prompt, no pager.
+    env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GCM_INTERACTIVE="never")
+    return env
+
+
+def _secrets() -> list[str]:
+    names = ("GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY")
+    return [v for v in (os.environ.get(n, "").strip() for n in names) if len(v) >= 8]
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (a reader never sees half a ledger)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,383 @@
+"""A loopback GitHub: the REST endpoints PyGithub calls for the github forge, in memory.
+
+Speaks real HTTP on 127.0.0.1 (an ephemeral port) so the forge runs through
+the real PyGithub client with ``base_url``. Covers the repository, issues
+(list with state/labels/pagination, create, get, edit), issue comments,
+labels, pulls, git refs, contents and the collaborator permission. Methods
+named after what a person does (``merge``, ``close``, ``comment``,
+``check_box``, ``add_label``) change the state as the web UI would.
+``fail(method, path_regex, status, message)`` makes the next matching
+requests fail, for error handling tests. Every request is logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import re
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mlr_action.forges.github_dashboard import set_checkbox
+
+BOT = "github-actions[bot]"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _user(login: str) -> dict:
+    return {"login": login, "id": abs(hash(login)) % 10**6, "type": "Bot" if login.endswith("[bot]") else "User",
+            "url": f"https://example.invalid/users/{login}"}
+
+
+@dataclass
+class Failure:
+    method: str
+    path: re.Pattern
+    status: int
+    message: str
+    times: int
+    headers: dict = field(default_factory=dict)
+
+
+class FakeGitHub:
+    def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
+                 default_branch: str = "main", actions_may_open_prs: bool = True):
+        self.owner, self.name, self.token = owner, name, token
+        self.default_branch = default_branch
+        self.actions_may_open_prs = actions_may_open_prs
+        self.lock = threading.RLock()
+        self.numbers = itertools.count(1)
+        self.ids = itertools.count(1001)
+        self.issues: dict[int, dict] = {}  # issues and pull requests share numbers, as on GitHub
+        self.comments: dict[int, dict] = {}  # by id
+        self.labels: dict[str, dict] = {}
+        self.pulls: dict[int, dict] = {}
+        self.files: dict[str, dict[str, str]] = {default_branch: {}}  # branch -> path -> text
+        self.refs: dict[str, str] = {}  # branch -> sha
+        self.permissions: dict[str, str] = {owner: "admin", BOT: "write"}
+        self.failures: list[Failure] = []
+        self.log: list[tuple[str, str]] = []
+        self.bodies: list[str] = []  # every body and title written through the API
+        self._commit(default_branch)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def repository(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"GITHUB_TOKEN": self.token, "GITHUB_REPOSITORY": self.repository, "GITHUB_API_URL": self.base_url, **extra}
+
+    def __enter__(self) -> FakeGitHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- what people do ------------------------------------------------------------
+
+    def issues_labelled(self, label: str, state: str = "all") -> list[dict]:
+        return [i for i in self.issues.values() if "pull_request" not in i and label in self._label_names(i)
+                and state in ("all", i["state"])]
+
+    def comments_on(self, number: int) -> list[dict]:
+        return [c for c in self.comments.values() if c["_issue"] == number]
+
+    def close(self, number: int, by: str = "alice") -> None:
+        with self.lock:
+            self.issues[number].update(state="closed", closed_at=_now(), _closed_by=by)
+
+    def reopen(self, number: int) -> None:
+        with self.lock:
+            self.issues[number].update(state="open", closed_at=None, _closed_by=None)
+
+    def comment(self, number: int, body: str, by: str = "alice") -> int:
+        with self.lock:
+            return self._add_comment(number, body, by)["id"]
+
+    def check_box(self, number: int, checked: bool = True) -> None:
+        with self.lock:
+            # The web UI hands bodies back with CRLF line ends once a person touched them.
+            self.issues[number]["body"] = set_checkbox(self.issues[number]["body"], checked).replace("\r\n", "\n").replace("\n", "\r\n")
+
+    def add_label(self, number: int, name: str) -> None:
+        with self.lock:
+            self._ensure_label(name)
+            if name not in self._label_names(self.issues[number]):
+                self.issues[number]["labels"].append(self.labels[name])
+
+    def remove_label(self, number: int, name: str) -> None:
+        with self.lock:
+            self.issues[number]["labels"] = [l for l in self.issues[number]["labels"] if l["name"] != name]
+
+    def merge(self, number: int) -> None:
+        with self.lock:
+            pull = self.pulls[number]
+            self.files[pull["base"]["ref"]].update(self.files[pull["head"]["ref"]])
+            self._commit(pull["base"]["ref"])
+            now = _now()
+            pull.update(state="closed", merged=True, merged_at=now, closed_at=now)
+            self.issues[number].update(state="closed", closed_at=now)
+
+    def fail(self, method: str, path: str, status: int, message: str = "boom", *, times: int = 1, headers: dict | None = None) -> None:
+        self.failures.append(Failure(method, re.compile(path), status, message, times, headers or {}))
+
+    # -- state helpers -------------------------------------------------------------
+
+    def _commit(self, branch: str) -> None:
+        digest = hashlib.sha1(json.dumps(self.files[branch], sort_keys=True).encode()).hexdigest()
+        self.refs[branch] = digest
+
+    @staticmethod
+    def _label_names(issue: dict) -> list[str]:
+        return [label["name"] for label in issue["labels"]]
+
+    def _ensure_label(self, name: str, color: str = "ededed", description: str = "") -> dict:
+        if name not in self.labels:
+            self.labels[name] = {"id": next(self.ids), "name": name, "color": color, "description": description,
+                                 "default": False, "url": f"{self.base_url}/repos/{self.repository}/labels/{name}"}
+        return self.labels[name]
+
+    def _issue_json(self, issue: dict, *, full: bool = False) -> dict:
+        data = {k: v for k, v in issue.items() if not k.startswith("_")}
+        data["comments"] = len(self.comments_on(issue["number"]))
+        if full:  # like GitHub, closed_by only comes with a single issue
+            data["closed_by"] = _user(issue["_closed_by"]) if issue.get("_closed_by") else None
+        return data
+
+    def _add_comment(self, number: int, body: str, by: str) -> dict:
+        cid = next(self.ids)
+        api = f"{self.base_url}/repos/{self.repository}"
+        comment = {"id": cid, "body": body, "user": _user(by), "created_at": _now(), "updated_at": _now(),
+                   "url": f"{api}/issues/comments/{cid}", "html_url": f"https://example.invalid/c/{cid}",
+                   "issue_url": f"{api}/issues/{number}", "_issue": number}
+        self.comments[cid] = comment
+        return comment
+
+    def _new_issue(self, *, title: str, body: str, labels: list[str], by: str, pull: bool = False) -> dict:
+        number = next(self.numbers)
+        api = f"{self.base_url}/repos/{self.repository}"
+        issue = {"id": next(self.ids), "number": number, "title": title, "body": body, "state": "open",
+                 "state_reason": None, "labels": [self._ensure_label(n) for n in labels], "user": _user(by),
+                 "url": f"{api}/issues/{number}", "html_url": f"https://example.invalid/{self.repository}/issues/{number}",
+                 "comments_url": f"{api}/issues/{number}/comments", "created_at": _now(), "updated_at": _now(),
+                 "closed_at": None, "locked": False, "_closed_by": None}
+        if pull:
+            issue["pull_request"] = {"url": f"{api}/pulls/{number}"}
+        self.issues[number] = issue
+        return issue
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body leave in one packet: no delayed-ACK stalls
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, data: Any = None, headers: dict | None = None) -> None:
+                payload = b"" if data is None else json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else {}
+                url = urlsplit(self.path)
+                path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query).items()}
+                with fake.lock:
+                    fake.log.append((method, path))
+                    auth = self.headers.get("Authorization", "")
+                    if auth not in (f"token {fake.token}", f"Bearer {fake.token}"):
+                        return self._reply(401, {"message": "Bad credentials"})
+                    for failure in fake.failures:
+                        if failure.times > 0 and failure.method == method and failure.path.search(path):
+                            failure.times -= 1
+                            return self._reply(failure.status, {"message": failure.message}, failure.headers)
+                    try:
+                        status, data, headers = fake.route(method, path, query, body)
+                    except KeyError:
+                        status, data, headers = 404, {"message": "Not Found"}, {}
+                    except Exception as exc:  # a bug in the fake: say so loudly, as a 500
+                        traceback.print_exc()
+                        status, data, headers = 500, {"message": f"fake GitHub crashed: {exc!r}"}, {}
+                self._reply(status, data, headers)
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+        return Handler
+
+    def _page(self, items: list[dict], query: dict, path: str) -> tuple[int, Any, dict]:
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            rest = "&".join(f"{k}={v}" for k, v in query.items() if k != "page")
+            headers["Link"] = f'<{self.base_url}{path}?{rest}&page={page + 1}>; rel="next"'
+        return 200, chunk, headers
+
+    def route(self, method: str, path: str, query: dict, body: dict) -> tuple[int, Any, dict]:
+        prefix = f"/repos/{self.repository}"
+        if not path.startswith(prefix):
+            return 404, {"message": "Not Found"}, {}
+        rest = path[len(prefix):]
+        api = self.base_url + prefix
+        ok = lambda data, status=200: (status, data, {})  # noqa: E731
+        if rest == "" and method == "GET":
+            return ok({"id": 1, "name": self.name, "full_name": self.repository, "owner": _user(self.owner),
+                       "default_branch": self.default_branch, "url": api, "private": False,
+                       "html_url": f"https://example.invalid/{self.repository}"})
+        if rest == "/issues" and method == "GET":
+            state, wanted = query.get("state", "open"), [n for n in query.get("labels", "").split(",") if n]
+            items = [i for i in self.issues.values() if state in ("all", i["state"])
+                     and all(n in self._label_names(i) for n in wanted)]
+            items.sort(key=lambda i: i["number"], reverse=query.get("direction", "desc") == "desc")
+            return self._page([self._issue_json(i) for i in items], query, path)
+        if rest == "/issues" and method == "POST":
+            self.bodies += [body.get("title", ""), body.get("body") or ""]
+            issue = self._new_issue(title=body["title"], body=body.get("body") or "", labels=body.get("labels", []), by=BOT)
+            return ok(self._issue_json(issue, full=True), 201)
+        if m := re.fullmatch(r"/issues/(\d+)", rest):
+            issue = self.issues[int(m.group(1))]
+            if method == "PATCH":
+                self.bodies += [body.get("title") or "", body.get("body") or ""]
+                for key in ("title", "body", "state_reason"):
+                    if key in body:
+                        issue[key] = body[key]
+                if "state" in body and body["state"] != issue["state"]:
+                    closed = body["state"] == "closed"
+                    issue.update(state=body["state"], closed_at=_now() if closed else None, _closed_by=BOT if closed else None)
+                if "labels" in body:
+                    issue["labels"] = [self._ensure_label(n) for n in body["labels"]]
+            return ok(self._issue_json(issue, full=True))
+        if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
+            number = int(m.group(1))
+            if method == "POST":
+                self.bodies.append(body["body"])
+                return ok({k: v for k, v in self._add_comment(number, body["body"], BOT).items() if k[0] != "_"}, 201)
+            items = sorted(self.comments_on(number), key=lambda c: c["id"])
+            return self._page([{k: v for k, v in c.items() if k[0] != "_"} for c in items], query, path)
+        if m := re.fullmatch(r"/issues/comments/(\d+)", rest):
+            comment = self.comments[int(m.group(1))]
+            if method == "PATCH":
+                self.bodies.append(body["body"])
+                comment.update(body=body["body"], updated_at=_now())
+            return ok({k: v for k, v in comment.items() if k[0] != "_"})
+        if m := re.fullmatch(r"/issues/(\d+)/labels", rest):
+            issue = self.issues[int(m.group(1))]
+            for name in body if isinstance(body, list) else body.get("labels", []):  # GitHub takes both shapes
+                if name not in self._label_names(issue):
+                    issue["labels"].append(self._ensure_label(name))
+            return ok(issue["labels"])
+        if m := re.fullmatch(r"/issues/(\d+)/labels/(.+)", rest):
+            issue, name = self.issues[int(m.group(1))], unquote(m.group(2))
+            if name not in self._label_names(issue):
+                return 404, {"message": "Label does not exist"}, {}
+            issue["labels"] = [l for l in issue["labels"] if l["name"] != name]
+            return ok(issue["labels"])
+        if m := re.fullmatch(r"/labels/(.+)", rest):
+            return ok(self.labels[unquote(m.group(1))])
+        if rest == "/labels" and method == "POST":
+            if body["name"] in self.labels:
+                return 422, {"message": "Validation Failed", "errors": [{"code": "already_exists"}]}, {}
+            return ok(self._ensure_label(body["name"], body.get("color", "ededed"), body.get("description", "")), 201)
+        if m := re.fullmatch(r"/collaborators/([^/]+)/permission", rest):
+            login = unquote(m.group(1))
+            permission = self.permissions.get(login, "read")
+            return ok({"permission": permission, "role_name": permission, "user": _user(login)})
+        if m := re.fullmatch(r"/git/ref/heads/(.+)", rest):
+            branch = unquote(m.group(1))
+            return ok({"ref": f"refs/heads/{branch}", "url": f"{api}/git/refs/heads/{branch}",
+                       "object": {"sha": self.refs[branch], "type": "commit", "url": f"{api}/git/commits/{self.refs[branch]}"}})
+        if rest == "/git/refs" and method == "POST":
+            branch = body["ref"].removeprefix("refs/heads/")
+            if branch in self.refs:
+                return 422, {"message": "Reference already exists"}, {}
+            source = next(b for b, sha in self.refs.items() if sha == body["sha"])
+            self.files[branch] = dict(self.files[source])
+            self.refs[branch] = body["sha"]
+            return ok({"ref": body["ref"], "url": f"{api}/git/refs/heads/{branch}",
+                       "object": {"sha": body["sha"], "type": "commit", "url": ""}}, 201)
+        if m := re.fullmatch(r"/contents/(.+)", rest):
+            file_path = unquote(m.group(1))
+            branch = query.get("ref") or body.get("branch") or self.default_branch
+            files = self.files[branch]
+            if method == "PUT":
+                if file_path in files and body.get("sha") is None:
+                    return 422, {"message": "Invalid request.\n\n\"sha\" wasn't supplied."}, {}
+                files[file_path] = base64.b64decode(body["content"]).decode()
+                self._commit(branch)
+                return ok({"content": self._content(file_path, files[file_path], api),
+                           "commit": {"sha": self.refs[branch], "url": f"{api}/git/commits/{self.refs[branch]}"}}, 201)
+            return ok(self._content(file_path, files[file_path], api))
+        if rest == "/pulls" and method == "GET":
+            state, head = query.get("state", "open"), query.get("head")
+            items = [p for p in self.pulls.values() if state in ("all", p["state"])
+                     and (head is None or head == f"{self.owner}:{p['head']['ref']}")]
+            return self._page(items, query, path)
+        if rest == "/pulls" and method == "POST":
+            if not self.actions_may_open_prs:
+                return 403, {"message": "GitHub Actions is not permitted to create or approve pull requests.",
+                             "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}, {}
+            if any(p["head"]["ref"] == body["head"] and p["state"] == "open" for p in self.pulls.values()):
+                return 422, {"message": "Validation Failed",
+                             "errors": [{"message": f"A pull request already exists for {self.owner}:{body['head']}."}]}, {}
+            self.bodies += [body.get("title", ""), body.get("body") or ""]
+            issue = self._new_issue(title=body["title"], body=body.get("body") or "", labels=[], by=BOT, pull=True)
+            pull = {"id": issue["id"], "number": issue["number"], "title": body["title"], "body": body.get("body"),
+                    "state": "open", "merged": False, "merged_at": None, "closed_at": None, "user": _user(BOT),
+                    "url": f"{api}/pulls/{issue['number']}", "html_url": f"https://example.invalid/pull/{issue['number']}",
+                    "head": {"ref": body["head"], "sha": self.refs[body["head"]], "label": f"{self.owner}:{body['head']}"},
+                    "base": {"ref": body["base"], "sha": self.refs[body["base"]], "label": f"{self.owner}:{body['base']}"}}
+            self.pulls[issue["number"]] = pull
+            return ok(pull, 201)
+        return 404, {"message": "Not Found"}, {}
+
+    @staticmethod
+    def _content(path: str, text: str, api: str) -> dict:
+        sha = hashlib.sha1(text.encode()).hexdigest()
+        return {"type": "file", "encoding": "base64", "name": path.rsplit("/", 1)[-1], "path": path, "sha": sha,
+                "size": len(text), "content": base64.b64encode(text.encode()).decode(), "url": f"{api}/contents/{path}"}

@@ -1,0 +1,175 @@
+"""The out-of-memory policy (mlr_action.recovery) and the allow_deletes plan (mlr_action.cleanup), table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlr_action.budget import usage
+from mlr_action.cleanup import deleted_row, repos_to_delete
+from mlr_action.decide import proposal_problems
+from mlr_action.ledger import EventRow, experiment_row
+from mlr_action.program import parse_program
+from mlr_action.recovery import looks_like_oom, recovery_proposal
+from mlr_action.state import fold
+from programs import ENVELOPE, program_text, with_
+
+SFT = {
+    "metric": "eval_loss",
+    "direction": "minimize",
+    "script": "train.py",
+    "params": {
+        "lr": {"type": "float", "low": 1.0e-5, "high": 1.0e-3, "log": True},
+        "per_device_train_batch_size": {"type": "int", "low": 1, "high": 64},
+        "gradient_accumulation_steps": {"type": "int", "low": 1, "high": 16},
+        "gradient_checkpointing": {"choices": [False, True]},
+    },
+    "fixed": {"model": "Qwen/Qwen2-0.5B", "dataset": "trl-lib/Capybara", "max_seq_length": 2048},
+    "flavor": "t4-small",
+    "timeout": "1h",
+}
+FLAVORS = with_(ENVELOPE, allowed_flavors=["t4-small", "a10g-small", "a10g-large"])
+BASE = {"lr": 1e-4, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 2, "gradient_checkpointing": False}
+CUDA_OOM = "Job failed with exit code: 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def program(envelope=FLAVORS, campaign=SFT):
+    return parse_program(program_text(envelope, campaign))
+
+
+def done(iteration: int, config: dict, *, status="error", error=CUDA_OOM, flavor="t4-small", **extra):
+    return experiment_row(iter=iteration, ts=f"t{iteration}", status=status, config=config, timeout_s=3600,
+                          flavor=flavor, error=error if status == "error" else None, job_id=f"job-{iteration}",
+                          decision="discard", **extra)
+
+
+def recover(rows, prog=None):
+    prog = prog or program()
+    state = fold([EventRow(event="started", ts="t0", campaign="c"), *rows])
+    proposal = recovery_proposal(prog, state, used=usage(state), prices=None)
+    if proposal is not None:
+        assert proposal_problems(prog, state, proposal, used=usage(state), prices=None) == []
+        assert proposal.proposer == "recovery"
+    return proposal
+
+
+@pytest.mark.parametrize("text, oom", [
+    (CUDA_OOM, True),
+    ("OOMKilled", True),
+    ("Job failed with exit code: 137", True),
+    ("RuntimeError: CUDA error: out of memory", True),
+    ("MemoryError", True),
+    ("exit code 1\nRuntimeError: size mismatch", False),
+    ("the job printed no `eval_loss=<number>` line", False),
+    ("Job failed with exit code: 1", False),
+    ("", False),
+    (None, False),
+])
+def test_looks_like_oom(text, oom) -> None:
+    assert looks_like_oom(text) is oom
+
+
+@pytest.mark.parametrize("failed, flavor, expected, expected_flavor", [
+    # halve the batch, double accumulation: the effective batch stays the same
+    (BASE, "t4-small", {**BASE, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4}, "t4-small"),
+    # the batch cannot be halved: gradient checkpointing
+    ({**BASE, "per_device_train_batch_size": 1}, "t4-small", {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "t4-small"),
+    # accumulation cannot be doubled inside the space: checkpointing rather than a smaller effective batch
+    ({**BASE, "gradient_accumulation_steps": 16}, "t4-small", {**BASE, "gradient_accumulation_steps": 16, "gradient_checkpointing": True}, "t4-small"),
+    # nothing left to shrink: the next larger allowed flavor, same config
+    ({**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "t4-small",
+     {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-small"),
+    ({**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-small",
+     {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-large"),
+])
+def test_each_remedy_in_the_seeds_order(failed, flavor, expected, expected_flavor) -> None:
+    proposal = recover([done(1, failed, flavor=flavor)])
+    assert proposal.config == expected
+    assert (proposal.flavor, proposal.timeout_s) == (expected_flavor, 3600)
+    assert proposal.reason.startswith("recovery of iter 1 (out of memory)")
+
+
+@pytest.mark.parametrize("rows", [
+    pytest.param([done(1, BASE, status="completed", metric=1.2)], id="last one completed"),
+    pytest.param([done(1, BASE, error="RuntimeError: size mismatch")], id="not out of memory"),
+    pytest.param([done(1, BASE), done(2, {**BASE, "lr": 2e-4}, status="completed", metric=1.0)], id="a later one finished"),
+    pytest.param([done(1, BASE), done(2, {**BASE, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4},
+                                      status="running", proposer="recovery", reason="recovery of iter 1 (out of memory): x")],
+                 id="already being recovered"),
+    pytest.param([done(1, {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, flavor="a10g-large")],
+                 id="nothing left to try"),
+    pytest.param([], id="nothing finished"),
+])
+def test_no_recovery(rows) -> None:
+    assert recover(rows) is None
+
+
+def test_a_recovery_that_ran_out_of_memory_too_is_recovered_in_turn() -> None:
+    halved = {**BASE, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4}
+    rows = [done(1, BASE), done(2, halved, proposer="recovery", reason="recovery of iter 1 (out of memory): x")]
+    proposal = recover(rows)
+    assert proposal.config == {**halved, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 8}
+    assert proposal.reason.startswith("recovery of iter 2")
+
+
+def test_a_remedy_already_tried_is_skipped_for_the_next() -> None:
+    halved = {**BASE, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4}
+    rows = [done(1, halved, status="completed", metric=1.1), done(2, BASE)]
+    assert recover(rows).config == {**BASE, "gradient_checkpointing": True}
+
+
+def test_only_the_batch_size_when_there_is_no_accumulation_param() -> None:
+    campaign = with_(SFT, params={k: v for k, v in SFT["params"].items() if k != "gradient_accumulation_steps"})
+    failed = {k: v for k, v in BASE.items() if k != "gradient_accumulation_steps"}
+    assert recover([done(1, failed)], program(campaign=campaign)).config == {**failed, "per_device_train_batch_size": 8}
+
+
+def test_plain_batch_size_and_grad_accum_names_are_recognised() -> None:
+    params = {"batch_size": {"type": "int", "low": 2, "high": 64}, "grad_accum": {"choices": [1, 2, 4]}}
+    campaign = with_(SFT, params=params)
+    assert recover([done(1, {"batch_size": 32, "grad_accum": 2})], program(campaign=campaign)).config == {"batch_size": 16, "grad_accum": 4}
+
+
+def test_a_bigger_flavor_the_budget_cannot_afford_is_not_proposed() -> None:
+    poor = with_(FLAVORS, max_cost_usd=1.0)  # t4-small for 1h fits ($0.40), a10g-small does not fit with the reserve
+    failed = {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}
+    assert recover([done(1, failed)], program(envelope=poor)) is None
+
+
+def test_the_same_config_on_a_larger_flavor_is_not_the_identical_failing_thing() -> None:
+    prog = program()
+    state = fold([EventRow(event="started", ts="t0", campaign="c"), done(1, BASE)])
+    from mlr_action.proposal import Proposal
+
+    same = proposal_problems(prog, state, Proposal(config=BASE, flavor="t4-small"), used=usage(state), prices=None)
+    bigger = proposal_problems(prog, state, Proposal(config=BASE, flavor="a10g-small"), used=usage(state), prices=None)
+    assert any("already failed" in p for p in same) and bigger == []
+
+
+# -- allow_deletes ------------------------------------------------------------
+
+
+def finished(iteration: int, decision: str, repo: str | None, status: str = "completed"):
+    return experiment_row(iter=iteration, ts=f"t{iteration}", status=status, config={"lr": iteration}, timeout_s=60,
+                          flavor="t4-small", decision=decision, metric=0.5, output_repo=repo, job_id=f"j{iteration}")
+
+
+STOP = EventRow(event="stopped", ts="t9", reason="budget")
+
+
+@pytest.mark.parametrize("allow, rows, expected", [
+    (True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2"), STOP], ["me/sweep-2"]),
+    (False, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2"), STOP], []),
+    pytest.param(True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2")], [], id="not stopped"),
+    pytest.param(True, [finished(1, "discard", "other/repo"), STOP], [], id="outside output_repos"),
+    pytest.param(True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-1"), STOP], [], id="kept repo"),
+    pytest.param(True, [finished(1, "discard", "me/sweep-1", status="error"), finished(2, "keep", None), STOP],
+                 ["me/sweep-1"], id="failed run"),
+    pytest.param(True, [finished(1, "discard", "me/sweep-1"), STOP,
+                        deleted_row(ts="t10", deleted=["me/sweep-1"], missing=[], refused={})], [], id="already deleted"),
+    pytest.param(True, [finished(1, "discard", "me/sweep-1"), STOP,
+                        deleted_row(ts="t10", deleted=[], missing=[], refused={"me/sweep-1": "403"})], [], id="refused once"),
+])
+def test_repos_to_delete(allow, rows, expected) -> None:
+    prog = program(envelope=with_(FLAVORS, allow_deletes=allow, output_repos=["me/sweep-*"]))
+    state = fold([EventRow(event="started", ts="t0", campaign="c"), *rows])
+    assert repos_to_delete(prog, state) == expected
