@@ -51,10 +51,26 @@ class StepResult:
     state: CampaignState | None = None
     used: Usage | None = None
     prices_note: str | None = None  # why costs use the built-in price table, when they do
+    escalated: set[str] = field(default_factory=set)  # escalation kinds published by this step
+    submitted: int = 0  # jobs submitted by this step
 
     @property
     def stopped(self) -> bool:
         return self.state is not None and self.state.stopped is not None
+
+    def fixed_escalations(self) -> set[str]:
+        """Escalation kinds whose cause this step shows is gone, for the forge to close.
+
+        A step that read program.md and the ledger and ran to the end proves
+        both fine and the backend usable; an envelope breach is over once a job
+        was submitted or the campaign stopped (the stop report then says why).
+        """
+        if self.program is None or self.state is None:
+            return set()
+        fixed = {"invalid-program", "ledger", "unrecoverable-error"}
+        if self.submitted or self.stopped:
+            fixed.add("envelope-breach")
+        return fixed - self.escalated
 
 
 @dataclass
@@ -119,6 +135,8 @@ class Step:
         if state.stopped is None:
             state = self._reconcile(program, state, prices, result)
             state = self._advance(program, state, prices, result)
+        elif state.in_flight:
+            state = self._wind_down(program, state, prices, result)
         if state.stopped is not None:
             state = self._delete_discarded_repos(program, state, result)
         result.state, result.used = state, usage(state, prices)
@@ -126,6 +144,22 @@ class Step:
         if state.stopped is not None:
             self._publish_stop_report(program, state, result.used)
         self.forge.finish_step(step=result)  # type: ignore[attr-defined]
+
+    def _wind_down(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
+        """After a stop by a person, cancel what is still in flight and record how it ended.
+
+        Intents whose job never reached the backend are closed as canceled, so
+        they stop being charged; a job adopted later is canceled on the next tick.
+        """
+        for exp in state.in_flight:
+            if exp.job_id:
+                self.backend.cancel(job_id=exp.job_id)
+                result.events.append(f"iter {exp.iter}: canceled {exp.job_id} (the campaign was stopped)")
+        state = self._reconcile(program, state, prices, result)
+        orphans = [e.model_copy(update={"ts": self.ts(), "status": "canceled", "decision": "discard",
+                                        "error": "the campaign stopped before this job was submitted"})
+                   for e in state.in_flight if not e.job_id]
+        return self._append(state, orphans)
 
     def _awaiting_program(self, result: StepResult) -> int:
         """No program.md: nothing may be spent; the forge says (or does) what comes next."""
@@ -206,10 +240,12 @@ class Step:
         job_id = self.backend.submit(spec=job_spec(program, state.campaign_id or "", intent, self.root))
         row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
+        result.submitted += 1
         return self._append(state, [row])
 
     def _refuse(self, result: StepResult, iteration: int, problems: list[str]) -> None:
         result.events.append(f"iter {iteration} not submitted: " + "; ".join(problems))
+        result.escalated.add("envelope-breach")
         title, body = _reports().render_escalation(kind="envelope-breach", problems=problems, now=self.ts())
         self.forge.publish_escalation(kind="envelope-breach", title=title, body=body)  # type: ignore[attr-defined]
 
@@ -265,6 +301,7 @@ class Step:
 
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
         result.exit_code = BAD_INPUT
+        result.escalated.add(kind)
         result.events.append(f"{kind}: " + "; ".join(problems) + " (nothing was spent)")
         title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts())
         try:

@@ -241,3 +241,29 @@ def test_status_without_program_is_awaiting(tmp_path, capsys):
 
     assert main(["status", "--repo", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "awaiting_program"
+
+
+def test_a_human_stop_cancels_jobs_in_flight_and_records_them(tmp_path):
+    root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=2))
+    step = make_step(root)
+    step.run()
+    assert len(step.backend.jobs) == 2
+    from mlr_action.ledger import append_rows
+
+    append_rows(root / "runs" / "ledger.jsonl", [EventRow(event="stopped", ts="2026-01-01T00:10:00+00:00", reason="human", detail="by @me")])
+    step.run()
+    state = ledger_state(root)
+    assert {j.stage.value for j in step.backend.jobs.values()} == {"CANCELED"}
+    assert [e.status for e in state.experiments.values()] == ["canceled", "canceled"]
+    assert state.in_flight == []
+
+
+def test_escalation_file_is_removed_once_the_cause_is_fixed(tmp_path):
+    root = make_repo(tmp_path, with_(ENVELOPE, max_timeout="soon"))
+    step = make_step(root)
+    assert step.run().exit_code == 2
+    report = root / "runs" / "escalations" / "invalid-program.md"
+    assert report.exists()
+    (root / "program.md").write_text(program_text())
+    assert step.run().exit_code == 0
+    assert not report.exists()

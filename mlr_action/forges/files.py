@@ -88,4 +88,6 @@ class FileForge:
         return "no program.md here: run `mlr init` to draft one, review it, then run `mlr step` again"
 
     def finish_step(self, *, step) -> None:
-        """Nothing to commit or push locally: the files under runs/ are the result."""
+        """Nothing to commit or push locally; escalation files whose cause is gone are removed."""
+        for kind in sorted(step.fixed_escalations()):
+            self.resolve_escalation(kind=kind)

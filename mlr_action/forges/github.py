@@ -73,7 +73,6 @@ class _Tick:
     seen: int = 0
     report: tuple[str, str] | None = None
     published: set[str] = field(default_factory=set)
-    jobs_at_start: int = 0
 
 
 def _lf(text: str | None) -> str:
@@ -126,7 +125,7 @@ class GitHubForge:
 
     def read_controls(self, *, state: Any) -> list[EventRow]:
         """The rows the dashboard's controls ask for (see :mod:`mlr_action.forges.github_dashboard`)."""
-        self._tick = tick = _Tick(jobs_at_start=len(state.job_rows))
+        self._tick = tick = _Tick()
         issues = self.api.issues(msg.DASHBOARD_LABEL, is_dashboard)
         if not issues:
             return []
@@ -158,7 +157,7 @@ class GitHubForge:
                 return
             issue = self._sync_dashboard(step.program, step.state, step.used)
             self._post_stop_report(issue, step.state)
-            self._resolve_fixed(step.state)
+            self._resolve_fixed(step)
         finally:
             self._tick = _Tick()
 
@@ -251,16 +250,9 @@ class GitHubForge:
         self.api.comment(issue, msg.escalation_resolved())
         self.api.edit(issue, state="closed", state_reason="completed")
 
-    def _resolve_fixed(self, state: Any) -> None:
-        """The step got this far, so program.md, the ledger and the step itself are fine again.
-
-        An envelope breach is over once a job was submitted, or once the
-        campaign stopped (the stop report says why).
-        """
-        fixed = {"invalid-program", "ledger", "unrecoverable-error"}
-        if len(state.job_rows) > self._tick.jobs_at_start or state.stopped is not None:
-            fixed.add("envelope-breach")
-        fixed -= self._tick.published
+    def _resolve_fixed(self, step: Any) -> None:
+        """Close the escalations whose cause the step shows is gone (StepResult.fixed_escalations)."""
+        fixed = step.fixed_escalations() - self._tick.published
         for issue in self.api.issues(msg.ESCALATION_LABEL, lambda b: bool(_ESCALATION.search(b)), state="open"):
             match = _ESCALATION.search(issue.body or "")
             if match and match.group(1) in fixed:
