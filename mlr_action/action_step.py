@@ -91,6 +91,7 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, program_path: Path
         except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
             traceback.print_exc()
             events, exit_code = [f"unexpected error: {type(exc).__name__}: {_redact(str(exc))}"], TRANSIENT
+    events = [_redact(e) for e in events]  # the log, the commit message and the step summary all quote them
     with ghenv.stop_commands():
         for line in events:
             ghenv.log(line)

@@ -48,11 +48,14 @@ def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Ro
     if intent is not None and intent.status == "proposed" and not intent.job_id:
         return _job_row(intent, ts, job_id=view.job_id, status=status)
     if intent is None and view.iter is not None:
+        # Its rows were lost (a crash or a rejected push before they reached the remote): the job itself
+        # says what it runs; what it does not say is charged as the most expensive job the envelope allows.
+        timeout_s = view.timeout_s or program.envelope.max_timeout
         return ExperimentRow(
-            iter=view.iter, ts=ts, status=status, job_id=view.job_id,
-            # Nothing is known of it, so it is charged as the most expensive job the envelope allows.
-            timeout=format_duration(program.envelope.max_timeout), timeout_s=program.envelope.max_timeout,
-            flavor=max(program.envelope.allowed_flavors, key=lambda f: price_per_hour(f)),
+            iter=view.iter, ts=ts, status=status, job_id=view.job_id, config=_config_of(program, view.args),
+            timeout=format_duration(timeout_s), timeout_s=timeout_s,
+            flavor=view.flavor or max(program.envelope.allowed_flavors, key=lambda f: price_per_hour(f)),
+            output_repo=output_repo_for(program.envelope, state.campaign_id or "", view.iter) or None,
             hypothesis="(adopted: a job of this campaign that was missing from the ledger)",
         )
     return EventRow(
@@ -63,6 +66,26 @@ def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Ro
     )
 
 
+def _config_of(program: Program, args: list[str]) -> dict[str, Any]:
+    """The search-space values among a job's ``--name=value`` args (DESIGN.md section 7), typed as the space says."""
+    space, config = program.campaign.params, {}
+    for arg in args:
+        name, sep, text = arg.removeprefix("--").partition("=")
+        spec = space.get(name) if arg.startswith("--") and sep else None
+        if spec is None:
+            continue
+        if spec.choices is not None:
+            value = next((c for c in spec.choices if str(c) == text), None)
+        else:
+            try:
+                value = int(text) if spec.type == "int" else float(text)
+            except ValueError:
+                value = None
+        if value is not None and spec.contains(value):
+            config[name] = value
+    return config
+
+
 def _finish(
     program: Program, row: ExperimentRow, view: JobView, logs: str, best: float | None, ts: str,
     prices: dict[str, float] | None,
@@ -71,6 +94,9 @@ def _finish(
     # HF Jobs bill every started minute: the cost is charged in whole minutes, never less than was billed.
     cost = price_per_hour(row.flavor or "", prices) * math.ceil(duration / 60) / 60
     base = {"duration_s": duration, "cost_usd": round(cost, 6), "best_so_far": best, "decision": "discard"}
+    if view.stage == JobStage.DELETED and view.duration_s is None:
+        # How long a vanished job ran is unknown: no duration, so the budget charges its full timeout.
+        base.update(duration_s=None, cost_usd=None)
     if view.stage == JobStage.COMPLETED:
         reading = read_metric(logs, program.campaign.metric)
         if reading.value is None:

@@ -37,7 +37,8 @@ Guarantees:
   :func:`prepare_runs` brought in (kept in ``refs/mlr/ledger-base``).
 - A protected branch or a token without ``contents: write`` raises
   :class:`GitError` (permanent, reported) naming the fix.
-- No token is written to disk, to a remote URL or to a log. git uses the
+- No token is written to disk, to a remote URL, to a log or to a commit
+  message (the message is redacted here, whoever wrote it). git uses the
   checkout's own credentials (``actions/checkout`` persists them); when there
   are none and ``GITHUB_TOKEN`` is set, an ``http.extraheader`` is handed to
   each git process through its environment (``GIT_CONFIG_*``) only, and only
@@ -103,6 +104,9 @@ def publish_runs(
     """Commit and push what this step changed under ``runs/``; True when a commit was pushed."""
     if not message.strip():
         raise ValueError("publish_runs needs a commit message that says what the step did")
+    from mlr_action.reports import redact
+
+    message = redact(message)
     repo = GitRepo.open(Path(root), remote)
     target, base, ledger_mode = _target(repo, branch)
     ours = repo.worktree_runs()

@@ -14,6 +14,13 @@ Guarantees (DESIGN.md section 3):
   line, and nothing is spent on a ledger that cannot be read.
 - Unknown fields are kept (``extra="allow"``), so rows written by a newer
   version or by the seed's own loop are read, not rejected.
+- What the budget is computed from cannot be bent by a bad line: ``NaN``,
+  ``Infinity`` and numbers too large for a float are refused, as are negative
+  durations, costs and LLM spend, and a ``timeout`` that is not a duration.
+  Such a line is a :class:`LedgerError`, never a crash and never a row that
+  counts less than it spent.
+- :func:`dump_row` redacts every string it writes
+  (:func:`mlr_action.reports.redact`), so no token reaches the ledger.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlr_action.durations import format_duration
 
@@ -54,13 +61,24 @@ class ExperimentRow(BaseModel):
     timeout: str = ""
     # Extensions over the seed's row.
     flavor: str | None = None
-    timeout_s: int | None = None
-    duration_s: float | None = None
-    cost_usd: float | None = None
+    timeout_s: int | None = Field(None, ge=0)
+    duration_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     error: str | None = None
     reason: str | None = None
     proposer: str | None = None
     output_repo: str | None = None
+
+    @model_validator(mode="after")
+    def _chargeable(self) -> ExperimentRow:
+        from mlr_action.durations import parse_duration
+
+        if self.timeout and self.timeout_s is None:
+            try:
+                parse_duration(self.timeout)
+            except ValueError:
+                raise ValueError(f"timeout {self.timeout[:40]!r} is not a duration (the budget charges it)") from None
+        return _check_llm_usd(self)
 
     @property
     def charged_timeout_s(self) -> int:
@@ -89,6 +107,18 @@ class EventRow(BaseModel):
     campaign: str | None = None
     program: str | None = None  # fingerprint of the program.md blocks in force
 
+    @model_validator(mode="after")
+    def _chargeable(self) -> EventRow:
+        return _check_llm_usd(self)
+
+
+def _check_llm_usd(row: Any) -> Any:
+    """``llm_usd`` (an extra field the budget sums) must be a non-negative, finite number of dollars."""
+    spent = (row.model_extra or {}).get("llm_usd")
+    if spent is not None and (isinstance(spent, bool) or not isinstance(spent, (int, float)) or not 0 <= spent < float("inf")):
+        raise ValueError(f"llm_usd must be a non-negative number of dollars, not {str(spent)[:40]!r}")
+    return row
+
 
 Row = ExperimentRow | EventRow
 
@@ -105,9 +135,24 @@ def parse_row(data: Any) -> Row:
     return ExperimentRow.model_validate(data)
 
 
+def _not_json_number(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (write null where there is no value)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
+
+
+def _load_line(line: str) -> Any:
+    return json.loads(line, parse_constant=_not_json_number, parse_float=_finite)
+
+
 def _parse_lines(text: str, path: Path) -> tuple[list[Row], bool]:
     """Rows, and whether the last line was a truncated write to drop."""
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")  # a BOM left by an editor is not part of the first row
     rows: list[Row] = []
     last = len(lines) - 1
     truncated = False
@@ -115,7 +160,7 @@ def _parse_lines(text: str, path: Path) -> tuple[list[Row], bool]:
         if not line.strip():
             continue
         try:
-            rows.append(parse_row(json.loads(line)))
+            rows.append(parse_row(_load_line(line)))
         except json.JSONDecodeError as exc:
             # A crash mid-append leaves a last line with no newline after it.
             if number - 1 == last and not text.endswith("\n"):
@@ -125,11 +170,16 @@ def _parse_lines(text: str, path: Path) -> tuple[list[Row], bool]:
                 f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove that line "
                 "(every line must be one JSON object); nothing was spent"
             ) from None
+        except RecursionError:
+            raise LedgerError(f"{path}:{number} is nested too deeply to be a ledger row; fix or remove that line; "
+                              "nothing was spent") from None
         except (ValidationError, ValueError) as exc:
             detail = exc.errors()[0] if isinstance(exc, ValidationError) else None
-            why = (
-                f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(exc)
-            )
+            where = ".".join(map(str, detail["loc"])) if detail else ""
+            why = str(detail["msg"]).removeprefix("Value error, ").removesuffix(".") if detail else str(exc)
+            why = f"{where}: {why}" if where else why
+            if detail and detail["loc"] == ("event",):  # a kind a newer mlr-action writes, or a typo
+                why += "; a newer mlr-action may have written it: upgrade the action"
             raise LedgerError(
                 f"{path}:{number} is not a ledger row ({why}); fix or remove that line; nothing was spent"
             ) from None
@@ -164,7 +214,19 @@ def repair_ledger(path: Path) -> bool:
 
 
 def dump_row(row: Row) -> str:
-    return json.dumps(row.model_dump(mode="json", exclude_none=False), sort_keys=False, allow_nan=False)
+    from mlr_action.reports import redact  # lazily: reports imports this module
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):  # lone surrogates (from a job's bytes) cannot be written as UTF-8
+            return redact(value.encode("utf-8", "replace").decode("utf-8"))
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+
+    data = clean(row.model_dump(mode="json", exclude_none=False))
+    return json.dumps(data, sort_keys=False, allow_nan=False)
 
 
 def append_rows(path: Path, rows: list[Row]) -> None:

@@ -4,7 +4,9 @@ Guarantees: the metric is read from lines ``name=value`` or ``name: value``
 (the key may be quoted, as in a logged dict); the *last* such line wins; a
 name that is only part of a longer word (``my_eval_accuracy``,
 ``eval_accuracy_top5``) does not count. No line means "no metric", never zero;
-NaN and infinities are reported as problems, not as results.
+NaN and infinities are reported as problems, not as results. Terminal colour
+codes (ANSI escapes) are ignored, and a decimal comma (``0,91``) is not read
+as ``0``.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ class MetricReading:
 
 def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(
-        rf"(?<![\w.\-/])['\"]?{re.escape(name)}['\"]?\s*[=:]\s*({_NUMBER})(?![\w.])",
+        rf"(?<![\w.\-/])['\"]?{re.escape(name)}['\"]?\s*[=:]\s*({_NUMBER})(?![\w.]|,\d)",
         re.IGNORECASE,
     )
 
 
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _HUB_URL = re.compile(r"(?<![\w])hub_url\s*[=:]\s*(https?://\S+)")
 
 
 def read_metric(logs: str, name: str) -> MetricReading:
     """The last ``name=value`` in ``logs``, or a reading whose ``problem`` says why there is none."""
+    logs = _ANSI.sub("", logs) if "\x1b" in logs else logs
     matches = _pattern(name).findall(logs)
     urls = _HUB_URL.findall(logs)
     hub_url = urls[-1] if urls else None

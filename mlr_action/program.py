@@ -3,9 +3,21 @@
 Guarantees:
 
 - The two YAML blocks are found by their headings with a Markdown parser: the
-  first fenced ``yaml`` block after a ``Budget envelope`` heading and after a
+  fenced ``yaml`` block after a ``Budget envelope`` heading and after a
   ``Campaign`` heading (any heading level, case-insensitive), up to the next
-  heading of the same or a higher level.
+  heading of the same or a higher level. A second such block (or heading with
+  its own block) is an error, so the envelope a reviewer approved is never
+  ambiguous.
+- Hostile input is bounded: program.md over :data:`MAX_PROGRAM_BYTES`, a YAML
+  block over :data:`MAX_BLOCK_CHARS`, aliases that expand past
+  :data:`MAX_YAML_VALUES` values (a "billion laughs"), nesting too deep to
+  read, and duplicate keys are each a problem with its fix, never a hang, a
+  crash or a silently chosen value. Limits and the bounds of the search space
+  must be finite numbers.
+- Tokens are read from the environment only: program.md text that looks like
+  a token (or holds the value of ``HF_TOKEN``, ``GITHUB_TOKEN`` or
+  ``ANTHROPIC_API_KEY``) is a problem that names the line, never the token,
+  and every problem is redacted before it is shown.
 - :func:`parse_program` either returns a fully validated :class:`Program` or
   raises :class:`ProgramError` listing *every* problem at once, each naming
   the key and the fix. Unknown keys are errors, so a misspelled limit can never
@@ -28,6 +40,10 @@ from mlr_action.durations import HINT as DURATION_HINT
 from mlr_action.durations import format_duration, parse_duration
 from mlr_action.flavors import KNOWN_FLAVORS, suggest_flavor
 
+MAX_PROGRAM_BYTES = 1_000_000  # a program.md is a few kilobytes; this bounds what a step reads and parses
+MAX_BLOCK_CHARS = 64 * 1024  # one settings block
+MAX_YAML_VALUES = 10_000  # values a block may hold once its aliases are expanded
+MAX_YAML_DEPTH = 64  # brackets open at once; PyYAML's scanner slows down quadratically with flow depth
 ENVELOPE_HEADING = "budget envelope"
 CAMPAIGN_HEADING = "campaign"
 PROSE_SECTIONS = ("Goal", "Scope", "Reference artifacts", "Output format", "Keep/discard criteria")
@@ -37,12 +53,23 @@ class ProgramError(Exception):
     """program.md cannot be used; ``problems`` lists every reason with its fix."""
 
     def __init__(self, problems: list[str], path: str = "program.md"):
+        from mlr_action.reports import redact  # lazily: reports imports this module
+
+        problems = [redact(p) for p in problems]  # a value quoted back may be a pasted token
         self.problems = problems
         self.path = path
         super().__init__(f"{path} is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a problem quotes the value, not a megabyte of it."""
+    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < 20 else f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _duration(value: Any) -> int:
+    if not isinstance(value, (str, int, float)) or isinstance(value, str) and len(value) > 40:
+        raise ValueError(f"{_shown(value)} is not a duration ({DURATION_HINT})")
     try:
         return parse_duration(value)
     except ValueError as exc:
@@ -54,9 +81,9 @@ Duration = Annotated[int, BeforeValidator(_duration), Field(json_schema_extra={"
 
 def _flavor(value: Any) -> str:
     if not isinstance(value, str) or value not in KNOWN_FLAVORS:
-        hint = suggest_flavor(str(value))
+        hint = suggest_flavor(str(value)[:40])
         fix = f"did you mean {hint}?" if hint else "known flavors: " + ", ".join(KNOWN_FLAVORS)
-        raise ValueError(f"{value!r} is not an HF Jobs flavor ({fix})")
+        raise ValueError(f"{_shown(value)} is not an HF Jobs flavor ({fix})")
     return value
 
 
@@ -76,9 +103,9 @@ class Envelope(BaseModel):
     max_timeout: Duration = Field(description="Maximum timeout of one job, e.g. 2h.")
     allow_deletes: bool = Field(False, description="May the bot delete Hub repos of discarded runs.")
     output_repos: list[str] = Field(default_factory=list, description="fnmatch globs of Hub repos jobs may push to.")
-    max_cost_usd: float | None = Field(None, gt=0, description="Dollar ceiling for job hardware.")
+    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="Dollar ceiling for job hardware.")
     max_parallel: int = Field(1, ge=1, le=16, description="Jobs in flight at once.")
-    max_llm_usd: float | None = Field(None, ge=0, description="Dollar ceiling for LLM calls.")
+    max_llm_usd: float | None = Field(None, ge=0, allow_inf_nan=False, description="Dollar ceiling for LLM calls.")
 
 
 class ParamSpec(BaseModel):
@@ -87,8 +114,8 @@ class ParamSpec(BaseModel):
     model_config = _STRICT
 
     type: Literal["float", "int", "categorical"] | None = None
-    low: float | None = None
-    high: float | None = None
+    low: float | None = Field(None, allow_inf_nan=False)
+    high: float | None = Field(None, allow_inf_nan=False)
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[str | int | float | bool] | None = Field(None, min_length=1)
@@ -139,7 +166,7 @@ class Campaign(BaseModel):
 
     metric: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_./-]*$", description="Name of the metric the job prints.")
     direction: Literal["maximize", "minimize"] = "maximize"
-    target: float | None = Field(None, description="Stop when the best metric reaches this.")
+    target: float | None = Field(None, allow_inf_nan=False, description="Stop when the best metric reaches this.")
     patience: int | None = Field(None, ge=1, description="Stop after this many experiments in a row without improvement.")
     script: str = Field(min_length=1, description="Path of the training script, relative to program.md.")
     params: dict[str, ParamSpec] = Field(min_length=1, description="The search space, passed as --name=value.")
@@ -232,6 +259,62 @@ def _sections(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
     return fences, prose
 
 
+class _Unsafe(Exception):
+    """A YAML block that parses but must not be used; the message says why and what to do."""
+
+
+def _load_yaml(block: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys and aliases expanding past :data:`MAX_YAML_VALUES`.
+
+    Aliases are references while composing, so the check on the node graph is
+    linear in the block's size; the expansion itself never happens.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_document(self):  # type: ignore[no-untyped-def]
+            node = super().compose_document()
+            if _expanded_size(node, {}) > MAX_YAML_VALUES:
+                raise _Unsafe(f"expands to more than {MAX_YAML_VALUES} values through its anchors and aliases "
+                              "(`&name` / `*name`); write the values out")
+            return node
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            lines: dict[str, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in lines:
+                        raise _Unsafe(f"sets {key.value} twice (lines {lines[key.value]} and {key.start_mark.line + 1} "
+                                      "of the block); keep one, so the approved value is unambiguous")
+                    lines[key.value] = key.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(block, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (memoized, so linear)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_YAML_VALUES + 1  # a node reached again while being counted is a cycle
+    children = node.value if isinstance(node.value, list) else []
+    size = 1 + sum(_expanded_size(c, memo) for item in children for c in (item if isinstance(item, tuple) else (item,)))
+    memo[id(node)] = size
+    return size
+
+
+def _bracket_depth(block: str) -> int:
+    """The most ``[`` and ``{`` open at once (quotes ignored: an over-count only refuses earlier)."""
+    depth = deepest = 0
+    for char in block:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str]) -> dict | None:
     import yaml
 
@@ -242,12 +325,34 @@ def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str])
     if not fences[heading]:
         problems.append(f"'## {title}' has no fenced ```yaml block (put the settings in one below the heading)")
         return None
+    if len(fences[heading]) > 1:
+        problems.append(f"'## {title}' has {len(fences[heading])} fenced ```yaml blocks (or the heading appears more "
+                        "than once); keep one, so the settings a reviewer approved are unambiguous")
+        return None
+    block = fences[heading][0]
+    if len(block) > MAX_BLOCK_CHARS:
+        problems.append(f"'## {title}' block is {len(block)} characters, over the {MAX_BLOCK_CHARS} a settings block "
+                        "may hold (it needs a few lines: see program.template.md)")
+        return None
     try:
-        data = yaml.safe_load(fences[heading][0])
+        if _bracket_depth(block) > MAX_YAML_DEPTH:
+            raise RecursionError
+        data = _load_yaml(block)
+    except _Unsafe as exc:
+        problems.append(f"'## {title}' YAML {exc}")
+        return None
+    except RecursionError:
+        problems.append(f"'## {title}' YAML is nested too deeply to read (flatten it: see program.template.md)")
+        return None
+    except ValueError as exc:  # a number too long to convert, say
+        problems.append(f"'## {title}' YAML has a value that cannot be read ({str(exc).split(';')[0]}); fix that value")
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} of the block" if mark else ""
-        problems.append(f"'## {title}' YAML does not parse{where}: {getattr(exc, 'problem', exc)} (check indentation and colons)")
+        why = str(getattr(exc, "problem", exc))
+        fix = "indent with spaces, not tabs" if "\\t" in why or "\t" in why else "check indentation and colons"
+        problems.append(f"'## {title}' YAML does not parse{where}: {why} ({fix})")
         return None
     if not isinstance(data, dict):
         problems.append(f"'## {title}' YAML must be a mapping of key: value lines, not {type(data).__name__}")
@@ -267,7 +372,10 @@ def _describe(model: type[BaseModel], exc: ValidationError, data: dict) -> list[
             known = list(model.model_fields) if len(err["loc"]) == 1 else list(ParamSpec.model_fields)
             close = difflib.get_close_matches(key, known, n=1)
             fix = f"did you mean {close[0]}?" if close else "allowed keys: " + ", ".join(known)
-            out.append(f"{loc}: unknown key ({fix})")
+            if not key.isascii():  # a lookalike letter (Cyrillic а for Latin a) reads as the real key
+                loc = loc.replace(key, ascii(key))
+                fix += " It has characters that only look like ASCII letters: retype it"
+            out.append(f"{_cut(loc)}: unknown key ({fix})")
         elif kind == "missing":
             out.append(f"{loc}: missing (add it; see program.template.md)")
         elif kind == "value_error":
@@ -277,9 +385,22 @@ def _describe(model: type[BaseModel], exc: ValidationError, data: dict) -> list[
             else:
                 out.append(f"{loc}: {msg}" if loc else msg)
         else:
-            shown = repr(value) if not isinstance(value, dict) else "a mapping"
-            out.append(f"{loc}: {err['msg'].lower()} (got {shown})")
+            shown = _shown(value) if not isinstance(value, dict) else "a mapping"
+            out.append(f"{_cut(loc)}: {err['msg'].lower()} (got {shown})")
     return out
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _secret_lines(text: str) -> list[int]:
+    """Lines of ``text`` holding something that looks like a token (see :func:`mlr_action.reports.redact`)."""
+    from mlr_action.reports import redact
+
+    if redact(text) == text:
+        return []
+    return [n for n, line in enumerate(text.splitlines(), start=1) if redact(line) != line]
 
 
 def _cross_checks(envelope: Envelope, campaign: Campaign, root: Path | None) -> list[str]:
@@ -330,6 +451,13 @@ def parse_program(text: str, *, root: Path | None = None, path: str = "program.m
     """Validate program.md text; ``root`` (its folder) enables the script check."""
     fences, prose = _sections(text)
     problems: list[str] = []
+    secret = _secret_lines(text)
+    if secret:
+        problems.append(
+            f"line {', '.join(map(str, secret[:5]))} holds what looks like a token (HF, GitHub or Anthropic): "
+            "delete it and revoke that token, since git history keeps it; the bot reads tokens only from the "
+            "environment (HF_TOKEN, ANTHROPIC_API_KEY, GITHUB_TOKEN as repository secrets)"
+        )
     env_data = _yaml_block(fences, ENVELOPE_HEADING, problems)
     camp_data = _yaml_block(fences, CAMPAIGN_HEADING, problems)
     envelope = campaign = None
@@ -354,10 +482,16 @@ def parse_program(text: str, *, root: Path | None = None, path: str = "program.m
 def load_program(path: Path) -> Program:
     """Read and validate the program.md at ``path``."""
     try:
+        if path.stat().st_size > MAX_PROGRAM_BYTES:
+            raise ProgramError([f"{path} is {path.stat().st_size} bytes, over the {MAX_PROGRAM_BYTES} a program.md may "
+                                "be (it needs a few kilobytes: see program.template.md)"], str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProgramError([f"{path} does not exist (run `mlr init` to draft one)"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ProgramError([f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                            "Markdown (a binary file or another encoding cannot be read)"], str(path)) from None
+    except OSError as exc:
         raise ProgramError([f"cannot read {path}: {exc}"], str(path)) from None
     return parse_program(text, root=path.parent, path=str(path))
 

@@ -163,7 +163,7 @@ STOP_REASONS: dict[str, StopReason] = {
         "target reached",
         "the target was reached ({goal})",
         (
-            "Use the best model from its Hub URL above.",
+            "Use the best result above (its config, and its Hub URL when the job pushed one).",
             "To search for something better, set a more ambitious `target` in program.md and merge the change: "
             "the next tick resumes the campaign.",
         ),
@@ -262,7 +262,7 @@ def budget_spent_line(program: Program, used: Usage) -> str:
         + (f" of {format_usd(env.max_cost_usd)}" if env.max_cost_usd is not None else "")
         + " for hardware",
     ]
-    if used.llm_usd or env.max_llm_usd is not None:
+    if used.llm_usd or env.max_llm_usd:
         parts.append(
             f"{format_usd(used.llm_usd)} on LLM calls"
             + (f" of {format_usd(env.max_llm_usd)}" if env.max_llm_usd is not None else "")

@@ -17,6 +17,10 @@ Guarantees:
   the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice.
 - Exit codes: 0 done or nothing to do, 1 transient (the next tick retries),
   2 bad input (nothing spent).
+- What a step says (``StepResult.events``: the Actions log, commit messages,
+  the step summary) is redacted before the forge or the caller sees it, and
+  job logs are redacted, with bytes that are not text replaced, before they
+  are read.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class Step:
         except TransientError as exc:
             result.exit_code = TRANSIENT
             result.events.append(f"transient: {_redact(str(exc))} (the next tick retries)")
+        result.events[:] = [_clean(e) for e in result.events]
         return result
 
     # -- the step, top to bottom --------------------------------------------
@@ -143,6 +148,7 @@ class Step:
         self._write_summary(program, state, result.used, result.prices_note)
         if state.stopped is not None:
             self._publish_stop_report(program, state, result.used)
+        result.events[:] = [_clean(e) for e in result.events]  # the forge puts them in a commit message
         self.forge.finish_step(step=result)  # type: ignore[attr-defined]
 
     def _wind_down(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
@@ -173,7 +179,7 @@ class Step:
             if exp.job_id and exp.job_id not in observed:
                 observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
         wanted = {e.job_id for e in state.in_flight if e.job_id} | {v.job_id for v in listed if v.job_id not in state.known_jobs}
-        logs = {j: _redact(self.backend.logs(job_id=j)) for j in wanted if observed[j].stage.terminal and observed[j].stage.value != "DELETED"}
+        logs = {j: _clean(self.backend.logs(job_id=j)) for j in wanted if observed[j].stage.terminal and observed[j].stage.value != "DELETED"}
         rows = decide.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices)
         for row in rows:
             if isinstance(row, EventRow) and row.reason == "duplicate-job":
@@ -302,7 +308,8 @@ class Step:
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
         result.exit_code = BAD_INPUT
         result.escalated.add(kind)
-        result.events.append(f"{kind}: " + "; ".join(problems) + " (nothing was spent)")
+        said = "; ".join(problems)
+        result.events.append(f"{kind}: {said}" + ("" if said.endswith("nothing was spent") else " (nothing was spent)"))
         title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts())
         try:
             self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
@@ -351,6 +358,11 @@ def _reports():
 
 def _redact(text: str) -> str:
     return _reports().redact(text)
+
+
+def _clean(text: str) -> str:
+    """``text`` redacted, with lone surrogates (bytes a job printed that are not UTF-8) replaced."""
+    return _redact(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 class _Busy(Exception):

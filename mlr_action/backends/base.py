@@ -72,6 +72,11 @@ class JobView(BaseModel):
     duration_s: float | None = None
     message: str | None = None  # the backend's own status message, e.g. "OOMKilled"
     url: str | None = None
+    # What the job was submitted with, when the backend can tell: a job adopted after its ledger rows were
+    # lost (a crash, a rejected push) is recorded with its real config, flavor and timeout.
+    args: list[str] = Field(default_factory=list)  # the spec's --name=value args
+    flavor: str | None = None
+    timeout_s: int | None = None
 
     @property
     def iter(self) -> int | None:

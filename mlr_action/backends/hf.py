@@ -36,6 +36,7 @@ Only this module and ``_hf_http`` import huggingface_hub, and only when
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ class HfBackend:
             flavor=spec.flavor, timeout=spec.timeout_s, labels=labels, namespace=self.namespace(),
             name=re.sub(r"[^a-zA-Z0-9_-]", "-", f"mlr-{spec.campaign}-{spec.iter}"),
         ), writes=True)
-        return str(info.id)
+        return self._settle(labels, str(info.id))
 
     def inspect(self, *, job_id: str) -> JobView:
         if not _JOB_ID.match(job_id):
@@ -251,6 +252,30 @@ class HfBackend:
                            lambda: list(self.api.list_jobs(labels=labels, namespace=self.namespace())))
         return sorted((_view(i) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
 
+    def _settle(self, labels: dict[str, str], created: str) -> str:
+        """The job for these labels once two steps raced past :meth:`_find` and both created one.
+
+        Both keep the earliest created (a step that saw only its own job created the earliest), and the
+        step that created a later one cancels it at once, before it can start. Unsettled (the listing
+        failed), a duplicate is canceled by the next step's reconcile (a ``duplicate-job`` row).
+        """
+        key = job_key(labels)
+        wanted = {CAMPAIGN_LABEL: labels[CAMPAIGN_LABEL], ITER_LABEL: labels[ITER_LABEL]}
+        try:
+            infos = self._call("checking for a concurrent submit of the same iter",
+                               lambda: list(self.api.list_jobs(labels=wanted, namespace=self.namespace())))
+        except BackendError:
+            return created
+        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _stage(i) is not JobStage.CANCELED]
+        if len(same) < 2:
+            return created
+        first = str(min(same, key=lambda i: (i.created_at.timestamp() if i.created_at else float("inf"), str(i.id))).id)
+        if first != created:
+            with contextlib.suppress(BackendError):
+                self._call(f"canceling job {created}, a duplicate of {first}",
+                           lambda: self.api.cancel_job(job_id=created, namespace=self.namespace()), writes=True)
+        return first
+
     def _find(self, labels: dict[str, str]) -> str | None:
         key = job_key(labels)
         wanted = {CAMPAIGN_LABEL: labels[CAMPAIGN_LABEL], ITER_LABEL: labels[ITER_LABEL]}
@@ -319,4 +344,10 @@ def _view(info: Any) -> JobView:
     if stage is JobStage.ERROR and not message:
         message = "the job failed (HF gave no status message)"
     return JobView(job_id=str(info.id), stage=stage, labels=dict(info.labels or {}), duration_s=_duration(info),
-                   message=message, url=getattr(info, "url", None))
+                   message=message, url=getattr(info, "url", None), args=_args(info), flavor=info.flavor)
+
+
+def _args(info: Any) -> list[str]:
+    """The spec's args: what follows the launcher's ``mlr-job`` marker (see :func:`ship`)."""
+    words = [str(w) for w in [*(info.command or []), *(getattr(info, "arguments", None) or [])]]
+    return words[words.index("mlr-job") + 1:] if "mlr-job" in words else []

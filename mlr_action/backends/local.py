@@ -199,6 +199,9 @@ class LocalBackend:
             duration_s=duration,
             message=status.get("message"),
             url=(jobdir / sup.OUTPUT_FILE).as_uri(),
+            args=[str(a) for a in record.get("args") or []],
+            flavor=(record.get("spec") or {}).get("flavor"),
+            timeout_s=record.get("timeout_s"),
         )
 
     # -- registry ------------------------------------------------------------

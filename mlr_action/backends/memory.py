@@ -167,7 +167,8 @@ class InMemoryBackend:
 
     def _view(self, job: MemoryJob) -> JobView:
         return JobView(job_id=job.job_id, stage=job.stage, labels=dict(job.labels),
-                       duration_s=job.duration_s(self._clock()), message=job.message)
+                       duration_s=job.duration_s(self._clock()), message=job.message,
+                       args=list(job.spec.args), flavor=job.spec.flavor, timeout_s=job.spec.timeout_s)
 
     def _fail_before(self, method: str) -> BaseException | None:
         """Raise a failure queued for ``method`` now, or return one due after the call."""

@@ -127,7 +127,7 @@ _SAFE_URL = re.compile(r"^https?://[^\s<>()\[\]\"'`]+$")
 
 
 def _link(title: str, url: str) -> str | None:
-    url = (url or "").replace("(", "%28").replace(")", "%29")  # Markdown-safe; the same address
+    url = redact(url or "").replace("(", "%28").replace(")", "%29")  # Markdown-safe; a token in it masked
     if not _SAFE_URL.match(url):
         return None
     clean = " ".join(redact(title or url).split())[:160]

@@ -1,0 +1,278 @@
+"""The search proposer: typed, reproducible, never a duplicate, and it finds good regions."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import subprocess
+import sys
+
+import pytest
+
+from mlr_action.ledger import experiment_row
+from mlr_action.program import parse_program
+from mlr_action.proposers import make_proposer
+from mlr_action.proposers.search import SearchProposer, ledger_trials, space_key
+from mlr_action.state import config_key, fold
+
+PROGRAM = """# Sweep
+
+## Budget envelope
+```yaml
+max_jobs: 24
+max_walltime: 24h
+allowed_flavors: [t4-small]
+max_timeout: 1h
+```
+
+## Campaign
+```yaml
+metric: eval_accuracy
+direction: {direction}
+script: train.py
+seed: {seed}
+params:
+{params}
+```
+"""
+
+MIXED = """\
+  lr: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
+  dropout: {type: float, low: 0.0, high: 0.5, step: 0.05}
+  batch_size: {type: int, low: 8, high: 128, log: true}
+  layers: {type: int, low: 1, high: 9, step: 2}
+  warmup: {type: float, low: 0.001, high: 1.0, log: true, step: 0.001}
+  scheduler: {choices: [linear, cosine, 3, 0.5, true]}"""
+
+
+def program(params: str = MIXED, *, direction: str = "maximize", seed: int = 0):
+    return parse_program(PROGRAM.format(direction=direction, seed=seed, params=params))
+
+
+def row(iter: int, config: dict, status: str = "completed", metric: float | None = None):
+    return experiment_row(
+        iter=iter, ts="2026-01-01T00:00:00Z", status=status, config=config, timeout_s=3600,
+        flavor="t4-small", metric=metric,
+    )
+
+
+def propose(prog, rows, count: int = 1):
+    return SearchProposer().propose(program=prog, state=fold(rows), count=count)
+
+
+def simulate(prog, f, n: int) -> list:
+    """Run ``n`` sequential experiments of ``f`` through the proposer; the ledger rows."""
+    rows: list = []
+    for i in range(1, n + 1):
+        [p] = propose(prog, rows)
+        rows.append(row(i, p.config, metric=f(p.config)))
+    return rows
+
+
+def assert_in_space(prog, config: dict) -> None:
+    params = prog.campaign.params
+    assert set(config) == set(params)
+    for name, value in config.items():
+        spec = params[name]
+        assert spec.contains(value), (name, value)
+        if spec.kind == "int":
+            assert type(value) is int
+        elif spec.kind == "float":
+            assert type(value) is float
+        else:
+            assert any(type(c) is type(value) and c == value for c in spec.choices)
+        if spec.step and not spec.log:
+            k = (value - spec.low) / spec.step
+            assert abs(k - round(k)) < 1e-9, (name, value)
+
+
+def toy_metric(config: dict) -> float:
+    return 0.9 - 0.05 * (math.log10(config["lr"]) + 3) ** 2 - config["dropout"] / 5
+
+
+def test_proposals_are_in_the_space_and_typed_through_design_and_model():
+    prog = program()
+    rows = simulate(prog, toy_metric, 8)  # past the initial design, into the model
+    proposals = propose(prog, rows, count=3)
+    assert len(proposals) == 3
+    for config in [r.config for r in rows] + [p.config for p in proposals]:
+        assert_in_space(prog, config)
+    for p in proposals:
+        assert p.proposer == "search" and p.flavor is None and p.timeout_s is None
+        assert p.hypothesis.endswith(".") and "\n" not in p.hypothesis
+        assert p.reason
+
+
+def test_hypotheses_say_what_search_is_doing():
+    prog = program()
+    rows = simulate(prog, toy_metric, 7)
+    first = propose(prog, [])[0]
+    assert first.hypothesis.startswith("Initial design point 1 of ")
+    later = propose(prog, rows)[0]
+    assert later.hypothesis.startswith("GP: ") and "eval_accuracy=" in later.hypothesis
+
+
+def test_same_ledger_same_proposal():
+    prog = program()
+    for n in (0, 2, 7):
+        rows = simulate(prog, toy_metric, n)
+        assert propose(prog, rows, count=2) == propose(prog, rows, count=2)
+
+
+def test_a_different_ledger_moves_the_proposal_on():
+    prog = program()
+    rows = simulate(prog, toy_metric, 7)
+    seen = {config_key(r.config) for r in rows}
+    assert len(seen) == 7
+    shifted = rows[:-1] + [rows[-1].model_copy(update={"metric": 0.0})]
+    assert propose(prog, rows)[0].config != propose(prog, shifted)[0].config
+
+
+def test_the_campaign_seed_changes_the_design():
+    assert propose(program(seed=0), [])[0].config != propose(program(seed=1), [])[0].config
+
+
+SMALL = """\
+  depth: {type: int, low: 1, high: 3}
+  act: {choices: [relu, gelu]}"""
+
+
+def test_never_repeats_a_tried_failed_or_in_flight_config():
+    prog = program(SMALL)
+    rows = [
+        row(1, {"depth": 1, "act": "relu"}, metric=0.5),
+        row(2, {"depth": 2, "act": "relu"}, status="error"),
+        row(3, {"depth": 3, "act": "relu"}, status="running"),
+        row(4, {"depth": 1, "act": "gelu"}, status="submitted"),
+        row(5, {"depth": 2.0, "act": "gelu", "epochs": 3}, metric=0.7),  # same as depth 2, fixed arg logged
+    ]
+    proposals = propose(prog, rows, count=6)
+    assert [p.config for p in proposals] == [{"depth": 3, "act": "gelu"}]
+    assert propose(prog, rows + [row(6, {"depth": 3, "act": "gelu"}, status="proposed")]) == []
+
+
+def test_never_repeats_in_the_model_phase_of_a_small_space():
+    prog = program(SMALL)
+    rows: list = []
+    for i in range(1, 7):
+        [p] = propose(prog, rows)
+        rows.append(row(i, p.config, metric=p.config["depth"] / 10))
+    assert len({config_key(r.config) for r in rows}) == 6  # the whole space, each config once
+    assert propose(prog, rows, count=2) == []
+
+
+def test_an_exhausted_categorical_space_returns_fewer():
+    prog = program("  opt: {choices: [sgd, adam, adamw]}")
+    rows = [row(1, {"opt": "sgd"}, metric=0.1), row(2, {"opt": "adam"}, status="error")]
+    assert [p.config for p in propose(prog, rows, count=3)] == [{"opt": "adamw"}]
+    assert propose(prog, rows + [row(3, {"opt": "adamw"}, metric=0.2)], count=3) == []
+
+
+def test_count_above_one_gives_distinct_configs():
+    prog = program()
+    for n in (0, 3, 8):
+        proposals = propose(prog, simulate(prog, toy_metric, n), count=5)
+        assert len(proposals) == 5
+        assert len({config_key(p.config) for p in proposals}) == 5
+
+
+def test_error_rows_are_told_as_failures_and_in_flight_rows_as_running():
+    from optuna.trial import TrialState
+
+    prog = program(SMALL)
+    rows = [
+        row(1, {"depth": 1, "act": "relu"}, metric=0.5),
+        row(2, {"depth": 2, "act": "relu"}, status="error"),
+        row(3, {"depth": 3, "act": "relu"}, status="running"),
+        row(4, {"depth": 3, "act": "gelu"}, status="completed", metric=None),
+        row(5, {"depth": 1, "act": "gelu"}, status="canceled"),
+    ]
+    trials, skipped = ledger_trials(prog, fold(rows))
+    assert skipped == 0
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.FAIL, TrialState.FAIL,
+    ]
+    assert [t.user_attrs["iter"] for t in trials] == [1, 2, 3, 4, 5]
+    assert "1 finished experiments, 3 failed (told as failures) and 1 in flight" in propose(prog, rows)[0].reason
+
+
+def test_failures_do_not_count_as_results():
+    prog = program("  x: {type: float, low: 0, high: 1}")
+    good = [row(i, {"x": x}, metric=x) for i, x in enumerate((0.1, 0.3, 0.5, 0.7), start=1)]
+    failed = good + [row(5, {"x": 0.95}, status="error")]
+    # The model still aims at high x: a failure is not a low metric, and the best is iter 4.
+    proposal = propose(prog, failed)[0]
+    assert "iter 4, eval_accuracy=0.7" in proposal.hypothesis
+    assert proposal.config["x"] > 0.5
+
+
+def test_old_rows_outside_an_edited_space_do_not_crash():
+    prog = program()
+    base = {"lr": 1e-3, "dropout": 0.1, "batch_size": 32, "layers": 3, "warmup": 0.01, "scheduler": "cosine"}
+    rows = [
+        row(1, {**base, "lr": 0.5}, metric=0.8),  # above the new high
+        row(2, {k: v for k, v in base.items() if k != "layers"}, metric=0.7),  # param added later
+        row(3, {**base, "old_param": 1}, metric=0.6),  # param removed since: ignored
+        row(4, {**base, "scheduler": "step"}, metric=0.6),  # choice removed
+        row(5, {**base, "batch_size": 12.5}, status="error"),  # not an int
+        row(6, {**base, "dropout": 0.12}, metric=0.5),  # off the step grid
+        row(7, {**base, "scheduler": "true"}, metric=0.4),  # a string, not the declared bool
+    ]
+    proposals = propose(prog, rows, count=3)
+    assert len(proposals) == 3
+    for p in proposals:
+        assert_in_space(prog, p.config)
+        assert space_key(prog.campaign.params, p.config) != space_key(prog.campaign.params, rows[2].config)
+    assert "outside the current search space" in proposals[0].reason
+    trials, skipped = ledger_trials(prog, fold(rows))
+    assert len(trials) == 1 and skipped == 6  # only iter 3 still fits (its extra key is ignored)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_it_finds_the_good_region_of_a_1d_function(direction):
+    prog = program("  x: {type: float, low: -3, high: 3}", direction=direction)
+    sign = 1 if direction == "maximize" else -1
+
+    def f(config):  # a broad bump, a narrow wrong peak at -2, and deterministic wiggle as noise
+        x = config["x"]
+        value = math.exp(-((x - 1.2) ** 2)) + 0.4 * math.exp(-((x + 2) ** 2) / 0.1) + 0.01 * math.sin(37 * x)
+        return sign * value
+
+    rows = simulate(prog, f, 15)
+    best = (max if direction == "maximize" else min)(rows, key=lambda r: r.metric)
+    assert abs(best.config["x"] - 1.2) < 0.15
+    near = sum(abs(r.config["x"] - 1.2) < 0.5 for r in rows[5:])
+    assert near >= 5  # the model spends most of its budget near the optimum
+
+
+def test_optuna_logging_is_restored():
+    import optuna
+
+    optuna.logging.set_verbosity(logging.INFO)
+    try:
+        propose(program(), [])
+        assert optuna.logging.get_verbosity() == logging.INFO
+    finally:
+        optuna.logging.set_verbosity(logging.WARNING)
+
+
+def test_make_proposer(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert isinstance(make_proposer("search"), SearchProposer)
+    assert make_proposer("search").name == "search"
+    assert isinstance(make_proposer("auto"), SearchProposer)
+    with pytest.raises(ValueError, match="unknown proposer"):
+        make_proposer("grid")
+    if importlib.util.find_spec("mlr_action.proposers.claude") is None:
+        with pytest.raises(ValueError, match="Claude proposer is not available yet"):
+            make_proposer("claude")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        with pytest.raises(ValueError, match="Claude proposer is not available yet"):
+            make_proposer("auto")
+
+
+def test_importing_the_proposers_does_not_import_optuna():
+    code = "import sys, mlr_action.proposers, mlr_action.proposers.search; print('optuna' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
