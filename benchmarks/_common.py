@@ -85,6 +85,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gb": _memory_gb(),
         "commit": _commit(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews wall times
         "packages": {p: _version(p) for p in ("mlr-action", "pydantic", "optuna", "numpy", "huggingface_hub", "scikit-learn")},
     }
 

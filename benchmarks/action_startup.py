@@ -11,7 +11,7 @@ parses its lines and reports medians and ranges. Target: at most 5 s warm and
 
 The cold runs need network access to PyPI and their time depends on it.
 
-    python benchmarks/action_startup.py [--quick] [--runs 5] [--python PYTHON]
+    python benchmarks/action_startup.py [--quick] [--runs 3] [--python PYTHON]
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ TARGETS = {"warm_s": 5.0, "cold_s": 30.0}
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=None, help="cold+warm builds (default 5; --quick 1)")
+    p.add_argument("--runs", type=int, default=None, help="cold+warm builds (default 3, as .ci/bench-action-env; --quick 1)")
     p.add_argument("--python", default=getattr(sys, "_base_executable", sys.executable),
                    help="the interpreter the action's setup-python step would provide (default: this Python's base)")
     args = p.parse_args()
-    runs = args.runs or (1 if args.quick else 5)
+    runs = args.runs or (1 if args.quick else 3)
     print(f"running .ci/bench-action-env {args.python} {runs} (cold runs download from PyPI) ...", flush=True)
     proc = subprocess.run([str(REPO / ".ci" / "bench-action-env"), args.python, str(runs)], cwd=REPO,
                           capture_output=True, text=True)

@@ -1,23 +1,28 @@
 """Figure 1: what one step costs, as a process: wall time and peak memory of ``python -m mlr_action step``.
 
-Measured, each in a fresh subprocess, repeats interleaved so the machine's
-noise spreads evenly over the scenarios:
+Measured, each in a fresh subprocess, after one untimed warm-up, repeats
+interleaved so the machine's noise spreads evenly over the scenarios:
 
 - floors: ``python -c pass`` and ``python -c "from huggingface_hub import HfApi"``;
 - a no-op step (one job in flight, nothing to do) on the local backend and on
   the hf backend (the real ``HfApi`` against ``tests/hf_server.py`` on loopback);
 - a step that submits: the first proposal (initial design) and a model-based
   proposal (8 finished experiments, the Gaussian process runs), local and hf;
-- the no-op step as the ledger grows (10 to 10,000 rows of valid history), with
-  only the job in flight in the local registry ("ledger") and with every past
-  job in it too, as a long local campaign leaves it ("ledger+registry"); and
-  the submitting step as the ledger grows.
+- the same with no bytecode cache but the stdlib's (``[no .pyc]``), as on a
+  fresh GitHub runner: build-env.sh installs without compiling and every tick
+  is a fresh checkout, so each step compiles what it imports;
+- the no-op step as the ledger grows (10 to 10,000 rows of valid history: four
+  rows per experiment), with only the job in flight in the local registry
+  ("ledger") and with every past job in it too, as a long local campaign
+  leaves it ("ledger+registry"); and the submitting step as the ledger grows.
 
-Peak memory is the child's own ``ru_maxrss`` from ``os.wait4``. Targets: the
-no-op step within 2x of the ``HfApi`` import floor; step time growing no worse
-than linearly in the ledger.
+Wall time is measured here; CPU time and peak RSS come from GNU ``time``
+(``ru_maxrss`` of a child forked from this process would count this
+process's own pages). Targets: the no-op step within 2x of the ``HfApi``
+import floor; step time growing no worse than linearly in the ledger (judged
+on CPU time, the less noisy of the two on a shared machine).
 
-    python benchmarks/step_overhead.py [--quick] [--repeats 7]
+    python benchmarks/step_overhead.py [--quick] [--repeats 7] [--submit-growth-max 10000]
 """
 
 from __future__ import annotations
@@ -394,7 +399,7 @@ def import_profile(cmd: list[str], env: dict[str, str], top: int = 12) -> dict[s
 
 
 def growth_exponent(sizes: list[int], medians: list[float]) -> float | None:
-    """Slope of log(t(n) - t(n0)) against log(n - n0) over the last decade: 1 is linear, 2 quadratic."""
+    """Slope of log(t(n) - t(n0)) against log(n - n0) between the two largest sizes: 1 is linear, 2 quadratic."""
     if len(sizes) < 3:
         return None
     base = medians[0]
@@ -416,7 +421,8 @@ def main() -> None:
                    help="largest ledger for the submitting step (default 10000; --quick 100)")
     args = p.parse_args()
     repeats = args.repeats or (2 if args.quick else 7)
-    sizes = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+    sizes = [10, 100, 1000] if args.quick else [10, 100, 1000, 3000, 10000]
+    submit_sizes = [10, 100, 1000, 10000]  # 3000 rows would add minutes of the proposer's model per repeat
     submit_max = args.submit_growth_max or (100 if args.quick else 10000)
     work = Path(tempfile.mkdtemp(prefix="mlr-bench-step-"))
     bench = Bench(work)
@@ -447,7 +453,7 @@ def main() -> None:
                                        bench.noop_local(experiments_for(n), registry=registry),
                                        expect="in flight", group=f"noop_{variant}", rows=n))
         submit_growth = []
-        for n in [s for s in sizes if s <= submit_max]:
+        for n in [s for s in submit_sizes if s <= submit_max]:
             prep, after = bench.submit_local(max(0, (n - 1) // ROWS_PER_EXPERIMENT))
             submit_growth.append(Scenario(f"submit_{n}", f"submit step, {n} rows", prep, "submitted", after,
                                           group="submit", rows=n))
@@ -475,13 +481,15 @@ def main() -> None:
     rows_out = []
     for s in single:
         st = stats(s.key)
-        ratio = st["wall_s"]["median"] / statistics_median(samples["floor_hfapi_cold" if s.cold else "floor_hfapi"])
-        results["scenarios"][s.key] = {"label": s.label, **st, "vs_hfapi_floor": ratio}
+        floor = stats("floor_hfapi_cold" if s.cold else "floor_hfapi")
+        ratio = st["wall_s"]["median"] / floor["wall_s"]["median"]
+        cpu_ratio = st["cpu_s"]["median"] / floor["cpu_s"]["median"]
+        results["scenarios"][s.key] = {"label": s.label, **st, "vs_hfapi_floor": ratio, "vs_hfapi_floor_cpu": cpu_ratio}
         rows_out.append([s.label, med_range(st["wall_s"], 1000, "{:.0f}"), med_range(st["cpu_s"], 1000, "{:.0f}"),
-                         med_range(st["maxrss_mb"], 1, "{:.0f}"), f"{ratio:.2f}x"])
+                         med_range(st["maxrss_mb"], 1, "{:.0f}"), f"{ratio:.2f}x", f"{cpu_ratio:.2f}x"])
     print(f"\nStep overhead (median (min-max) over {repeats} repeats; [no .pyc]: nothing but the stdlib compiled, "
           "as on a fresh runner; its ratio is to the HfApi import without .pyc)")
-    print(table(["scenario", "wall ms", "cpu ms", "peak RSS MB", "vs HfApi import"], rows_out))
+    print(table(["scenario", "wall ms", "cpu ms", "peak RSS MB", "wall vs HfApi import", "cpu vs HfApi import"], rows_out))
 
     growth_rows = []
     for group in ("noop_ledger", "noop_ledger+registry", "submit"):
@@ -495,8 +503,8 @@ def main() -> None:
         results["growth"][group] = {
             "rows": sizes,
             "points": {str(s.rows): stats(s.key) for s in members},
-            "exponent_last_decade": exponent,
-            "exponent_last_decade_cpu": exponent_cpu,
+            "exponent_last_step": exponent,
+            "exponent_last_step_cpu": exponent_cpu,
             "ms_per_1000_rows": [None] + [(wall[i] - wall[i - 1]) * 1e6 / (sizes[i] - sizes[i - 1]) for i in range(1, len(sizes))],
         }
         for i, s in enumerate(members):
@@ -506,29 +514,33 @@ def main() -> None:
                                 "" if per_k is None else f"{per_k:.3g}", med_range(st["maxrss_mb"], 1, "{:.0f}")])
         fmt = lambda e: "-" if e is None else f"{e:.2f}"  # noqa: E731
         growth_rows.append([group, "exponent", fmt(exponent), fmt(exponent_cpu), "", ""])
-    print("\nStep time as the ledger grows (exponent: slope of log(t - t_10) against log(rows) over the last decade; "
-          "1 = linear, 2 = quadratic)")
+    print("\nStep time as the ledger grows (exponent: slope of log(t - t_10) against log(rows) between the two largest "
+          "sizes; 1 = linear, 2 = quadratic)")
     print(table(["variant", "rows", "wall ms", "cpu ms", "wall ms per 1000 more rows", "peak RSS MB"], growth_rows))
 
     noop_ratio = results["scenarios"]["noop_local"]["vs_hfapi_floor"]
     noop_hf_ratio = results["scenarios"]["noop_hf"]["vs_hfapi_floor"]
     cold_ratios = {k: results["scenarios"][f"{k}_cold"]["vs_hfapi_floor"] for k in ("noop_local", "noop_hf")}
-    exps = {k: g["exponent_last_decade"] for k, g in results["growth"].items()}
-    linear = {k: None if e is None else e <= 1.2 for k, e in exps.items()}  # None: too few sizes (--quick)
+    cpu_ratios = {k: results["scenarios"][k]["vs_hfapi_floor_cpu"] for k in ("noop_local", "noop_hf", "noop_local_cold", "noop_hf_cold")}
+    # Judged on CPU time: the step is one thread, and its CPU time is far less noisy than wall time on a
+    # shared machine. 1.15 leaves room for that noise; a quadratic term shows as 1.3 and more.
+    exps = {k: g["exponent_last_step_cpu"] for k, g in results["growth"].items()}
+    linear = {k: None if e is None else e <= 1.15 for k, e in exps.items()}  # None: too few sizes (--quick)
     results["targets"] = {
-        "noop_within_2x_of_hfapi_floor": {"local": noop_ratio, "hf": noop_hf_ratio, "no_pyc": cold_ratios,
+        "noop_within_2x_of_hfapi_floor": {"local": noop_ratio, "hf": noop_hf_ratio, "no_pyc": cold_ratios, "cpu": cpu_ratios,
                                           "met": max(noop_ratio, noop_hf_ratio, *cold_ratios.values()) <= 2.0},
-        # an exponent up to 1.2 is linear within this machine's noise
         "growth_no_worse_than_linear": {"exponents": exps, "met_per_variant": linear,
-                                        "met": all(v is not False for v in linear.values())},
+                                        "met": None if all(v is None for v in linear.values())
+                                        else all(v is not False for v in linear.values())},
     }
     results["import_profile_noop_local"] = profile
     print(f"\ntarget no-op <= 2x HfApi import: local {noop_ratio:.2f}x, hf {noop_hf_ratio:.2f}x; without .pyc: local "
-          f"{cold_ratios['noop_local']:.2f}x, hf {cold_ratios['noop_hf']:.2f}x -> "
+          f"{cold_ratios['noop_local']:.2f}x, hf {cold_ratios['noop_hf']:.2f}x (cpu time: "
+          + ", ".join(f"{k} {v:.2f}x" for k, v in cpu_ratios.items()) + ") -> "
           f"{'met' if results['targets']['noop_within_2x_of_hfapi_floor']['met'] else 'MISSED'}")
-    print(f"target growth no worse than linear: exponents " + ", ".join(
+    print(f"target growth no worse than linear: cpu-time exponents " + ", ".join(
         f"{k} {'-' if e is None else f'{e:.2f}'}" for k, e in exps.items()) + " -> "
-          f"{'met' if results['targets']['growth_no_worse_than_linear']['met'] else 'MISSED'}")
+          f"{ {True: 'met', False: 'MISSED', None: 'not measured (too few sizes)'}[results['targets']['growth_no_worse_than_linear']['met']] }")
     print(f"no-op step imports: {profile['total_import_ms']:.0f} ms in total; by package (self ms): "
           + ", ".join(f"{k} {v:.0f}" for k, v in list(profile["by_package_self_ms"].items())[:8]))
     _common.write_results("step_overhead", results, quick=args.quick)

@@ -7,8 +7,8 @@ Guarantees (DESIGN.md section 3):
 - Walltime charges the actual duration of finished jobs and the *full*
   timeout of jobs in flight (or their duration so far, if that is larger).
   A finished job with no recorded duration is charged its full timeout.
-- Dollars are walltime times the flavor's price; a row's recorded
-  ``cost_usd`` wins for finished jobs.
+- Dollars are walltime, in started minutes (as HF Jobs bills), times the
+  flavor's price; a row's recorded ``cost_usd`` wins for finished jobs.
 - :func:`budget_problems` is the one check before every submit, shared by the
   step and by ``mlr guard``. The step keeps :data:`RESERVE` of walltime and
   dollars back for the final evaluation and writeup, as the seed did; the
@@ -17,6 +17,7 @@ Guarantees (DESIGN.md section 3):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mlr_action.durations import format_duration
@@ -43,10 +44,15 @@ def charged_seconds(row: ExperimentRow) -> float:
     return max(float(timeout), row.duration_s or 0.0)
 
 
+def billed_hours(seconds: float) -> float:
+    """HF Jobs bill every started minute: a reservation must cover the last, partly used one too."""
+    return math.ceil(seconds / 60 - 1e-9) / 60
+
+
 def charged_cost(row: ExperimentRow, prices: dict[str, float] | None = None) -> float:
     if row.status in FINISHED and row.cost_usd is not None:
         return row.cost_usd
-    return price_per_hour(row.flavor or "", prices) * charged_seconds(row) / 3600
+    return price_per_hour(row.flavor or "", prices) * billed_hours(charged_seconds(row))
 
 
 def usage(state: CampaignState, prices: dict[str, float] | None = None) -> Usage:
@@ -84,7 +90,7 @@ def budget_problems(
             f"is over max_walltime {format_duration(envelope.max_walltime)}{kept}"
         )
     if envelope.max_cost_usd is not None:
-        cost = price_per_hour(flavor, prices) * timeout_s / 3600
+        cost = price_per_hour(flavor, prices) * billed_hours(timeout_s)
         cap = envelope.max_cost_usd * (1 - reserve)
         if used.cost_usd + cost > cap + 1e-9:
             problems.append(

@@ -122,7 +122,7 @@ def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
 
 def _llm_text(status: dict[str, Any]) -> str:
     used, cap = status.get("llm_used_usd") or 0.0, status.get("llm_max_usd")
-    if not used and cap is None:
+    if not used and not cap:  # no LLM spend and none allowed: nothing to show
         return ""
     return f" · LLM ${used:.4f}" + (f"/${cap:.2f}" if cap is not None else "")
 

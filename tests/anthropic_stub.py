@@ -3,7 +3,8 @@
 ``StubAnthropic`` serves ``POST /v1/messages`` on 127.0.0.1 (port 0) from a
 thread. Each request is recorded (``requests``: the JSON bodies) and answered
 with the next scripted answer, or by ``responder(body)`` when the script is
-empty. The builders below make the answers: structured output, refusals,
+empty. ``chaos`` injects faults (429, 5xx, dropped connections, lost and slow
+answers); ``billed`` holds the usage of every answer produced, read or not. The builders below make the answers: structured output, refusals,
 web search turns (``server_tool_use`` + ``web_search_tool_result`` blocks,
 ``pause_turn``), search errors and HTTP errors with ``retry-after``.
 """
@@ -11,6 +12,8 @@ web search turns (``server_tool_use`` + ``web_search_tool_result`` blocks,
 from __future__ import annotations
 
 import json
+import random
+import socket
 import threading
 import time
 from collections import deque
@@ -87,6 +90,10 @@ class StubAnthropic:
         self.requests: list[dict] = []
         self.responder = responder
         self._lock = threading.Lock()
+        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
+        self.chaos_options: dict[str, Any] = {}
+        self.injected = 0  # faults chaos injected
+        self.billed: list[dict] = []  # the usage of every answer produced (what the API would bill)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,20 +103,43 @@ class StubAnthropic:
                 if self.path.split("?")[0] != "/v1/messages":
                     return self._send(404, {}, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
                 body = json.loads(raw or b"{}")
-                self._send(*stub._answer(body))
+                fault = stub._chaos_fault()
+                if fault is not None and fault[0].isdigit():  # refused before any work: not billed
+                    return self._send(*error(int(fault[0]), "rate_limit_error" if fault[0] == "429" else "api_error",
+                                             f"injected {fault[0]}", fault[1]))
+                kind = fault[0] if fault else None
+                if kind == "drop":  # the connection dies before the request is processed
+                    return self._drop()
+                answer = stub._answer(body)
+                stub._bill(answer)
+                if kind == "lost":  # processed (and billed), the answer never arrives
+                    return self._drop()
+                if kind == "slow":  # processed (and billed), answered after the client gave up
+                    time.sleep(stub.chaos_options["slow_s"])
+                self._send(*answer)
+
+            def _drop(self):
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
             def _send(self, status, headers, body):
                 delay = float(headers.pop("x-stub-delay", 0))
                 if delay:  # a slow server: the client's timeout fires first
                     time.sleep(delay)
                 data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up waiting (a slow answer): nothing to tell it
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -126,6 +156,34 @@ class StubAnthropic:
         if self.responder is not None:
             return self.responder(body)
         return error(500, "api_error", "the stub has no scripted answer left")
+
+    def chaos(self, rate: float, *, seed: int = 0, kinds: tuple[str, ...] = ("429", "529", "drop", "lost", "slow"),
+              retry_after: str = "0.01", slow_s: float = 1.0) -> None:
+        """Fail about ``rate`` of all requests with one of ``kinds``: a status (refused, not billed; a 429 says
+        ``retry-after``), ``drop`` (not processed), ``lost`` or ``slow`` (processed and billed, the answer lost
+        or later than the client waits)."""
+        self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self.chaos_options = {"retry_after": retry_after, "slow_s": slow_s}
+
+    def _chaos_fault(self) -> tuple[str, dict] | None:
+        with self._lock:
+            if self._chaos is None:
+                return None
+            rate, rng, kinds = self._chaos
+            if rng.random() >= rate:
+                return None
+            kind = rng.choice(kinds)
+            self.injected += 1
+        if kind == "429":
+            return kind, {"retry-after": self.chaos_options["retry_after"]}
+        return kind, ({"retry-after-ms": "1"} if kind.isdigit() else {})  # as the API says with an overload
+
+    def _bill(self, answer: Answer) -> None:
+        """Record the usage of an answer the server produced, whether or not the client reads it."""
+        status, _, body = answer
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("usage"), dict):
+            with self._lock:
+                self.billed.append(dict(body["usage"]))
 
     def push(self, *answers: Answer) -> StubAnthropic:
         self.script.extend(answers)

@@ -10,7 +10,7 @@ from mlr_action.program import load_program
 from mlr_action.state import CampaignState, fold
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 
-FAKE_KEY = "sk-ant-test-0000-not-a-real-key"
+FAKE_KEY = "sk-" + "ant-test-0000-not-a-real-key"  # built, so no token-shaped literal is committed
 PROSE = "## Goal\n\nClassify digits accurately.\n\n## Scope\n\nOnly the MLP in train.py.\n"
 
 

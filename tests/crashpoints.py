@@ -65,6 +65,7 @@ class Boundaries:
     fired: bool = False
     dead: bool = False  # after a crash, nothing more of this step reaches the world
     log: Path | None = None  # each boundary crossed is appended here too (survives a SIGKILL)
+    countdown: int | None = None  # crash just before the countdown-th boundary of this step (then None)
 
     def new_process(self) -> None:
         """The next step runs in a fresh process: alive again (counts go on across the campaign)."""
@@ -90,6 +91,12 @@ class Boundaries:
                 os.close(fd)
         if not self.fired and self.target == (name, n, "before"):
             self._kill(f"before {name}#{n}")
+        if self.countdown is not None:
+            self.countdown -= 1
+            if self.countdown <= 0:
+                self.countdown = None
+                self.fired = self.dead = True
+                raise Crash(f"before {name}#{n} (countdown)")
         return n
 
     def after(self, name: str, n: int) -> None:
@@ -227,6 +234,11 @@ def _writes(call: ast.Call) -> str | None:
 
 def discover_writers(package_dir: Path = PACKAGE_DIR) -> list[Writer]:
     """Every function and method of the package whose own body writes (nested functions count for their owner)."""
+    return list(_discover(package_dir))
+
+
+@functools.cache
+def _discover(package_dir: Path) -> tuple[Writer, ...]:
     found: list[Writer] = []
     for path in sorted(package_dir.rglob("*.py")):
         rel = path.relative_to(package_dir.parent).with_suffix("")
@@ -244,7 +256,7 @@ def discover_writers(package_dir: Path = PACKAGE_DIR) -> list[Writer]:
                 if why:
                     found.append(Writer(module, qualname, node.lineno, why))  # type: ignore[attr-defined]
                     break
-    return found
+    return tuple(found)
 
 
 # --- wrapping them -----------------------------------------------------------------------

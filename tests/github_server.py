@@ -7,7 +7,10 @@ labels, pulls, git refs, contents and the collaborator permission. Methods
 named after what a person does (``merge``, ``close``, ``comment``,
 ``check_box``, ``add_label``) change the state as the web UI would.
 ``fail(method, path_regex, status, message)`` makes the next matching
-requests fail, for error handling tests. Every request is logged.
+requests fail, for error handling tests; ``chaos(rate, kinds=...)`` fails a
+share of all requests with a status (429 with ``Retry-After``, 5xx), a dropped
+connection, a lost answer (the request acted on) or a slow one. Every request
+is logged.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import base64
 import hashlib
 import itertools
 import json
+import random
 import re
+import socket
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -68,6 +74,9 @@ class FakeGitHub:
         self.failures: list[Failure] = []
         self.log: list[tuple[str, str]] = []
         self.bodies: list[str] = []  # every body and title written through the API
+        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
+        self._chaos_options: dict[str, Any] = {}
+        self.injected = 0  # faults chaos injected
         self._commit(default_branch)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -140,6 +149,23 @@ class FakeGitHub:
 
     def fail(self, method: str, path: str, status: int, message: str = "boom", *, times: int = 1, headers: dict | None = None) -> None:
         self.failures.append(Failure(method, re.compile(path), status, message, times, headers or {}))
+
+    def chaos(self, rate: float, *, seed: int = 0, kinds: tuple[str, ...] = ("429", "502", "drop", "lost", "slow"),
+              retry_after: str = "1", slow_s: float = 1.0) -> None:
+        """Fail about ``rate`` of all requests with one of ``kinds``: a status (a 429 says ``Retry-After``),
+        ``drop`` (no answer, nothing done), ``lost`` (done, no answer) or ``slow`` (done, answered after ``slow_s``)."""
+        self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self._chaos_options = {"retry_after": retry_after, "slow_s": slow_s}
+
+    def _chaos_fault(self) -> tuple[str, dict] | None:
+        if self._chaos is None:
+            return None
+        rate, rng, kinds = self._chaos
+        if rng.random() >= rate:
+            return None
+        kind = rng.choice(kinds)
+        self.injected += 1
+        return kind, ({"Retry-After": self._chaos_options["retry_after"]} if kind == "429" else {})
 
     # -- state helpers -------------------------------------------------------------
 
@@ -224,6 +250,11 @@ class FakeGitHub:
                         if failure.times > 0 and failure.method == method and failure.path.search(path):
                             failure.times -= 1
                             return self._reply(failure.status, {"message": failure.message}, failure.headers)
+                    chaos = fake._chaos_fault()
+                    if chaos is not None and chaos[0].isdigit():
+                        return self._reply(int(chaos[0]), {"message": f"injected {chaos[0]}"}, chaos[1])
+                    if chaos is not None and chaos[0] == "drop":  # nothing done, no answer
+                        return self._drop()
                     try:
                         status, data, headers = fake.route(method, path, query, body)
                     except KeyError:
@@ -231,7 +262,21 @@ class FakeGitHub:
                     except Exception as exc:  # a bug in the fake: say so loudly, as a 500
                         traceback.print_exc()
                         status, data, headers = 500, {"message": f"fake GitHub crashed: {exc!r}"}, {}
-                self._reply(status, data, headers)
+                if chaos is not None and chaos[0] == "lost":  # done, but the answer never arrives
+                    return self._drop()
+                if chaos is not None and chaos[0] == "slow":  # done, answered after the client gave up
+                    time.sleep(fake._chaos_options["slow_s"])
+                try:
+                    self._reply(status, data, headers)
+                except OSError:  # the client is gone
+                    self.close_connection = True
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
             def do_GET(self) -> None:
                 self._handle("GET")

@@ -132,6 +132,8 @@ class FakeHub:
         self.autorun: float | None = None  # running_secs to charge; None: jobs wait for run()/advance()
         self.url = ""
         self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
+        self._chaos_options: dict[str, Any] = {"retry_after": "0", "hang_s": 1.0}
+        self.injected = 0  # faults chaos injected
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._shim = Path(tempfile.mkdtemp(prefix="fake-uv-"))
@@ -153,9 +155,12 @@ class FakeHub:
         """Block the next matching request (after acting on it, when ``after``) until released; then drop it."""
         return self.fail(method, path, "hold" if after else "hold-before")
 
-    def chaos(self, rate: float, *, seed: int = 0, kinds: tuple[str, ...] = FAULT_KINDS) -> None:
-        """Fail about ``rate`` of all API requests with a random fault of ``kinds``."""
+    def chaos(self, rate: float, *, seed: int = 0, kinds: tuple[str, ...] = FAULT_KINDS, retry_after: str = "0",
+              hang_s: float = 1.0) -> None:
+        """Fail about ``rate`` of all API requests with a random fault of ``kinds``: a 429 says ``Retry-After:
+        retry_after``; ``hang`` answers after ``hang_s`` (set it beyond the client's timeout)."""
         self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self._chaos_options = {"retry_after": retry_after, "hang_s": hang_s}
 
     def advance(self, job_id: str, stage: str, *, logs: str | None = None, message: str | None = None,
                 running_secs: float | None = None) -> FakeJob:
@@ -223,8 +228,10 @@ class FakeHub:
             if self._chaos and path.startswith("/api/"):
                 rate, rng, kinds = self._chaos
                 if rng.random() < rate:
-                    kind = rng.choice(kinds)
-                    return Fault(method, re.compile(""), kind, headers={"Retry-After": "0"} if kind == "429" else {})
+                    kind, options = rng.choice(kinds), self._chaos_options
+                    self.injected += 1
+                    return Fault(method, re.compile(""), kind, seconds=options["hang_s"],
+                                 headers={"Retry-After": options["retry_after"]} if kind == "429" else {})
         return None
 
     # -- the API ---------------------------------------------------------------

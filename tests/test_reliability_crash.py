@@ -52,7 +52,7 @@ from reliability import (
     finish_memory_jobs,
     make_repo,
     memory_truth,
-    no_fsync,  # noqa: F401  (a fixture)
+    no_fsync,
     program_at,
     state_at,
 )
@@ -70,7 +70,7 @@ OUTSIDE_STEP = {
     "backends._supervise.start": "runs in the local job's supervisor process, not in the step",
 }
 MAX_TICKS = 40
-pytestmark = pytest.mark.usefixtures("no_fsync")
+pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
 
 
 @dataclass

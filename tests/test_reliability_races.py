@@ -32,12 +32,12 @@ from reliability import (
     assert_exactly_once,
     assert_within_envelope,
     make_repo,
-    no_fsync,  # noqa: F401  (a fixture)
+    no_fsync,
     program_at,
     state_at,
 )
 
-pytestmark = pytest.mark.usefixtures("no_fsync")
+pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSY = 3  # a child's exit code when it found the other step holding the lock
 
@@ -135,7 +135,7 @@ def test_two_real_mlr_step_processes_at_once(tmp_path):
 # --- GitHub: two clones, one origin, one HF Jobs API -----------------------------------------------
 
 HF_TOKEN = "hf_FakeLoopbackToken0123456789abcdef"
-GH_ENVELOPE = with_(ENVELOPE, max_jobs=8, max_parallel=2, max_walltime="100h")
+GH_ENVELOPE = with_(ENVELOPE, max_jobs=12, max_parallel=2, max_walltime="100h")
 
 
 class GitSyncForge(FileForge):
@@ -166,10 +166,12 @@ def hf_step(root: Path, hub) -> Step:
     return Step(root=root, backend=backend, proposer=GridProposer(), forge=GitSyncForge(root))
 
 
-def finish_hub_jobs(hub) -> None:
-    """Every live job completes after 10 minutes with the metric its args give."""
+def finish_hub_jobs(hub, only: set[int] | None = None) -> None:
+    """Every live job (of the iters ``only`` names) completes after 10 minutes with the metric its args give."""
     for job in list(hub.jobs.values()):
         if job.stage in ("COMPLETED", "ERROR", "CANCELED", "DELETED"):
+            continue
+        if only is not None and int(job.labels["mlr-iter"]) not in only:
             continue
         words = [*job.spec.get("command", []), *job.spec.get("arguments", [])]
         args = dict(w[2:].split("=", 1) for w in words[words.index("mlr-job") + 1:])
@@ -200,7 +202,7 @@ def test_two_clones_step_at_once_and_never_submit_twice(tmp_path, monkeypatch):
 
     isolate_git(monkeypatch, tmp_path)
     races = duplicates = 0
-    for campaign in range(2):
+    for campaign in range(3):
         base = tmp_path / f"campaign{campaign}"
         base.mkdir()
         origin = make_origin(base, {"train.py": TRAIN, "program.md": program_text(GH_ENVELOPE, OPEN)})
@@ -240,3 +242,58 @@ def test_two_clones_step_at_once_and_never_submit_twice(tmp_path, monkeypatch):
             assert_within_envelope(program_at(base / "cron" / "sweep"), state, jobs)
     print(f"github races: {races} rounds; {duplicates} duplicates created in the same instant, "
           "all canceled before they started; no iteration ran twice")
+
+
+class ResultAwareProposer(GridProposer):
+    """Like the search proposer, its choice depends on the results so far: a step that saw one more job finish
+    proposes another config for the same iter."""
+
+    def propose(self, *, program, state, count: int, check=None):
+        from mlr_action.proposal import Proposal
+        from mlr_action.state import config_key
+        from reliability import GRID
+
+        tried = state.tried_configs
+        start = 5 * len(state.finished)
+        order = [GRID[(start + k) % len(GRID)] for k in range(len(GRID))]
+        return [Proposal(config=c, proposer="aware") for c in order if config_key(c) not in tried][:count]
+
+
+def test_a_stale_checkout_adopts_the_other_runs_job_with_the_config_it_runs(tmp_path, monkeypatch):
+    """Run B checked out before run A pushed, and saw one more job finish than A did, so it would propose
+    another config for iter 3. It finds A's iter-3 job by its labels first and adopts it (with the config the
+    job runs, read from the job: a regression test, the adopted row used to have an empty config), proposes
+    iter 4 instead, and its push is rejected and merged. The ledger says what every job ran, and its metric."""
+    from gitrepos import isolate_git, make_origin
+    from hf_server import FakeHubServer
+    from programs import program_text
+
+    isolate_git(monkeypatch, tmp_path)
+    origin = make_origin(tmp_path, {"train.py": TRAIN, "program.md": program_text(with_(GH_ENVELOPE, max_jobs=4, max_parallel=2), OPEN)})
+    with FakeHubServer(token=HF_TOKEN) as hub:
+        def step(name: str) -> Step:
+            s = hf_step(checkout(origin, tmp_path / name / "sweep"), hub)
+            s.proposer = ResultAwareProposer()
+            return s
+
+        step("first").run()  # iters 1 and 2 submitted and pushed
+        a, b = step("cron"), step("dispatch")  # both check out now: iters 1 and 2 in flight
+        finish_hub_jobs(hub, only={1})
+        a.run()  # A: iter 1 completed, iter 3 proposed and submitted, pushed
+        finish_hub_jobs(hub, only={2})
+        b.run()  # B (stale): iters 1 and 2 completed; A's iter-3 job adopted; iter 4 submitted; push merged
+        finish_hub_jobs(hub)
+        for _ in range(6):
+            if step("cron").run().stopped:
+                break
+            finish_hub_jobs(hub)
+        state = origin_state(origin, tmp_path / "ledger.jsonl")
+        jobs = hub_truth(hub, state.campaign_id)
+        assert_exactly_once(state, jobs, raced=True)
+        for exp in state.experiments.values():
+            job = hub.jobs[exp.job_id]
+            words = [*job.spec["command"], *job.spec.get("arguments", [])]
+            args = dict(w[2:].split("=", 1) for w in words[words.index("mlr-job") + 1:])
+            ran = {"lr": float(args["lr"]), "batch_size": int(args["batch_size"]), "scheduler": args["scheduler"]}
+            assert exp.config == ran, f"iter {exp.iter}: the ledger says {exp.config}, the job ran {ran}"
+            assert exp.metric == pytest.approx(0.5 + ran["batch_size"] / 1000 + ran["lr"])

@@ -123,7 +123,7 @@ def test_escalation_is_deterministic():
 # --- Redaction ----------------------------------------------------------------
 
 REDACT_CASES = {
-    "hugging face": ("token hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567 rejected", "token *** rejected"),
+    "hugging face": ("token hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567 rejected", "token *** rejected"),
     "github classic": ("ghp_" + "A1" * 18 + " expired", "*** expired"),
     "github oauth": ("x gho_" + "b" * 36, "x ***"),
     "github app": ("GITHUB=ghs_" + "c" * 36, "GITHUB=***"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -91,9 +92,19 @@ def toy_metric(config: dict) -> float:
     return 0.9 - 0.05 * (math.log10(config["lr"]) + 3) ** 2 - config["dropout"] / 5
 
 
+@functools.cache
+def _toy_campaign() -> tuple:
+    return tuple(simulate(program(), toy_metric, 10))
+
+
+def toy_rows(n: int) -> list:
+    """The first ``n`` rows of a toy campaign over the mixed space (shared: rows are not mutated)."""
+    return list(_toy_campaign()[:n])
+
+
 def test_proposals_are_in_the_space_and_typed_through_design_and_model():
     prog = program()
-    rows = simulate(prog, toy_metric, 8)  # past the initial design, into the model
+    rows = toy_rows(10)  # past the initial design, into the model
     proposals = propose(prog, rows, count=3)
     assert len(proposals) == 3
     for config in [r.config for r in rows] + [p.config for p in proposals]:
@@ -106,7 +117,7 @@ def test_proposals_are_in_the_space_and_typed_through_design_and_model():
 
 def test_hypotheses_say_what_search_is_doing():
     prog = program()
-    rows = simulate(prog, toy_metric, 7)
+    rows = toy_rows(10)
     first = propose(prog, [])[0]
     assert first.hypothesis.startswith("Initial design point 1 of ")
     later = propose(prog, rows)[0]
@@ -115,16 +126,16 @@ def test_hypotheses_say_what_search_is_doing():
 
 def test_same_ledger_same_proposal():
     prog = program()
-    for n in (0, 2, 7):
-        rows = simulate(prog, toy_metric, n)
+    for n in (0, 2, 10):
+        rows = toy_rows(n)
         assert propose(prog, rows, count=2) == propose(prog, rows, count=2)
 
 
 def test_a_different_ledger_moves_the_proposal_on():
     prog = program()
-    rows = simulate(prog, toy_metric, 7)
+    rows = toy_rows(10)
     seen = {config_key(r.config) for r in rows}
-    assert len(seen) == 7
+    assert len(seen) == 10
     shifted = rows[:-1] + [rows[-1].model_copy(update={"metric": 0.0})]
     assert propose(prog, rows)[0].config != propose(prog, shifted)[0].config
 
@@ -171,8 +182,8 @@ def test_an_exhausted_categorical_space_returns_fewer():
 
 def test_count_above_one_gives_distinct_configs():
     prog = program()
-    for n in (0, 3, 8):
-        proposals = propose(prog, simulate(prog, toy_metric, n), count=5)
+    for n in (0, 3, 10):
+        proposals = propose(prog, toy_rows(n), count=5)
         assert len(proposals) == 5
         assert len({config_key(p.config) for p in proposals}) == 5
 
@@ -276,3 +287,35 @@ def test_importing_the_proposers_does_not_import_optuna():
     code = "import sys, mlr_action.proposers, mlr_action.proposers.search; print('optuna' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+LOOKALIKES = """\
+  flag: {choices: [1, true, 1.0, "1"]}
+  n: {type: int, low: 1, high: 10, step: 4}
+  frac: {type: float, low: 0.0, high: 1.0, step: 0.3}"""
+
+
+def test_look_alike_choices_keep_their_type_and_odd_steps_stay_on_grid():
+    import warnings
+
+    prog = program(LOOKALIKES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # optuna must not warn about the space on every step
+        rows = simulate(prog, lambda c: float(c["flag"] is True) + c["n"] / 10 - c["frac"], 8)
+        proposals = propose(prog, rows, count=3)
+    assert len({type(r.config["flag"]) for r in rows}) >= 3  # the design spreads over the look-alikes
+    for config in [r.config for r in rows] + [p.config for p in proposals]:
+        assert_in_space(prog, config)
+        assert config["n"] in (1, 5, 9) and config["frac"] in (0.0, 0.3, 0.6, 0.9)
+    # ``true`` tried does not count as ``1`` tried: they are different configs
+    tried = [row(1, {"flag": True, "n": 1, "frac": 0.0}, metric=0.1)]
+    exhaust = [row(i + 2, {"flag": f, "n": n, "frac": x}, metric=0.1)
+               for i, (f, n, x) in enumerate((f, n, x) for f in (True, 1.0, "1") for n in (1, 5, 9) for x in (0.0, 0.3, 0.6, 0.9))]
+    left = propose(prog, tried + exhaust[1:], count=20)
+    assert {type(p.config["flag"]) for p in left} == {int}
+    assert len(left) == 12
+
+
+def test_accepts_the_validator_hook():
+    proposals = SearchProposer().propose(program=program(), state=fold([]), count=1, check=lambda p: [])
+    assert len(proposals) == 1

@@ -50,15 +50,15 @@ def test_sigkill_at_random_moments_never_duplicates_or_loses_a_job(tmp_path):
                      params={"batch_size": {"type": "int", "low": 1, "high": 80}})
     (tmp_path / "program.md").write_text(program_text(with_(ENVELOPE, max_jobs=5, max_timeout="1m"), campaign))
     rng = random.Random(7)
-    for _ in range(12):
-        mlr_step(tmp_path, kill_after=rng.uniform(0.05, 1.2))
-        time.sleep(0.3)  # let jobs finish, as cron would between ticks
+    for _ in range(8):
+        mlr_step(tmp_path, kill_after=rng.uniform(0.05, 1.0))
+        time.sleep(0.2)  # let jobs finish, as cron would between ticks
     for _ in range(40):
         state = fold(read_ledger(tmp_path / "runs" / "ledger.jsonl"))
         if state.stopped is not None:
             break
         assert mlr_step(tmp_path) in (0, 1)
-        time.sleep(0.3)
+        time.sleep(0.2)
     state = fold(read_ledger(tmp_path / "runs" / "ledger.jsonl"))
     assert state.stopped is not None and state.stopped.reason == "budget"
     jobs = registry(tmp_path)

@@ -138,8 +138,17 @@ class ClaudeClient:
         self.last_text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
 
     def _observe(self, request: Any, call_next: Callable[[Any], Any]) -> Any:
-        """Client middleware, once per HTTP attempt: meter successes, refuse long waits."""
-        response = call_next(request)
+        """Client middleware, once per HTTP attempt: meter successes, refuse long waits.
+
+        An attempt whose answer never arrived (a timeout, a dropped connection) may have been processed and
+        billed: it is charged the call's estimate, as an answer without a readable usage is.
+        """
+        try:
+            response = call_next(request)
+        except Exception as exc:
+            if _maybe_billed(exc):
+                self._record(None)
+            raise
         http = response.http_response
         if http.is_success:
             try:
@@ -236,6 +245,22 @@ class ClaudeClient:
         if isinstance(status, int) and (status >= 500 or status in (408, 409)):
             return TransientError(f"Anthropic API error {status} after {self._max_retries} retries: {detail}")
         return LlmUnavailable(_unavailable_text(status, detail, self.model))
+
+
+def _maybe_billed(exc: BaseException) -> bool:
+    """Whether a failed attempt may have been processed: a lost or late answer, not a connection never made."""
+    import anthropic
+
+    if not isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError is one too
+        return False
+    seen: set[int] = set()
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 # --- Reading answers (SDK objects in, plain data out) -------------------------------
