@@ -19,7 +19,7 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mlr_action.backends.base import JobStage, JobView

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from mlr_action.durations import format_duration
 
 
 class Proposal(BaseModel):

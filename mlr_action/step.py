@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

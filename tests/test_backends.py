@@ -379,15 +379,6 @@ def test_make_backend_by_name(tmp_path: Path) -> None:
     assert set(BACKENDS) == {"local", "hf", "memory"}
 
 
-def test_make_backend_hf_says_when_it_is_not_available(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("mlr_action.backends.hf") is not None:
-        pytest.skip("the hf backend exists; its own tests cover it")
-    with pytest.raises(PermanentError, match="hf backend is not available"):
-        make_backend("hf", root=tmp_path)
-
-
 def test_backends_import_no_sdk() -> None:
     code = ("import sys, mlr_action.backends, mlr_action.backends.local, mlr_action.backends.memory\n"
             "bad = [m for m in ('huggingface_hub', 'github', 'anthropic', 'optuna') if m in sys.modules]\n"

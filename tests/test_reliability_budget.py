@@ -59,7 +59,7 @@ from simulate import FakeClock
 FLAVORS = ["cpu-basic", "t4-small", "a10g-large", "a100-large"]
 ALL_FLAVORS = FLAVORS + ["h200x8", "not-a-flavor", ""]
 TICKS = 30
-EXAMPLES = 200
+EXAMPLES = 120
 
 
 # --- the world ------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def move_world(world: PricedBackend, rng: random.Random, known: set[str]) -> Non
 
     Only a job the ledger has recorded may vanish: the backend contract (``list_jobs`` returns every job ever
     submitted) is what lets a step adopt a job whose submit answer it lost, so a job that vanished before
-    that could be submitted again (docs/reliability-harness.md).
+    that could be submitted again (docs/RELIABILITY.md).
     """
     for job in list(world.jobs.values()):
         if job.stage.terminal:

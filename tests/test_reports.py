@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -209,9 +208,3 @@ def test_make_forge(tmp_path):
     assert isinstance(forge, FileForge) and forge.root == Path(tmp_path)
     with pytest.raises(ValueError, match="unknown forge"):
         make_forge("gitlab", root=tmp_path)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("mlr_action.forges.github") is not None, reason="github forge exists")
-def test_make_forge_github_not_available_yet(tmp_path):
-    with pytest.raises(ValueError, match="not available yet"):
-        make_forge("github", root=tmp_path)

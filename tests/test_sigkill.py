@@ -7,7 +7,6 @@ every job the backend created is in the ledger, and the ledger stays readable.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
