@@ -27,20 +27,36 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 from mlr_action import decide
-from mlr_action.backends.base import BackendError, JobBackend, JobSpec, JobView, PermanentError, TransientError, labels_for
+from mlr_action.backends.base import (
+    BackendError,
+    JobBackend,
+    JobView,
+    PermanentError,
+    TransientError,
+)
 from mlr_action.budget import Usage, usage
 from mlr_action.forges.files import write_atomic
-from mlr_action.ledger import LEDGER_PATH, EventRow, ExperimentRow, LedgerError, Row, append_rows, read_ledger, repair_ledger
+from mlr_action.jobspec import campaign_id_for, job_spec
+from mlr_action.ledger import (
+    LEDGER_PATH,
+    EventRow,
+    ExperimentRow,
+    LedgerError,
+    Row,
+    append_rows,
+    read_ledger,
+    repair_ledger,
+)
 from mlr_action.program import Program, ProgramError, load_program
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, fold
+from mlr_action.views import describe_row
 
 SUMMARY_PATH = Path("runs") / "summary.md"
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
@@ -126,14 +142,14 @@ class Step:
         repair_ledger(self.ledger_path)
         state = fold(read_ledger(self.ledger_path))
         if state.campaign_id is None:
-            state = self._append(state, [EventRow(event="started", ts=self.ts(), campaign=_campaign_id(program, self.root), program=program.fingerprint)])
+            state = self._append(state, [EventRow(event="started", ts=self.ts(), campaign=campaign_id_for(program, self.root), program=program.fingerprint)])
             result.events.append(f"campaign {state.campaign_id} started")
         resumed = decide.resumption(program, state, ts=self.ts())
         if resumed:
             state = self._append(state, [resumed])
             result.events.append("program.md changed after the stop: campaign resumed")
         controls = self.forge.read_controls(state=state)  # type: ignore[attr-defined]
-        result.events += [_describe_row(program, r) for r in controls]
+        result.events += [describe_row(program, r) for r in controls]
         state = self._append(state, controls)
         prices, result.prices_note = self._prices()
         if state.stopped is None:
@@ -184,7 +200,7 @@ class Step:
             if isinstance(row, EventRow) and row.reason == "duplicate-job":
                 with contextlib.suppress(BackendError):
                     self.backend.cancel(job_id=str(getattr(row, "job_id")))
-        result.events += [_describe_row(program, r) for r in rows]
+        result.events += [describe_row(program, r) for r in rows]
         return self._append(state, rows)
 
     def _advance(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
@@ -216,7 +232,7 @@ class Step:
         finally:  # the proposer's rows (LLM spend) are kept even when a transient error ends the call
             events = self.proposer.take_events()
             state = self._append(state, events)
-            result.events += [_describe_row(program, r) for r in events]
+            result.events += [describe_row(program, r) for r in events]
         if not proposals and not state.in_flight:
             stop = EventRow(event="stopped", ts=self.ts(), reason="exhausted", program=program.fingerprint,
                             detail="the proposer found no untried config in the search space")
@@ -314,39 +330,6 @@ class Step:
             self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
         except BackendError as exc:  # the forge itself may be what failed (say, no issues permission)
             result.events.append(f"could not publish the {kind} report: {_redact(str(exc))}")
-
-
-def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path) -> JobSpec:
-    """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment."""
-    values = {**row.config, **program.campaign.fixed}
-    return JobSpec(
-        campaign=campaign_id,
-        iter=row.iter,
-        script=str((root / program.campaign.script).resolve()),
-        args=[f"--{name}={value}" for name, value in values.items()],
-        env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter), "MLR_OUTPUT_REPO": row.output_repo or ""},
-        flavor=row.flavor or program.default_flavor,
-        timeout_s=row.charged_timeout_s,
-        labels=labels_for(campaign_id, row.iter),
-    )
-
-
-def _campaign_id(program: Program, root: Path) -> str:
-    if program.campaign.name:
-        return program.campaign.name
-    slug = re.sub(r"[^a-z0-9-]+", "-", root.resolve().name.lower()).strip("-")
-    return slug[:40] or "campaign"
-
-
-def _describe_row(program: Program, row: Row) -> str:
-    if isinstance(row, EventRow):
-        return f"{row.event}: {row.detail or row.reason}"
-    if row.status == "completed":
-        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision})"
-    if row.status == "error":
-        first = (row.error or "").splitlines()[0] if row.error else "failed"
-        return f"iter {row.iter} failed: {first}"
-    return f"iter {row.iter} {row.status} ({row.job_id})"
 
 
 def _reports():

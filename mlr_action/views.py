@@ -13,7 +13,7 @@ from typing import Any
 from mlr_action.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
-from mlr_action.ledger import LEDGER_PATH, read_ledger
+from mlr_action.ledger import LEDGER_PATH, EventRow, Row, read_ledger
 from mlr_action.program import Program, load_program
 from mlr_action.state import CampaignState, fold
 
@@ -148,3 +148,15 @@ def render_status(status: dict[str, Any]) -> str:
         reserved = f", ${job['cost_usd']:.2f} reserved" if job.get("cost_usd") is not None else ""
         lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}{reserved}")
     return "\n".join(lines)
+
+
+def describe_row(program: Program, row: Row) -> str:
+    """One line for a ledger row, as a step prints it."""
+    if isinstance(row, EventRow):
+        return f"{row.event}: {row.detail or row.reason}"
+    if row.status == "completed":
+        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision})"
+    if row.status == "error":
+        first = (row.error or "").splitlines()[0] if row.error else "failed"
+        return f"iter {row.iter} failed: {first}"
+    return f"iter {row.iter} {row.status} ({row.job_id})"

@@ -1,0 +1,38 @@
+"""What a job sees (DESIGN.md section 7), and the campaign id its labels carry.
+
+Guarantees: pure. The job runs ``script`` with every param and fixed value as
+``--name=value`` (one argv element each, never through a shell) and the
+environment ``MLR_CAMPAIGN``, ``MLR_ITER`` and ``MLR_OUTPUT_REPO``; it carries
+the labels ``mlr-campaign`` and ``mlr-iter`` that reconciliation finds it by.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mlr_action.backends.base import JobSpec, labels_for
+from mlr_action.ledger import ExperimentRow
+from mlr_action.program import Program
+
+
+def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path) -> JobSpec:
+    """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment."""
+    values = {**row.config, **program.campaign.fixed}
+    return JobSpec(
+        campaign=campaign_id,
+        iter=row.iter,
+        script=str((root / program.campaign.script).resolve()),
+        args=[f"--{name}={value}" for name, value in values.items()],
+        env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter), "MLR_OUTPUT_REPO": row.output_repo or ""},
+        flavor=row.flavor or program.default_flavor,
+        timeout_s=row.charged_timeout_s,
+        labels=labels_for(campaign_id, row.iter),
+    )
+
+
+def campaign_id_for(program: Program, root: Path) -> str:
+    if program.campaign.name:
+        return program.campaign.name
+    slug = re.sub(r"[^a-z0-9-]+", "-", root.resolve().name.lower()).strip("-")
+    return slug[:40] or "campaign"
