@@ -203,6 +203,8 @@ def repair_ledger(path: Path) -> bool:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         return False
+    if not text or text.endswith("\n"):  # whole lines only: nothing to repair, no need to parse
+        return False
     _, truncated = _parse_lines(text, path)
     if not truncated:
         return False

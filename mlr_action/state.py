@@ -1,13 +1,16 @@
 """The fold of the ledger into campaign state: what happened so far, nothing more.
 
 Guarantees: :func:`fold` is pure and total over valid rows; the state depends
-only on the rows and their order. For each ``iter`` the last row wins.
+only on the rows and their order. For each ``iter`` the last row wins. A state
+is never changed after the fold, so what is derived from it is computed once
+(``cached_property``): a step over thousands of rows stays linear.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mlr_action.ledger import FINISHED, IN_FLIGHT, EventRow, ExperimentRow, Row
@@ -27,7 +30,7 @@ class CampaignState:
     stopped: EventRow | None = None
     paused: bool = False
 
-    @property
+    @cached_property
     def known_jobs(self) -> set[str]:
         """Every job id the ledger mentions, on an experiment or an event row."""
         on_events = {str(getattr(e, "job_id", "")) for e in self.events if getattr(e, "job_id", None)}
@@ -37,15 +40,15 @@ class CampaignState:
     def next_iter(self) -> int:
         return max(self.experiments, default=0) + 1
 
-    @property
+    @cached_property
     def in_flight(self) -> list[ExperimentRow]:
         return [e for e in self.experiments.values() if e.status in IN_FLIGHT]
 
-    @property
+    @cached_property
     def finished(self) -> list[ExperimentRow]:
         return [e for e in self.experiments.values() if e.status in FINISHED]
 
-    @property
+    @cached_property
     def best(self) -> ExperimentRow | None:
         """The kept experiment whose metric is the running best (the last keep wins)."""
         kept = [e for e in self.experiments.values() if e.decision == "keep" and e.metric is not None]
@@ -56,11 +59,11 @@ class CampaignState:
         best = self.best
         return best.metric if best else None
 
-    @property
+    @cached_property
     def failed_configs(self) -> set[str]:
         return {config_key(e.config) for e in self.experiments.values() if e.status == "error"}
 
-    @property
+    @cached_property
     def tried_configs(self) -> set[str]:
         return {config_key(e.config) for e in self.experiments.values()}
 

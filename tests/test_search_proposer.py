@@ -319,3 +319,15 @@ def test_look_alike_choices_keep_their_type_and_odd_steps_stay_on_grid():
 def test_accepts_the_validator_hook():
     proposals = SearchProposer().propose(program=program(), state=fold([]), count=1, check=lambda p: [])
     assert len(proposals) == 1
+
+
+def test_the_model_is_fit_on_a_bounded_subset_that_keeps_the_best_and_the_latest():
+    from mlr_action.proposers.gp import MAX_MODEL_POINTS, model_subset
+
+    complete = [({"x": i}, float((i * 37) % 101)) for i in range(1000)]
+    subset = model_subset(complete, maximize=True)
+    assert len(subset) <= MAX_MODEL_POINTS
+    assert max(v for _, v in subset) == max(v for _, v in complete)
+    assert subset[-1] == complete[-1] and subset == sorted(subset, key=lambda cv: cv[0]["x"])
+    assert model_subset(complete[:50], maximize=False) == complete[:50]
+    assert min(v for _, v in model_subset(complete, maximize=False)) == min(v for _, v in complete)

@@ -16,6 +16,10 @@ from mlr_action.proposers.space import bounds, choice_index, encode, from_unit, 
 
 N_CANDIDATES = 1500  # random candidates scored by the acquisition
 N_LOCAL = 100  # local candidates per anchor and scale, around the three best
+# The GP is cubic in its points: past this many finished experiments it is fit
+# on the best half and the most recent half of them, so a step stays fast on a
+# campaign of thousands of rows (see docs/BENCHMARKS.md, figure 1).
+MAX_MODEL_POINTS = 200
 # The GP's prior mean sits this many standard deviations on the bad side of the
 # observed mean: unexplored regions are assumed poor until the data says
 # otherwise. With ~10 points this spends evaluations near good ones instead of
@@ -182,6 +186,15 @@ def _config(params: dict, units) -> dict[str, Any]:
     return {name: from_unit(spec, float(u)) for (name, spec), u in zip(params.items(), units)}
 
 
+def model_subset(complete: list, maximize: bool, limit: int = MAX_MODEL_POINTS) -> list:
+    """At most ``limit`` finished experiments: the best half and the most recent half, in order."""
+    if len(complete) <= limit:
+        return complete
+    ranked = sorted(range(len(complete)), key=lambda i: complete[i][1], reverse=maximize)
+    keep = set(ranked[: limit // 2]) | set(range(len(complete) - (limit - limit // 2), len(complete)))
+    return [complete[i] for i in sorted(keep)]
+
+
 def model_pick(params, complete, pending, gen, is_new, maximize: bool):
     """The untried config of highest expected improvement, and whether it is predicted to beat the best.
 
@@ -190,6 +203,8 @@ def model_pick(params, complete, pending, gen, is_new, maximize: bool):
     import numpy as np
 
     sign = -1.0 if maximize else 1.0
+    complete = model_subset(complete, maximize)
+    pending = pending[-MAX_MODEL_POINTS:]
     gp = GaussianProcess([encode(params, c) for c, _ in complete], [sign * v for _, v in complete])
     gp.believe([encode(params, c) for c in pending])
     fitted, _ = gp.predict(gp.x[: len(complete)])
