@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,18 @@ def _commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def _search_hash() -> str:
+    """The search proposer's code (it decides what a submitting step costs and how well search does)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("search.py", "gp.py", "space.py"):
+        path = REPO / "mlr_action" / "proposers" / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def machine() -> dict[str, Any]:
     """Where and when the numbers were measured."""
     return {
@@ -86,6 +99,7 @@ def machine() -> dict[str, Any]:
         "memory_gb": _memory_gb(),
         "commit": _commit(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews wall times
+        "search_proposer_sha256": _search_hash(),
         "packages": {p: _version(p) for p in ("mlr-action", "pydantic", "optuna", "numpy", "huggingface_hub", "scikit-learn")},
     }
 
@@ -125,10 +139,19 @@ def med_range(stats: dict[str, Any], scale: float = 1.0, fmt: str = "{:.3g}") ->
     return f"{fmt.format(m)} ({fmt.format(lo)}-{fmt.format(hi)})"
 
 
+_SCALAR = r'(?:-?\d[\d.eE+-]*|null|true|false|"[^"\\\n]{0,80}")'
+_FLAT_LIST = re.compile(r"\[\s*(" + _SCALAR + r"(?:,\s*" + _SCALAR + r")*)\s*\]")
+
+
+def _compact(text: str) -> str:
+    """Lists of numbers (and short strings) on one line: the results stay readable and a few times smaller."""
+    return _FLAT_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in re.split(r",\s*\n\s*", m.group(1))) + "]", text)
+
+
 def write_results(name: str, payload: dict[str, Any], *, quick: bool) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}{'.quick' if quick else ''}.json"
     data = {"benchmark": name, "quick": quick, "machine": machine(), **payload}
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    path.write_text(_compact(json.dumps(data, indent=1, sort_keys=False, default=str)) + "\n", encoding="utf-8")
     print(f"\nresults: {path.relative_to(REPO)}")
     return path

@@ -35,7 +35,6 @@ import math
 import os
 import random
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -202,17 +201,33 @@ def _through_json(row):
 VARIANT: dict[str, Any] = {}  # what-if runs only (--n-initial, --set): never what ships
 
 
-def apply_variant(variant: dict[str, Any]) -> None:
-    """Set the search module's constants for a what-if run (in this worker process only)."""
-    import mlr_action.proposers.search as search
+SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.gp", "mlr_action.proposers.space")
 
+
+def _search_modules() -> list[Any]:
+    import importlib
+
+    out = []
+    for name in SEARCH_MODULES:
+        try:
+            out.append(importlib.import_module(name))
+        except ModuleNotFoundError:  # an older layout kept everything in search.py
+            pass
+    return out
+
+
+def apply_variant(variant: dict[str, Any]) -> None:
+    """Set the search proposer's constants for a what-if run (in this worker process only)."""
     VARIANT.clear()
     VARIANT.update(variant)
     for name, value in variant.items():
-        if name != "n_initial":
-            if not hasattr(search, name):
-                raise SystemExit(f"--set {name}: mlr_action.proposers.search has no such constant")
-            setattr(search, name, value)
+        if name == "n_initial":
+            continue
+        owners = [m for m in _search_modules() if hasattr(m, name)]
+        if not owners:
+            raise SystemExit(f"--set {name}: no such constant in {', '.join(SEARCH_MODULES)}")
+        for module in owners:  # where it is defined and where it was imported by name
+            setattr(module, name, value)
 
 
 def run_search(problem: Problem, seed: int, evals: int) -> tuple[list[dict], float]:
@@ -344,14 +359,22 @@ def analyse(problem: Problem, runs: list[dict]) -> dict[str, Any]:
     return out
 
 
-def search_version() -> dict[str, Any]:
-    """Which proposer was measured: it is still being tuned, so the file's hash goes with the numbers."""
-    path = REPO / "mlr_action" / "proposers" / "search.py"
-    import mlr_action.proposers.search as search
+def _rounded(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as stored: values to 6 significant digits (the analysis used the full ones)."""
+    r6 = lambda v: float(f"{v:.6g}")  # noqa: E731
+    return {**run, "true": [r6(v) for v in run["true"]], "observed": [r6(v) for v in run["observed"]],
+            "seconds": round(run["seconds"], 3), "seconds_per_proposal": round(run["seconds_per_proposal"], 4)}
 
-    knobs = {n: getattr(search, n) for n in dir(search) if n.isupper() and isinstance(getattr(search, n), (int, float, str))}
-    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12], "module_constants": knobs,
-            "docstring_first_line": (search.__doc__ or "").strip().splitlines()[0]}
+
+def search_version() -> dict[str, Any]:
+    """Which proposer was measured: it is still being tuned, so a hash of its modules goes with the numbers."""
+    digest = hashlib.sha256()
+    knobs: dict[str, Any] = {}
+    for module in _search_modules():
+        digest.update(Path(module.__file__).read_bytes())
+        knobs.update({f"{module.__name__.rsplit('.', 1)[-1]}.{n}": getattr(module, n) for n in dir(module)
+                      if n.isupper() and isinstance(getattr(module, n), (int, float, str))})
+    return {"sha256": digest.hexdigest()[:12], "modules": [m.__name__ for m in _search_modules()], "module_constants": knobs}
 
 
 def main() -> None:
@@ -388,7 +411,8 @@ def main() -> None:
                 print(f"  {i}/{len(tasks)} runs ({time.perf_counter() - start:.0f} s)", flush=True)
     budgets = [k for k in BUDGETS if k <= evals]
     results: dict[str, Any] = {"seeds": seeds, "digits_seeds": digits_seeds, "evaluations": evals,
-                               "search_proposer": search_version(), "variant": variant, "problems": {}, "runs": runs}
+                               "search_proposer": search_version(), "variant": variant, "problems": {},
+                               "runs": [_rounded(r) for r in runs]}
     rows = []
     for pr in problems:
         res = analyse(pr, [r for r in runs if r["problem"] == pr.name])
@@ -420,10 +444,17 @@ def main() -> None:
                          "met_per_problem": {n: (v is not None and v <= 0.8) for n, v in ratios.items()},
                          "met": bool(valid) and all(v is not None and v <= 0.8 for v in ratios.values())},
         "vs_random_at_12": {n: e["vs_random"] for n, e in at12.items()},
+        # better than random: lower median regret and more than half the seeds won, on every problem and budget
+        "better_than_random": all(
+            e["vs_random"]["win_rate"] > 0.5 and (e["vs_random"]["median_regret_ratio"] or 0) < 1
+            for r in results["problems"].values() for e in r["budgets"].values()),
     }
-    print(f"\ntarget <= 0.80x TPE median regret at 12: " + ", ".join(
+    met_count = sum(results["targets"]["vs_tpe_at_12"]["met_per_problem"].values())
+    print("\ntarget <= 0.80x TPE median regret at 12: " + ", ".join(
         f"{n} {v:.2f}" if v is not None else f"{n} -" for n, v in ratios.items())
-        + (f"; geometric mean {geo:.2f}" if geo else "") + f" -> {'met' if results['targets']['vs_tpe_at_12']['met'] else 'MISSED'}")
+        + (f"; geometric mean {geo:.2f}" if geo else "") + f"; met on {met_count} of {len(ratios)} problems"
+        + f" -> {'met' if results['targets']['vs_tpe_at_12']['met'] else 'MISSED'}")
+    print(f"better than random (every problem, 12 and {evals}): {results['targets']['better_than_random']}")
     print("seconds per proposal (median): " + ", ".join(
         f"{n} {r['seconds_per_proposal']['search'] * 1000:.0f} ms" for n, r in results["problems"].items()))
     print(f"search.py measured: {results['search_proposer']['sha256']}")
