@@ -25,6 +25,7 @@ from mlr_action.program import Program, load_program
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, config_key, fold
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
+from simulate import parse_arg_value
 
 GRID = [{"lr": lr, "batch_size": bs, "scheduler": sched}
         for lr in (1e-4, 3e-4, 1e-3) for bs in (16, 32) for sched in ("cosine", "linear")]
@@ -97,20 +98,11 @@ def finish_memory_jobs(world: InMemoryBackend, *, unless: Callable[[int], bool] 
         if vanish(iteration) and isinstance(world, DeletingBackend):
             world.vanish(job.job_id, ran_s=600)
             continue
-        config = {a.split("=", 1)[0][2:]: _value(a.split("=", 1)[1]) for a in job.spec.args}
+        config = {a.split("=", 1)[0][2:]: parse_arg_value(a.split("=", 1)[1]) for a in job.spec.args}
         config = {k: v for k, v in config.items() if k in GRID[0]}
         world.advance(job.job_id, JobStage.COMPLETED, duration_s=600, logs=f"eval_accuracy={metric_of(config)}\n")
         if isinstance(world, DeletingBackend) and job.spec.env.get("MLR_OUTPUT_REPO"):
             world.repos.add(job.spec.env["MLR_OUTPUT_REPO"])
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 class StoppingForge(FileForge):

@@ -41,7 +41,7 @@ def finish_jobs(backend: InMemoryBackend, metric=quadratic_accuracy, *, duration
     for job in list(backend.jobs.values()):
         if job.stage.terminal:
             continue
-        config = {a.split("=", 1)[0][2:]: _value(a.split("=", 1)[1]) for a in job.spec.args}
+        config = {a.split("=", 1)[0][2:]: parse_arg_value(a.split("=", 1)[1]) for a in job.spec.args}
         error = fail(job.spec)
         if error:
             backend.advance(job.job_id, JobStage.ERROR, duration_s=duration_s / 10, logs=error + "\n", message="exit code 1")
@@ -51,7 +51,8 @@ def finish_jobs(backend: InMemoryBackend, metric=quadratic_accuracy, *, duration
     return count
 
 
-def _value(text: str):
+def parse_arg_value(text: str):
+    """A --name=value argument's value as the job's argparse would read a number."""
     for cast in (int, float):
         try:
             return cast(text)
