@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from programs import CAMPAIGN, ENVELOPE, program_text, with_
+from simulate import parse_arg_value
 
 from mlr_action.backends.base import JobStage
 from mlr_action.backends.memory import InMemoryBackend, MemoryJob
@@ -24,12 +26,18 @@ from mlr_action.ledger import EventRow, read_ledger
 from mlr_action.program import Program, load_program
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, config_key, fold
-from programs import CAMPAIGN, ENVELOPE, program_text, with_
-from simulate import parse_arg_value
 
 GRID = [{"lr": lr, "batch_size": bs, "scheduler": sched}
         for lr in (1e-4, 3e-4, 1e-3) for bs in (16, 32) for sched in ("cosine", "linear")]
 OPEN = with_(CAMPAIGN, target=None, patience=None)
+
+# The local backend's campaigns (crash and race tests): a tiny script, so a job ends in a moment.
+LOCAL_CAMPAIGN = with_(OPEN, flavor="cpu-basic", timeout="1m")
+LOCAL_TRAIN = """
+import sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+print(f"eval_accuracy={0.5 + int(args['batch_size']) / 1000 + float(args['lr']):.6f}")
+"""
 
 
 @pytest.fixture

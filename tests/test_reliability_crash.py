@@ -29,19 +29,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 import crashpoints as cp
-from mlr_action.backends.base import JobBackend
-from mlr_action.backends.local import LocalBackend
-from mlr_action.backends.memory import InMemoryBackend
-from mlr_action.forges import Forge
-from mlr_action.forges.files import FileForge
-from mlr_action.ledger import read_ledger
-from mlr_action.state import fold
-from mlr_action.step import Step
+import pytest
 from programs import ENVELOPE, with_
 from reliability import (
+    LOCAL_CAMPAIGN,
+    LOCAL_TRAIN,
     OPEN,
     DeletingBackend,
     GridProposer,
@@ -57,6 +50,15 @@ from reliability import (
     state_at,
 )
 from simulate import FakeClock
+
+from mlr_action.backends.base import JobBackend
+from mlr_action.backends.local import LocalBackend
+from mlr_action.backends.memory import InMemoryBackend
+from mlr_action.forges import Forge
+from mlr_action.forges.files import FileForge
+from mlr_action.ledger import read_ledger
+from mlr_action.state import fold
+from mlr_action.step import Step
 
 # Writers that are not part of a step: each with the reason it needs no crash point.
 OUTSIDE_STEP = {
@@ -172,24 +174,30 @@ def _step_writers() -> list[cp.Writer]:
     return [w for w in cp.discover_writers() if w.name not in OUTSIDE_STEP]
 
 
+def crash_each(targets, run, expected, writers) -> list[str]:
+    """Crash at each target in turn (``run(number, bounds)`` runs one whole campaign); the broken guarantees."""
+    failures = []
+    for number, target in enumerate(targets):
+        bounds = cp.Boundaries(target=target)
+        with cp.installed(bounds, writers):
+            try:
+                outcome = run(number, bounds)
+            except AssertionError as exc:
+                failures.append(f"{target}: {exc}")
+                continue
+        assert bounds.fired, f"{target} was never reached"
+        if outcome.essence != expected:
+            failures.append(f"{target}: {outcome.essence} != {expected}")
+    return failures
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_crash_before_and_after_every_boundary_then_continue(tmp_path, scenario, memory_records):
     clean, recorded = memory_records[scenario.name]
     targets = recorded.targets()
     assert len(targets) >= 50, f"suspiciously few boundaries: {len(targets)}"
     writers = _step_writers()
-    failures = []
-    for number, target in enumerate(targets):
-        bounds = cp.Boundaries(target=target)
-        with cp.installed(bounds, writers):
-            try:
-                outcome = run_memory(tmp_path / f"run{number}", scenario, bounds)
-            except AssertionError as exc:
-                failures.append(f"{target}: {exc}")
-                continue
-        assert bounds.fired, f"{target} was never reached"
-        if outcome.essence != clean.essence:
-            failures.append(f"{target}: {outcome.essence} != {clean.essence}")
+    failures = crash_each(targets, lambda number, bounds: run_memory(tmp_path / f"run{number}", scenario, bounds), clean.essence, writers)
     assert not failures, f"{len(failures)} of {len(targets)} crash points broke a guarantee:\n" + "\n".join(failures[:20])
     print(f"{scenario.name}: {len(targets)} crash points ({len(recorded.names)} distinct boundaries), all recovered")
 
@@ -246,8 +254,9 @@ def run_github(base: Path, bounds: cp.Boundaries) -> Outcome:
     """As in Actions: each tick checks out origin afresh, so what a crashed step did not push is gone."""
     from github_server import FakeGitHub
     from gitrepos import clone, make_origin
-    from mlr_action.forges.github import GitHubForge
     from programs import program_text
+
+    from mlr_action.forges.github import GitHubForge
 
     base.mkdir(parents=True)
     origin = make_origin(base, {"train.py": "print('eval_accuracy=0.5')\n", "program.md": program_text(GITHUB_ENVELOPE, OPEN)})
@@ -321,18 +330,7 @@ def test_github_crash_at_every_boundary_of_its_own_then_continue(tmp_path, monke
     # pushed row names, and just before the push itself.
     targets += [("backend.submit", 1, "after"), ("gitrepo.GitRepo.git:push", 1, "before")]
     writers = _step_writers()
-    failures = []
-    for number, target in enumerate(targets):
-        bounds = cp.Boundaries(target=target)
-        with cp.installed(bounds, writers):
-            try:
-                outcome = run_github(tmp_path / f"run{number}", bounds)
-            except AssertionError as exc:
-                failures.append(f"{target}: {exc}")
-                continue
-        assert bounds.fired, f"{target} was never reached"
-        if outcome.essence != github_record.essence:
-            failures.append(f"{target}: {outcome.essence} != {github_record.essence}")
+    failures = crash_each(targets, lambda number, bounds: run_github(tmp_path / f"run{number}", bounds), github_record.essence, writers)
     assert not failures, f"{len(failures)} of {len(targets)} crash points broke a guarantee:\n" + "\n".join(failures[:20])
     print(f"github: {len(targets)} crash points over {len(own)} boundaries: {sorted(own)}")
 
@@ -341,12 +339,6 @@ def test_github_crash_at_every_boundary_of_its_own_then_continue(tmp_path, monke
 
 LOCAL_ENVELOPE = with_(ENVELOPE, max_jobs=2, max_parallel=2, allowed_flavors=["cpu-basic"], max_timeout="1m",
                        max_walltime="1h")
-LOCAL_CAMPAIGN = with_(OPEN, flavor="cpu-basic", timeout="1m")
-LOCAL_TRAIN = """
-import sys
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
-print(f"eval_accuracy={0.5 + int(args['batch_size']) / 1000 + float(args['lr']):.6f}")
-"""
 # The one window the local backend does not close: killed after a job's registry entry is written and before
 # its supervisor is launched, the job never runs. It is recorded as an error once START_GRACE_S has passed,
 # charged, and never run twice (see docs/RELIABILITY.md).
@@ -455,8 +447,9 @@ CLAUDE_ENVELOPE = with_(ENVELOPE, max_jobs=3, max_llm_usd=2)
 
 
 def _claude_answer(body: dict):
-    from anthropic_stub import is_research, search_turn, structured, user_text
     import re
+
+    from anthropic_stub import is_research, search_turn, structured, user_text
 
     if is_research(body):
         return search_turn([("A recipe", "https://example.org/recipe")], "Recipes use lr 3e-4.")
@@ -529,18 +522,7 @@ def test_claude_crash_at_every_boundary_of_its_own_then_continue(tmp_path, claud
     own = claude_record.names - covered
     assert {"proposers.research.write_note", "llm.parse", "llm.search"} <= own
     targets = claude_record.bounds.targets(names=own, first_only=True)
-    failures = []
     writers = _step_writers()
-    for number, target in enumerate(targets):
-        bounds = cp.Boundaries(target=target)
-        with cp.installed(bounds, writers):
-            try:
-                outcome = run_claude(tmp_path / f"run{number}", bounds)
-            except AssertionError as exc:
-                failures.append(f"{target}: {exc}")
-                continue
-        assert bounds.fired, f"{target} was never reached"
-        if outcome.essence != claude_record.essence:
-            failures.append(f"{target}: {outcome.essence} != {claude_record.essence}")
+    failures = crash_each(targets, lambda number, bounds: run_claude(tmp_path / f"run{number}", bounds), claude_record.essence, writers)
     assert not failures, "\n".join(failures)
     print(f"claude: {len(targets)} crash points over {sorted(own)}")

@@ -20,12 +20,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-
-from mlr_action.backends.local import LocalBackend
-from mlr_action.forges.files import FileForge
-from mlr_action.step import Step
 from programs import ENVELOPE, with_
 from reliability import (
+    LOCAL_CAMPAIGN,
+    LOCAL_TRAIN,
     OPEN,
     GridProposer,
     RanJob,
@@ -37,6 +35,10 @@ from reliability import (
     state_at,
 )
 
+from mlr_action.backends.local import LocalBackend
+from mlr_action.forges.files import FileForge
+from mlr_action.step import Step
+
 pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSY = 3  # a child's exit code when it found the other step holding the lock
@@ -45,12 +47,6 @@ BUSY = 3  # a child's exit code when it found the other step holding the lock
 
 LOCAL_ENVELOPE = with_(ENVELOPE, max_jobs=6, max_parallel=2, allowed_flavors=["cpu-basic"], max_timeout="1m",
                        max_walltime="1h")
-LOCAL_CAMPAIGN = with_(OPEN, flavor="cpu-basic", timeout="1m")
-TRAIN = """
-import sys
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
-print(f"eval_accuracy={0.5 + int(args['batch_size']) / 1000 + float(args['lr']):.6f}")
-"""
 
 
 def local_jobs(root: Path) -> list[RanJob]:
@@ -97,7 +93,7 @@ def finish_local(root: Path, *, max_ticks: int = 30) -> None:
 def test_two_steps_at_once_on_one_checkout_never_submit_twice(tmp_path):
     rounds, contended = 0, 0
     for campaign in range(3):
-        root = make_repo(tmp_path / f"campaign{campaign}", LOCAL_ENVELOPE, LOCAL_CAMPAIGN, train=TRAIN)
+        root = make_repo(tmp_path / f"campaign{campaign}", LOCAL_ENVELOPE, LOCAL_CAMPAIGN, train=LOCAL_TRAIN)
         program = program_at(root)
         for _ in range(10):
             codes = race_forked(root)
@@ -116,7 +112,7 @@ def test_two_steps_at_once_on_one_checkout_never_submit_twice(tmp_path):
 
 
 def test_two_real_mlr_step_processes_at_once(tmp_path):
-    root = make_repo(tmp_path / "repo", with_(LOCAL_ENVELOPE, max_jobs=3), LOCAL_CAMPAIGN, train=TRAIN)
+    root = make_repo(tmp_path / "repo", with_(LOCAL_ENVELOPE, max_jobs=3), LOCAL_CAMPAIGN, train=LOCAL_TRAIN)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     outputs = []
     for _ in range(2):
@@ -188,6 +184,7 @@ def hub_truth(hub, campaign: str) -> list[RanJob]:
 
 def origin_state(origin: Path, where: Path):
     from gitrepos import git
+
     from mlr_action.ledger import read_ledger
     from mlr_action.state import fold
 
@@ -205,7 +202,7 @@ def test_two_clones_step_at_once_and_never_submit_twice(tmp_path, monkeypatch):
     for campaign in range(3):
         base = tmp_path / f"campaign{campaign}"
         base.mkdir()
-        origin = make_origin(base, {"train.py": TRAIN, "program.md": program_text(GH_ENVELOPE, OPEN)})
+        origin = make_origin(base, {"train.py": LOCAL_TRAIN, "program.md": program_text(GH_ENVELOPE, OPEN)})
         with FakeHubServer(token=HF_TOKEN) as hub:
             for _ in range(12):
                 # Both runs check out into a folder of the repository's name, as on GitHub's runners.
@@ -249,9 +246,10 @@ class ResultAwareProposer(GridProposer):
     proposes another config for the same iter."""
 
     def propose(self, *, program, state, count: int, check=None):
+        from reliability import GRID
+
         from mlr_action.proposal import Proposal
         from mlr_action.state import config_key
-        from reliability import GRID
 
         tried = state.tried_configs
         start = 5 * len(state.finished)
@@ -269,7 +267,7 @@ def test_a_stale_checkout_adopts_the_other_runs_job_with_the_config_it_runs(tmp_
     from programs import program_text
 
     isolate_git(monkeypatch, tmp_path)
-    origin = make_origin(tmp_path, {"train.py": TRAIN, "program.md": program_text(with_(GH_ENVELOPE, max_jobs=4, max_parallel=2), OPEN)})
+    origin = make_origin(tmp_path, {"train.py": LOCAL_TRAIN, "program.md": program_text(with_(GH_ENVELOPE, max_jobs=4, max_parallel=2), OPEN)})
     with FakeHubServer(token=HF_TOKEN) as hub:
         def step(name: str) -> Step:
             s = hf_step(checkout(origin, tmp_path / name / "sweep"), hub)
