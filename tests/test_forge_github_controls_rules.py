@@ -192,6 +192,8 @@ COMMANDS = [
     ("a <!--\n/mlr stop --> b", None),
     ("<details>\n\n/mlr stop\n\n</details>", None),
     ("<div>\n<details>\n\n/mlr stop\n\n</details>\n</div>", None),
+    ("some <b>bold</b> words\n/mlr stop", "stop"),
+    ("text <details>\n/mlr stop", None),  # inside the element the paragraph opened
     ("- /mlr stop", None),
     ("1. /mlr stop", None),
     ("/mlr stop | x\n--- | ---\na | b", None),
@@ -288,3 +290,14 @@ def test_the_logins_to_check_are_the_makers_and_the_pending_commenters():
 ])
 def test_makers_are_looked_up_only_for_what_changed(name, d, state, expected):
     assert asked(d, state) == expected
+
+
+def test_a_writers_comment_is_parsed_and_a_readers_is_only_answered():
+    quoted = [Command(5, "alice", "stop", "> /mlr stop\n\nno"), Command(6, "mallory", "stop", "```\n/mlr stop\n```")]
+    out = control_rows(dash(commands=quoted), RUNNING, writers=WRITERS, ts=TS)
+    # The reader's comment is not parsed (what it costs to read is bounded by what writers post): any line that
+    # looks like a command is answered, even one in a code block.
+    assert out.rows == [] and "@alice" not in out.reply and "@mallory" in out.reply
+    out = control_rows(dash(commands=[Command(5, "alice", "stop", "why\n\n/mlr pause")]), RUNNING, writers=WRITERS, ts=TS)
+    assert events(out) == [("paused", "human")]  # the verb is the parsed one
+

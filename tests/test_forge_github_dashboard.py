@@ -45,8 +45,12 @@ def test_read_dashboard_parses_marker_box_label_and_commands():
     d = read_dashboard(number=1, body=set_checkbox(body, True), open=True, labels=[PAUSED_LABEL], comments=comments,
                        bot="bot")
     assert d.shown == Shown("running", seen=3) and d.checkbox is True and d.label is True
-    assert d.commands == (Command(4, "alice", "stop"), Command(7, "carol", "pause"))
+    assert [(c.comment_id, c.login, c.verb) for c in d.commands] == [(4, "alice", "stop"), (7, "carol", "pause")]
     assert d.replied == frozenset({4}) and d.last_comment == 8  # only the bot's own replies count
+    seen = read_dashboard(number=1, body=render_dashboard(program=PROGRAM, state=RUNNING, used=usage(RUNNING),
+                          shown=Shown("running", seen=6), checkbox=False, now=TS), open=True, labels=[],
+                          comments=comments, bot="bot")
+    assert [c.comment_id for c in seen.commands] == [7]  # comments read on an earlier tick are not read again
 
 
 @pytest.mark.parametrize("body", ["", "no marker", "<!-- mlr-action:dashboard {not json} -->",

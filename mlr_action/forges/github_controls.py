@@ -23,17 +23,24 @@ Guarantees:
   service. The adapter then shows the campaign's state again (reopens,
   closes, sets the label and the box back), so an ignored control never
   lingers to count later.
-- A comment holds a command only where it reads as one: a line of a
-  top-level paragraph that starts, in plain text, with ``/mlr stop``,
+- A writer's comment holds a command only where it reads as one: a line of
+  a top-level paragraph that starts, in plain text, with ``/mlr stop``,
   ``/mlr pause`` or ``/mlr resume`` (the comment is parsed as Markdown, HTML
   allowed, as GitHub does). Code blocks and spans, block quotes (a quoted
-  reply of someone's command), lists, tables, HTML comments and whatever sits
-  inside an HTML block such as ``<details>`` are not commands.
+  reply of someone's command), lists, tables, headings, HTML comments and
+  whatever sits inside an element raw HTML left open (``<details>``) are not
+  commands.
+- Only comments newer than the last one read and with a line that starts
+  with ``/mlr <verb>`` are looked at, and only a writer's are parsed: what a
+  comment costs to read is bounded by what people with write access post.
 - A command counts from someone with write access, once: one that changed
   the campaign is recorded in its row (``comment_id``); any other is covered
   by ``seen`` or by the bot's reply to it.
-- People without write access get at most one reply per tick, naming what
-  was ignored (one command alone gets the one-line reply it always had).
+- People without write access are never obeyed and get at most one reply per
+  tick for everything of theirs that looked like a command or a control
+  (one command alone gets the one-line reply it always had).
+- A control the bot's own login made (an app) is neither a request nor
+  answered: it is the bot's mirror of an earlier state.
 - Where a writer's controls disagree, pausing wins: it spends nothing.
 """
 
@@ -43,7 +50,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection, Iterable, Iterator
+from typing import Any, Collection, Iterable
 
 from mlr_action.forges.github_dashboard import Command, Dashboard, Shown, read_checkbox, read_shown
 from mlr_action.forges.github_messages import PAUSED_LABEL, Ignored, ignored_reply
@@ -54,6 +61,7 @@ CLOSE, REOPEN, LABEL, BOX = "close-issue", "reopen-issue", "label", "checkbox"  
 EVENTS_LIMIT = 300  # issue events read back (newest first) to find who closed, reopened or labelled
 
 _COMMAND = re.compile(r"/mlr[ \t]+(stop|pause|resume)\b", re.I)
+_LOOKS_LIKE = re.compile(r"^[ \t]*\\?/mlr[ \t]+(stop|pause|resume)\b", re.M | re.I)  # cheap, before any parse
 _REPLY = re.compile(r"<!-- mlr-action:reply((?: \d+)*) -->")
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)\b[^>]*?(/?)>")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
@@ -79,29 +87,28 @@ def _open_elements(html: str) -> int:
     return depth
 
 
-def _line_starts(children: list[Any]) -> Iterator[Any]:
-    """The first inline token of each line of a paragraph."""
-    start = True
-    for token in children:
-        if start and not (token.type == "text" and token.content == ""):
-            yield token
-            start = False
-        if token.type in ("softbreak", "hardbreak"):
-            start = True
-
-
 def find_command(text: str) -> str | None:
     """The verb of the first command ``text`` gives, or None (see the module's guarantees)."""
-    tokens = _markdown().parse(text or "")
-    inside_html = 0
+    if not _LOOKS_LIKE.search(text or ""):
+        return None
+    tokens = _markdown().parse(text)
+    inside_html = 0  # elements raw HTML opened and left open: what follows renders inside them
     for i, token in enumerate(tokens):
         if token.type == "html_block":
             inside_html = max(0, inside_html + _open_elements(token.content))
-        elif token.type == "inline" and token.level == 1 and tokens[i - 1].type == "paragraph_open" and not inside_html:
-            for first in _line_starts(token.children or []):
-                match = _COMMAND.match(first.content) if first.type == "text" and first.level == 0 else None
-                if match:
-                    return match.group(1).lower()
+        elif token.type == "inline":
+            top = token.level == 1 and tokens[i - 1].type == "paragraph_open"
+            line_start = True
+            for child in token.children or []:
+                if child.type == "html_inline":
+                    inside_html = max(0, inside_html + _open_elements(child.content))
+                if line_start and not (child.type == "text" and child.content == ""):
+                    line_start = False
+                    match = _COMMAND.match(child.content) if child.type == "text" and child.level == 0 else None
+                    if match and top and not inside_html:
+                        return match.group(1).lower()
+                if child.type in ("softbreak", "hardbreak"):
+                    line_start = True
     return None
 
 
@@ -113,16 +120,18 @@ def read_dashboard(
     ``bot`` is the login that opened the dashboard: only its comments are the
     bot's (a person could paste a reply marker to silence a command).
     """
+    shown = read_shown(body)
+    seen = shown.seen if shown else 0
     commands, replied = [], set()
     for comment_id, login, text in comments:
         if login == bot:
             replied.update(int(i) for ids in _REPLY.findall(text) for i in ids.split())
             continue
-        verb = find_command(text)
-        if verb:
-            commands.append(Command(comment_id, login, verb))
+        looks = _LOOKS_LIKE.search(text) if comment_id > seen else None
+        if looks:
+            commands.append(Command(comment_id, login, looks.group(1).lower(), text))
     return Dashboard(
-        number=number, open=open, shown=read_shown(body), checkbox=read_checkbox(body),
+        number=number, open=open, shown=shown, checkbox=read_checkbox(body),
         label=PAUSED_LABEL in labels, commands=tuple(sorted(commands, key=lambda c: c.comment_id)), bot=bot,
         replied=frozenset(replied), last_comment=max((c[0] for c in comments), default=0),
     )
@@ -291,6 +300,10 @@ class _Tally:
         if command.login not in self.writers:
             self.commands.append(command)
             return
+        verb = find_command(command.text) if command.text else command.verb
+        if verb is None:
+            return  # a writer showing a command (quoted, in code): no command, nothing to answer
+        command = Command(command.comment_id, command.login, verb)
         said = dict(detail=f"@{command.login} commented `/mlr {command.verb}` on {self.where}", by=command.login,
                     comment_id=command.comment_id, control="comment")
         if command.verb == "stop" and self.stop_reason is None:

@@ -72,9 +72,12 @@ class Shown:
 
 @dataclass(frozen=True)
 class Command:
+    """A comment with a line that looks like a command (whether it is one depends on who wrote it)."""
+
     comment_id: int
     login: str
-    verb: str  # stop | pause | resume
+    verb: str  # stop | pause | resume, from the first line that looks like a command
+    text: str = ""  # the comment, read as Markdown only when its author may write ("": the verb is final)
 
 
 @dataclass(frozen=True)
