@@ -3,9 +3,13 @@
 Speaks real HTTP on 127.0.0.1 (an ephemeral port) so the forge runs through
 the real PyGithub client with ``base_url``. Covers the repository, issues
 (list with state/labels/pagination, create, get, edit), issue comments,
-labels, pulls, git refs, contents and the collaborator permission. Methods
-named after what a person does (``merge``, ``close``, ``comment``,
-``check_box``, ``add_label``) change the state as the web UI would.
+labels, pulls, git refs, contents, the collaborator permission, an issue's
+events (``closed``, ``reopened``, ``labeled``, ``unlabeled`` with their
+``actor``) and, over GraphQL, its body's edit history (``userContentEdits``
+with each ``editor``). Methods named after what a person does (``merge``,
+``close``, ``reopen``, ``comment``, ``check_box``, ``edit_body``,
+``add_label``, ``remove_label``, each ``by`` someone) change the state and
+leave the same traces as the web UI would.
 ``fail(method, path_regex, status, message)`` makes the next matching
 requests fail, for error handling tests; ``chaos(rate, kinds=...)`` fails a
 share of all requests with a status (429 with ``Retry-After``, 5xx), a dropped
@@ -40,7 +44,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _user(login: str) -> dict:
+def _user(login: str) -> dict | None:
+    if not login:
+        return None  # a deleted account: GitHub shows "ghost", the API gives no user
     return {"login": login, "id": abs(hash(login)) % 10**6, "type": "Bot" if login.endswith("[bot]") else "User",
             "url": f"https://example.invalid/users/{login}"}
 
@@ -57,10 +63,12 @@ class Failure:
 
 class FakeGitHub:
     def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
-                 default_branch: str = "main", actions_may_open_prs: bool = True):
+                 default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True):
         self.owner, self.name, self.token = owner, name, token
         self.default_branch = default_branch
         self.actions_may_open_prs = actions_may_open_prs
+        self.edits_newest_first = edits_newest_first  # the order of userContentEdits (GitHub does not document it)
+        self.clock = itertools.count(1)  # edits and events get strictly increasing times, a second apart
         self.lock = threading.RLock()
         self.numbers = itertools.count(1)
         self.ids = itertools.count(1001)
@@ -113,30 +121,32 @@ class FakeGitHub:
 
     def close(self, number: int, by: str = "alice") -> None:
         with self.lock:
-            self.issues[number].update(state="closed", closed_at=_now(), _closed_by=by)
+            self._set_state(self.issues[number], "closed", by)
 
-    def reopen(self, number: int) -> None:
+    def reopen(self, number: int, by: str = "alice") -> None:
         with self.lock:
-            self.issues[number].update(state="open", closed_at=None, _closed_by=None)
+            self._set_state(self.issues[number], "open", by)
 
     def comment(self, number: int, body: str, by: str = "alice") -> int:
         with self.lock:
             return self._add_comment(number, body, by)["id"]
 
-    def check_box(self, number: int, checked: bool = True) -> None:
+    def check_box(self, number: int, checked: bool = True, by: str = "alice") -> None:
+        with self.lock:
+            self.edit_body(number, set_checkbox(self.issues[number]["body"], checked), by=by)
+
+    def edit_body(self, number: int, body: str, by: str = "alice") -> None:
         with self.lock:
             # The web UI hands bodies back with CRLF line ends once a person touched them.
-            self.issues[number]["body"] = set_checkbox(self.issues[number]["body"], checked).replace("\r\n", "\n").replace("\n", "\r\n")
+            self._set_body(self.issues[number], body.replace("\r\n", "\n").replace("\n", "\r\n"), by)
 
-    def add_label(self, number: int, name: str) -> None:
+    def add_label(self, number: int, name: str, by: str = "alice") -> None:
         with self.lock:
-            self._ensure_label(name)
-            if name not in self._label_names(self.issues[number]):
-                self.issues[number]["labels"].append(self.labels[name])
+            self._label(self.issues[number], name, True, by)
 
-    def remove_label(self, number: int, name: str) -> None:
+    def remove_label(self, number: int, name: str, by: str = "alice") -> None:
         with self.lock:
-            self.issues[number]["labels"] = [l for l in self.issues[number]["labels"] if l["name"] != name]
+            self._label(self.issues[number], name, False, by)
 
     def merge(self, number: int) -> None:
         with self.lock:
@@ -145,7 +155,7 @@ class FakeGitHub:
             self._commit(pull["base"]["ref"])
             now = _now()
             pull.update(state="closed", merged=True, merged_at=now, closed_at=now)
-            self.issues[number].update(state="closed", closed_at=now)
+            self._set_state(self.issues[number], "closed", self.owner)
 
     def fail(self, method: str, path: str, status: int, message: str = "boom", *, times: int = 1, headers: dict | None = None) -> None:
         self.failures.append(Failure(method, re.compile(path), status, message, times, headers or {}))
@@ -177,6 +187,35 @@ class FakeGitHub:
     def _label_names(issue: dict) -> list[str]:
         return [label["name"] for label in issue["labels"]]
 
+    def _stamp(self) -> str:
+        return datetime.fromtimestamp(1_700_000_000 + next(self.clock), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _event(self, issue: dict, event: str, actor: str, **extra: Any) -> None:
+        eid = next(self.ids)
+        issue["_events"].append({"id": eid, "event": event, "actor": _user(actor), "created_at": self._stamp(),
+                                 "url": f"{self.base_url}/repos/{self.repository}/issues/events/{eid}", **extra})
+
+    def _set_state(self, issue: dict, state: str, by: str) -> None:
+        if issue["state"] == state:
+            return
+        closed = state == "closed"
+        issue.update(state=state, closed_at=_now() if closed else None, _closed_by=by if closed else None)
+        self._event(issue, "closed" if closed else "reopened", by)
+
+    def _set_body(self, issue: dict, body: str, by: str) -> None:
+        if issue["body"] != body:
+            issue["body"] = body
+            issue["_edits"].append((self._stamp(), by))
+
+    def _label(self, issue: dict, name: str, present: bool, by: str) -> None:
+        if present == (name in self._label_names(issue)):
+            return
+        if present:
+            issue["labels"].append(self._ensure_label(name))
+        else:
+            issue["labels"] = [l for l in issue["labels"] if l["name"] != name]
+        self._event(issue, "labeled" if present else "unlabeled", by, label={"name": name, "color": "ededed"})
+
     def _ensure_label(self, name: str, color: str = "ededed", description: str = "") -> dict:
         if name not in self.labels:
             self.labels[name] = {"id": next(self.ids), "name": name, "color": color, "description": description,
@@ -206,10 +245,12 @@ class FakeGitHub:
                  "state_reason": None, "labels": [self._ensure_label(n) for n in labels], "user": _user(by),
                  "url": f"{api}/issues/{number}", "html_url": f"https://example.invalid/{self.repository}/issues/{number}",
                  "comments_url": f"{api}/issues/{number}/comments", "created_at": _now(), "updated_at": _now(),
-                 "closed_at": None, "locked": False, "_closed_by": None}
+                 "closed_at": None, "locked": False, "_closed_by": None, "_events": [], "_edits": []}
         if pull:
             issue["pull_request"] = {"url": f"{api}/pulls/{number}"}
         self.issues[number] = issue
+        for name in labels:
+            self._event(issue, "labeled", by, label={"name": name, "color": "ededed"})
         return issue
 
     # -- HTTP ------------------------------------------------------------------------
@@ -298,13 +339,17 @@ class FakeGitHub:
     def _page(self, items: list[dict], query: dict, path: str) -> tuple[int, Any, dict]:
         per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
         chunk = items[(page - 1) * per_page: page * per_page]
-        headers = {}
-        if page * per_page < len(items):
-            rest = "&".join(f"{k}={v}" for k, v in query.items() if k != "page")
-            headers["Link"] = f'<{self.base_url}{path}?{rest}&page={page + 1}>; rel="next"'
+        last = max(1, -(-len(items) // per_page))
+        rest = "&".join(f"{k}={v}" for k, v in query.items() if k != "page")
+        links = {"next": page + 1 if page < last else None, "last": last if page < last else None,
+                 "prev": page - 1 if page > 1 else None, "first": 1 if page > 1 else None}
+        headers = {"Link": ", ".join(f'<{self.base_url}{path}?{rest}&page={n}>; rel="{rel}"'
+                                     for rel, n in links.items() if n is not None)} if last > 1 else {}
         return 200, chunk, headers
 
     def route(self, method: str, path: str, query: dict, body: dict) -> tuple[int, Any, dict]:
+        if path == "/graphql" and method == "POST":
+            return self._graphql(body["query"], body.get("variables") or {})
         prefix = f"/repos/{self.repository}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found"}, {}
@@ -329,14 +374,15 @@ class FakeGitHub:
             issue = self.issues[int(m.group(1))]
             if method == "PATCH":
                 self.bodies += [body.get("title") or "", body.get("body") or ""]
-                for key in ("title", "body", "state_reason"):
+                for key in ("title", "state_reason"):
                     if key in body:
                         issue[key] = body[key]
-                if "state" in body and body["state"] != issue["state"]:
-                    closed = body["state"] == "closed"
-                    issue.update(state=body["state"], closed_at=_now() if closed else None, _closed_by=BOT if closed else None)
-                if "labels" in body:
-                    issue["labels"] = [self._ensure_label(n) for n in body["labels"]]
+                if "body" in body:
+                    self._set_body(issue, body["body"] or "", BOT)
+                if "state" in body:
+                    self._set_state(issue, body["state"], BOT)
+                for name in {*self._label_names(issue), *body.get("labels", [])} if "labels" in body else ():
+                    self._label(issue, name, name in body["labels"], BOT)
             return ok(self._issue_json(issue, full=True))
         if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
             number = int(m.group(1))
@@ -354,15 +400,16 @@ class FakeGitHub:
         if m := re.fullmatch(r"/issues/(\d+)/labels", rest):
             issue = self.issues[int(m.group(1))]
             for name in body if isinstance(body, list) else body.get("labels", []):  # GitHub takes both shapes
-                if name not in self._label_names(issue):
-                    issue["labels"].append(self._ensure_label(name))
+                self._label(issue, name, True, BOT)
             return ok(issue["labels"])
         if m := re.fullmatch(r"/issues/(\d+)/labels/(.+)", rest):
             issue, name = self.issues[int(m.group(1))], unquote(m.group(2))
             if name not in self._label_names(issue):
                 return 404, {"message": "Label does not exist"}, {}
-            issue["labels"] = [l for l in issue["labels"] if l["name"] != name]
+            self._label(issue, name, False, BOT)
             return ok(issue["labels"])
+        if m := re.fullmatch(r"/issues/(\d+)/events", rest):
+            return self._page(self.issues[int(m.group(1))]["_events"], query, path)
         if m := re.fullmatch(r"/labels/(.+)", rest):
             return ok(self.labels[unquote(m.group(1))])
         if rest == "/labels" and method == "POST":
@@ -420,6 +467,26 @@ class FakeGitHub:
             self.pulls[issue["number"]] = pull
             return ok(pull, 201)
         return 404, {"message": "Not Found"}, {}
+
+    def _graphql(self, query: str, variables: dict) -> tuple[int, Any, dict]:
+        """Only what the forge asks: ``repository.issue.userContentEdits`` (under any aliases, by first or last)."""
+        if (variables.get("owner"), variables.get("name")) != (self.owner, self.name):
+            return 200, {"data": {"repository": None}, "errors": [{"type": "NOT_FOUND", "message": "no repository"}]}, {}
+        issue = self.issues.get(int(variables["number"]))
+        if issue is None:
+            return 200, {"data": {"repository": {"issue": None}},
+                         "errors": [{"type": "NOT_FOUND", "message": "no issue"}]}, {}
+        edits = [{"id": f"UCE_{issue['number']}_{i}", "editedAt": at,
+                  "editor": None if not who else {"__typename": "Bot" if who.endswith("[bot]") else "User",
+                                                  "login": who.removesuffix("[bot]")}}  # GraphQL drops "[bot]"
+                 for i, (at, who) in enumerate(issue["_edits"])]
+        if self.edits_newest_first:
+            edits.reverse()
+        found = {}
+        for alias, end, count in re.findall(r"(\w+)\s*:\s*userContentEdits\(\s*(first|last)\s*:\s*(\d+)\s*\)", query):
+            chunk = edits[: int(count)] if end == "first" else edits[-int(count):]
+            found[alias] = {"totalCount": len(edits), "nodes": chunk}
+        return 200, {"data": {"repository": {"issue": found}}}, {}
 
     @staticmethod
     def _content(path: str, text: str, api: str) -> dict:

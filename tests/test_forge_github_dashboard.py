@@ -1,19 +1,17 @@
-"""The dashboard as data: controls to ledger rows (table-driven), rendering, trimming, commit messages."""
+"""The dashboard as data: reading it back, rendering, trimming, commit messages."""
 
 from __future__ import annotations
 
 import pytest
 
 from mlr_action.budget import usage
+from mlr_action.forges.github_controls import read_dashboard
 from mlr_action.forges.github_dashboard import (
     BODY_LIMIT,
     GITHUB_BODY_LIMIT,
     Command,
-    Dashboard,
     Shown,
-    control_rows,
     read_checkbox,
-    read_dashboard,
     read_shown,
     render_dashboard,
     set_checkbox,
@@ -29,101 +27,13 @@ TS = "2026-01-01T00:00:00+00:00"
 PROGRAM = parse_program(program_text())
 
 
-def state_of(*events: str, reason: str = "target", comment_id: int | None = None) -> CampaignState:
+def state_of(*events: str, reason: str = "target") -> CampaignState:
     rows = [EventRow(event="started", ts=TS, campaign="c")]
-    for event in events:
-        extra = {"comment_id": comment_id} if comment_id else {}
-        rows.append(EventRow(event=event, ts=TS, reason=reason if event == "stopped" else "human", **extra))
+    rows += [EventRow(event=e, ts=TS, reason=reason if e == "stopped" else "human") for e in events]
     return fold(rows)
 
 
-RUNNING, PAUSED = state_of(), state_of("paused")
-HUMAN_STOP, TARGET_STOP = state_of("stopped", reason="human"), state_of("stopped", reason="target")
-SHOWN_RUNNING, SHOWN_PAUSED = Shown("running"), Shown("paused", paused=True, label=True)
-SHOWN_HUMAN, SHOWN_TARGET = Shown("stopped", "human"), Shown("stopped", "target")
-
-
-def dash(shown=SHOWN_RUNNING, *, open=True, checkbox=None, label=None, commands=(), replied=(), closed_by=None):
-    shown_paused = shown.paused if shown else False
-    return Dashboard(
-        number=7, open=open, shown=shown,
-        checkbox=shown_paused if checkbox is None else checkbox,
-        label=(shown.label if shown else False) if label is None else label,
-        closed_by=closed_by, commands=tuple(commands), replied=frozenset(replied),
-        last_comment=max((c.comment_id for c in commands), default=0),
-    )
-
-
-def events(controls) -> list[tuple[str, str]]:
-    return [(r.event, r.reason) for r in controls.rows]
-
-
-CASES = [
-    # (name, dashboard, state, writers, expected rows)
-    ("nothing changed", dash(), RUNNING, (), []),
-    ("box checked", dash(checkbox=True), RUNNING, (), [("paused", "human")]),
-    ("label added", dash(label=True), RUNNING, (), [("paused", "human")]),
-    ("box unchecked", dash(SHOWN_PAUSED, checkbox=False), PAUSED, (), [("resumed", "human")]),
-    ("label removed", dash(SHOWN_PAUSED, label=False), PAUSED, (), [("resumed", "human")]),
-    ("conflict: pausing wins", dash(Shown("running", label=True), checkbox=True, label=False), RUNNING, (),
-     [("paused", "human")]),
-    ("already paused by the ledger", dash(checkbox=True), PAUSED, (), []),
-    ("not mirrored yet is no request", dash(SHOWN_RUNNING), PAUSED, (), []),
-    ("closed while running", dash(open=False, closed_by="alice"), RUNNING, (), [("stopped", "human")]),
-    ("closed while paused", dash(SHOWN_PAUSED, open=False), PAUSED, (), [("stopped", "human")]),
-    ("closed after a target stop", dash(SHOWN_TARGET, open=False), TARGET_STOP, (), []),
-    ("closed, resumed by program.md", dash(SHOWN_TARGET, open=False), RUNNING, (), []),
-    ("reopened after a human stop", dash(SHOWN_HUMAN, open=True), HUMAN_STOP, (), [("resumed", "human")]),
-    ("open, human stop not mirrored", dash(SHOWN_RUNNING, open=True), HUMAN_STOP, (), []),
-    ("box checked while stopped", dash(SHOWN_TARGET, checkbox=True), TARGET_STOP, (), []),
-    ("/mlr stop from a writer", dash(commands=[Command(5, "alice", "stop")]), RUNNING, {"alice"}, [("stopped", "human")]),
-    ("/mlr stop from a reader", dash(commands=[Command(5, "mallory", "stop")]), RUNNING, {"alice"}, []),
-    ("/mlr stop when stopped", dash(SHOWN_TARGET, commands=[Command(5, "alice", "stop")]), TARGET_STOP, {"alice"}, []),
-    ("/mlr pause", dash(commands=[Command(5, "alice", "pause")]), RUNNING, {"alice"}, [("paused", "human")]),
-    ("/mlr resume a pause", dash(SHOWN_PAUSED, commands=[Command(5, "alice", "resume")]), PAUSED, {"alice"}, [("resumed", "human")]),
-    ("/mlr resume a human stop", dash(SHOWN_HUMAN, open=False, commands=[Command(5, "alice", "resume")]), HUMAN_STOP,
-     {"alice"}, [("resumed", "human")]),
-    ("/mlr resume a target stop", dash(SHOWN_TARGET, commands=[Command(5, "alice", "resume")]), TARGET_STOP, {"alice"}, []),
-    ("command already seen", dash(Shown("running", seen=5), commands=[Command(5, "alice", "stop")]), RUNNING, {"alice"}, []),
-    ("command already answered", dash(commands=[Command(5, "mallory", "stop")], replied=[5]), RUNNING, set(), []),
-    ("marker gone: only commands", dash(None, open=False, checkbox=True, commands=[Command(5, "alice", "pause")]), RUNNING,
-     {"alice"}, [("paused", "human")]),
-    ("stop then pause in one tick", dash(commands=[Command(5, "alice", "stop"), Command(6, "alice", "pause")]), RUNNING,
-     {"alice"}, [("stopped", "human")]),
-]
-
-
-@pytest.mark.parametrize("name,dashboard,state,writers,expected", CASES, ids=[c[0] for c in CASES])
-def test_controls_become_rows(name, dashboard, state, writers, expected):
-    assert events(control_rows(dashboard, state, writers=writers, ts=TS)) == expected
-
-
-def test_a_command_in_the_ledger_is_not_acted_on_again():
-    state = state_of("stopped", reason="human", comment_id=5)
-    resumed = fold([*_rows(state), EventRow(event="resumed", ts=TS, reason="human")])
-    out = control_rows(dash(commands=[Command(5, "alice", "stop")]), resumed, writers={"alice"}, ts=TS)
-    assert out.rows == []
-
-
-def _rows(state: CampaignState) -> list:
-    return list(state.events)
-
-
-def test_rows_say_who_and_how():
-    out = control_rows(dash(open=False, closed_by="alice"), RUNNING, writers=(), ts=TS)
-    (row,) = out.rows
-    assert row.detail == "@alice closed the dashboard issue #7" and getattr(row, "by") == "alice"
-    out = control_rows(dash(commands=[Command(9, "bob", "stop")]), RUNNING, writers={"bob"}, ts=TS)
-    assert getattr(out.rows[0], "comment_id") == 9 and "@bob" in out.rows[0].detail
-    assert out.seen == 9
-
-
-def test_a_reader_gets_one_reply_and_is_never_obeyed():
-    out = control_rows(dash(commands=[Command(5, "mallory", "stop")]), RUNNING, writers=set(), ts=TS)
-    assert out.rows == []
-    ((comment_id, text),) = out.replies
-    assert comment_id == 5 and "@mallory" in text and "write access" in text and "mlr-action:reply 5" in text
-    assert "\n/mlr" not in text  # a reply can never read as a command
+RUNNING = state_of()
 
 
 def test_read_dashboard_parses_marker_box_label_and_commands():
@@ -135,8 +45,12 @@ def test_read_dashboard_parses_marker_box_label_and_commands():
     d = read_dashboard(number=1, body=set_checkbox(body, True), open=True, labels=[PAUSED_LABEL], comments=comments,
                        bot="bot")
     assert d.shown == Shown("running", seen=3) and d.checkbox is True and d.label is True
-    assert d.commands == (Command(4, "alice", "stop"), Command(7, "carol", "pause"))
+    assert [(c.comment_id, c.login, c.verb) for c in d.commands] == [(4, "alice", "stop"), (7, "carol", "pause")]
     assert d.replied == frozenset({4}) and d.last_comment == 8  # only the bot's own replies count
+    seen = read_dashboard(number=1, body=render_dashboard(program=PROGRAM, state=RUNNING, used=usage(RUNNING),
+                          shown=Shown("running", seen=6), checkbox=False, now=TS), open=True, labels=[],
+                          comments=comments, bot="bot")
+    assert [c.comment_id for c in seen.commands] == [7]  # comments read on an earlier tick are not read again
 
 
 @pytest.mark.parametrize("body", ["", "no marker", "<!-- mlr-action:dashboard {not json} -->",

@@ -11,9 +11,18 @@ Guarantees:
   request. GitHub errors leave as Transient/PermanentError that name the fix.
 - One dashboard issue, found by label and marker, is created once and edited
   in place, only when its body, its pause label or its open/closed state must
-  change. Its controls become ledger rows through
-  :func:`~mlr_action.forges.github_dashboard.control_rows`; what people changed
-  is never overwritten by the bot (a click during a step counts next tick).
+  change, and only an issue the bot (an app) or someone with write access
+  opened is taken for it. Its controls become ledger rows through
+  :mod:`mlr_action.forges.github_controls`, which counts only what people with
+  write access are shown to have done: who closed, reopened or labelled the
+  issue comes from its events, who checked the box from the body's edit
+  history (GraphQL), and a command's author from the comment. What else
+  changed (a control nobody with write access made) is set back to the
+  campaign's state; what writers changed is never overwritten by the bot (a
+  click during a step counts next tick).
+- People without write access get at most one reply per tick; a reply that
+  fails (403, 5xx, a rate limit) is noted in the step's events and never
+  aborts the tick.
 - ``finish_step`` first hands ``runs/`` to the git sync (when it is
   installed), so a GitHub outage never loses ledger rows; then it refreshes
   the dashboard, posts the stop report (held by ``publish_stop_report`` until
@@ -29,7 +38,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -41,17 +50,24 @@ from mlr_action.forges.github_api import (  # noqa: F401  (re-exported for calle
     GitHubTransientError,
     PullRequestsForbidden,
     Settings,
+    is_bot,
     login_of,
+)
+from mlr_action.forges.github_controls import (
+    BOX,
+    asked,
+    body_editors,
+    control_rows,
+    event_actors,
+    logins_to_check,
+    read_dashboard,
 )
 from mlr_action.forges.github_dashboard import (
     Dashboard,
     clip,
-    control_rows,
     dashboard_title,
     is_dashboard,
-    pending_commands,
     read_checkbox,
-    read_dashboard,
     render_dashboard,
     shown_for,
 )
@@ -73,6 +89,8 @@ class _Tick:
     seen: int = 0
     report: tuple[str, str] | None = None
     published: set[str] = field(default_factory=set)
+    writers: dict[str, bool] = field(default_factory=dict)  # login -> has write access, asked once a tick
+    notes: list[str] = field(default_factory=list)  # for the step's events: what was ignored, what failed
 
 
 def _lf(text: str | None) -> str:
@@ -124,28 +142,55 @@ class GitHubForge:
     # -- controls -----------------------------------------------------------------
 
     def read_controls(self, *, state: Any) -> list[EventRow]:
-        """The rows the dashboard's controls ask for (see :mod:`mlr_action.forges.github_dashboard`)."""
+        """The rows the dashboard's controls ask for (see :mod:`mlr_action.forges.github_controls`)."""
         self._tick = tick = _Tick()
-        issues = self.api.issues(msg.DASHBOARD_LABEL, is_dashboard)
-        if not issues:
+        issue = self._find_dashboard()
+        if issue is None:
             return []
-        tick.dashboard = issue = issues[0]
+        tick.dashboard = issue
         with self.api.calling(f"reading the dashboard issue #{issue.number}"):
             tick.comments = list(issue.get_comments()) if issue.comments else []
-            is_open = issue.state == "open"
-            # Only asked (one more request) when a close may be a stop.
-            closer = issue.closed_by if not is_open and state.stopped is None else None
-            tick.dash = dash = read_dashboard(
-                number=issue.number, body=_lf(issue.body), open=is_open, labels=[label.name for label in issue.labels],
-                comments=[(c.id, login_of(c), _lf(c.body)) for c in tick.comments], bot=login_of(issue),
-                closed_by=closer.login if closer else None)
-        logins = {c.login for c in pending_commands(dash, state)}
-        writers = {login for login in logins if self.api.can_write(login)}
+            dash = read_dashboard(
+                number=issue.number, body=_lf(issue.body), open=issue.state == "open",
+                labels=[label.name for label in issue.labels],
+                comments=[(c.id, login_of(c), _lf(c.body)) for c in tick.comments], bot=login_of(issue))
+        tick.dash = dash = replace(dash, made_by=self._makers(issue, dash, state))
+        writers = {login for login in logins_to_check(dash, state) if self._can_write(login)}
         controls = control_rows(dash, state, writers=writers, ts=self.clock().isoformat(timespec="seconds"))
-        for _, reply in controls.replies:
-            self.api.comment(issue, reply)
         tick.seen = controls.seen
+        tick.notes += controls.ignored
+        if controls.reply is not None:
+            try:
+                self.api.comment(issue, controls.reply)
+            except (GitHubTransientError, GitHubPermanentError) as exc:  # the controls that count still do
+                tick.notes.append(f"could not reply on the dashboard issue #{issue.number}: {exc}")
         return controls.rows
+
+    def _find_dashboard(self) -> Any:
+        """The oldest labelled, marked issue that the bot or someone with write access opened."""
+        for issue in self.api.issues(msg.DASHBOARD_LABEL, is_dashboard):
+            if is_bot(issue) or self._can_write(login_of(issue)):
+                return issue
+        return None
+
+    def _can_write(self, login: str) -> bool:
+        if login not in self._tick.writers:
+            self._tick.writers[login] = self.api.can_write(login)
+        return self._tick.writers[login]
+
+    def _makers(self, issue: Any, dash: Dashboard, state: Any) -> dict[str, tuple[str, ...]]:
+        """Who made each control that changed, as GitHub names them (only asked when one did)."""
+        wanted = asked(dash, state)
+        made: dict[str, tuple[str, ...]] = {}
+        try:
+            if wanted - {BOX}:
+                made.update(event_actors(self.api.events(issue), wanted=wanted, dash=dash))
+            if BOX in wanted:
+                chunks, total = self.api.body_edits(issue.number)
+                made[BOX] = body_editors(chunks, total=total, bot=login_of(issue), kept=bool(dash.shown and dash.shown.kept))
+        except GitHubPermanentError as exc:  # nobody can be shown to have made them: they do not count
+            self._tick.notes.append(f"could not tell who changed the dashboard issue #{issue.number}: {exc}")
+        return made
 
     # -- the end of a step ---------------------------------------------------------
 
@@ -153,6 +198,7 @@ class GitHubForge:
         """Push ``runs/``, then refresh the dashboard, post the stop report, close fixed escalations."""
         try:
             self.publish_runs(self.root, message=msg.commit_message(step.events))
+            step.events += self._tick.notes  # for the log, not the commit message
             if step.program is None or step.state is None or step.used is None:
                 return
             issue = self._sync_dashboard(step.program, step.state, step.used)
@@ -167,8 +213,9 @@ class GitHubForge:
         stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
         now = max(stamps) if stamps else self.clock().isoformat(timespec="seconds")
 
-        def render(checkbox: bool) -> str:
-            return clip(redact(render_dashboard(program=program, state=state, used=used, shown=shown, checkbox=checkbox, now=now)))
+        def render(checkbox: bool, kept: bool = False) -> str:
+            marker = replace(shown, kept=True) if kept else shown
+            return clip(redact(render_dashboard(program=program, state=state, used=used, shown=marker, checkbox=checkbox, now=now)))
 
         human_stop = state.stopped is not None and state.stopped.reason == "human"
         if tick.dashboard is None:
@@ -184,7 +231,7 @@ class GitHubForge:
         if dash.label != shown.label:
             self.api.set_label(issue, msg.PAUSED_LABEL, shown.label)
         changes: dict[str, Any] = {}
-        if dash.open and human_stop and not (dash.shown and dash.shown.human_stop):
+        if dash.open and human_stop:
             changes["state"] = "closed"  # closed mirrors a stop by a person, so reopening it resumes
         elif not dash.open and state.stopped is None:
             changes["state"] = "open"
@@ -193,7 +240,7 @@ class GitHubForge:
             fresh = _lf(self.api.get_body(issue.number))
             clicked = read_checkbox(fresh)
             if clicked is not None and clicked != dash.checkbox:
-                body = render(clicked)  # a person clicked during this step: keep it, it counts next tick
+                body = render(clicked, kept=True)  # a person clicked during this step: keep it, it counts next tick
             if body != fresh:
                 changes["body"] = body
         if changes:

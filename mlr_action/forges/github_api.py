@@ -113,6 +113,28 @@ def login_of(item: Any) -> str:
     return item.user.login if item.user else ""
 
 
+def is_bot(item: Any) -> bool:
+    """Whether an app (a ``[bot]`` account) wrote an issue or comment."""
+    return bool(item.user) and (item.user.type == "Bot" or item.user.login.endswith("[bot]"))
+
+
+_EDITS = """query($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    issue(number: $number) {
+      head: userContentEdits(first: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }
+      tail: userContentEdits(last: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }
+    }
+  }
+}"""
+
+
+def _editor(actor: Any) -> str:
+    if not isinstance(actor, dict) or not actor.get("login"):
+        return ""  # a deleted account, or GitHub does not say
+    login = str(actor["login"])
+    return f"{login}[bot]" if actor.get("__typename") == "Bot" and not login.endswith("[bot]") else login
+
+
 class GitHubAPI:
     """One repository through PyGithub, with every call's errors translated."""
 
@@ -189,8 +211,43 @@ class GitHubAPI:
             comment.edit(clip(redact(text)))
 
     def set_label(self, issue: Any, name: str, present: bool) -> None:
+        from github import UnknownObjectException
+
         with self.calling(f"labelling issue #{issue.number}"):
-            issue.add_to_labels(name) if present else issue.remove_from_labels(name)
+            try:
+                issue.add_to_labels(name) if present else issue.remove_from_labels(name)
+            except UnknownObjectException:
+                if present:
+                    raise  # removing a label someone removed meanwhile is done
+
+    def events(self, issue: Any) -> Iterator[tuple[str, str, str]]:
+        """``(event, actor login, label name)`` of the issue's events, newest first, pages fetched as read."""
+        with self.calling(f"reading the events of issue #{issue.number}"):
+            for event in issue.get_events().reversed:
+                label = event.label.name if event.event in ("labeled", "unlabeled") and event.label else ""
+                yield event.event, event.actor.login if event.actor else "", label
+
+    def body_edits(self, number: int, *, count: int = 50) -> tuple[list[list[tuple[str, str, str]]], int]:
+        """The first and the last ``count`` edits of an issue's body as ``(id, edited_at, editor login)``, and
+        how many there are (GraphQL ``userContentEdits``; apps get their REST login, ``name[bot]``)."""
+        with self.calling(f"reading the edit history of issue #{number}"):
+            requester = self.repo._requester  # PyGithub has no GraphQL call common to the versions we support
+            _, data = requester.requestJsonAndCheck("POST", requester.graphql_url, input={
+                "query": _EDITS % {"n": count},
+                "variables": {"owner": self.settings.owner, "name": self.settings.repository.split("/")[1],
+                              "number": number}})
+        issue = ((data or {}).get("data") or {}).get("repository") or {}
+        issue = issue.get("issue") or {}
+        if (data or {}).get("errors") or not issue:
+            detail = "; ".join(str(e.get("message", e)) for e in (data or {}).get("errors") or []) or "no issue"
+            raise GitHubPermanentError(msg.refused(f"reading the edit history of issue #{number}", 200, redact(detail)[:300]))
+        chunks, total = [], 0
+        for part in (issue.get("head") or {}, issue.get("tail") or {}):
+            total = max(total, int(part.get("totalCount") or 0))
+            chunks.append([(str(n.get("id")), str(n.get("editedAt") or ""), _editor(n.get("editor")))
+                           for n in part.get("nodes") or [] if n])
+        return chunks, total
+
 
     def ensure_labels(self, names: list[str]) -> None:
         from github import GithubException, UnknownObjectException
@@ -208,9 +265,11 @@ class GitHubAPI:
                             raise
 
     def can_write(self, login: str) -> bool:
-        """Whether ``login`` has write access (admin, maintain or write)."""
+        """Whether ``login`` has write access (admin, maintain or write); nobody and apps never have."""
         from github import UnknownObjectException
 
+        if not login or login.endswith("[bot]"):
+            return False
         with self.calling(f"reading the permission of @{login}", msg.CONTENTS):
             try:
                 return self.repo.get_collaborator_permission(login) in WRITE_PERMISSIONS

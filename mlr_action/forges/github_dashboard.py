@@ -1,24 +1,20 @@
-"""The dashboard issue as data: what the bot writes on it, and what people changed on it.
+"""The dashboard issue as data: what the bot writes on it, and what it last showed.
 
 Pure: no I/O and no clock. The adapter (:mod:`mlr_action.forges.github`)
-reads the issue into a :class:`Dashboard`, asks :func:`control_rows` which
-ledger rows the human controls ask for, and writes back
-:func:`render_dashboard`.
+reads the issue into a :class:`Dashboard` (through
+:func:`mlr_action.forges.github_controls.read_dashboard`, which also decides
+which controls count) and writes back :func:`render_dashboard`.
 
 Guarantees:
 
 - The body starts with a hidden marker holding what the bot last showed
   (:class:`Shown`): the campaign's state, whether the pause box was checked
-  and the pause label set, and the last comment read. A control counts as a
-  request only where it differs from what the bot last showed. So the same
-  dashboard yields no new rows on the next tick, and a control the bot has not
-  mirrored yet (after a failed write) is never taken for a person's request.
-- Closing the issue while the campaign runs is a stop by a person; reopening
-  it after such a stop resumes. Closing it after any other stop does nothing.
-- A ``/mlr stop|pause|resume`` comment counts only from someone with write
-  access, and only once: a command that changed the campaign is recorded in
-  its row (``comment_id``); any other is covered by ``seen`` or by the bot's
-  reply to it. Where controls disagree, pausing wins: it spends nothing.
+  and the pause label set, the last comment read, and whether the box was
+  left as a person clicked it during the bot's last write (``kept``). A
+  control counts as a request only where it differs from what the bot last
+  showed, so the same dashboard yields no new rows on the next tick, and a
+  control the bot has not mirrored yet (after a failed write) is never taken
+  for a person's request.
 - The controls sit above everything that grows. :func:`render_dashboard`
   trims the experiments table first, then whole sections, then the tail, to
   stay under GitHub's body limit; the marker and controls are never cut.
@@ -28,14 +24,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Collection
+from typing import Mapping
 
 from mlr_action.budget import Usage
 from mlr_action.durations import format_duration
-from mlr_action.forges.github_messages import PAUSED_LABEL, ignored_command, reply_marker
-from mlr_action.ledger import EventRow, ExperimentRow
+from mlr_action.forges.github_messages import PAUSED_LABEL
+from mlr_action.ledger import ExperimentRow
 from mlr_action.program import Program
 from mlr_action.reports import campaign_name, format_config, format_metric, format_now, short_error
 from mlr_action.state import CampaignState
@@ -50,8 +46,6 @@ TRIMMED = "\n\n… (trimmed to fit GitHub's size limit: the full text is in `run
 
 _MARKER = re.compile(r"<!-- mlr-action:dashboard (\{.*?\}) -->")
 _BOX = re.compile(r"^[ \t]*[-*] \[([ xX])\] " + re.escape(PAUSE_BOX), re.M)
-_COMMAND = re.compile(r"^[ \t]*/mlr[ \t]+(stop|pause|resume)\b", re.M | re.I)
-_REPLY = re.compile(r"<!-- mlr-action:reply (\d+) -->")
 
 
 @dataclass(frozen=True)
@@ -63,9 +57,12 @@ class Shown:
     paused: bool = False  # the pause box was checked
     label: bool = False  # the pause label was set
     seen: int = 0  # the last comment id read
+    kept: bool = False  # the box shows a person's click made while the bot wrote (it counts next tick)
 
     def marker(self) -> str:
         data = {"state": self.state, "reason": self.reason, "paused": self.paused, "label": self.label, "seen": self.seen}
+        if self.kept:
+            data["kept"] = True
         return f"{DASHBOARD_MARKER} {json.dumps(data, separators=(',', ':'))} -->"
 
     @property
@@ -75,9 +72,12 @@ class Shown:
 
 @dataclass(frozen=True)
 class Command:
+    """A comment with a line that looks like a command (whether it is one depends on who wrote it)."""
+
     comment_id: int
     login: str
-    verb: str  # stop | pause | resume
+    verb: str  # stop | pause | resume, from the first line that looks like a command
+    text: str = ""  # the comment, read as Markdown only when its author may write ("": the verb is final)
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,12 @@ class Dashboard:
     shown: Shown | None  # None: the marker is gone or unreadable, so only comments count
     checkbox: bool | None  # None: the pause box line is gone
     label: bool
-    closed_by: str | None = None
     commands: tuple[Command, ...] = ()
     replied: frozenset[int] = frozenset()
     last_comment: int = 0
-
-
-@dataclass(frozen=True)
-class Controls:
-    rows: list[EventRow]
-    replies: list[tuple[int, str]]  # (comment id, reply text) for commands that were ignored
-    seen: int
+    bot: str = ""  # who opened it: the bot's login
+    # Who made each changed control (see github_controls.asked), as GitHub names them; () when it does not.
+    made_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def is_dashboard(body: str | None) -> bool:
@@ -113,7 +108,7 @@ def read_shown(body: str) -> Shown | None:
     try:
         data = json.loads(match.group(1))
         return Shown(state=str(data["state"]), reason=str(data.get("reason", "")), paused=bool(data["paused"]),
-                     label=bool(data["label"]), seen=int(data.get("seen", 0)))
+                     label=bool(data["label"]), seen=int(data.get("seen", 0)), kept=data.get("kept") is True)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -125,105 +120,6 @@ def read_checkbox(body: str) -> bool | None:
 
 def set_checkbox(body: str, checked: bool) -> str:
     return _BOX.sub(lambda m: m.group(0).replace(f"[{m.group(1)}]", "[x]" if checked else "[ ]", 1), body, count=1)
-
-
-def read_dashboard(
-    *, number: int, body: str, open: bool, labels: Collection[str], comments: list[tuple[int, str, str]],
-    bot: str, closed_by: str | None = None,
-) -> Dashboard:
-    """The dashboard from the issue's fields; ``comments`` are ``(id, login, body)``.
-
-    ``bot`` is the login that opened the dashboard: only its comments are the
-    bot's (a person could paste a reply marker to silence a command).
-    """
-    commands, replied = [], set()
-    for comment_id, login, text in comments:
-        if login == bot:
-            replied.update(int(i) for i in _REPLY.findall(text))
-            continue
-        match = _COMMAND.search(text)
-        if match:
-            commands.append(Command(comment_id, login, match.group(1).lower()))
-    return Dashboard(
-        number=number, open=open, shown=read_shown(body), checkbox=read_checkbox(body),
-        label=PAUSED_LABEL in labels, closed_by=closed_by, commands=tuple(sorted(commands, key=lambda c: c.comment_id)),
-        replied=frozenset(replied), last_comment=max((c[0] for c in comments), default=0),
-    )
-
-
-def acted_comments(state: CampaignState) -> set[int]:
-    return {int(getattr(e, "comment_id")) for e in state.events if getattr(e, "comment_id", None) is not None}
-
-
-def pending_commands(dash: Dashboard, state: CampaignState) -> list[Command]:
-    """Commands not yet acted on: newer than ``seen``, not in the ledger, not answered."""
-    seen = dash.shown.seen if dash.shown else 0
-    done = acted_comments(state) | dash.replied
-    return [c for c in dash.commands if c.comment_id > seen and c.comment_id not in done]
-
-
-class _Campaign:
-    """The campaign's state as the rows of this step change it."""
-
-    def __init__(self, state: CampaignState):
-        self.paused = state.paused
-        self.stop_reason = state.stopped.reason if state.stopped else None
-
-    def apply(self, row: EventRow) -> EventRow:
-        if row.event == "stopped":
-            self.stop_reason = row.reason
-        elif row.event == "paused":
-            self.paused = True
-        elif row.event == "resumed":
-            self.paused, self.stop_reason = False, None
-        return row
-
-
-def control_rows(dash: Dashboard, state: CampaignState, *, writers: Collection[str], ts: str) -> Controls:
-    """The rows the dashboard asks for, given who among the commenters may write."""
-    now = _Campaign(state)
-    rows: list[EventRow] = []
-    where = f"the dashboard issue #{dash.number}"
-
-    def add(event: str, detail: str, **extra) -> None:
-        rows.append(now.apply(EventRow(event=event, ts=ts, reason="human", detail=detail, **extra)))
-
-    shown = dash.shown
-    if shown is not None:
-        if not dash.open and now.stop_reason is None and shown.state != "stopped":
-            who = f"@{dash.closed_by}" if dash.closed_by else "a person"
-            add("stopped", f"{who} closed {where}", by=dash.closed_by, control="close-issue")
-        elif dash.open and now.stop_reason == "human" and shown.human_stop:
-            add("resumed", f"{where} was reopened", control="reopen-issue")
-        wanted = _wanted_pause(dash, shown, where)
-        if now.stop_reason is None and wanted is not None and wanted[0] != now.paused:
-            add("paused" if wanted[0] else "resumed", wanted[1], control=wanted[2])
-    replies = []
-    for command in pending_commands(dash, state):
-        if command.login not in writers:
-            replies.append((command.comment_id, ignored_command(command.login, command.verb) + "\n\n" + reply_marker(command.comment_id)))
-            continue
-        said = dict(detail=f"@{command.login} commented `/mlr {command.verb}` on {where}", by=command.login,
-                    comment_id=command.comment_id, control="comment")
-        if command.verb == "stop" and now.stop_reason is None:
-            add("stopped", **said)
-        elif command.verb == "pause" and now.stop_reason is None and not now.paused:
-            add("paused", **said)
-        elif command.verb == "resume" and (now.stop_reason == "human" or (now.stop_reason is None and now.paused)):
-            add("resumed", **said)
-    seen = max(dash.last_comment, shown.seen if shown else 0)
-    return Controls(rows=rows, replies=replies, seen=seen)
-
-
-def _wanted_pause(dash: Dashboard, shown: Shown, where: str) -> tuple[bool, str, str] | None:
-    """(paused?, detail, control) that a changed box or label asks for; pausing wins a conflict."""
-    wants = []
-    if dash.checkbox is not None and dash.checkbox != shown.paused:
-        wants.append((dash.checkbox, f"the pause box on {where} was {'checked' if dash.checkbox else 'unchecked'}", "checkbox"))
-    if dash.label != shown.label:
-        verb = "added to" if dash.label else "removed from"
-        wants.append((dash.label, f"the `{PAUSED_LABEL}` label was {verb} {where}", "label"))
-    return max(wants, key=lambda w: w[0]) if wants else None
 
 
 # --- Rendering ---------------------------------------------------------------
@@ -249,8 +145,8 @@ def _controls(state: CampaignState, checkbox: bool) -> str:
         f"Check the box (or add the `{PAUSED_LABEL}` label) to **pause**: no new experiment is submitted, "
         "jobs in flight are still followed. Uncheck it (or remove the label) to **resume**.",
         "",
-        "To **stop**, close this issue or comment `/mlr stop`. Comments `/mlr pause` and `/mlr resume` work too; "
-        "commands count only from people with write access.",
+        "To **stop**, close this issue or comment `/mlr stop`: jobs in flight are canceled. Comments `/mlr pause` "
+        "and `/mlr resume` work too. Only people with write access steer: anything else is set back.",
     ]
     if state.stopped is not None and state.stopped.reason == "human":
         lines += ["", "**Stopped by a person.** Reopen this issue (or comment `/mlr resume`) to resume."]

@@ -9,6 +9,8 @@ is posted.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from typing import NamedTuple
 
 # --- Markers and labels (how the bot finds its own issues again) --------------
 
@@ -35,8 +37,9 @@ def stop_report_marker(stop_ts: str, reason: str) -> str:
     return f"<!-- mlr-action:stop-report {stop_ts} {reason} -->"
 
 
-def reply_marker(comment_id: int) -> str:
-    return f"<!-- mlr-action:reply {comment_id} -->"
+def reply_marker(comment_ids: list[int]) -> str:
+    """Says which comments a reply answers, so they are never answered twice."""
+    return f"<!-- mlr-action:reply{''.join(f' {i}' for i in comment_ids)} -->"
 
 
 # --- Permissions ---------------------------------------------------------------
@@ -234,11 +237,40 @@ def program_elsewhere(branch: str) -> str:
 # --- Controls --------------------------------------------------------------------
 
 
+REPLY_LINES = 10  # a reply names at most this many ignored things (each @-mention notifies someone)
+
+
+class Ignored(NamedTuple):
+    """A control someone without write access made (or that nobody can be shown to have made)."""
+
+    what: str  # "closed", "checked the pause box on", ...
+    by: tuple[str, ...]  # the people GitHub names without write access; () when it names nobody
+
+    def describe(self) -> str:
+        who = " and ".join(f"@{login}" for login in self.by) if self.by else "someone GitHub does not name"
+        return f"{who} {self.what}"
+
+
 def ignored_command(login: str, verb: str) -> str:
     return (
         f"@{login} only people with write access to this repository can {verb} the campaign, "
         f"so this `/mlr {verb}` was ignored."
     )
+
+
+def ignored_reply(commands: list[tuple[int, str, str]], controls: list[Ignored]) -> str:
+    """The one reply of a tick to everything ignored: ``commands`` are ``(comment id, login, verb)``."""
+    if len(commands) == 1 and not controls:
+        text = ignored_command(commands[0][1], commands[0][2])
+    else:
+        counts = Counter((login, verb) for _, login, verb in commands)
+        lines = [f"- `/mlr {verb}` from @{login}" + (f" ({n} times)" if n > 1 else "") for (login, verb), n in counts.items()]
+        lines += [f"- {item.describe()} this issue" for item in controls]
+        if len(lines) > REPLY_LINES:
+            lines = [*lines[:REPLY_LINES], f"- and {len(lines) - REPLY_LINES} more"]
+        text = ("Only people with write access to this repository can pause, resume or stop the campaign, "
+                "so this was ignored:\n\n" + "\n".join(lines) + "\n\nThis issue shows the campaign's state again.")
+    return text + "\n\n" + reply_marker([comment_id for comment_id, _, _ in commands])
 
 
 def escalation_resolved() -> str:
