@@ -40,9 +40,10 @@ How it answers:
   cannot size, or any breach: deny, naming the problem. Nothing is ever read
   as 0 or "no limit".
 - Allow only when every sub-command was read, every job and write fits, and
-  the rest are ``cd``s; a job whose flavor or timeout comes from a script's
-  header, or any other program in the command, leaves it to the permission
-  rules (defer).
+  the rest are ``cd``s; a job whose flavor or timeout is left to a script
+  (``hf jobs uv run`` and the seed's ``hf_jobs.py run`` without both flags),
+  or any other program in the command, leaves it to the permission rules
+  (defer).
 - The budget is the bot's own: :func:`program.parse_envelope`,
   :func:`ledger.read_ledger`, :func:`state.fold`, :func:`budget.usage` and
   :func:`budget.budget_problems` with no reserve. So this accounting differs
@@ -253,7 +254,7 @@ def decide(hook_input: dict, *, environ: Mapping[str, str] | None = None) -> dic
         return _answer("deny", str(exc))
     if denials:
         return _answer("deny", " ".join(denials))
-    if any(isinstance(s, Other) or (isinstance(s, JobRequest) and s.from_header) for s, _ in steps):
+    if any(isinstance(s, Other) or (isinstance(s, JobRequest) and s.implicit) for s, _ in steps):
         return None
     return _answer("allow", " ".join(allowances))
 

@@ -13,10 +13,13 @@ upload or delete on the Hub) or :class:`Other` (anything else).
   wins, options after the image count, nothing after ``--``), argparse with
   unique prefixes for the seed's scripts. Absent flags mean the tools'
   defaults (cpu-basic, 30m).
-- ``hf jobs uv run`` without both ``--flavor`` and ``--timeout`` takes the rest
-  from the script's ``[tool.hf-jobs]`` header, read relative to the folder the
-  command runs in: such a job is sized (a breach still denies) but marked
-  ``from_header``, which is never allowed.
+- A job whose flavor or timeout is not on the command line where a script
+  decides it is sized (a breach still denies) but marked ``implicit``, which
+  is never allowed: ``hf jobs uv run`` without both ``--flavor`` and
+  ``--timeout`` (the script's ``[tool.hf-jobs]`` header decides, read relative
+  to the folder the command runs in), and the seed's ``hf_jobs.py run``
+  without both ``--hardware-flavor`` and ``--timeout`` (its defaults live in a
+  script the guard does not read).
 - Unsized (so denied): ``hf jobs scheduled run|uv run|resume|trigger|reschedule``
   and ``hf jobs rerun`` (no flag bounds what they spend), options before the
   subcommand, a spend behind any other program (``sudo``, ``nohup``, ``env``,
@@ -59,7 +62,7 @@ class JobRequest:
     timeout_s: int = 0
     attempts: int = 1
     problem: str | None = None
-    from_header: bool = False  # flavor or timeout from the script's [tool.hf-jobs] header: never "allow"
+    implicit: bool = False  # flavor or timeout left to a script (its header or defaults): never "allow"
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,8 @@ def _hf_jobs(rest: list[str], cwd: Path) -> Step:
     if scheduled:
         return JobRequest(label, problem=SCHEDULED)
     flavor, timeout = values.get("--flavor"), values.get("--timeout")
-    from_header = uv and (flavor is None or timeout is None)
-    if from_header and positionals:
+    implicit = uv and (flavor is None or timeout is None)
+    if implicit and positionals:
         try:
             header = _script_header(positionals[0], cwd)
         except ValueError as exc:
@@ -221,7 +224,7 @@ def _hf_jobs(rest: list[str], cwd: Path) -> Step:
         DEFAULT_TIMEOUT if timeout is None else timeout,
         values.get("--attempts", 1),
     )
-    return replace(job, from_header=from_header)
+    return replace(job, implicit=implicit)
 
 
 def _seed_script(name: str, rest: list[str]) -> Step:
@@ -232,8 +235,10 @@ def _seed_script(name: str, rest: list[str]) -> Step:
         if rest[:1] != ["run"]:
             return Other()
         values, _ = _scan(rest[1:], _SEED_JOBS, abbrev=True)
-        flavor, timeout = values.get("--hardware-flavor", DEFAULT_FLAVOR), values.get("--timeout", DEFAULT_TIMEOUT)
-        return _job("hf_jobs.py run", flavor, timeout)
+        flavor, timeout = values.get("--hardware-flavor"), values.get("--timeout")
+        job = _job("hf_jobs.py run", DEFAULT_FLAVOR if flavor is None else flavor,
+                   DEFAULT_TIMEOUT if timeout is None else timeout)
+        return replace(job, implicit=flavor is None or timeout is None)
     if rest[:1] != ["files"]:
         return Other()
     values, positionals = _scan(rest[1:], _SEED_REPO, abbrev=True)

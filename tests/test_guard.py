@@ -69,9 +69,14 @@ SEED_CASES = [
     ([], {}, f"{JOBS} --hardware-flavor a100x8 --timeout 1h", "deny", "flavor 'a100x8' not in allowed_flavors"),
     ([], {}, f"{JOBS} --hardware-flavor t4-small --timeout 5h", "deny", "timeout 5h exceeds max_timeout 2h"),
     (in_flight(8), {"max_jobs": 100}, f"{JOBS} --hardware-flavor t4-small --timeout 1h", "deny", "walltime"),
-    # Absent flags mean the seed's defaults: cpu-basic for 30m.
+    # Absent flags mean the seed's defaults, cpu-basic for 30m: a breach denies, but defaults
+    # set in a script the guard does not read are never allowed (issue 10: `uv run` needs both flags).
     ([], {}, JOBS, "deny", "flavor 'cpu-basic'"),
-    ([], {"allowed_flavors": ["cpu-basic"]}, JOBS, "allow", "flavor cpu-basic, timeout 30m"),
+    ([], {}, f"{JOBS} --hardware-flavor t4-small", "defer", ""),
+    ([], {}, f"{JOBS} --timeout 1h", "deny", "flavor 'cpu-basic'"),
+    ([], {"allowed_flavors": ["cpu-basic"]}, JOBS, "defer", ""),
+    ([], {"allowed_flavors": ["cpu-basic"]}, f"{JOBS} --hardware-flavor cpu-basic --timeout 30m", "allow",
+     "flavor cpu-basic, timeout 30m"),
     # argparse takes unique prefixes and the last value, so the guard does too.
     ([], {}, f"{JOBS} --hard t4-small --time=5h", "deny", "exceeds max_timeout"),
     ([], {}, f"{JOBS} --hardware-flavor t4-small --timeout 1h --timeout 5h", "deny", "exceeds max_timeout"),
