@@ -1,42 +1,61 @@
 """``mlr guard``: a Claude Code PreToolUse hook that holds a Bash command to the budget envelope.
 
-It reads the hook's JSON on stdin (``tool_input.command``, ``cwd``) and acts on
-the commands that spend or write, answering like the seed's
-``envelope_guard.py``:
+It reads the hook's JSON on stdin (``tool_input.command``, ``cwd``) and answers
+``allow``, ``deny`` or nothing (defer: Claude Code's own permission rules
+decide), like the seed's ``envelope_guard.py``. It allows only what it fully
+reads. The attacker it is built against is the command itself: one an agent
+composed, perhaps steered by a web page it read.
 
-- ``hf_jobs.py run`` (the seed's script), ``hf jobs run`` and ``hf jobs uv run``
-  (the official HF CLI): the job must use an allowed flavor, a timeout within
-  ``max_timeout``, and fit ``max_jobs``, ``max_walltime`` and ``max_cost_usd``.
-  Absent flags mean what the tools default to: cpu-basic and 30m, or, for
-  ``hf jobs uv run``, the script's ``[tool.hf-jobs]`` table. ``hf jobs scheduled
-  run`` and ``hf jobs rerun`` spend an amount no flag states, so they are denied.
-- ``hf_repo.py files upload|delete``: the repo must match ``output_repos`` and a
-  delete needs ``allow_deletes: true``.
+How a command is read (each step fails closed):
 
-Guarantees:
+1. :func:`mlr_action.guard_shell.read` splits it into simple commands joined by
+   ``&&``, ``;``, newlines and ``|``, with every word's value as bash would
+   pass it (quotes, backslashes, ``~``). Any other construct — ``$`` in any
+   form, backquotes, redirections, here-docs, process substitution, globs,
+   braces, subshells, functions, ``&``, ``||``, ``!``, comments, line
+   continuations, keywords (``if``, ``for``, ``time``, ...), builtins other
+   than ``cd`` and a few that change nothing (``eval``, ``exec``, ``source``,
+   ``command``, ``export``, ``pushd``, ...) — makes the command unread: it is
+   denied when a spend shows anywhere in its text and an envelope applies,
+   and deferred otherwise. Never allowed.
+2. ``cd`` is followed as bash does it (:func:`mlr_action.guard_shell.change_dir`):
+   bare ``cd`` is ``$HOME``, ``cd -`` the folder before this command's last
+   cd, ``..`` is logical, a quoted ``~`` is a folder named ``~``. A cd whose
+   landing is not certain (``CDPATH``, ``-P``, a missing folder, an unknown
+   ``OLDPWD``, a cd inside a pipeline) makes the command unread.
+3. :func:`mlr_action.guard_commands.classify` says what each simple command
+   does: a job (flavor, timeout, attempts), a Hub upload or delete, or
+   something else. See that module for the commands it knows and the spends
+   it refuses to size (a spend behind ``sudo``/``env``/``xargs``/``nohup``/a
+   shell string, scheduled jobs, reruns, options before the subcommand).
 
-- No ``program.md`` (in ``cwd``, then ``$CLAUDE_PROJECT_DIR``), or one with no
-  envelope heading: defer (no output), so interactive use is untouched.
-  Commands that neither spend nor write always defer.
-- An envelope that does not validate (unknown keys, bad durations, unknown
-  flavors, ...), an unreadable ledger line, a timeout that is not a duration
-  or a spend the guard cannot size: deny, naming the problem. Nothing is
-  ever read as 0 or "no limit".
-- Chained commands (``&&``, ``;``, ``|``, newlines, ``bash -c``) are checked
-  sub-command by sub-command, each job counted on top of the ones before it.
-  Any breach denies the whole command. It is allowed only when every
-  sub-command was checked (or is a ``cd``); otherwise the guard defers, so
-  the normal permission rules judge the rest.
+How it answers:
+
+- The envelope is that of **every** ``program.md`` in sight: the hook's
+  ``cwd``, each folder the command cds into, and ``$CLAUDE_PROJECT_DIR``. A
+  job must fit all of them, so a cd cannot lead to a looser envelope, nor
+  out of one. None of them has an envelope heading: defer, so interactive
+  use is untouched.
+- An envelope that does not validate, an unreadable ledger line, a spend it
+  cannot size, or any breach: deny, naming the problem. Nothing is ever read
+  as 0 or "no limit".
+- Allow only when every sub-command was read, every job and write fits, and
+  the rest are ``cd``s; a job whose flavor or timeout is left to a script
+  (``hf jobs uv run`` and the seed's ``hf_jobs.py run`` without both flags),
+  or any other program in the command, leaves it to the permission rules
+  (defer).
 - The budget is the bot's own: :func:`program.parse_envelope`,
   :func:`ledger.read_ledger`, :func:`state.fold`, :func:`budget.usage` and
   :func:`budget.budget_problems` with no reserve. So this accounting differs
   from the seed's on purpose: jobs are **distinct** job ids (several rows of
   one job count once), finished jobs are charged their actual ``duration_s``,
   jobs in flight their full timeout; a job with ``--attempts N`` is charged N
-  timeouts.
+  timeouts. The jobs of one command add up.
 
-It is a guard rail for an agent that follows the skill, not a sandbox: a spend
-made through Python code or a script file is out of its sight.
+It is a guard rail for an agent that follows the skill, not a sandbox: it
+trusts that a program named ``hf`` is the HF CLI, and a spend made through
+Python code, a script file, the user's shell aliases or functions, or a
+program.md the agent edited is out of its sight.
 """
 
 from __future__ import annotations
@@ -44,20 +63,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from mlr_action.guard_commands import SPEND_HINT, ChangeDir, JobRequest, Other, RepoWrite, Step, classify
 
 if TYPE_CHECKING:
     from mlr_action.budget import Usage
     from mlr_action.program import Envelope
-
-DEFAULT_FLAVOR = "cpu-basic"
-DEFAULT_TIMEOUT = "30m"
 
 # --- Messages ---------------------------------------------------------------
 
@@ -71,226 +88,29 @@ BAD_LEDGER = "Budget envelope cannot be checked — {error}. " + STOP
 NO_DELETES = "Remote deletes are disabled by the budget envelope (allow_deletes: false). Stop and report to the user."
 OUT_OF_SCOPE = "repo '{repo}' is out of scope (output_repos {patterns}). Stop and report to the user."
 IN_SCOPE = "{op} to '{repo}' is within envelope scope."
-EXPLICIT = "pass --flavor and --timeout explicitly"
-SCHEDULED = "a scheduled job runs again and again, which the envelope cannot bound (submit one job with hf jobs run)"
-RERUN = "a rerun takes its flavor and timeout from an earlier job (submit it with hf jobs run --flavor ... --timeout ...)"
 CRASHED = "mlr guard could not check this command ({error}); nothing was spent. " + STOP
+UNREAD = ("mlr guard cannot check this command: it uses {problem}, which the guard does not read. Write the "
+          "spend as a plain command (words, quotes, cd, &&, ;, |, no $, backquotes, redirections or globs); "
+          "nothing was spent.")
+IN_FOLDER = "{path}: {message}"
 
-# --- What a sub-command does ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """One job a sub-command would submit, or why it cannot be sized (``problem``)."""
-
-    label: str
-    flavor: str = DEFAULT_FLAVOR
-    timeout_s: int = 0
-    attempts: int = 1
-    problem: str | None = None
+# --- Reading the command ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RepoWrite:
-    op: str  # upload | delete
-    repo_id: str
+def _plan(command: str, cwd: str, environ: Mapping[str, str]) -> list[tuple[Step, str]]:
+    """Each sub-command's step with the folder it runs in; raises Unmodelled."""
+    from mlr_action.guard_shell import change_dir, read
 
-
-@dataclass(frozen=True)
-class ChangeDir:
-    path: Path
-
-
-@dataclass(frozen=True)
-class Other:
-    """A sub-command the guard has no opinion on."""
-
-
-Step = JobRequest | RepoWrite | ChangeDir | Other
-
-# Options of each parser, True when the option takes a value. The seed's scripts
-# use argparse (which accepts unique prefixes); the HF CLI uses click (which does not).
-# The HF CLI's are those of `hf jobs run` and `hf jobs uv run` in huggingface_hub 2.4 (cli/jobs.py).
-_SEED_JOBS = {o: True for o in ("--script", "--script-url", "--dep", "--python", "--script-arg", "--image",
-                                "--hardware-flavor", "--timeout", "--env", "--secret", "--namespace")}
-_SEED_JOBS.update({"--script-inline": False, "--no-wait": False, "--help": False})
-_SEED_REPO = {o: True for o in ("--repo-id", "--repo-type", "--revision", "--path", "--content-file",
-                                "--patterns", "--commit-message")}
-_SEED_REPO.update({"--create-pr": False, "--help": False})
-_HF_RUN = {o: True for o in ("--attempts", "--env", "--env-file", "--expose", "--expose-public", "--flavor",
-                             "--format", "--image", "--label", "--name", "--namespace", "--network-alias",
-                             "--network-group", "--python", "--resource-group-id", "--secrets", "--secrets-file",
-                             "--timeout", "--token", "--volume", "--with", "-e", "-l", "-p", "-s", "-v")}
-_HF_RUN.update({o: False for o in ("--detach", "--dry-run", "--json", "--quiet", "--ssh", "-d", "-q")})
-_SHELLS = {"sh", "bash", "zsh", "dash", "ksh"}
-_SEPARATOR = re.compile(r"^[;&|()\n]+$")
-_PEP723 = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
-
-
-def _scan(args: list[str], options: Mapping[str, bool], *, abbrev: bool) -> tuple[dict[str, Any], list[str]]:
-    """Option values (the last one wins, as in argparse and click) and positionals, up to ``--``."""
-    values: dict[str, Any] = {}
-    positionals: list[str] = []
-    i = 0
-    while i < len(args):
-        token = args[i]
-        i += 1
-        if token == "--":
-            break
-        if not token.startswith("-") or token == "-":
-            positionals.append(token)
-            continue
-        name, eq, attached = token.partition("=") if token.startswith("--") else (token[:2], "", token[2:])
-        if name not in options and abbrev:
-            matches = [o for o in options if o.startswith(name) and name.startswith("--")]
-            name = matches[0] if len(matches) == 1 else name
-        if name not in options:
-            continue  # the tool rejects it, or passes it to the job: either way no option of ours
-        if not options[name]:
-            values[name] = True
-        elif eq or attached:
-            values[name] = attached
-        elif i < len(args):
-            values[name] = args[i]
-            i += 1
-    return values, positionals
-
-
-def _job(label: str, flavor: Any, timeout: Any, attempts: Any = 1) -> JobRequest:
-    from mlr_action.durations import HINT, parse_duration
-
-    try:
-        timeout_s = parse_duration(timeout)
-    except ValueError:
-        return JobRequest(label, problem=f"--timeout {timeout!r} is not a duration ({HINT})")
-    try:
-        count = int(attempts)
-    except (TypeError, ValueError):
-        count = 0
-    if count < 1:
-        return JobRequest(label, problem=f"--attempts {attempts!r} is not a whole number of at least 1")
-    return JobRequest(label, str(flavor), timeout_s, count)
-
-
-def _script_header(script: str, cwd: Path) -> dict[str, Any]:
-    """The ``[tool.hf-jobs]`` table of a ``hf jobs uv run`` script; raises ValueError when unknowable."""
-    if script.startswith(("http://", "https://")):
-        raise ValueError(f"the script is a URL, whose [tool.hf-jobs] header may set flavor and timeout ({EXPLICIT})")
-    path = cwd / Path(script).expanduser()
-    if not path.is_file():
-        if script.endswith(".py"):
-            raise ValueError(f"cannot find {script} to read its [tool.hf-jobs] header ({EXPLICIT})")
-        return {}  # a command such as `lighteval`, which carries no header
-    try:
-        text = path.read_text(encoding="utf-8")
-        blocks = [m.group("content") for m in _PEP723.finditer(text) if m.group("type") == "script"]
-        if not blocks or "hf-jobs" not in blocks[0]:
-            return {}
-        import tomllib
-
-        content = "".join(line[2:] if line.startswith("# ") else line[1:] for line in blocks[0].splitlines(True))
-        table = tomllib.loads(content).get("tool", {}).get("hf-jobs", {})
-    except (OSError, UnicodeDecodeError, ImportError, ValueError) as exc:
-        raise ValueError(f"cannot read the [tool.hf-jobs] header of {script}: {exc} ({EXPLICIT})") from None
-    return table if isinstance(table, dict) else {}
-
-
-def _hf_jobs(rest: list[str], cwd: Path) -> Step:
-    """``hf jobs ...`` after the ``jobs`` token."""
-    if rest[:1] == ["rerun"]:
-        return JobRequest("hf jobs rerun", problem=RERUN)
-    scheduled = rest[:1] == ["scheduled"]
-    rest = rest[1:] if scheduled else rest
-    uv = rest[:2] == ["uv", "run"]
-    if not (uv or rest[:1] == ["run"]):
-        return Other()
-    label = "hf jobs " + ("scheduled " if scheduled else "") + ("uv run" if uv else "run")
-    values, positionals = _scan(rest[2 if uv else 1 :], _HF_RUN, abbrev=False)
-    if values.get("--dry-run") is True:
-        return Other()
-    if scheduled:
-        return JobRequest(label, problem=SCHEDULED)
-    flavor, timeout = values.get("--flavor"), values.get("--timeout")
-    if uv and positionals and (flavor is None or timeout is None):
-        try:
-            header = _script_header(positionals[0], cwd)
-        except ValueError as exc:
-            return JobRequest(label, problem=str(exc))
-        flavor = flavor if flavor is not None else header.get("flavor")
-        timeout = timeout if timeout is not None else header.get("timeout")
-    return _job(
-        label,
-        DEFAULT_FLAVOR if flavor is None else flavor,
-        DEFAULT_TIMEOUT if timeout is None else timeout,
-        values.get("--attempts", 1),
-    )
-
-
-def _seed_script(name: str, rest: list[str]) -> Step:
-    """The seed's ``hf_jobs.py run`` and ``hf_repo.py files upload|delete``."""
-    if name == "hf_jobs.py":
-        if rest[:1] != ["run"]:
-            return Other()
-        values, _ = _scan(rest[1:], _SEED_JOBS, abbrev=True)
-        flavor, timeout = values.get("--hardware-flavor", DEFAULT_FLAVOR), values.get("--timeout", DEFAULT_TIMEOUT)
-        return _job("hf_jobs.py run", flavor, timeout)
-    if rest[:1] != ["files"]:
-        return Other()
-    values, positionals = _scan(rest[1:], _SEED_REPO, abbrev=True)
-    op = positionals[0] if positionals else None
-    if op not in ("upload", "delete"):
-        return Other()  # list and read only read
-    return RepoWrite(op, str(values.get("--repo-id", "")))
-
-
-def _classify(tokens: list[str], cwd: Path) -> list[Step]:
-    words = [t for t in tokens if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", t)] or [""]
-    head = Path(words[0]).name
-    if head == "cd":
-        return [ChangeDir(cwd / Path(words[1]).expanduser() if len(words) > 1 else cwd)]
-    if head in _SHELLS:
-        for i, word in enumerate(words[1:-1], start=1):
-            if re.match(r"^-[a-z]*c[a-z]*$", word):
-                return _steps(words[i + 1], cwd)
-    if head == "eval":
-        return _steps(" ".join(words[1:]), cwd)
-    for i, token in enumerate(tokens):
-        name = Path(token.lstrip("`(")).name
-        if name in ("hf", "huggingface-cli") or token.endswith(".cli.hf"):
-            if tokens[i + 1 : i + 2] == ["jobs"]:
-                return [_hf_jobs(tokens[i + 2 :], cwd)]
-        if name in ("hf_jobs.py", "hf_repo.py"):
-            return [_seed_script(name, tokens[i + 1 :])]
-    return [Other()]
-
-
-def _split(command: str) -> list[list[str]]:
-    """The sub-commands of a shell command line, as token lists."""
-    command = re.sub(r"\\\r?\n", "", command)  # line continuations
-    try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars="();<>|&\n")
-        lexer.whitespace_split, lexer.whitespace, lexer.commenters = True, " \t\r", ""
-        tokens = list(lexer)
-    except ValueError:  # unbalanced quotes: read it the way the seed did
-        return [part.split() for part in re.split(r"&&|\|\||[;&|\n()]", command)]
-    parts: list[list[str]] = [[]]
-    for token in tokens:
-        if _SEPARATOR.match(token):
-            parts.append([])
-        else:
-            parts[-1].append(token)
-    return parts
-
-
-def _steps(command: str, cwd: Path) -> list[Step]:
-    steps: list[Step] = []
-    for tokens in _split(command):
-        if not tokens:
-            continue
-        for step in _classify(tokens, cwd):
-            if isinstance(step, ChangeDir):
-                cwd = step.path
-            steps.append(step)
+    home, oldpwd = environ.get("HOME"), None
+    steps: list[tuple[Step, str]] = []
+    for pipeline in read(command, home=home):
+        for simple in pipeline:
+            if simple.words[0] == "cd":
+                cwd, oldpwd = change_dir(simple.words[1:], cwd=cwd, oldpwd=oldpwd, home=home,
+                                         cdpath=environ.get("CDPATH")), cwd
+                steps.append((ChangeDir(Path(cwd)), cwd))
+            else:
+                steps.append((classify(simple.words, simple.assignments, Path(cwd)), cwd))
     return steps
 
 
@@ -301,14 +121,14 @@ class _Denied(Exception):
     pass
 
 
-def _load_envelope(cwd: Path, environ: Mapping[str, str]) -> tuple[Envelope, Path] | None:
-    """The envelope and the folder of its program.md; None when there is no envelope."""
+def _envelopes(folders: Sequence[str]) -> list[tuple[Envelope, Path]]:
+    """Each distinct envelope in ``folders``' program.md files, with its folder; folders without one add none."""
     from mlr_action.program import ProgramError, parse_envelope
 
-    dirs = [cwd] + ([Path(environ["CLAUDE_PROJECT_DIR"])] if environ.get("CLAUDE_PROJECT_DIR") else [])
-    for folder in dirs:
-        path = folder / "program.md"
-        if not path.is_file():
+    found: dict[str, tuple[Envelope, Path]] = {}
+    for folder in folders:
+        path = Path(folder) / "program.md"
+        if not path.is_file() or os.path.realpath(path) in found:
             continue
         try:
             envelope = parse_envelope(path.read_text(encoding="utf-8"))
@@ -316,8 +136,9 @@ def _load_envelope(cwd: Path, environ: Mapping[str, str]) -> tuple[Envelope, Pat
             raise _Denied(UNREADABLE.format(path=path, error=exc)) from None
         except ProgramError as exc:
             raise _Denied(BAD_ENVELOPE.format(path=path, problems="; ".join(exc.problems))) from None
-        return (envelope, folder) if envelope is not None else None
-    return None
+        if envelope is not None:
+            found[os.path.realpath(path)] = (envelope, Path(folder))
+    return list(found.values())
 
 
 def _used(root: Path) -> Usage:
@@ -373,39 +194,67 @@ def _answer(decision: str, reason: str) -> dict:
                                    "permissionDecisionReason": reason}}
 
 
+def _check(envelopes: list[tuple[Envelope, Path]], steps: list[JobRequest | RepoWrite]) -> tuple[list[str], list[str]]:
+    """(denials, allowances) of ``steps`` against every envelope, each job counted on top of the ones before."""
+    denials, allowances = [], []
+    for envelope, root in envelopes:
+        used: Usage | None = None  # read only when a job needs it: writes spend nothing
+        for step in steps:
+            if isinstance(step, JobRequest):
+                denial, allowance, used = _check_job(envelope, used if used is not None else _used(root), step)
+            else:
+                denial, allowance = _check_repo(envelope, step)
+            if len(envelopes) > 1:  # say which program.md each answer is about
+                denial = denial and IN_FOLDER.format(path=root / "program.md", message=denial)
+                allowance = IN_FOLDER.format(path=root / "program.md", message=allowance)
+            if denial:
+                denials.append(denial)
+            else:
+                allowances.append(allowance)
+    return denials, allowances
+
+
+def _unread(command: str, problem: str, folders: Sequence[str]) -> dict | None:
+    """A command the guard cannot read: deny when a spend shows in it and an envelope applies, else defer."""
+    if not SPEND_HINT.search(re.sub(r"[\\'\"]", "", command)):
+        return None
+    try:
+        if not _envelopes(folders):
+            return None
+    except _Denied as exc:
+        return _answer("deny", str(exc))
+    return _answer("deny", UNREAD.format(problem=problem))
+
+
 def decide(hook_input: dict, *, environ: Mapping[str, str] | None = None) -> dict | None:
     """The hook's answer to one PreToolUse event; None means defer (no opinion)."""
+    from mlr_action.guard_shell import Unmodelled
+
     environ = os.environ if environ is None else environ
     tool_input = hook_input.get("tool_input")
     command = tool_input.get("command") if isinstance(tool_input, dict) else None
     if not isinstance(command, str):
         return None
-    cwd = Path(str(hook_input.get("cwd") or "."))
-    steps = _steps(command, cwd)
-    guarded = [s for s in steps if isinstance(s, (JobRequest, RepoWrite))]
+    cwd = os.path.abspath(str(hook_input.get("cwd") or "."))
+    project = [environ["CLAUDE_PROJECT_DIR"]] if environ.get("CLAUDE_PROJECT_DIR") else []
+    try:
+        steps = _plan(command, cwd, environ)
+    except Unmodelled as exc:
+        return _unread(command, str(exc), [cwd, *project])
+    guarded = [s for s, _ in steps if isinstance(s, (JobRequest, RepoWrite))]
     if not guarded:
         return None
-    denials, allowances = [], []
-    used: Usage | None = None  # read only when a job needs it: writes spend nothing
+    # Every folder the command runs in: a cd can lead to a looser program.md, or to none.
     try:
-        found = _load_envelope(cwd, environ)
-        if found is None:
+        envelopes = _envelopes([cwd, *(folder for _, folder in steps), *project])
+        if not envelopes:
             return None
-        envelope, root = found
-        for step in guarded:
-            if isinstance(step, JobRequest):
-                denial, allowance, used = _check_job(envelope, used if used is not None else _used(root), step)
-            else:
-                denial, allowance = _check_repo(envelope, step)
-            if denial:
-                denials.append(denial)
-            else:
-                allowances.append(allowance)
+        denials, allowances = _check(envelopes, guarded)
     except _Denied as exc:
         return _answer("deny", str(exc))
     if denials:
         return _answer("deny", " ".join(denials))
-    if any(isinstance(s, Other) for s in steps):
+    if any(isinstance(s, Other) or (isinstance(s, JobRequest) and s.implicit) for s, _ in steps):
         return None
     return _answer("allow", " ".join(allowances))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,14 @@ SEED_CASES = [
     ([], {}, f"{JOBS} --hardware-flavor a100x8 --timeout 1h", "deny", "flavor 'a100x8' not in allowed_flavors"),
     ([], {}, f"{JOBS} --hardware-flavor t4-small --timeout 5h", "deny", "timeout 5h exceeds max_timeout 2h"),
     (in_flight(8), {"max_jobs": 100}, f"{JOBS} --hardware-flavor t4-small --timeout 1h", "deny", "walltime"),
-    # Absent flags mean the seed's defaults: cpu-basic for 30m.
+    # Absent flags mean the seed's defaults, cpu-basic for 30m: a breach denies, but defaults
+    # set in a script the guard does not read are never allowed (issue 10: `uv run` needs both flags).
     ([], {}, JOBS, "deny", "flavor 'cpu-basic'"),
-    ([], {"allowed_flavors": ["cpu-basic"]}, JOBS, "allow", "flavor cpu-basic, timeout 30m"),
+    ([], {}, f"{JOBS} --hardware-flavor t4-small", "defer", ""),
+    ([], {}, f"{JOBS} --timeout 1h", "deny", "flavor 'cpu-basic'"),
+    ([], {"allowed_flavors": ["cpu-basic"]}, JOBS, "defer", ""),
+    ([], {"allowed_flavors": ["cpu-basic"]}, f"{JOBS} --hardware-flavor cpu-basic --timeout 30m", "allow",
+     "flavor cpu-basic, timeout 30m"),
     # argparse takes unique prefixes and the last value, so the guard does too.
     ([], {}, f"{JOBS} --hard t4-small --time=5h", "deny", "exceeds max_timeout"),
     ([], {}, f"{JOBS} --hardware-flavor t4-small --timeout 1h --timeout 5h", "deny", "exceeds max_timeout"),
@@ -205,6 +211,11 @@ HF_CASES = [
     ("hf jobs uv run --flavor t4-small https://example.com/train.py", "deny", "--flavor and --timeout explicitly"),
     ("hf jobs scheduled run @daily --flavor t4-small img", "deny", "scheduled"),
     ("hf jobs rerun abc123", "deny", "rerun"),
+    ("hf jobs scheduled uv run @daily --flavor t4-small --timeout 1h t.py", "deny", "scheduled"),
+    ("hf jobs scheduled resume abc123", "deny", "scheduled"),  # resuming or triggering one spends too
+    ("hf jobs scheduled trigger abc123", "deny", "scheduled"),
+    ("hf jobs scheduled suspend abc123", "defer", ""),
+    ("hf jobs --help", "defer", ""),
     ("hf jobs inspect abc123", "defer", ""),
 ]
 
@@ -228,7 +239,9 @@ UV_HEADER = '# /// script\n# dependencies = ["torch"]\n#\n# [tool.hf-jobs]\n# fl
 
 @pytest.mark.parametrize("command, expected, text", [
     ("hf jobs uv run train.py", "deny", "flavor 'a100x8'"),
-    ("hf jobs uv run --flavor t4-small train.py", "allow", "timeout 10m"),
+    # Flavor or timeout from the header, read where the guard thinks the script is: never "allow".
+    ("hf jobs uv run --flavor t4-small train.py", "defer", ""),
+    ("hf jobs uv run --timeout 10m train.py", "deny", "flavor 'a100x8'"),
     ("cd sub && hf jobs uv run --flavor t4-small train.py", "deny", "cannot find train.py"),
     ("hf jobs uv run --flavor t4-small --timeout 1h missing.py", "allow", "timeout 1h"),
 ])
@@ -246,7 +259,6 @@ def test_uv_script_header(tmp_path, command, expected, text):
     "hf jobs run --flavor t4-small --timeout=soon img",
     "hf jobs run --flavor t4-small --timeout 0 img",
     "hf jobs run --flavor t4-small --timeout '' img",
-    "hf jobs uv run --flavor t4-small --timeout $T train.py",
     f"{JOBS} --hardware-flavor t4-small --timeout garbage",
 ])
 def test_a_timeout_that_is_not_a_duration_denies(tmp_path, command):
@@ -342,10 +354,10 @@ def test_main_defers_quietly(payload, monkeypatch):
 
 
 def test_main_fails_closed_on_a_bug(tmp_path, monkeypatch):
-    def broken(command, cwd):
+    def broken(command, cwd, environ):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(guard, "_steps", broken)
+    monkeypatch.setattr(guard, "_plan", broken)
     code, out = run_main(json.dumps({"tool_input": {"command": HF_RUN}, "cwd": str(tmp_path)}))
     assert code == 0
     assert "RuntimeError: boom" in json.loads(out)["hookSpecificOutput"]["permissionDecisionReason"]
@@ -364,3 +376,282 @@ def test_as_a_real_hook_process(tmp_path):
     answer = json.loads(done.stdout)["hookSpecificOutput"]
     assert answer["permissionDecision"] == "deny"
     assert answer["permissionDecisionReason"].startswith("Budget envelope exceeded — flavor 'a100x8'")
+
+
+# --- Commands an agent composes: the guard allows only what it fully reads --------
+#
+# Each spend below is allowed when written plainly (test_plain_spends_are_allowed), so a
+# construct around or inside it is what turns the answer. Whatever the guard does not model
+# is never "allow"; a spend it can see in such a command is denied, naming the construct.
+
+SPENDS = {
+    "hf": "hf jobs run --flavor {flavor} --timeout 1h img python t.py",
+    "seed": "uv run /x/scripts/hf_jobs.py run --script t.py --hardware-flavor {flavor} --timeout 1h",
+    "uv": "hf jobs uv run --flavor {flavor} --timeout 1h t.py",
+}
+WITHIN, OUTSIDE = "t4-small", "a100-large"
+
+AROUND = [
+    "echo $({S})", "echo `{S}`", "cat <({S})", "{S} > >(tee log)", "x=$({S}) true",
+    "{S} > log.txt", "{S} >> log.txt", "{S} 2>&1", "{S} &> log.txt", "{S} < /dev/null", "{S} <<< x",
+    "bash <<EOF\n{S}\nEOF", "bash <<< '{S}'", "cat <<'EOF' | bash\n{S}\nEOF",
+    "({S})", "{{ {S}; }}", "f() {{ {S}; }}; f", "alias go='{S}'; go", "eval '{S}'", "eval {S}", "exec {S}",
+    "command {S}", "builtin {S}", "env {S}", "env -S '{S}'", "sudo {S}", "nohup {S}", "time {S}", "timeout 9 {S}",
+    "nice {S}", "watch {S}", "setsid {S}", "echo img | xargs {S}", "xargs {S} < args.txt",
+    "{S} &", "{S} & wait", "false || {S}", "! {S}", "{S} |& tee log", "coproc {S}",
+    "for i in 1 2 3; do {S}; done", "while true; do {S}; done", "until false; do {S}; done",
+    "select x in a; do {S}; done", "if true; then {S}; fi", "[[ -n x ]] && {S}", "[ -n x ] && {S}",
+    "case x in x) {S};; esac", "bash -c '{S}'", "bash -lc '{S}'", "sh -c \"{S}\"", "sudo sh -c '{S}'",
+    "X=1; {S}", "export X=1; {S}", "set -k; {S}", "shopt -s expand_aliases; {S}", "source env.sh; {S}",
+    ". env.sh && {S}", "pushd sub && {S}", "trap '{S}' EXIT", "{S} # note", "# {S}", "{S} \\\n  --label x",
+    "{S};;", "&& {S}", "{S} &&", "=hf x; {S}",
+    # A prefix that changes what the program runs, or where the token goes.
+    "PYTHONPATH=/tmp/x {S}", "PATH=/tmp/x:/usr/bin {S}", "LD_PRELOAD=/tmp/x.so {S}", "HF_ENDPOINT=https://x.example {S}",
+    "HF_TOKEN=hf_x UV_PYTHON=/tmp/x {S}",
+]
+
+
+@pytest.mark.parametrize("kind", SPENDS)
+def test_plain_spends_are_allowed(tmp_path, kind):
+    write_program(tmp_path)
+    assert verdict(ask(tmp_path, SPENDS[kind].format(flavor=WITHIN))) == "allow"
+    assert verdict(ask(tmp_path, SPENDS[kind].format(flavor=OUTSIDE))) == "deny"
+
+
+@pytest.mark.parametrize("template", AROUND)
+def test_a_construct_around_a_spend_is_never_allowed(tmp_path, template):
+    write_program(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for spend in SPENDS.values():
+        for flavor in (WITHIN, OUTSIDE):
+            command = template.format(S=spend.format(flavor=flavor))
+            answer = ask(tmp_path, command, {"HOME": str(tmp_path)})
+            assert verdict(answer) == "deny", (command, reason(answer))
+
+
+# Inside the spend's own words: each could make the real flavor or timeout other than the one
+# written. `--` and a word after the image: click still reads options there (test_hf_cli).
+INSIDE = [
+    "hf jobs run --flavor $FLAVOR --timeout 1h img",
+    "hf jobs run --flavor ${FLAVOR} --timeout 1h img",
+    'hf jobs run --flavor "$FLAVOR" --timeout 1h img',
+    "hf jobs run --flavor $'t4-small' --timeout 1h img",
+    'hf jobs run --flavor $"t4-small" --timeout 1h img',
+    "hf jobs run --flavor t4-small --timeout 1h img $'--flavor=a100-large'",
+    "hf jobs run --flavor t4-small --timeout 1h img $EXTRA",
+    "hf jobs run --flavor t4-small --timeout $((3600))s img",
+    "hf jobs run --flavor t4-small --timeout 1h img `printf -- --flavor=a100-large`",
+    "hf jobs run --flavor t4-small --timeout 1h img -- `printf -- --flavor=a100-large`",
+    "hf jobs run --flavor t4-small --timeout 1h img $(printf -- --flavor=a100-large)",
+    "hf jobs run --flavor t4-small --timeout 1h img *",
+    "hf jobs run --flavor t4-small --timeout 1h img ?-flavor=a100-large",
+    "hf jobs run --flavor t4-small --timeout 1h img [-]-flavor=a100-large",
+    "hf jobs run --flavor t4-small --timeout 1h {--flavor=a100-large,img}",
+    "hf jobs run --flavor t4-small --timeout 1h img --flavor={t4-small,a100-large}",
+    "hf jobs run --flavor t4-small --timeout 1h img ~+",
+    "hf jobs run --flavor t4-small \\\n --timeout 1h img",
+    "hf jobs run --flavor t4-small --timeout 1h img --label=~/x",
+    "uv run /x/scripts/hf_jobs.py run --hardware-flavor t4-small --timeout $T",
+    "hf jobs uv run --flavor t4-small --timeout $T train.py",
+    "hf jobs run --flavor t4-small --timeout 1h img 'unbalanced",
+    'hf jobs run --flavor t4-small --timeout 1h img "unbalanced',
+    "hf jobs run --flavor t4-small --timeout 1h img \\",
+    "hf jobs run --flavor t4-small --timeout 1h img\r",
+]
+
+
+@pytest.mark.parametrize("command", INSIDE)
+def test_an_expansion_inside_a_spend_is_never_allowed(tmp_path, command):
+    write_program(tmp_path)
+    (tmp_path / "--flavor=a100-large").write_text("")  # what `*`, `?` and `[-]` expand to
+    answer = ask(tmp_path, command, {"HOME": str(tmp_path)})
+    assert verdict(answer) == "deny", reason(answer)
+    assert "Budget envelope exceeded" not in reason(answer)  # not checked as if the words were plain
+
+
+@pytest.mark.parametrize("command", [
+    "eval \"$(printf aGYgam9icyBydW4= | base64 -d)\"",  # a spend it cannot see: still never allowed
+    "ls $HOME", "echo `date`", "git log > log.txt", "for f in a b; do echo $f; done", "cd $X",
+])
+def test_what_it_cannot_read_and_sees_no_spend_in_defers(tmp_path, command):
+    write_program(tmp_path)
+    assert ask(tmp_path, command, {"HOME": str(tmp_path)}) is None
+
+
+def test_without_an_envelope_an_unread_command_defers(tmp_path):
+    assert ask(tmp_path, "echo $(hf jobs run --flavor a100-large img)") is None
+
+
+# --- cd: the guard checks the envelope of every folder the command runs in ------------
+
+
+def loose(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_program(folder, {**ENVELOPE, "allowed_flavors": ["t4-small", "a100-large"]})
+    return folder
+
+
+BAD_JOB = "hf jobs run --flavor a100-large --timeout 1h img"
+
+
+def test_cd_into_a_looser_program_does_not_loosen(tmp_path):
+    write_program(tmp_path)
+    loose(tmp_path / "loose")
+    answer = ask(tmp_path, f"cd loose && {BAD_JOB}")
+    assert verdict(answer) == "deny" and str(tmp_path / "program.md") in reason(answer)
+    assert verdict(ask(tmp_path / "loose", BAD_JOB)) == "allow"  # the loose one alone allows it
+
+
+def test_cd_out_of_the_envelope_does_not_escape_it(tmp_path):
+    write_program(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    assert verdict(ask(tmp_path, f"cd elsewhere && {BAD_JOB}")) == "deny"
+    assert verdict(ask(tmp_path, f"cd / && {BAD_JOB}")) == "deny"
+
+
+@pytest.mark.parametrize("command, home_strict", [
+    (f"cd && {BAD_JOB}", True),  # bare cd goes $HOME
+    (f"cd ~ && {BAD_JOB}", True),
+    (f"cd ~/ && {BAD_JOB}", True),
+    (f"cd '~' && {BAD_JOB}", False),  # quoted: the folder named ~ in the working folder
+    (f"cd \\~ && {BAD_JOB}", False),
+    (f"cd ./~ && {BAD_JOB}", False),
+    (f"cd d/link/.. && {BAD_JOB}", False),  # logical: back to d, not to the parent of the link's target
+    (f"cd d/link/../link/../ && {BAD_JOB}", False),
+])
+def test_cd_goes_where_bash_goes(tmp_path, command, home_strict):
+    """The working folder has no program.md; bash's cd lands in a strict one. A guard that
+    got cd wrong would read a loose program.md (allow) or none (defer)."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    (work / "d").mkdir(parents=True)
+    write_program(work / "d")
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    loose(tmp_path / "real")  # where a physical `..` from d/link lands
+    (work / "d" / "link").symlink_to(tmp_path / "real" / "sub", target_is_directory=True)
+    for folder, strict in ((home, home_strict), (work / "~", not home_strict)):
+        loose(folder)
+        if strict:
+            write_program(folder)
+    answer = ask(work, command, {"HOME": str(home)})
+    assert verdict(answer) == "deny" and "flavor 'a100-large'" in reason(answer), reason(answer)
+
+
+@pytest.mark.parametrize("command, environ", [
+    (f"cd && {BAD_JOB}", {}),  # HOME unset: bash would fail the cd
+    (f"cd ~ && {BAD_JOB}", {}),
+    (f"cd - && {BAD_JOB}", {}),  # the shell's OLDPWD is not this command's to know
+    (f"cd sub && {BAD_JOB}", {"CDPATH": "/somewhere"}),  # CDPATH could send it anywhere
+    (f"cd missing && {BAD_JOB}", {}),  # a failed cd leaves the rest running where it was
+    (f"cd -P sub && {BAD_JOB}", {}),
+    (f"cd sub other && {BAD_JOB}", {}),
+    (f"cd sub | {BAD_JOB}", {}),  # a cd in a pipeline changes only its subshell
+    (f"CDPATH=/x cd sub && {BAD_JOB}", {}),
+    (f"HOME=/tmp; cd && {BAD_JOB}", {}),
+    (f"pushd sub && {BAD_JOB}", {}),
+    (f"cd ~+ && {BAD_JOB}", {"HOME": "/"}),
+    (f"cd +1 && {BAD_JOB}", {}),  # zsh: the directory stack
+])
+def test_a_cd_it_cannot_follow_is_never_allowed(tmp_path, command, environ):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "+1").mkdir()
+    write_program(tmp_path)
+    for job in (BAD_JOB, HF_RUN):
+        answer = ask(tmp_path, command.replace(BAD_JOB, job), environ)
+        assert verdict(answer) == "deny", reason(answer)
+        assert "cannot check this command" in reason(answer)
+
+
+@pytest.mark.parametrize("command", [
+    f"cd sub && {HF_RUN}", f"cd ./sub/ && {HF_RUN}", f"cd sub/.. && {HF_RUN}", f"cd ~/sub && {HF_RUN}",
+    f"cd && cd sub && cd - && {HF_RUN}", f"cd -- sub && {HF_RUN}", f"cd -L sub; {HF_RUN}", f"cd {{root}} && {HF_RUN}",
+    f"cd '{{root}}/s p' && {HF_RUN}", f"cd \"s p\" && {HF_RUN}", f"cd s\\ p && {HF_RUN}",
+])
+def test_honest_cds_are_followed(tmp_path, command):
+    write_program(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "s p").mkdir()
+    answer = ask(tmp_path, command.format(root=tmp_path), {"HOME": str(tmp_path)})
+    assert verdict(answer) == "allow", reason(answer)
+
+
+# --- The reader agrees with bash -------------------------------------------------------
+
+BASH = shutil.which("bash")
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+
+def bash(script: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {"HOME": str(home), "PWD": str(cwd), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return subprocess.run([BASH, "--norc", "--noprofile", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          timeout=30)
+
+
+@needs_bash
+@pytest.mark.parametrize("words", [
+    "a b  c", "'a b' \"c d\" e\\ f", "'' \"\"", "a'b'\"c\"d", '"a\\"b" "a\\\\b" "a\\$b" "a\\`b" "a\\b"',
+    "'a\\b' 'a\"b' \"a'b\"", "\\'a \\\"b \\\\c", "~ ~/x ~root ~root/x '~' \"~\"/x ~\"/x\" \\~/x ~nouser-zz/x",
+    "a~b x=y --f=y ]x x] ^x %x @x ,x", "tab\there", "ünï ∞", "'multi\nline'", '"multi\nline"',
+])
+def test_words_are_the_words_bash_passes(tmp_path, words):
+    from mlr_action.guard_shell import read
+
+    printf = shutil.which("printf")  # the program, not the builtin: the guard refuses builtins it does not model
+    [[command]] = read(f"{printf} '%s\\0' {words}", home=str(tmp_path))
+    done = bash(f"{printf} '%s\\0' {words}", tmp_path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list(command.words[2:]) == done.stdout.decode().split("\0")[:-1]
+
+
+@needs_bash
+@pytest.mark.parametrize("args", [
+    "", "~", "sub", "sub/", "./sub", "sub/..", "sub/../sub/.", "d/link/..", "d/link/../../sub", "d/link",
+    "d/link/../link/..", "/", "..", "../..", "-- sub", "-L sub", "-L -- sub", "~/sub", "'s p'", "///", "./.././x/./sub",
+])
+def test_cd_lands_where_bash_lands(tmp_path, args):
+    from mlr_action.guard_shell import change_dir, read
+
+    work = tmp_path / "w" / "x"
+    for folder in (work / "sub", work / "s p", tmp_path / "real" / "sub", work / "d"):
+        folder.mkdir(parents=True)
+    (work / "d" / "link").symlink_to(tmp_path / "real" / "sub", target_is_directory=True)
+    [[command]] = read(f"cd {args}", home=str(work))
+    ours = change_dir(command.words[1:], cwd=str(work), oldpwd=None, home=str(work), cdpath=None)
+    done = bash(f"cd {args} && pwd", work, work)
+    assert done.returncode == 0, done.stderr
+    assert ours == done.stdout.decode().strip()
+
+
+@needs_bash
+def test_cd_minus_lands_where_bash_lands(tmp_path):
+    from mlr_action.guard_shell import change_dir
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = change_dir(["a"], cwd=str(tmp_path), oldpwd=None, home=None, cdpath=None)
+    second = change_dir(["../b"], cwd=first, oldpwd=str(tmp_path), home=None, cdpath=None)
+    for args in (["-"], ["--", "-"]):
+        ours = change_dir(args, cwd=second, oldpwd=first, home=None, cdpath=None)
+        done = bash(f"cd a && cd ../b && cd {' '.join(args)} >/dev/null && pwd", tmp_path, tmp_path)
+        assert ours == done.stdout.decode().strip() == str(tmp_path / "a")
+
+
+# --- The real `mlr guard` process, hook JSON on stdin ----------------------------------
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("hf jobs run --flavor t4-small --timeout 1h img `printf -- --flavor=a100-large`", "deny"),
+    ("eval 'hf jobs run --flavor t4-small --timeout 1h img'", "deny"),
+    ("cd '~' && hf jobs run --flavor a100-large --timeout 1h img", "deny"),
+    ("cd sub && hf jobs run --flavor t4-small --timeout 1h img", "allow"),
+])
+def test_mlr_guard_process(tmp_path, command, expected):
+    write_program(tmp_path)
+    (tmp_path / "~").mkdir()
+    (tmp_path / "sub").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "CLAUDE_PROJECT_DIR"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    payload = json.dumps({"session_id": "s", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                          "tool_input": {"command": command}, "cwd": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "mlr_action", "guard"], input=payload, capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == expected
