@@ -13,8 +13,9 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
   the jobs in flight it counts are ``used`` (:func:`mlr_action.budget.usage`:
   at least what the backend reports), never the ledger's word alone.
 - :func:`admit` is the gate from proposal to submission: it validates the
-  proposal against the envelope and the search space and returns either the
-  intent row to write before submitting, or every reason it was refused.
+  proposal against the envelope (``max_parallel`` too) and the search space
+  and returns either the intent row to write before submitting, or every
+  reason it was refused.
 - Given the same inputs these functions give the same outputs.
 """
 
@@ -266,6 +267,10 @@ def admit(
 ) -> ExperimentRow | list[str]:
     """The intent row to write before submitting ``proposal``, or why it is refused."""
     problems = proposal_problems(program, state, proposal, used=used, prices=prices)
+    intents = sum(1 for e in state.in_flight if not e.job_id)
+    live = max(len(state.in_flight), used.in_flight + intents)
+    if live >= program.envelope.max_parallel:
+        problems.append(f"max_parallel={program.envelope.max_parallel} reached ({live} in flight)")
     if problems:
         return problems
     from mlr_action.ledger import experiment_row

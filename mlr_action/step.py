@@ -283,7 +283,7 @@ class Step:
             result.events.append("stopped (exhausted): no untried config left in the search space")
             return self._append(state, [stop]), []
         admitted: list[ExperimentRow] = []
-        for proposal in proposals:
+        for proposal in proposals[:count]:  # a proposer that says more than asked gets no more slots
             row = decide.admit(program, state, proposal, iteration=state.next_iter,
                                used=self._usage(program, state, prices), prices=prices, ts=self.ts())
             if isinstance(row, list):
