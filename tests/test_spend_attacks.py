@@ -209,3 +209,21 @@ def test_without_an_attacker_the_campaign_uses_the_envelope(tmp_path):
     world = MemoryWorld(make_repo(tmp_path / "sweep"))
     run_attacked(world, lambda rows: rows)
     assert len(world.backend.jobs) == 3
+
+
+def test_status_says_its_budget_is_the_ledgers_view_and_the_step_notes_a_renamed_campaign(tmp_path, capsys):
+    from mlr_action.cli import main
+
+    world = MemoryWorld(make_repo(tmp_path / "sweep"))
+    world.step()
+    attack(world.root, lambda rows: rows + rename_campaign([]))
+    world.step()
+    notes = [r for r in map(json.loads, (world.root / "runs" / "ledger.jsonl").read_text().splitlines())
+             if r.get("reason") == "campaign-id"]
+    assert len(notes) == 1 and "'sweep-fresh'" in notes[0]["detail"] and notes[0]["campaign"] == "sweep"
+    assert {j.labels["mlr-campaign"] for j in world.backend.jobs.values()} == {"sweep"}
+    assert main(["status", "--repo", str(world.root), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["budget_source"] == "ledger" and status["campaign"] == "sweep"
+    assert main(["status", "--repo", str(world.root)]) == 0
+    assert "as the ledger records it" in capsys.readouterr().out
