@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from anthropic_stub import StubAnthropic, is_research, search_turn, structured, user_text
-from claude_helpers import CAMPAIGN, ENVELOPE, FAKE_KEY, answer, make_repo, program_of, with_
+from anthropic_stub import is_research, search_turn, structured, user_text
+from claude_helpers import CAMPAIGN, ENVELOPE, answer, make_repo, program_of, serve_stub, with_
 from mlr_action import cli
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.forges.files import FileForge
@@ -37,10 +37,7 @@ def researcher_and_proposer(body: dict):
 
 @pytest.fixture
 def stub(monkeypatch):
-    with StubAnthropic(researcher_and_proposer) as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
-        yield server
+    yield from serve_stub(monkeypatch, researcher_and_proposer)
 
 
 def test_a_claude_campaign_runs_end_to_end_with_hypotheses_research_and_spend(stub, tmp_path):

@@ -11,7 +11,7 @@ import re
 import crashpoints as cp
 import pytest
 from anthropic_stub import StubAnthropic, is_research, search_turn, structured, user_text
-from claude_helpers import ENVELOPE, FAKE_KEY, answer, make_repo, program_of, researched, with_
+from claude_helpers import ENVELOPE, answer, make_repo, program_of, researched, serve_stub, with_
 from simulate import FakeClock
 
 from mlr_action.backends.memory import InMemoryBackend
@@ -35,10 +35,7 @@ def researcher(body: dict):
 
 @pytest.fixture
 def stub(monkeypatch):
-    with StubAnthropic(researcher) as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
-        yield server
+    yield from serve_stub(monkeypatch, researcher)
 
 
 def billed(stub: StubAnthropic) -> float:
