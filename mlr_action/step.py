@@ -69,6 +69,7 @@ from mlr_action.ledger import (
     repair_ledger,
 )
 from mlr_action.program import Program, ProgramError, load_program
+from mlr_action.recording import Publish, Unrecorded, record_before
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, fold
 from mlr_action.views import describe_row
@@ -118,8 +119,8 @@ class Step:
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     program_path: Path | None = None
     # Puts every row so far where the next tick reads it (a commit message in; raises BackendError when it
-    # cannot). None: the rows appended and fsynced on disk are the record (a local step).
-    publish: Callable[[str], object] | None = None
+    # cannot). None: the rows appended and fsynced on disk are the record (a local step). See mlr_action.recording.
+    publish: Publish | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -135,7 +136,7 @@ class Step:
         try:
             with _lock(self.root):
                 self._run(result)
-        except _Unrecorded as exc:
+        except Unrecorded as exc:
             self._unrecorded(result, exc)
         except _Busy:
             result.exit_code = TRANSIENT
@@ -303,7 +304,7 @@ class Step:
         result.events.append(describe_row(program, row))
         try:
             self._record_before(result, "calling the LLM")
-        except _Unrecorded:  # no call is made: the reservation is released (it is charged until this row is read)
+        except Unrecorded:  # no call is made: the reservation is released (it is charged until this row is read)
             self._append(state, [EventRow(event="llm", ts=self.ts(), reason=SETTLED, settles=getattr(row, "reservation"),
                                           llm_usd=0.0, detail="released: runs/ could not be published, so no call was made")])
             raise
@@ -349,20 +350,14 @@ class Step:
 
     def _record_before(self, result: StepResult, what: str) -> None:
         """Nothing is spent that cannot be recorded: publish every row so far before ``what``, or spend nothing."""
-        if self.publish is None:
-            return
-        try:
-            self.publish(_commit_message(result.events, what))
-        except BackendError as exc:
-            raise _Unrecorded(what, exc) from None
+        record_before(self.publish, result.events, what)
 
-    def _unrecorded(self, result: StepResult, exc: _Unrecorded) -> None:
-        permanent = isinstance(exc.error, PermanentError)
-        result.exit_code = BAD_INPUT if permanent else TRANSIENT
+    def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
+        result.exit_code = exc.exit_code
         said = _redact(str(exc.error))
         result.events.append(f"could not publish runs/ before {exc.what}: {said}. Nothing more is spent in this tick; "
                              "the next tick publishes first, then goes on")
-        if permanent:
+        if exc.exit_code == BAD_INPUT:
             result.escalated.add("unrecoverable-error")
             title, body = _reports().render_escalation(kind="unrecoverable-error", now=self.ts(),
                                                        problems=[f"runs/ could not be published: {said}"])
@@ -427,23 +422,6 @@ def _reports():
     from mlr_action import reports
 
     return reports
-
-
-def _commit_message(events: list[str], what: str) -> str:
-    """The commit of a publish in the middle of a step: what the step did so far, and what comes next."""
-    lines = [" ".join(e.split()) for e in events if e.strip()]
-    subject = "mlr: " + ("; ".join(lines) or "record runs/")
-    subject = subject if len(subject) <= 100 else subject[:99] + "…"
-    body = "\n".join(f"- {line}" for line in lines)
-    return f"{subject}\n\n{body}\n\n(recorded before {what})\n"
-
-
-class _Unrecorded(Exception):
-    """The rows before a spend could not be published, so the spend does not happen."""
-
-    def __init__(self, what: str, error: BackendError) -> None:
-        super().__init__(what)
-        self.what, self.error = what, error
 
 
 def _redact(text: str) -> str:

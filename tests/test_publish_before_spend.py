@@ -167,3 +167,4 @@ def test_when_pushes_work_again_the_tick_publishes_first_then_continues(world):
     first = next(c for c in commits if job2 in git(world.origin, "show", f"{c}:runs/ledger.jsonl", check=False))
     parent = [json.loads(line) for line in git(world.origin, "show", f"{first}~1:runs/ledger.jsonl").splitlines()]
     assert any(r.get("iter") == 2 and r.get("status") == "proposed" for r in parent)
+    assert "(recorded before submitting 1 job(s))" in git(world.origin, "log", "-1", "--format=%B", f"{first}~1")
