@@ -128,6 +128,7 @@ def _program_from_default(root: Path, program_path: Path, default: str) -> Path:
 
 def _spend(inputs: Inputs, root: Path, program_path: Path) -> tuple[list[str], int]:
     """One real step, in this process; the forge and gitsync read GITHUB_TOKEN and MLR_LEDGER_BRANCH."""
+    from mlr_action import gitsync
     from mlr_action.cli import _make_step, build_parser
     from mlr_action.gitsync import LEDGER_BRANCH_ENV
 
@@ -138,6 +139,8 @@ def _spend(inputs: Inputs, root: Path, program_path: Path) -> tuple[list[str], i
         step = _make_step(build_parser().parse_args(argv))
     except (ValueError, ImportError) as exc:
         raise ActionError(Problem(f"the step could not start: {exc}", "check the backend, proposer and forge inputs"))
+    # Nothing is spent that cannot be recorded: runs/ is pushed before every submit and LLM call, whatever the forge.
+    step.publish = lambda message: gitsync.publish_runs(root, message=message, branch=inputs.ledger_branch)
     result = step.run()
     return list(result.events), result.exit_code
 

@@ -1,7 +1,20 @@
-"""Budget accounting over the ledger: what has been spent and what one more job may spend.
+"""Budget accounting: what has been spent and what one more job may spend.
 
-Guarantees (DESIGN.md section 3):
+Guarantees (DESIGN.md sections 3 and 9):
 
+- Spend is what the backend says the campaign's jobs used; the ledger can only
+  add to it. :func:`usage` takes the jobs the backend listed under the
+  campaign's labels (``listed``, passed in by the step: this module stays
+  pure) and charges the union by job id: every job the ledger or the backend
+  knows, each charged the larger of its two charges, plus every intent not yet
+  on the backend. No edit of the ledger (rows deleted, durations, costs or
+  timeouts lowered, job ids or statuses changed) lowers a charge, a count or
+  the jobs in flight below what the backend reports. Without ``listed`` (``mlr
+  guard``, ``mlr status``, which call no backend) it is the ledger's view.
+- A listed job is charged what the backend says: a finished job its duration
+  (none: it never ran), a job in flight its full timeout or its duration so
+  far, whichever is larger; when the backend does not say a job's timeout or
+  flavor, the envelope's ``max_timeout`` and its priciest allowed flavor.
 - Jobs are counted over **distinct** job ids, plus every intent (a
   ``proposed`` row) that may already have been submitted.
 - Walltime charges the actual duration of finished jobs and the *full*
@@ -9,6 +22,10 @@ Guarantees (DESIGN.md section 3):
   A finished job with no recorded duration is charged its full timeout.
 - Dollars are walltime, in started minutes (as HF Jobs bills), times the
   flavor's price; a row's recorded ``cost_usd`` wins for finished jobs.
+- LLM dollars come from the ledger's rows alone (no backend knows them): every
+  row's ``llm_usd``, where a reservation (an ``llm`` row with reason
+  ``reserved``, written before the calls it covers) counts in full until a
+  later ``llm`` row ``settles`` it; the rows of the actual spend count then.
 - :func:`budget_problems` is the one check before every submit, shared by the
   step and by ``mlr guard``. The step keeps :data:`RESERVE` of walltime and
   dollars back for the final evaluation and writeup, as the seed did; the
@@ -19,14 +36,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
+from mlr_action.backends.base import JobView
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
-from mlr_action.ledger import FINISHED, ExperimentRow
+from mlr_action.ledger import FINISHED, IN_FLIGHT, ExperimentRow
 from mlr_action.program import Envelope
 from mlr_action.state import CampaignState
 
 RESERVE = 0.10
+RESERVED, SETTLED = "reserved", "settled"  # the reasons of the llm rows that reserve and settle LLM spend
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,7 @@ class Usage:
     walltime_s: float = 0.0
     cost_usd: float = 0.0
     llm_usd: float = 0.0
+    in_flight: int = 0  # jobs live as the ledger or the backend says (intents aside): what max_parallel counts
 
 
 def charged_seconds(row: ExperimentRow) -> float:
@@ -55,17 +76,69 @@ def charged_cost(row: ExperimentRow, prices: dict[str, float] | None = None) -> 
     return price_per_hour(row.flavor or "", prices) * billed_hours(charged_seconds(row))
 
 
-def usage(state: CampaignState, prices: dict[str, float] | None = None) -> Usage:
-    rows = list(state.job_rows.values())
+def priciest_flavor(envelope: Envelope, prices: dict[str, float] | None = None) -> str:
+    return max(envelope.allowed_flavors, key=lambda f: price_per_hour(f, prices))
+
+
+def observed_charge(view: JobView, envelope: Envelope, prices: dict[str, float] | None = None) -> tuple[float, float]:
+    """(seconds, dollars) the backend's record of one job charges; what it does not say is the envelope's worst."""
+    flavor = view.flavor or priciest_flavor(envelope, prices)
+    if view.stage.terminal:
+        seconds = view.duration_s or 0.0
+    else:
+        seconds = max(float(view.timeout_s or envelope.max_timeout), view.duration_s or 0.0)
+    return seconds, price_per_hour(flavor, prices) * billed_hours(seconds)
+
+
+def llm_spent(state: CampaignState) -> float:
+    """LLM dollars on the ledger: every row's ``llm_usd``, a reservation in full until a later row settles it."""
+    total, open_reservations = 0.0, {}
+    for row in state.experiments.values():
+        total += float(getattr(row, "llm_usd", 0) or 0)
+    for event in state.events:
+        spent = float(getattr(event, "llm_usd", 0) or 0)
+        if event.event == "llm" and event.reason == RESERVED:
+            open_reservations[str(getattr(event, "reservation", ""))] = spent
+            continue
+        settles = getattr(event, "settles", None)
+        if event.event == "llm" and event.reason == SETTLED and settles is not None:
+            open_reservations.pop(str(settles), None)  # only a reservation written before it
+        total += spent
+    return total + sum(open_reservations.values())
+
+
+def usage(
+    state: CampaignState,
+    prices: dict[str, float] | None = None,
+    *,
+    listed: Iterable[JobView] = (),
+    envelope: Envelope | None = None,
+) -> Usage:
+    """What the campaign has used: the union of the ledger and the backend's ``listed`` jobs (see the module doc).
+
+    ``envelope`` is needed with ``listed``: it prices what the backend does not say.
+    """
+    charges: dict[str, tuple[float, float, bool]] = {
+        job_id: (charged_seconds(row), charged_cost(row, prices), row.status in IN_FLIGHT)
+        for job_id, row in state.job_rows.items()
+    }
+    for view in listed:
+        if envelope is None:
+            raise ValueError("usage(listed=...) needs the envelope to charge what the backend does not say")
+        seconds, dollars = observed_charge(view, envelope, prices)
+        live = not view.stage.terminal
+        if view.job_id in charges:
+            old_s, old_d, old_live = charges[view.job_id]
+            seconds, dollars, live = max(old_s, seconds), max(old_d, dollars), old_live or live
+        charges[view.job_id] = (seconds, dollars, live)
     # An intent that may have reached the backend is charged as a job in flight.
-    rows += [e for e in state.experiments.values() if e.status == "proposed" and not e.job_id]
-    llm = sum(float(getattr(r, "llm_usd", 0) or 0) for r in state.experiments.values())
-    llm += sum(float(getattr(r, "llm_usd", 0) or 0) for r in state.events)
+    intents = [e for e in state.experiments.values() if e.status == "proposed" and not e.job_id]
     return Usage(
-        jobs=len(rows),
-        walltime_s=sum(charged_seconds(r) for r in rows),
-        cost_usd=sum(charged_cost(r, prices) for r in rows),
-        llm_usd=llm,
+        jobs=len(charges) + len(intents),
+        walltime_s=sum(c[0] for c in charges.values()) + sum(charged_seconds(r) for r in intents),
+        cost_usd=sum(c[1] for c in charges.values()) + sum(charged_cost(r, prices) for r in intents),
+        llm_usd=llm_spent(state),
+        in_flight=sum(1 for c in charges.values() if c[2]),
     )
 
 
@@ -103,7 +176,7 @@ def budget_problems(
 def worst_case(envelope: Envelope, prices: dict[str, float] | None = None) -> tuple[int, float]:
     """Worst-case walltime (s) and dollars the envelope authorizes."""
     walltime = min(envelope.max_jobs * envelope.max_timeout, envelope.max_walltime)
-    priciest = max(price_per_hour(f, prices) for f in envelope.allowed_flavors)
+    priciest = price_per_hour(priciest_flavor(envelope, prices), prices)
     dollars = priciest * walltime / 3600
     if envelope.max_cost_usd is not None:
         dollars = min(dollars, envelope.max_cost_usd)

@@ -133,8 +133,10 @@ def _make_step(args: argparse.Namespace):
         backend = make_backend(args.backend, root=root, namespace=namespace)
     except BackendError as exc:  # e.g. huggingface_hub is not installed
         raise ValueError(str(exc)) from exc
-    return Step(root=root, backend=backend, proposer=proposer,
-                forge=make_forge(args.forge, root=root), program_path=args.program)
+    forge = make_forge(args.forge, root=root)
+    # --forge github pushes runs/ before every spend; with --forge none the fsynced rows on disk are the record.
+    publish = None if args.forge == "none" else (lambda message: forge.publish(message=message))
+    return Step(root=root, backend=backend, proposer=proposer, forge=forge, program_path=args.program, publish=publish)
 
 
 def _startup_error(exc: Exception) -> int:

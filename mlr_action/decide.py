@@ -9,10 +9,13 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
   never zero), keep only when strictly better than the running best.
 - :func:`plan_next` decides whether the campaign stops (target, budget with the
   reserve kept, patience, repeated errors), waits, resubmits an intent whose
-  job never reached the backend, or asks the proposer for more.
+  job never reached the backend, or asks the proposer for more. The budget and
+  the jobs in flight it counts are ``used`` (:func:`mlr_action.budget.usage`:
+  at least what the backend reports), never the ledger's word alone.
 - :func:`admit` is the gate from proposal to submission: it validates the
-  proposal against the envelope and the search space and returns either the
-  intent row to write before submitting, or every reason it was refused.
+  proposal against the envelope (``max_parallel`` too) and the search space
+  and returns either the intent row to write before submitting, or every
+  reason it was refused.
 - Given the same inputs these functions give the same outputs.
 """
 
@@ -188,7 +191,8 @@ def stop_condition(program: Program, state: CampaignState, used: Usage, prices: 
 def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: dict[str, float] | None = None) -> Plan:
     if state.stopped is not None:
         return Plan(waiting="the campaign has stopped")
-    in_flight = [e for e in state.in_flight if e.job_id]
+    # Jobs in flight as the ledger or the backend says (``used``): a row that marks a live job finished frees no slot.
+    in_flight = max(sum(1 for e in state.in_flight if e.job_id), used.in_flight)
     intents = tuple(e for e in state.in_flight if not e.job_id)
     if state.paused:
         return Plan(waiting="paused by a person")
@@ -197,11 +201,11 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     stop = stop_condition(program, state, used, prices) if not intents else None
     if stop is not None:
         if in_flight:
-            return Plan(waiting=f"stopping ({stop[0]}): waiting for {len(in_flight)} job(s) in flight")
+            return Plan(waiting=f"stopping ({stop[0]}): waiting for {in_flight} job(s) in flight")
         return Plan(stop=stop[0], detail=stop[1])
-    free = program.envelope.max_parallel - len(in_flight)
+    free = program.envelope.max_parallel - in_flight
     if free <= 0:
-        return Plan(waiting=f"{len(in_flight)} job(s) in flight, max_parallel {program.envelope.max_parallel}")
+        return Plan(waiting=f"{in_flight} job(s) in flight, max_parallel {program.envelope.max_parallel}")
     resubmit = intents[:free]
     return Plan(resubmit=resubmit, propose=free - len(resubmit))
 
@@ -251,7 +255,7 @@ def readmit_problems(
     own = Usage(jobs=1, walltime_s=charged_seconds(intent), cost_usd=charged_cost(intent, prices))
     without = Usage(
         jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
-        cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd,
+        cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd, in_flight=used.in_flight,
     )
     proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
     return proposal_problems(program, state, proposal, used=without, prices=prices)
@@ -263,6 +267,10 @@ def admit(
 ) -> ExperimentRow | list[str]:
     """The intent row to write before submitting ``proposal``, or why it is refused."""
     problems = proposal_problems(program, state, proposal, used=used, prices=prices)
+    intents = sum(1 for e in state.in_flight if not e.job_id)
+    live = max(len(state.in_flight), used.in_flight + intents)
+    if live >= program.envelope.max_parallel:
+        problems.append(f"max_parallel={program.envelope.max_parallel} reached ({live} in flight)")
     if problems:
         return problems
     from mlr_action.ledger import experiment_row

@@ -37,9 +37,17 @@ class Proposer:
     the step validates every proposal again whatever the proposer did.
     ``take_events`` hands over ledger rows the proposer wants recorded (LLM
     spend, a fallback and why, research notes) and forgets them.
+    ``reserve`` is asked before ``propose``: a proposer that spends (an LLM)
+    returns the row that reserves the most the next ``propose`` may spend, and
+    the step records and publishes it before calling ``propose``; the rows
+    ``take_events`` hands over afterwards settle it.
     """
 
     name = "base"
+
+    def reserve(self, *, program, state, count: int, used, ts: str):
+        """The row reserving what the next ``propose`` may spend; None when it spends nothing."""
+        return None
 
     def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:  # pragma: no cover - interface
         raise NotImplementedError

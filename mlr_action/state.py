@@ -1,9 +1,16 @@
 """The fold of the ledger into campaign state: what happened so far, nothing more.
 
 Guarantees: :func:`fold` is pure and total over valid rows; the state depends
-only on the rows and their order. For each ``iter`` the last row wins. A state
-is never changed after the fold, so what is derived from it is computed once
-(``cached_property``): a step over thousands of rows stays linear.
+only on the rows and their order (and the campaign id the caller passes). For
+each ``iter`` the last row wins. A state is never changed after the fold, so
+what is derived from it is computed once (``cached_property``): a step over
+thousands of rows stays linear.
+
+The campaign id is the caller's (the step passes the one program.md or the
+folder gives, see :func:`mlr_action.jobspec.campaign_id_for`), never a ledger
+row's: what the ledger's last ``started`` row names is kept apart as
+``ledger_campaign``, to be noted when it differs, never obeyed. Only readers
+that spend nothing (a status or a dry run with no program) fall back to it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ def config_key(config: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class CampaignState:
     campaign_id: str | None = None
+    ledger_campaign: str | None = None  # what the ledger's last ``started`` row names: data, never the labels
     experiments: dict[int, ExperimentRow] = field(default_factory=dict)  # latest row per iter, by iter
     job_rows: dict[str, ExperimentRow] = field(default_factory=dict)  # latest row per distinct job id
     events: tuple[EventRow, ...] = ()
@@ -86,18 +94,19 @@ class CampaignState:
         return streak
 
 
-def fold(rows: list[Row]) -> CampaignState:
+def fold(rows: list[Row], campaign_id: str | None = None) -> CampaignState:
+    """The state the rows describe; ``campaign_id`` is the caller's (None: the ledger's, for readers only)."""
     experiments: dict[int, ExperimentRow] = {}
     job_rows: dict[str, ExperimentRow] = {}
     events: list[EventRow] = []
-    campaign_id = None
+    ledger_campaign = None
     stopped = None
     paused = False
     for row in rows:
         if isinstance(row, EventRow):
             events.append(row)
-            if row.event == "started" and row.campaign and campaign_id is None:
-                campaign_id = row.campaign
+            if row.event == "started" and row.campaign:
+                ledger_campaign = row.campaign
             elif row.event == "stopped":
                 stopped = row
             elif row.event == "paused":
@@ -112,7 +121,8 @@ def fold(rows: list[Row]) -> CampaignState:
             job_rows[row.job_id] = row
     ordered = dict(sorted(experiments.items()))
     return CampaignState(
-        campaign_id=campaign_id,
+        campaign_id=ledger_campaign if campaign_id is None else campaign_id,
+        ledger_campaign=ledger_campaign,
         experiments=ordered,
         job_rows=job_rows,
         events=tuple(events),

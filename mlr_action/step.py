@@ -9,6 +9,21 @@ Guarantees:
   carries the campaign's labels) and resubmits an intent whose job never
   reached the backend. Rows are appended whole; the summary is replaced
   atomically.
+- The campaign id (the jobs' labels) comes from program.md's ``name`` or the
+  folder (:func:`~mlr_action.jobspec.campaign_id_for`), never from a ledger
+  row; a ledger that names another campaign is noted in a row, not obeyed.
+- Spend is what the backend says the campaign's jobs used: the budget and
+  ``max_parallel`` count the union of the ledger and the jobs the backend
+  lists under the campaign's labels (:func:`mlr_action.budget.usage`), so no
+  edit of the ledger frees budget or a slot.
+- Nothing is spent that cannot be recorded: before a submit and before an LLM
+  call, every row so far is handed to ``publish`` (in GitHub Actions: pushed;
+  locally the fsynced append is the record). The intents of one tick are
+  published together, then submitted; the proposer's LLM spend is reserved in
+  a row published before its first call. When the publish fails, nothing
+  more is spent in the tick: exit 1 (transient) or 2 (permanent), and the
+  next tick starts from the rows on disk (or, after a fresh checkout, from the
+  remote and the jobs it adopts by label).
 - Only one step runs on a repository at a time (a lock under ``.mlr/``).
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
   the proposer is asked; costs use the backend's live prices when it has
@@ -40,7 +55,7 @@ from mlr_action.backends.base import (
     PermanentError,
     TransientError,
 )
-from mlr_action.budget import Usage, usage
+from mlr_action.budget import SETTLED, Usage, usage
 from mlr_action.forges.files import write_atomic
 from mlr_action.jobspec import campaign_id_for, job_spec
 from mlr_action.ledger import (
@@ -54,6 +69,7 @@ from mlr_action.ledger import (
     repair_ledger,
 )
 from mlr_action.program import Program, ProgramError, load_program
+from mlr_action.recording import Publish, Unrecorded, record_before
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, fold
 from mlr_action.views import describe_row
@@ -102,6 +118,9 @@ class Step:
     forge: object  # publish_stop_report / publish_escalation, see mlr_action.forges
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     program_path: Path | None = None
+    # Puts every row so far where the next tick reads it (a commit message in; raises BackendError when it
+    # cannot). None: the rows appended and fsynced on disk are the record (a local step). See mlr_action.recording.
+    publish: Publish | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -112,9 +131,13 @@ class Step:
 
     def run(self) -> StepResult:
         result = StepResult(exit_code=OK)
+        self._campaign: str | None = None
+        self._listed: list[JobView] = []  # what the backend listed under the campaign's labels this tick
         try:
             with _lock(self.root):
                 self._run(result)
+        except Unrecorded as exc:
+            self._unrecorded(result, exc)
         except _Busy:
             result.exit_code = TRANSIENT
             result.events.append("another step is running on this repository; this tick does nothing")
@@ -140,10 +163,8 @@ class Step:
         program = load_program(program_path)
         result.program = program
         repair_ledger(self.ledger_path)
-        state = fold(read_ledger(self.ledger_path))
-        if state.campaign_id is None:
-            state = self._append(state, [EventRow(event="started", ts=self.ts(), campaign=campaign_id_for(program, self.root), program=program.fingerprint)])
-            result.events.append(f"campaign {state.campaign_id} started")
+        self._campaign = campaign_id_for(program, self.root)
+        state = self._identify(program, self._fold(), result)
         resumed = decide.resumption(program, state, ts=self.ts())
         if resumed:
             state = self._append(state, [resumed])
@@ -159,7 +180,7 @@ class Step:
             state = self._wind_down(program, state, prices, result)
         if state.stopped is not None:
             state = self._delete_discarded_repos(program, state, result)
-        result.state, result.used = state, usage(state, prices)
+        result.state, result.used = state, self._usage(program, state, prices)
         self._write_summary(program, state, result.used, result.prices_note)
         if state.stopped is not None:
             self._publish_stop_report(program, state, result.used)
@@ -187,8 +208,23 @@ class Step:
         result.events.append(self.forge.onboard())  # type: ignore[attr-defined]
         return OK if getattr(self.forge, "onboards", False) else BAD_INPUT
 
+    def _identify(self, program: Program, state: CampaignState, result: StepResult) -> CampaignState:
+        """The campaign id is ours; a ledger whose ``started`` row names another is noted once, never obeyed."""
+        if state.ledger_campaign == self._campaign:
+            return state
+        row = EventRow(event="started", ts=self.ts(), campaign=self._campaign, program=program.fingerprint)
+        if state.ledger_campaign is None:
+            result.events.append(f"campaign {self._campaign} started")
+        else:
+            row.reason = "campaign-id"
+            row.detail = (f"the ledger named the campaign {state.ledger_campaign!r}; its id is {self._campaign!r}, from "
+                          "program.md's name or the folder, and a ledger row never changes it")
+            result.events.append(f"noted: {row.detail}")
+        return self._append(state, [row])
+
     def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
-        listed = self.backend.list_jobs(campaign=state.campaign_id or "")
+        listed = self.backend.list_jobs(campaign=self._campaign or "")
+        self._listed = listed
         observed: dict[str, JobView] = {v.job_id: v for v in listed}
         for exp in state.in_flight:
             if exp.job_id and exp.job_id not in observed:
@@ -204,61 +240,88 @@ class Step:
         return self._append(state, rows)
 
     def _advance(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
-        plan = decide.plan_next(program, state, used=usage(state, prices), prices=prices)
+        plan = decide.plan_next(program, state, used=self._usage(program, state, prices), prices=prices)
         if plan.stop:
             stop = EventRow(event="stopped", ts=self.ts(), reason=plan.stop, detail=plan.detail, program=program.fingerprint)
             result.events.append(f"stopped ({plan.stop}): {plan.detail}")
             return self._append(state, [stop])
         if plan.waiting:
             result.events.append(plan.waiting)
+        intents: list[ExperimentRow] = []
         for intent in plan.resubmit:
-            problems = decide.readmit_problems(program, state, intent, used=usage(state, prices), prices=prices)
+            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices), prices=prices)
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
-            state = self._submit(program, state, intent, result)
+            intents.append(intent)
         if plan.propose:
-            state = self._propose_and_submit(program, state, plan.propose, prices, result)
+            state, admitted = self._propose(program, state, plan.propose, prices, result)
+            intents += admitted
+        if intents:  # one publish for the tick's intents, then the submits
+            self._record_before(result, f"submitting {len(intents)} job(s)")
+            for intent in intents:
+                state = self._submit(program, state, intent, result)
         return state
 
-    def _propose_and_submit(self, program: Program, state: CampaignState, count: int, prices, result: StepResult) -> CampaignState:
+    def _propose(self, program: Program, state: CampaignState, count: int, prices,
+                 result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
+        """Proposals admitted into intent rows (appended, not yet submitted); may stop the campaign (exhausted)."""
         def check(proposal: Proposal) -> list[str]:
-            return decide.proposal_problems(program, state, proposal, used=usage(state, prices), prices=prices)
+            return decide.proposal_problems(program, state, proposal, used=self._usage(program, state, prices), prices=prices)
 
         proposals = self._recovery(program, state, prices, result)
-        try:
-            if count > len(proposals):
+        if count > len(proposals):
+            state = self._reserve_llm(program, state, count - len(proposals), prices, result)
+            try:
                 proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check)
-        finally:  # the proposer's rows (LLM spend) are kept even when a transient error ends the call
-            events = self.proposer.take_events()
-            state = self._append(state, events)
-            result.events += [describe_row(program, r) for r in events]
+            finally:  # the proposer's rows (LLM spend, what settles its reservation) are kept even after an error
+                events = self.proposer.take_events()
+                state = self._append(state, events)
+                result.events += [describe_row(program, r) for r in events]
         if not proposals and not state.in_flight:
             stop = EventRow(event="stopped", ts=self.ts(), reason="exhausted", program=program.fingerprint,
                             detail="the proposer found no untried config in the search space")
             result.events.append("stopped (exhausted): no untried config left in the search space")
-            return self._append(state, [stop])
-        for proposal in proposals:
-            admitted = decide.admit(program, state, proposal, iteration=state.next_iter, used=usage(state, prices), prices=prices, ts=self.ts())
-            if isinstance(admitted, list):
-                self._refuse(result, state.next_iter, admitted)
+            return self._append(state, [stop]), []
+        admitted: list[ExperimentRow] = []
+        for proposal in proposals[:count]:  # a proposer that says more than asked gets no more slots
+            row = decide.admit(program, state, proposal, iteration=state.next_iter,
+                               used=self._usage(program, state, prices), prices=prices, ts=self.ts())
+            if isinstance(row, list):
+                self._refuse(result, state.next_iter, row)
                 break
-            state = self._append(state, [admitted])
-            state = self._submit(program, state, admitted, result)
+            state = self._append(state, [row])
+            admitted.append(row)
+        return state, admitted
+
+    def _reserve_llm(self, program: Program, state: CampaignState, count: int, prices, result: StepResult) -> CampaignState:
+        """A proposer that calls an LLM first reserves what its calls may cost; the reservation is published first."""
+        row = self.proposer.reserve(program=program, state=state, count=count,
+                                    used=self._usage(program, state, prices), ts=self.ts())
+        if row is None:
+            return state
+        state = self._append(state, [row])
+        result.events.append(describe_row(program, row))
+        try:
+            self._record_before(result, "calling the LLM")
+        except Unrecorded:  # no call is made: the reservation is released (it is charged until this row is read)
+            self._append(state, [EventRow(event="llm", ts=self.ts(), reason=SETTLED, settles=getattr(row, "reservation"),
+                                          llm_usd=0.0, detail="released: runs/ could not be published, so no call was made")])
+            raise
         return state
 
     def _recovery(self, program: Program, state: CampaignState, prices, result: StepResult) -> list[Proposal]:
         """The seed's out-of-memory policy goes before the proposer (see mlr_action.recovery)."""
         from mlr_action.recovery import recovery_proposal
 
-        proposal = recovery_proposal(program, state, used=usage(state, prices), prices=prices)
+        proposal = recovery_proposal(program, state, used=self._usage(program, state, prices), prices=prices)
         if proposal is None:
             return []
         result.events.append(proposal.reason)
         return [proposal]
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
-        job_id = self.backend.submit(spec=job_spec(program, state.campaign_id or "", intent, self.root))
+        job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root))
         row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
@@ -272,11 +335,34 @@ class Step:
 
     # -- helpers -------------------------------------------------------------
 
+    def _fold(self) -> CampaignState:
+        return fold(read_ledger(self.ledger_path), campaign_id=self._campaign)
+
     def _append(self, state: CampaignState, rows: list[Row]) -> CampaignState:
         if not rows:
             return state
         append_rows(self.ledger_path, rows)
-        return fold(read_ledger(self.ledger_path))
+        return self._fold()
+
+    def _usage(self, program: Program, state: CampaignState, prices) -> Usage:
+        """The budget used: the ledger and what the backend listed this tick, each job at the larger charge."""
+        return usage(state, prices, listed=self._listed, envelope=program.envelope)
+
+    def _record_before(self, result: StepResult, what: str) -> None:
+        """Nothing is spent that cannot be recorded: publish every row so far before ``what``, or spend nothing."""
+        record_before(self.publish, result.events, what)
+
+    def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
+        result.exit_code = exc.exit_code
+        said = _redact(str(exc.error))
+        result.events.append(f"could not publish runs/ before {exc.what}: {said}. Nothing more is spent in this tick; "
+                             "the next tick publishes first, then goes on")
+        if exc.exit_code == BAD_INPUT:
+            result.escalated.add("unrecoverable-error")
+            title, body = _reports().render_escalation(kind="unrecoverable-error", now=self.ts(),
+                                                       problems=[f"runs/ could not be published: {said}"])
+            with contextlib.suppress(BackendError):
+                self.forge.publish_escalation(kind="unrecoverable-error", title=title, body=body)  # type: ignore[attr-defined]
 
     def _prices(self) -> tuple[dict[str, float] | None, str | None]:
         """Live prices, or None and (for a backend that has live prices) why the built-in table is used."""

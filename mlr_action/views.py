@@ -2,7 +2,9 @@
 
 Guarantees: everything here only reads; ``campaign_status`` never takes the
 step lock, calls a backend or writes a file, so ``mlr status`` is safe to run
-at any time, even while a step runs.
+at any time, even while a step runs. So its budget numbers are the ledger's
+view (``budget_source: ledger``), and it says so: a step counts what the
+backend reports too, which can only be more.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from mlr_action.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
+from mlr_action.jobspec import campaign_id_for
 from mlr_action.ledger import LEDGER_PATH, EventRow, Row, read_ledger
 from mlr_action.program import Program, load_program
 from mlr_action.state import CampaignState, fold
@@ -89,8 +92,8 @@ def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
                 "walltime_used_s": 0, "walltime_max_s": None, "cost_used_usd": 0.0, "best_metric": None,
                 "best_iter": None, "in_flight": 0, "in_flight_jobs": []}
     program = load_program(program_path)
-    state = fold(read_ledger(repo / LEDGER_PATH))
-    used = usage(state)
+    state = fold(read_ledger(repo / LEDGER_PATH), campaign_id=campaign_id_for(program, repo))
+    used = usage(state)  # no backend here: the ledger's view
     best = state.best
     return {
         "state": _state_name(state),
@@ -104,6 +107,7 @@ def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
         "walltime_max_s": program.envelope.max_walltime,
         "cost_used_usd": round(used.cost_usd, 4),
         "cost_max_usd": program.envelope.max_cost_usd,
+        "budget_source": "ledger",
         "llm_used_usd": round(used.llm_usd, 4),
         "llm_max_usd": program.envelope.max_llm_usd,
         "best_metric": best.metric if best else None,
@@ -139,6 +143,8 @@ def render_status(status: dict[str, Any]) -> str:
         f"${status['cost_used_usd']:.2f}" + (f"/${status['cost_max_usd']:.2f}" if status["cost_max_usd"] else "")
         + _llm_text(status)
     )
+    if status.get("budget_source") == "ledger":
+        lines.append("  (budget as the ledger records it; a step also counts what the backend reports, never less)")
     if status["best_metric"] is not None:
         config = ", ".join(f"{k}={v}" for k, v in (status["best_config"] or {}).items())
         lines.append(f"  best {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({config})")

@@ -14,6 +14,16 @@ FAKE_KEY = "sk-" + "ant-test-0000-not-a-real-key"  # built, so no token-shaped l
 PROSE = "## Goal\n\nClassify digits accurately.\n\n## Scope\n\nOnly the MLP in train.py.\n"
 
 
+def serve_stub(monkeypatch, responder=None):
+    """A loopback Anthropic API answering with ``responder``, the environment pointed at it (for a fixture)."""
+    from anthropic_stub import StubAnthropic
+
+    with StubAnthropic(responder) as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+        yield server
+
+
 def make_repo(root: Path, envelope: dict | None = None, campaign: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "train.py").write_text("print('eval_accuracy=0.5')\n")

@@ -262,13 +262,17 @@ def test_a_real_step_commits_runs_as_the_bot_and_reports(runner, origin, tmp_pat
 
 
 def test_ledger_branch_keeps_the_default_branch_untouched_across_fresh_checkouts(runner, origin, tmp_path):
-    first = clone(origin, tmp_path / "first")
+    # Each checkout is a folder of the repository's name, as on GitHub's runners: the campaign id (the jobs'
+    # labels) comes from program.md or that folder, never from the ledger's started row.
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = clone(origin, tmp_path / "first" / "repo")
     main_before = git(origin, "rev-parse", "main")
     assert runner.run(first, ledger_branch="mlr-ledger", **LOCAL) == 0
     assert git(origin, "rev-parse", "main") == main_before
     assert [r.get("iter") for r in ledger(origin, "mlr-ledger") if r.get("status") == "submitted"] == [1]
     # The next tick runs on a fresh checkout of main, whose runs/ is empty: the ledger comes from mlr-ledger.
-    second = clone(origin, tmp_path / "second")
+    second = clone(origin, tmp_path / "second" / "repo")
     run_until(runner, second, lambda: any(r.get("status") == "completed" for r in ledger(origin, "mlr-ledger")),
               ledger_branch="mlr-ledger", **LOCAL)
     rows = ledger(origin, "mlr-ledger")

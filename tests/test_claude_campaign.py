@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from anthropic_stub import StubAnthropic, is_research, search_turn, structured, user_text
-from claude_helpers import CAMPAIGN, ENVELOPE, FAKE_KEY, answer, make_repo, program_of, with_
+from anthropic_stub import is_research, search_turn, structured, user_text
+from claude_helpers import CAMPAIGN, ENVELOPE, answer, make_repo, program_of, serve_stub, with_
 from mlr_action import cli
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.forges.files import FileForge
@@ -37,10 +37,7 @@ def researcher_and_proposer(body: dict):
 
 @pytest.fixture
 def stub(monkeypatch):
-    with StubAnthropic(researcher_and_proposer) as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
-        yield server
+    yield from serve_stub(monkeypatch, researcher_and_proposer)
 
 
 def test_a_claude_campaign_runs_end_to_end_with_hypotheses_research_and_spend(stub, tmp_path):
@@ -62,14 +59,19 @@ def test_a_claude_campaign_runs_end_to_end_with_hypotheses_research_and_spend(st
     for i, row in enumerate(rows):  # replayed from the ledger: research exactly when due, never skipped
         if getattr(row, "event", None) == "research":
             assert research_due(fold(rows[:i])) is not None
-        if getattr(row, "event", None) == "llm":
+        if getattr(row, "event", None) == "llm" and row.reason in ("proposal", "fallback"):
             assert research_due(fold(rows[:i])) is None
+    # every tick that called Claude reserved first (a row before any spend of the tick) and settled after
+    reserved = [(i, r) for i, r in enumerate(rows) if getattr(r, "reason", None) == "reserved"]
+    settled = {r.settles: i for i, r in enumerate(rows) if getattr(r, "reason", None) == "settled"}
+    assert reserved and all(settled[r.reservation] > i for i, r in reserved)
+    assert len(reserved) == len(settled) == len({r.reservation for _, r in reserved})
     for e in research:
         assert "Digits MLP recipe" in (root / e.note).read_text()
     # the latest note is quoted as data in later proposals
     proposal_requests = [b for b in stub.requests if not is_research(b)]
     assert '<data source="research">' in user_text(proposal_requests[-1])
-    llm = [e for e in state.events if e.event == "llm"]
+    llm = [e for e in state.events if e.event == "llm" and e.reason not in ("reserved", "settled")]
     assert len(llm) == len(experiments) and all(e.reason == "proposal" and e.llm_usd > 0 for e in llm)
     spent = sum(e.llm_usd for e in (*llm, *research))
     status = campaign_status(root, root / "program.md")

@@ -26,13 +26,27 @@ and of what the LLM billed:
   backend lets run past its timeout is charged its actual duration, and the
   only way past that bound is such an overrun: at all times
   ``charged <= (1 - RESERVE) x max + overruns`` (what jobs ran past their timeouts).
-- LLM dollars: never past ``max_llm_usd`` on the ledger; in truth, never past it
-  by more than the spend of calls made in steps that were killed before they
-  could record it (a SIGKILL between an LLM answer and its ledger row).
+- LLM dollars: never past ``max_llm_usd``, on the ledger and in truth, even when
+  a step is killed between an LLM answer and its ledger row: every tick's calls
+  are covered by a reservation row written before the first of them, charged
+  in full until the row that records their cost settles it.
+- jobs in flight: never more than ``max_parallel`` live on the backend at once.
+
+In a third of the campaigns a ledger-branch writer edits the ledger between
+steps (see :func:`tamper`): deletes rows, lowers durations, costs and
+timeouts, drops the ``stopped`` row, names another campaign, marks jobs in
+flight finished, writes a ``resumed`` row. Spend is what the backend says, so
+the ground truth above must hold all the same (the ledger's own accounting is
+then the attacker's, and is not checked). The writer leaves ``llm`` and
+``research`` rows alone (LLM spend is known only from the ledger: a limit the
+docs state), and jobs do not vanish from the backend in those campaigns (a
+backend that forgets a job, and a ledger that forgets it too, forget its
+spend).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import tempfile
@@ -46,7 +60,7 @@ from hypothesis import strategies as st
 
 import crashpoints as cp
 from mlr_action.backends.base import JobStage
-from mlr_action.budget import RESERVE, usage
+from mlr_action.budget import RESERVE, Usage, usage
 from mlr_action.flavors import price_per_hour
 from mlr_action.forges.files import FileForge
 from mlr_action.program import ProgramError, load_program
@@ -201,7 +215,7 @@ def campaigns(draw) -> dict:
                      patience=draw(st.sampled_from([None, 2, 4])))
     prices = draw(st.one_of(st.none(), st.fixed_dictionaries({f: st.sampled_from([0.0, 0.05, 0.4, 1.5, 9.0]) for f in FLAVORS})))
     return {"envelope": envelope, "campaign": campaign, "prices": prices, "proposer": proposer,
-            "seed": draw(st.integers(0, 2**32 - 1))}
+            "adversary": draw(st.sampled_from([False, False, True])), "seed": draw(st.integers(0, 2**32 - 1))}
 
 
 # --- the checks -------------------------------------------------------------------------------------
@@ -219,7 +233,6 @@ def billed_cost(job: RanJob, prices: dict[str, float] | None) -> float:
 class Truth:
     overrun_s: float = 0.0  # walltime jobs ran past their timeouts
     overrun_usd: float = 0.0
-    llm_lost: float = 0.0  # LLM spend of steps killed before they recorded it
     checks: int = 0
     crashes: int = 0
     jobs: int = 0
@@ -227,10 +240,13 @@ class Truth:
     stops: dict[str, int] = field(default_factory=dict)
 
 
-def check(program, state, world: PricedBackend, now: float, llm: FakeLLM | None, truth: Truth) -> None:
+def check(program, state, world: PricedBackend, now: float, llm: FakeLLM | None, truth: Truth, *,
+          tampered: bool = False) -> None:
     env, prices = program.envelope, world.live
     jobs = memory_truth(world, now)
-    used = usage(state, prices)
+    assert sum(not j.finished for j in jobs) <= env.max_parallel, jobs
+    # With a ledger writer at work, the ledger's accounting is the writer's: only the ground truth is checked.
+    used = Usage() if tampered else usage(state, prices)
     truth.overrun_s = sum(max(0.0, (j.duration_s or 0.0) - j.timeout_s) for j in jobs)
     truth.overrun_usd = sum(price_per_hour(j.flavor, prices) * max(0.0, math.ceil((j.duration_s or 0.0) / 60) * 60 - j.timeout_s) / 3600
                             for j in jobs if (j.duration_s or 0.0) > j.timeout_s)
@@ -249,7 +265,7 @@ def check(program, state, world: PricedBackend, now: float, llm: FakeLLM | None,
     if env.max_llm_usd is not None:
         assert used.llm_usd <= env.max_llm_usd + 1e-9, used
         if llm is not None:
-            assert llm.billed <= env.max_llm_usd + truth.llm_lost + 1e-9, (llm.billed, truth.llm_lost)
+            assert llm.billed <= env.max_llm_usd + 1e-9, llm.billed
     truth.checks += 1
 
 
@@ -284,35 +300,95 @@ def run(spec: dict) -> Truth:
 
     writers = [w for w in cp.discover_writers() if w.module in ("mlr_action.ledger", "mlr_action.forges.files", "mlr_action.step")]
     with cp.installed(bounds, writers):
-        return _steps(root, program, world, llm, bounds, truth, new_step, clock, rng)
+        return _steps(root, program, world, llm, bounds, truth, new_step, clock, rng, adversary=spec["adversary"])
 
 
-def _steps(root, program, world, llm, bounds, truth, new_step, clock, rng) -> Truth:
+def _steps(root, program, world, llm, bounds, truth, new_step, clock, rng, *, adversary: bool) -> Truth:
     for _ in range(TICKS):
         bounds.new_process()
         bounds.countdown = rng.randint(1, 40) if rng.random() < 0.25 else None  # a crash somewhere in this step
-        billed_before = llm.billed if llm else 0.0
         try:
             result = new_step().run()
         except cp.Crash:
             result = None
             truth.crashes += 1
-            if llm is not None:
-                truth.llm_lost += llm.billed - billed_before
         bounds.countdown = None
         state = state_at(root)
-        check(program, state, world, clock.seconds(), llm, truth)
+        check(program, state, world, clock.seconds(), llm, truth, tampered=adversary)
         if result is not None and state.stopped is not None and not state.in_flight:
             truth.stops[state.stopped.reason] = truth.stops.get(state.stopped.reason, 0) + 1
-            break
+            if not adversary:
+                break
+        if adversary and rng.random() < 0.7:
+            tamper(root, rng)
         clock.advance(rng.choice([60, 900, 3600, 4 * 3600]))
-        move_world(world, rng, set(state.job_rows))
+        move_world(world, rng, set(state.job_rows), vanish=not adversary)
     truth.jobs = len(world.jobs) + len(world.vanished)
     truth.llm_calls = llm.calls if llm is not None else 0
     return truth
 
 
-def move_world(world: PricedBackend, rng: random.Random, known: set[str]) -> None:
+# --- the ledger-branch writer ---------------------------------------------------------------------------
+
+
+def _delete(rows: list[dict], rng: random.Random) -> list[dict]:
+    return [r for r in rows if r.get("event") in ("llm", "research") or rng.random() < 0.5]
+
+
+def _lower(rows: list[dict], rng: random.Random) -> list[dict]:
+    for row in rows:
+        if "iter" in row and rng.random() < 0.7:
+            row.update(timeout="1m", timeout_s=60, cost_usd=0.0 if row.get("cost_usd") is not None else None)
+            if row.get("duration_s") is not None:
+                row["duration_s"] = 0.0
+    return rows
+
+
+def _drop_stopped(rows: list[dict], rng: random.Random) -> list[dict]:
+    return [r for r in rows if r.get("event") != "stopped"]
+
+
+def _rename(rows: list[dict], rng: random.Random) -> list[dict]:
+    return rows + [{"event": "started", "ts": "2026-01-01T00:00:00+00:00", "campaign": f"fresh-{rng.randint(0, 9)}"}]
+
+
+def _finish(rows: list[dict], rng: random.Random) -> list[dict]:
+    latest = {r["iter"]: r for r in rows if "iter" in r}
+    return rows + [{**r, "status": "completed", "metric": 0.1, "decision": "discard", "duration_s": 1.0, "cost_usd": 0.0}
+                   for r in latest.values() if r.get("status") in ("proposed", "submitted", "running")]
+
+
+def _resume(rows: list[dict], rng: random.Random) -> list[dict]:
+    return rows + [{"event": "resumed", "ts": "2026-01-01T00:00:00+00:00", "reason": "human"}]
+
+
+def _rekey(rows: list[dict], rng: random.Random) -> list[dict]:
+    for row in rows:
+        if row.get("job_id") and "iter" in row and rng.random() < 0.5:
+            row["job_id"] = f"fake-{rng.randint(0, 99)}"
+    return rows
+
+
+EDITS = [_delete, _lower, _drop_stopped, _rename, _finish, _resume, _rekey]
+
+
+def tamper(root: Path, rng: random.Random) -> None:
+    """What a writer with push access to the ledger branch may do between two ticks (llm and research rows aside)."""
+    path = root / "runs" / "ledger.jsonl"
+    if not path.exists():
+        return
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a line a crashed step left half written
+            continue
+    for edit in rng.sample(EDITS, rng.randint(1, 3)):
+        rows = edit(rows, rng)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def move_world(world: PricedBackend, rng: random.Random, known: set[str], *, vanish: bool = True) -> None:
     """Each live job: stays, completes, fails (maybe out of memory), vanishes; it may overrun its timeout.
 
     Only a job the ledger has recorded may vanish: the backend contract (``list_jobs`` returns every job ever
@@ -323,7 +399,7 @@ def move_world(world: PricedBackend, rng: random.Random, known: set[str]) -> Non
         if job.stage.terminal:
             continue
         fate = rng.choice(["stay", "complete", "complete", "complete", "error", "oom", "vanish"])
-        if fate == "vanish" and job.job_id not in known:
+        if fate == "vanish" and (job.job_id not in known or not vanish):
             fate = "complete"
         if fate == "stay":
             if job.stage is JobStage.SCHEDULING:

@@ -270,8 +270,10 @@ def run_github(base: Path, bounds: cp.Boundaries) -> Outcome:
             clone(origin, work)
             forge = GitHubForge(work, env=gh.env(), clock=clock, throttle=False, backoff=0)
             forge.api = cp.Proxy(forge.api, "github", bounds, skip=frozenset({"calling"}))
+            forge = cp.Proxy(forge, "forge", bounds)
+            # As the action and `mlr step --forge github` do: runs/ is pushed before every submit.
             step = Step(root=work, backend=cp.Proxy(world, "backend", bounds), proposer=cp.Proxy(GridProposer(), "proposer", bounds),
-                        forge=cp.Proxy(forge, "forge", bounds), clock=clock)
+                        forge=forge, clock=clock, publish=lambda message, forge=forge: forge.publish(message=message))
             bounds.new_process()
             try:
                 result = step.run()
@@ -327,8 +329,11 @@ def test_github_crash_at_every_boundary_of_its_own_then_continue(tmp_path, monke
     own = github_record.names - covered
     targets = github_record.bounds.targets(names=own, first_only=True)
     # Before the push every row of the step is lost with the checkout: crash where a job exists that no
-    # pushed row names, and just before the push itself.
-    targets += [("backend.submit", 1, "after"), ("gitrepo.GitRepo.git:push", 1, "before")]
+    # pushed row names, and just before the push itself; before the publish in the middle of a step (the
+    # intents not yet on the remote) and just after it (on the remote, not yet submitted).
+    assert "forge.publish" in own
+    targets += [("backend.submit", 1, "after"), ("gitrepo.GitRepo.git:push", 1, "before"),
+                ("forge.publish", 1, "before")]
     writers = _step_writers()
     failures = crash_each(targets, lambda number, bounds: run_github(tmp_path / f"run{number}", bounds), github_record.essence, writers)
     assert not failures, f"{len(failures)} of {len(targets)} crash points broke a guarantee:\n" + "\n".join(failures[:20])
@@ -522,6 +527,12 @@ def test_claude_crash_at_every_boundary_of_its_own_then_continue(tmp_path, claud
     own = claude_record.names - covered
     assert {"proposers.research.write_note", "llm.parse", "llm.search"} <= own
     targets = claude_record.bounds.targets(names=own, first_only=True)
+    # Just after a reservation is on the ledger (the append that follows a reserve that reserved), before any call.
+    seen = claude_record.bounds.seen
+    reserved = [seen[i + 1] for i, (name, _) in enumerate(seen[:-1])
+                if name == "proposer.reserve" and seen[i + 1][0] == "ledger.append_rows"]
+    assert reserved, "no reservation was recorded in the Claude campaign"
+    targets += [(name, n, "after") for name, n in reserved[:2]]
     writers = _step_writers()
     failures = crash_each(targets, lambda number, bounds: run_claude(tmp_path / f"run{number}", bounds), claude_record.essence, writers)
     assert not failures, "\n".join(failures)

@@ -13,6 +13,12 @@ Every forge guarantees:
 - ``finish_step(step=)`` runs once at the end of every step that read the
   program, after the summary is written: the place to commit and push
   ``runs/`` and refresh a dashboard. It must be idempotent.
+- ``publish(message=)`` puts every row written so far where the next tick
+  reads it, with ``message`` as the commit message, and raises a
+  :class:`~mlr_action.backends.base.BackendError` when it cannot (transient:
+  the next tick retries; permanent: a protected branch, no permission). The
+  step calls it in the middle of a step, before it spends (see
+  :attr:`mlr_action.step.Step.publish`); ``none`` has nothing to publish.
 
 ``none`` writes the reports as files under ``runs/`` (local use); ``github``
 posts issues and is imported only when asked for, so a local step never
@@ -42,6 +48,8 @@ class Forge(Protocol):
     def onboard(self) -> str: ...
 
     def finish_step(self, *, step: Any) -> None: ...
+
+    def publish(self, *, message: str) -> Any: ...
 
 
 def make_forge(name: str, *, root: Path) -> Forge:

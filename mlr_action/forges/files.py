@@ -87,6 +87,9 @@ class FileForge:
     def onboard(self) -> str:
         return "no program.md here: run `mlr init` to draft one, review it, then run `mlr step` again"
 
+    def publish(self, *, message: str) -> None:
+        """Nothing to publish: locally the appended, fsynced rows are the record."""
+
     def finish_step(self, *, step) -> None:
         """Nothing to commit or push locally; escalation files whose cause is gone are removed."""
         for kind in sorted(step.fixed_escalations()):

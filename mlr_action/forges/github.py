@@ -194,10 +194,14 @@ class GitHubForge:
 
     # -- the end of a step ---------------------------------------------------------
 
+    def publish(self, *, message: str) -> None:
+        """Commit and push ``runs/`` now (the git sync's errors name the fix); the step calls it before spending."""
+        self.publish_runs(self.root, message=message)
+
     def finish_step(self, *, step: Any) -> None:
         """Push ``runs/``, then refresh the dashboard, post the stop report, close fixed escalations."""
         try:
-            self.publish_runs(self.root, message=msg.commit_message(step.events))
+            self.publish(message=msg.commit_message(step.events))
             step.events += self._tick.notes  # for the log, not the commit message
             if step.program is None or step.state is None or step.used is None:
                 return

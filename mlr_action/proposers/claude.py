@@ -21,6 +21,14 @@ Guarantees:
   is flushed as an ``llm`` row with reason ``interrupted``. Before every call
   the worst-case estimate is checked against ``max_llm_usd``; over it, the
   call is not made, search decides, and the row says so.
+- Nothing is spent that cannot be recorded: :meth:`ClaudeProposer.reserve`
+  gives the step, before any call of a tick, a reservation row (an ``llm`` row
+  with reason ``reserved``) for the most this tick's calls may cost, capped by
+  what ``max_llm_usd`` leaves; the step records and publishes it before
+  ``propose``. Within the tick the calls' worst-case estimates never add up to
+  more than the reservation, and the last row ``propose`` hands over settles it
+  (reason ``settled``). A reservation never settled (a crash, a push that
+  failed) stays charged in full, so ``max_llm_usd`` holds whatever is lost.
 - Transient API errors (overloaded, rate limits, timeouts) propagate as
   :class:`~mlr_action.backends.base.TransientError`: the step exits 1 and the
   next tick retries.
@@ -30,17 +38,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from mlr_action import decide
-from mlr_action.budget import Usage, budget_problems, usage
+from mlr_action.budget import RESERVED, SETTLED, Usage, budget_problems, usage
 from mlr_action.flavors import price_per_hour
 from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.proposal import Proposal, Proposer
 from mlr_action.proposers import prompt, research
-from mlr_action.proposers.llm import ClaudeClient, LlmUnavailable, api_key_from_env
+from mlr_action.proposers.llm import MAX_CONTINUATIONS, ClaudeClient, LlmUnavailable, api_key_from_env
 from mlr_action.proposers.pricing import DEFAULT_MODEL, estimate_usd, price_for
 from mlr_action.proposers.search import SearchProposer
 from mlr_action.reports import shorten
@@ -55,6 +64,14 @@ NO_KEY = (
     "secret passed as env); set it, or use --proposer auto (Claude when the key is set, search otherwise) "
     "or --proposer search"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservation:
+    """What this tick's calls may cost in all, as recorded before the first of them ("" id: nothing reserved)."""
+
+    id: str
+    usd: float
 
 
 class ClaudeProposer(Proposer):
@@ -77,6 +94,7 @@ class ClaudeProposer(Proposer):
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.price_note = price_for(self.model)[1]
         self._events: list[EventRow] = []
+        self._reservation: Reservation | None = None
 
     def take_events(self) -> list[EventRow]:
         events, self._events = self._events, []
@@ -98,6 +116,59 @@ class ClaudeProposer(Proposer):
             return self._proposals(program, state, count, check, used)
         finally:
             self._flush("interrupted", "spend of calls cut short by an error (the next tick retries)")
+            self._settle()
+
+    # -- reservations ----------------------------------------------------------
+
+    def reserve(self, *, program, state: CampaignState, count: int, used: Usage, ts: str) -> EventRow | None:
+        """The row to record (and publish) before this tick's calls: the most they may cost, within max_llm_usd.
+
+        None when no call can fit: then ``propose`` makes none and search decides.
+        """
+        self._reservation = None
+        if count <= 0:
+            return None
+        worst, smallest = self._worst_case(program, state, count, used)
+        cap = program.envelope.max_llm_usd
+        amount = math.floor((worst if cap is None else min(worst, cap - used.llm_usd)) * 1e6) / 1e6
+        if amount < smallest:
+            self._reservation = Reservation("", 0.0)
+            return None
+        number = 1 + sum(1 for e in state.events if e.event == "llm" and e.reason == RESERVED)
+        self._reservation = Reservation(f"{state.next_iter}.{number}", amount)
+        detail = (f"reserved ${amount:.4f} for this tick's calls to {self.model} (settled by the row that records "
+                  "what they cost; charged in full until then)")
+        return EventRow(event="llm", ts=ts, reason=RESERVED, detail=detail, reservation=self._reservation.id,
+                        llm_usd=amount, model=self.model)
+
+    def _worst_case(self, program, state: CampaignState, count: int, used: Usage) -> tuple[float, float]:
+        """(the most ``propose`` may spend now, the least one proposal call may cost)."""
+        output = prompt.answer_model(program)
+        base = len(prompt.SYSTEM) + len(json.dumps(output.model_json_schema()))
+        base += len(prompt.context(program, state, used=used))
+        smallest = estimate_usd(self.model, prompt_chars=base, max_tokens=PROPOSAL_MAX_TOKENS)
+        # A note written this tick, this tick's earlier proposals, and a repair's refused answer and problems.
+        longest = base + prompt.NOTE_CHARS + 500 + count * 1000 + prompt.ANSWER_CHARS + 12 * 320 + 500
+        worst = 2 * count * estimate_usd(self.model, prompt_chars=longest, max_tokens=PROPOSAL_MAX_TOKENS)
+        why = research.research_due(state)
+        if why:
+            chars = len(research.SYSTEM) + len(research.research_prompt(program, state, why=why))
+            turn = estimate_usd(self.model, prompt_chars=chars, max_tokens=RESEARCH_MAX_TOKENS,
+                                searches=research.MAX_SEARCHES)
+            worst += (1 + MAX_CONTINUATIONS) * turn
+        return worst, smallest
+
+    def _settle(self) -> None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is None or not reservation.id:
+            return
+        spent = self._spent_this_tick()
+        self._events.append(EventRow(
+            event="llm", ts=self._ts(), reason=SETTLED, settles=reservation.id, llm_usd=0.0, model=self.model,
+            detail=f"reservation {reservation.id} (${reservation.usd:.4f}) settled: ${spent:.4f} spent by this tick's calls"))
+
+    def _spent_this_tick(self) -> float:
+        return sum(float(getattr(e, "llm_usd", 0) or 0) for e in self._events) + self.client.pending_usd()
 
     # -- proposals -------------------------------------------------------------
 
@@ -234,11 +305,16 @@ class ClaudeProposer(Proposer):
             self._events.append(EventRow(event="llm", ts=self._ts(), reason=reason, detail=detail, **self._spend_fields()))
 
     def _over_cap(self, program, used: Usage, estimate: float) -> str | None:
-        cap = program.envelope.max_llm_usd
+        cap, reservation = program.envelope.max_llm_usd, self._reservation
+        if reservation is not None and reservation.id:  # ``used`` holds the reservation: the tick spends within it
+            if self._spent_this_tick() + estimate <= reservation.usd + 1e-12:
+                return None
+            return (f"this tick's reservation of ${reservation.usd:.3f} (within max_llm_usd) is used and the next "
+                    f"Claude call may cost up to ${estimate:.3f}; the next tick reserves again")
         if cap is None:
             return None
-        spent = used.llm_usd + sum(float(getattr(e, "llm_usd", 0) or 0) for e in self._events) + self.client.pending_usd()
-        if spent + estimate <= cap + 1e-12:
+        spent = used.llm_usd + self._spent_this_tick()
+        if reservation is None and spent + estimate <= cap + 1e-12:
             return None
         return (f"max_llm_usd: ${spent:.2f} of ${cap:.2f} is spent and the next Claude call may cost up to "
                 f"${estimate:.3f} (raise max_llm_usd in program.md to go on with Claude)")
