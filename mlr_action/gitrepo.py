@@ -33,6 +33,10 @@ class GitError(PermanentError):
     """git cannot do this and will not by retrying: the message says what to change."""
 
 
+class NotACheckout(GitError):
+    """The folder is not in a git work tree."""
+
+
 class UnsafeTree(GitError):
     """A commit's entries under runs/ the bot will not write: ``problems`` names each (``runs/.. has a `..` ...``)."""
 
@@ -75,7 +79,7 @@ class GitRepo:
         probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
                                capture_output=True, text=True, env=env)
         if probe.returncode != 0:
-            raise GitError(f"{root} is not in a git checkout, so runs/ cannot be committed; "
+            raise NotACheckout(f"{root} is not in a git checkout, so runs/ cannot be committed; "
                            "check out the repository first (actions/checkout) or use --forge none")
         top = Path(probe.stdout.strip()).resolve()
         if top != root.resolve() and top not in root.resolve().parents:  # reached through a symlink
@@ -199,6 +203,20 @@ class GitRepo:
     def blob(self, oid: str) -> bytes:
         return self.git("cat-file", "blob", oid).stdout
 
+    def entry(self, commit: str, path: str) -> tuple[str, str] | None:
+        """(mode, object id) of ``path`` in ``commit``; None when there is none. Read literally: no pathspec
+        magic, and a path through a symlink or a submodule in the tree is not there."""
+        listing = self.git("--literal-pathspecs", "ls-tree", "-z", commit, "--", path).stdout
+        for item in filter(None, listing.decode("utf-8", errors="surrogateescape").split("\0")):
+            meta, name = item.split("\t", 1)
+            if name == path:
+                mode, _kind, oid = meta.split()
+                return mode, oid
+        return None
+
+    def size(self, oid: str) -> int:
+        return int(self.out("cat-file", "-s", oid))
+
     # -- trees and commits
 
     def changed_paths(self, old_tree: str | None, new_tree: str) -> list[str]:
@@ -222,6 +240,9 @@ class GitRepo:
             if "couldn't find remote ref" in text.lower():
                 self.git("update-ref", "-d", tracking, check=False)
                 return None
+            if self.git("remote", "get-url", self.remote, check=False).returncode != 0:
+                raise GitError(f"could not fetch {self.remote}/{branch}: the checkout has no remote {self.remote}; "
+                               "check the repository out with actions/checkout, which sets it")
             self.raise_for(text, action=f"fetch {self.remote}/{branch}")
         return self.rev(tracking)
 

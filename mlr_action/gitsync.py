@@ -16,6 +16,9 @@ Contract (``GitHubForge.finish_step`` calls it, lazily imported; keep the signat
     latest ledger. False (and the work tree untouched) when the branch does
     not exist yet; the first publish creates it.
 
+``check_runs(root, *, remote="origin")``
+    Before a step: runs/ in the work tree is a real folder with no symlink in it.
+
 Guarantees:
 
 - Only paths under ``runs/`` are committed, ever: the commit is built with
@@ -37,6 +40,13 @@ Guarantees:
   :func:`prepare_runs` brought in (kept in ``refs/mlr/ledger-base``).
 - A protected branch or a token without ``contents: write`` raises
   :class:`GitError` (permanent, reported) naming the fix.
+- runs/ is data, never a path: a tree (the ledger branch's, or the checked-out
+  branch's) whose runs/ holds anything but regular files at plain paths (a
+  ``..``, ``.``, empty or ``.git`` name, a symlink, a submodule, a runs/ that
+  is not a folder) is refused whole, before anything is written, with a
+  :class:`GitError` that names the entry and the fix; a work tree whose runs/
+  is a symlink or holds one is refused too, and every write is checked to land
+  inside runs/. Nothing is ever written outside runs/.
 - No token is written to disk, to a remote URL, to a log or to a commit
   message (the message is redacted here, whoever wrote it). git uses the
   checkout's own credentials (``actions/checkout`` persists them); when there
@@ -54,9 +64,10 @@ from pathlib import Path
 from typing import Iterator
 
 from mlr_action.backends.base import TransientError
-from mlr_action.gitrepo import RUNS, ZERO, GitError, GitRepo, UnsafeTree, UnsafeWorktree, write_file
+from mlr_action.gitrepo import RUNS, ZERO, GitError, GitRepo, NotACheckout, UnsafeTree, UnsafeWorktree, write_file
 
-__all__ = ["GitError", "PushRejected", "merge_ledger", "outside_runs", "prepare_runs", "publish_runs"]
+__all__ = ["GitError", "NotACheckout", "PushRejected", "check_runs", "merge_ledger", "outside_runs", "prepare_runs",
+           "publish_runs"]
 
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
@@ -162,6 +173,13 @@ def prepare_runs(root: Path, *, branch: str | None, remote: str = "origin") -> b
         repo.checkout_runs(tip, mirror=True)
     repo.git("update-ref", BASE_REF, tip)
     return True
+
+
+def check_runs(root: Path, *, remote: str = "origin") -> None:
+    """Before a step writes runs/: it must be a real folder of the checkout with no symlink in it (GitError)."""
+    repo = GitRepo.open(Path(root), remote)
+    with refusing_unsafe("", ledger=False, remote=remote):
+        repo.check_worktree_runs()
 
 
 @contextlib.contextmanager
