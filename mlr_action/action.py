@@ -132,9 +132,16 @@ def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
 
 
 def _path_problems(name: str, value: str, relative_to: str) -> list[Problem]:
-    if not value or Path(value).is_absolute() or ".." in Path(value).parts or "\n" in value:
+    parts = Path(value).parts
+    if not value or Path(value).is_absolute() or ".." in parts or "\n" in value:
         return [Problem(f"input {name}: {value!r} is not a path inside the repository",
                         f"give `{name}:` relative to {relative_to}, without `..`")]
+    if any(part.casefold() == ".git" for part in parts):
+        return [Problem(f"input {name}: {value} is under .git/, git's own data",
+                        f"give `{name}:` as a folder or file of the repository itself")]
+    if name == "program" and parts[0] == "runs":
+        return [Problem(f"input program: {value} is under runs/, which holds the ledger and reports (data the bot "
+                        "and the ledger branch write)", "keep program.md outside runs/, next to the training script")]
     return []
 
 

@@ -492,3 +492,15 @@ def test_a_refusal_ends_in_a_message_and_an_exit_code_never_a_traceback(runner, 
     assert errors and any(fragment in e and "Fix: " in e for e in errors), out
     assert fragment in summary and "Fix: " in summary
     assert jobs_started(work) == []
+
+
+def test_a_runs_folder_committed_as_a_symlink_is_never_written_through(runner, origin, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    plant(origin, "main", {"program.md": PROGRAM, "train.py": TRAIN, "runs": ("120000", str(outside))},
+          parent=git(origin, "rev-parse", "main"))
+    work = clone(origin, tmp_path / "work")
+    assert (work / "runs").is_symlink()
+    assert runner.run(work, **LOCAL) == 2
+    assert "runs is a symlink" in runner.out and "Traceback" not in runner.out
+    assert list(outside.iterdir()) == [] and jobs_started(work) == []
