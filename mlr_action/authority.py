@@ -51,6 +51,7 @@ class Snapshot:
     commit: str
     program: str = "program.md"  # relative to root, as the user gave it
     text: str | None = None
+    script_path: str | None = None  # the script, relative to the folder that holds program.md
     script: bytes | None = None
     problems: tuple[str, ...] = ()
 
@@ -137,7 +138,7 @@ def _with_script(repo: GitRepo, snapshot: Snapshot, folder: str, script: str) ->
     if data is None:
         return _with(snapshot, problems=[f"script: {script} at {at} is over {MAX_SCRIPT_BYTES} bytes; keep the "
                                          "training script small"])
-    return _with(snapshot, script=data)
+    return _with(snapshot, script_path=clean, script=data)
 
 
 def _in(folder: str, name: str) -> str:
@@ -182,9 +183,8 @@ def stale_reasons(snapshot: Snapshot, *, sha: str | None = None, remote: str = "
                        f"spends; check out the tip (actions/checkout without `ref:`, or `git pull`)")
     if snapshot.text is not None:
         reasons += _edited(snapshot, snapshot.root / snapshot.program, snapshot.text.encode("utf-8"), snapshot.program)
-    if snapshot.script is not None and snapshot.text is not None:
-        name = parse_program(snapshot.text, root=None).campaign.script
-        reasons += _edited(snapshot, snapshot.folder / script_path(name)[0], snapshot.script, name)
+    if snapshot.script is not None and snapshot.script_path is not None:
+        reasons += _edited(snapshot, snapshot.folder / snapshot.script_path, snapshot.script, snapshot.script_path)
     return reasons
 
 

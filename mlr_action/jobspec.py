@@ -29,10 +29,11 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
     With a ``snapshot`` (GitHub mode) the spec carries the authorized script's bytes and commit.
     """
     values = {**row.config, **program.campaign.fixed}
+    folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
     return JobSpec(
         campaign=campaign_id,
         iter=row.iter,
-        script=str((root / program.campaign.script).resolve()),
+        script=str((folder / program.campaign.script).resolve()),
         script_bytes=snapshot.script if snapshot else None,
         commit=snapshot.commit if snapshot else None,
         args=[f"--{name}={value}" for name, value in values.items()],

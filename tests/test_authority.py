@@ -11,6 +11,7 @@ planted with plumbing, as a push of them would.
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,28 @@ def test_the_hf_backend_ships_the_authorized_bytes_not_the_work_tree_file(tmp_pa
         assert base64.b64decode(job.environment["MLR_SCRIPT_B64"]) == b"print('eval_accuracy=0.9')\n"
         hub.run(job_id, running_secs=1.0)
         assert "eval_accuracy=0.9" in backend.logs(job_id=job_id)
+
+
+def test_a_campaign_in_a_subfolder_runs_the_script_next_to_its_program_md(tmp_path, monkeypatch):
+    isolate_git(monkeypatch, tmp_path)
+    origin = make_origin(tmp_path, {"camp/program.md": PROGRAM, "camp/train.py": TRAIN, "train.py": "other\n"})
+    work = clone(origin, tmp_path / "work")
+    snapshot = authority.read_authorized(work, branch="main", program="camp/program.md")
+    assert snapshot.script == TRAIN.encode() and authority.stale_reasons(snapshot) == []
+    step = Step(root=work, backend=LocalBackend(work), proposer=SearchProposer(), forge=FileForge(work),
+                clock=FakeClock(), snapshot=snapshot)
+    result = step.run()
+    assert (result.exit_code, result.submitted) == (0, 1), result.events  # it runs camp/train.py, as validated
+    [spec] = [json.loads(p.read_text()) for p in (work / ".mlr" / "jobs").glob("*/spec.json")]
+    assert spec["script"] == str((work / "camp" / "train.py").resolve())
+
+
+def test_mlr_step_with_the_github_forge_spends_nothing_on_a_stale_checkout(origin, tmp_path, capsys):
+    from mlr_action.cli import main
+
+    work = clone(origin, tmp_path / "work")
+    (work / "program.md").write_text(RAISED)
+    assert main(["step", "--repo", str(work), "--forge", "github", "--backend", "local"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spends nothing: program.md in the work tree differs from the one committed at main")
+    assert not (work / ".mlr" / "jobs").exists() and not (work / "runs").exists()
