@@ -9,9 +9,10 @@ Guarantees:
 - Tokens (the ``github-token`` input, ``HF_TOKEN``, ``ANTHROPIC_API_KEY``)
   are masked before anything is printed.
 - A run that is not allowed to spend (:func:`mlr_action.ghenv.spend_blockers`:
-  a pull request, a fork, another ref than the default branch) runs as a dry
-  run and says why. ``program.md`` is read from the default branch only: on
-  another ref it is read from ``origin/<default>`` with ``git show``.
+  a pull request, a fork, another ref than the default branch; and
+  :func:`mlr_action.authority.stale_reasons`: a checkout that is not the tip
+  of the default branch) runs as a dry run and says why. ``program.md`` and
+  the script are read from git objects at that tip, never from the work tree.
 - One ``mlr step`` runs. After a step that may spend, ``runs/`` is committed
   and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
   forge may already have done it); with ``ledger-branch`` the ledger is read
@@ -20,6 +21,9 @@ Guarantees:
   ``dry-run``, ``valid``) are always written, empty when unknown; the step
   summary says what happened, the budget and the best so far.
 - Exit codes are the CLI's: 0 done, 1 transient (the next tick retries), 2 bad input.
+  Every refusal, and any unexpected error, ends in an ``::error::`` with its
+  fix, the step summary and an exit code, never a traceback (that only with
+  the runner's debug logging), and says truthfully what this run spent.
 """
 
 from __future__ import annotations
