@@ -25,6 +25,7 @@ commit and the fix. Reading is bounded: program.md by
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ def read_authorized(root: Path, *, branch: str, program: str = "program.md", rem
                        "read; push it, or run on the repository's default branch")
     snapshot = Snapshot(root=Path(root), branch=branch, commit=tip, program=program)
     folder = posixpath.normpath(posixpath.join(repo.prefix, posixpath.dirname(program)))
+    if program.startswith("/") or folder == ".." or folder.startswith("../"):
+        raise GitError(f"{program} is outside the repository; give program.md's path inside it")
     found = repo.entry(tip, _in(folder, posixpath.basename(program)))
     if found is None:
         return snapshot
@@ -160,7 +163,7 @@ def _read(repo: GitRepo, oid: str, limit: int, what: str) -> bytes | None:
 def _with(snapshot: Snapshot, **changes) -> Snapshot:
     if "problems" in changes:
         changes["problems"] = tuple(changes["problems"])
-    return Snapshot(**{**snapshot.__dict__, **changes})
+    return dataclasses.replace(snapshot, **changes)
 
 
 def stale_reasons(snapshot: Snapshot, *, sha: str | None = None, remote: str = "origin") -> list[str]:
@@ -181,7 +184,7 @@ def stale_reasons(snapshot: Snapshot, *, sha: str | None = None, remote: str = "
         reasons.append(f"this checkout is at {(head or 'no commit')[:12]}, not at {tip[:12]}, the tip of "
                        f"{snapshot.branch}: a checkout that is behind, ahead (local commits) or elsewhere never "
                        f"spends; check out the tip (actions/checkout without `ref:`, or `git pull`)")
-    if snapshot.text is not None:
+    if snapshot.text:  # ("" when it could not be read: an invalid program, not a stale one)
         reasons += _edited(snapshot, snapshot.root / snapshot.program, snapshot.text.encode("utf-8"), snapshot.program)
     if snapshot.script is not None and snapshot.script_path is not None:
         reasons += _edited(snapshot, snapshot.folder / snapshot.script_path, snapshot.script, snapshot.script_path)
