@@ -9,9 +9,10 @@ Guarantees:
 - Tokens (the ``github-token`` input, ``HF_TOKEN``, ``ANTHROPIC_API_KEY``)
   are masked before anything is printed.
 - A run that is not allowed to spend (:func:`mlr_action.ghenv.spend_blockers`:
-  a pull request, a fork, another ref than the default branch) runs as a dry
-  run and says why. ``program.md`` is read from the default branch only: on
-  another ref it is read from ``origin/<default>`` with ``git show``.
+  a pull request, a fork, another ref than the default branch; and
+  :func:`mlr_action.authority.stale_reasons`: a checkout that is not the tip
+  of the default branch) runs as a dry run and says why. ``program.md`` and
+  the script are read from git objects at that tip, never from the work tree.
 - One ``mlr step`` runs. After a step that may spend, ``runs/`` is committed
   and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
   forge may already have done it); with ``ledger-branch`` the ledger is read
@@ -20,11 +21,15 @@ Guarantees:
   ``dry-run``, ``valid``) are always written, empty when unknown; the step
   summary says what happened, the budget and the best so far.
 - Exit codes are the CLI's: 0 done, 1 transient (the next tick retries), 2 bad input.
+  Every refusal, and any unexpected error, ends in an ``::error::`` with its
+  fix, the step summary and an exit code, never a traceback (that only with
+  the runner's debug logging), and says truthfully what this run spent.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -59,10 +64,15 @@ class Problem(NamedTuple):
         return f"{self.what}. Fix: {self.fix}"
 
 
+NOTHING_SPENT = "nothing was spent"
+
+
 class ActionError(Exception):
-    def __init__(self, problem: Problem, exit_code: int = BAD_INPUT):
+    """A refusal: ``problem`` says what and the fix, ``spent`` what this run spent before it (truthfully)."""
+
+    def __init__(self, problem: Problem, exit_code: int = BAD_INPUT, *, spent: str = NOTHING_SPENT):
         super().__init__(problem.text())
-        self.problem, self.exit_code = problem, exit_code
+        self.problem, self.exit_code, self.spent = problem, exit_code, spent
 
 
 @dataclass(frozen=True)
@@ -107,11 +117,17 @@ def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
     if raw["ledger-branch"] and not valid_branch_name(raw["ledger-branch"]):
         problems.append(Problem(f"input ledger-branch: {raw['ledger-branch']!r} is not a valid branch name",
                                 "use a plain branch name such as mlr-ledger (no spaces, `..`, `~^:?*[\\`)"))
+    problems += _event_problems(env)
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
-    if not problems and not (workspace / raw["working-directory"]).is_dir():
+    folder = workspace / raw["working-directory"]
+    if not problems and not folder.is_dir():
         problems.append(Problem(f"input working-directory: {raw['working-directory']} is not a folder of the checkout",
                                 "check out the repository first (actions/checkout) and give the folder that holds "
                                 "program.md, relative to the repository root"))
+    elif not problems and not folder.resolve().is_relative_to(workspace.resolve()):
+        problems.append(Problem(f"input working-directory: {raw['working-directory']} resolves to {folder.resolve()}, "
+                                "outside the checkout (through a symlink)",
+                                "give a real folder of the repository; a symlink out of it is never followed"))
     if problems:
         return None, problems
     return Inputs(command=raw["command"], program=raw["program"], working_directory=raw["working-directory"],
@@ -120,10 +136,36 @@ def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
 
 
 def _path_problems(name: str, value: str, relative_to: str) -> list[Problem]:
-    if not value or Path(value).is_absolute() or ".." in Path(value).parts or "\n" in value:
+    parts = Path(value).parts
+    if not value or Path(value).is_absolute() or ".." in parts or "\n" in value:
         return [Problem(f"input {name}: {value!r} is not a path inside the repository",
                         f"give `{name}:` relative to {relative_to}, without `..`")]
+    if any(part.casefold() == ".git" for part in parts):
+        return [Problem(f"input {name}: {value} is under .git/, git's own data",
+                        f"give `{name}:` as a folder or file of the repository itself")]
+    if name == "program" and parts[0] == "runs":
+        return [Problem(f"input program: {value} is under runs/, which holds the ledger and reports (data the bot "
+                        "and the ledger branch write)", "keep program.md outside runs/, next to the training script")]
     return []
+
+
+def _event_problems(env: Mapping[str, str]) -> list[Problem]:
+    """The event file the runner wrote must be a JSON object: a run that cannot tell its event never guesses."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return []
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {str(exc)[:80]}"
+        event, detail = None, why
+    else:
+        detail = "not a JSON object"
+    if isinstance(event, dict):
+        return []
+    return [Problem(f"GITHUB_EVENT_PATH {path} cannot be read as the workflow's event ({detail})",
+                    "run mlr-action as a step of a GitHub Actions workflow, which writes that file; by hand, point "
+                    "GITHUB_EVENT_PATH at a JSON object or unset it")]
 
 
 def valid_branch_name(name: str) -> bool:
@@ -157,10 +199,12 @@ def credential_problems(inputs: Inputs, env: Mapping[str, str], *, may_spend: bo
 # --- reporting ------------------------------------------------------------------------
 
 
-def report_problems(problems: list[Problem], env: Mapping[str, str], *, title: str = "mlr-action") -> None:
+def report_problems(problems: list[Problem], env: Mapping[str, str], *, title: str = "mlr-action",
+                    spent: str = NOTHING_SPENT) -> None:
+    """Each problem as ``::error::`` with its fix, and in the step summary under what this run spent."""
     for problem in problems:
         ghenv.emit("error", problem.text(), title=title)
-    lines = [f"### ❌ {title}: nothing was spent", ""]
+    lines = [f"### ❌ {title}: {spent}", ""]
     lines += [f"- **{p.what}.** Fix: {p.fix}" for p in problems]
     ghenv.append_summary("\n".join(lines), env)
 
@@ -203,10 +247,32 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_step(inputs, env)
     except ActionError as exc:
-        report_problems([exc.problem], env)
+        report_problems([exc.problem], env, spent=exc.spent)
         empty_outputs(env)
         return exc.exit_code
+    except Exception as exc:  # a bug, or an environment nobody foresaw: a message and an exit code, never a traceback
+        report_problems([unexpected(exc, env)], env, title="mlr-action stopped on an unexpected error",
+                        spent="what was spent, if anything, is in runs/ledger.jsonl")
+        empty_outputs(env)
+        return TRANSIENT
+
+
+def unexpected(exc: BaseException, env: Mapping[str, str]) -> Problem:
+    """An exception nobody turned into a refusal; the traceback only with the runner's debug logging on."""
+    from mlr_action.reports import redact
+
+    if env.get("RUNNER_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exc()
+    return Problem(f"unexpected error: {type(exc).__name__}: {redact(str(exc))}",
+                   "re-run the workflow; if it happens again, re-run it with debug logging on (it prints the "
+                   "traceback) and report it")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package's own module, so the ActionError that action_step raises is the class main() catches
+    # (run as a script, this file is also `__main__`, whose classes are copies).
+    from mlr_action.action import main as _main
+
+    sys.exit(_main())

@@ -2,74 +2,99 @@
 
 Guarantees (on top of :mod:`mlr_action.action`'s):
 
+- Authority is the commit at the tip of the remote's default branch
+  (:mod:`mlr_action.authority`): program.md and the script are read from git
+  objects there, never from the work tree, and the step submits those bytes.
+  The bot never writes program.md.
 - The decision to spend is made before the step, from the event and the refs
-  (:func:`mlr_action.ghenv.spend_blockers`); a run that may not spend runs
-  :func:`mlr_action.dryrun.dry_run`, which calls no backend, LLM or forge.
-- ``program.md`` comes from the default branch: on any other ref it is read
-  from the remote's default branch into a temporary file, never from the
-  checkout. The bot never writes it.
+  (:func:`mlr_action.ghenv.spend_blockers`) and from whether this checkout is
+  that tip (:func:`mlr_action.authority.stale_reasons`: a re-run of an old
+  workflow run, a stale checkout, local commits, an edited program.md or
+  script). A run that may not spend runs :func:`mlr_action.dryrun.dry_run`,
+  which calls no backend, LLM or forge, and says why. It is decided once, so
+  the bot's own push of runs/ during the step never makes the tick stale.
+- runs/ is data: the ledger branch's tree and the work tree's runs/ are
+  checked before anything is written (:mod:`mlr_action.gitsync`).
 - A spending step ends with :func:`mlr_action.gitsync.publish_runs`, even when
   the step failed part-way, so rows written before a transient error are kept.
+- Every refusal is an :class:`~mlr_action.action.ActionError` (a message with
+  its fix and an exit code) that says truthfully what this run spent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import traceback
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from mlr_action import ghenv
-from mlr_action.action import (BAD_INPUT, TRANSIENT, ActionError, Inputs, Problem, credential_problems, empty_outputs,
-                               report_problems)
+from mlr_action.action import (BAD_INPUT, NOTHING_SPENT, TRANSIENT, ActionError, Inputs, Problem, credential_problems,
+                               empty_outputs, report_problems, unexpected)
 from mlr_action.dryrun import HEADLINE as DRY_RUN_HEADLINE
 
-DEFAULT_BRANCH_COPY = ".mlr-default-branch-program.md"  # untracked, removed after the step
+if TYPE_CHECKING:
+    from mlr_action.authority import Snapshot
+
 NOT_A_CHECKOUT = Problem("the working directory is not a git checkout",
                          "add `- uses: actions/checkout@v4` (pinned) as a step before mlr-action")
+GIT_FIX = "do what the message says, then re-run the workflow"
+RETRY = "the next tick retries; if it keeps failing, check the checkout's remote origin and the network"
 
 
 def run_step(inputs: Inputs, env: Mapping[str, str]) -> int:
-    from mlr_action import gitsync
+    from mlr_action import authority, gitsync
 
     ctx = ghenv.RunContext.from_env(env)
     root = (ctx.workspace / inputs.working_directory).resolve()
-    try:
-        branch = gitsync.checkout_branch(root)
+    with _refusing(retry=RETRY):
+        branch = _checkout_branch(root)
         default = ctx.default_branch or gitsync.remote_default_branch(root)
-    except gitsync.GitError:
-        raise ActionError(NOT_A_CHECKOUT) from None
-    if default is None:
-        raise ActionError(Problem("the repository's default branch is unknown, so program.md cannot be read from it",
-                                  "run the workflow on schedule, push or workflow_dispatch, with actions/checkout"))
-    if inputs.ledger_branch == default:
-        raise ActionError(Problem(f"ledger-branch is the default branch {default}",
-                                  "use a branch of its own, such as mlr-ledger, or leave ledger-branch empty"))
-    blockers = ghenv.spend_blockers(ctx, default_branch=default, checkout_branch=branch)
-    program_path = root / inputs.program
-    if blockers:  # not the default branch's checkout: read program.md from the default branch itself
-        program_path = _program_from_default(root, program_path, default)
+        if default is None:
+            raise ActionError(Problem("the repository's default branch is unknown, so program.md cannot be read from "
+                                      "it", "run the workflow on schedule, push or workflow_dispatch, with "
+                                      "actions/checkout, and check that the checkout has its remote origin"))
+        if inputs.ledger_branch == default:
+            raise ActionError(Problem(f"ledger-branch is the default branch {default}",
+                                      "use a branch of its own, such as mlr-ledger, or leave ledger-branch empty"))
+        blockers = ghenv.spend_blockers(ctx, default_branch=default, checkout_branch=branch)
+        snapshot = authority.read_authorized(root, branch=default, program=inputs.program)
+        if not blockers:  # a pull request or another ref already never spends: no need to say it twice
+            blockers = authority.stale_reasons(snapshot, sha=ctx.sha)
+    return _tick(inputs, env, root, snapshot, dry=inputs.dry_run or bool(blockers), blockers=blockers)
+
+
+def _checkout_branch(root: Path) -> str | None:
+    from mlr_action import gitsync
+
     try:
-        return _tick(inputs, env, root, program_path, dry=inputs.dry_run or bool(blockers), blockers=blockers)
-    finally:
-        (program_path.parent / DEFAULT_BRANCH_COPY).unlink(missing_ok=True)
+        return gitsync.checkout_branch(root)
+    except gitsync.NotACheckout:
+        raise ActionError(NOT_A_CHECKOUT) from None
 
 
-def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, program_path: Path, *, dry: bool,
+@contextlib.contextmanager
+def _refusing(*, retry: str, what: str = "") -> Iterator[None]:
+    """git and backend errors before the step become refusals: permanent ones exit 2, transient ones exit 1."""
+    from mlr_action.backends.base import PermanentError, TransientError
+
+    try:
+        yield
+    except PermanentError as exc:  # GitError is one
+        raise ActionError(Problem(what + _redact(str(exc)), GIT_FIX)) from None
+    except TransientError as exc:
+        raise ActionError(Problem(what + _redact(str(exc)), retry), TRANSIENT) from None
+
+
+def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot, *, dry: bool,
           blockers: list[str]) -> int:
     from mlr_action import gitsync
-    from mlr_action.backends.base import TransientError
 
-    try:
+    with _refusing(retry=RETRY, what="runs/ cannot be prepared: "):
         if inputs.ledger_branch:
             gitsync.prepare_runs(root, branch=inputs.ledger_branch)
-    except gitsync.GitError as exc:
-        raise ActionError(Problem(f"could not read the ledger branch {inputs.ledger_branch}: {exc}",
-                                  "check the ledger-branch input and the workflow's `contents: write` permission"))
-    except TransientError as exc:
-        raise ActionError(Problem(f"could not read the ledger branch: {exc}", "nothing to do: the next tick retries"),
-                          TRANSIENT) from None
-    problems = credential_problems(inputs, env, may_spend=not dry, program_exists=program_path.exists())
+        gitsync.check_runs(root)
+    problems = credential_problems(inputs, env, may_spend=not dry, program_exists=snapshot.text is not None)
     if problems:
         report_problems(problems, env, title="missing secret")
         empty_outputs(env, **{"dry-run": str(dry).lower()})
@@ -78,26 +103,24 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, program_path: Path
     why = blockers or (["the dry-run input is true"] if dry else [])
     for reason in blockers:
         ghenv.emit("notice", f"dry run: {reason}", title="mlr-action spends nothing here")
+    spent = NOTHING_SPENT
     if dry:
         from mlr_action.dryrun import dry_run
 
-        report = dry_run(root, program_path, proposer=inputs.proposer)
+        report = dry_run(root, snapshot=snapshot, proposer=inputs.proposer)
         events, exit_code = report.lines, report.exit_code
     else:
-        try:
-            events, exit_code = _spend(inputs, root, program_path)
-        except ActionError:
-            raise
-        except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
-            traceback.print_exc()
-            events, exit_code = [f"unexpected error: {type(exc).__name__}: {_redact(str(exc))}"], TRANSIENT
+        events, exit_code, spent = _spend(inputs, root, snapshot, env)
     events = [_redact(e) for e in events]  # the log, the commit message and the step summary all quote them
-    with ghenv.stop_commands():
-        for line in events:
-            ghenv.log(line)
-    if not dry:
-        exit_code = _publish(root, inputs, events, exit_code)
-    return _report(root, program_path, events, exit_code, dry=dry, why=why, env=env)
+    try:
+        with ghenv.stop_commands():
+            for line in events:
+                ghenv.log(line)
+        if not dry:
+            exit_code = _publish(root, inputs, events, exit_code)
+        return _report(root, snapshot, events, exit_code, dry=dry, why=why, spent=spent, env=env)
+    except Exception as exc:  # after the step: say what it spent, whatever failed
+        raise ActionError(unexpected(exc, env), TRANSIENT, spent=spent) from None
 
 
 def _redact(text: str) -> str:
@@ -106,43 +129,28 @@ def _redact(text: str) -> str:
     return redact(text)
 
 
-def _program_from_default(root: Path, program_path: Path, default: str) -> Path:
-    from mlr_action import gitsync
-    from mlr_action.backends.base import TransientError
-
-    try:
-        text = gitsync.show_file(root, branch=default, path=program_path)
-    except gitsync.GitError as exc:
-        raise ActionError(Problem(f"could not read {program_path.name} from the default branch {default}: {exc}",
-                                  "make sure actions/checkout ran and the default branch exists")) from None
-    except TransientError as exc:
-        raise ActionError(Problem(f"could not fetch the default branch {default}: {exc}", "re-run the workflow"),
-                          TRANSIENT) from None
-    if text is None:  # none approved yet: the step sees no program.md (onboarding)
-        return program_path.parent / ".mlr-no-program-on-default-branch" / program_path.name
-    # Next to the checkout's own, because paths in program.md are relative to its folder.
-    copy = program_path.parent / DEFAULT_BRANCH_COPY
-    copy.write_text(text, encoding="utf-8")
-    return copy
-
-
-def _spend(inputs: Inputs, root: Path, program_path: Path) -> tuple[list[str], int]:
-    """One real step, in this process; the forge and gitsync read GITHUB_TOKEN and MLR_LEDGER_BRANCH."""
+def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str]:
+    """One real step, in this process, on the authorized snapshot; the forge and gitsync read GITHUB_TOKEN and
+    MLR_LEDGER_BRANCH. (events, exit code, what the step spent)."""
     from mlr_action import gitsync
     from mlr_action.cli import _make_step, build_parser
     from mlr_action.gitsync import LEDGER_BRANCH_ENV
 
     os.environ[LEDGER_BRANCH_ENV] = inputs.ledger_branch
-    argv = ["step", "--repo", str(root), "--program", str(program_path), "--backend", inputs.backend,
+    argv = ["step", "--repo", str(root), "--program", str(root / inputs.program), "--backend", inputs.backend,
             "--proposer", inputs.proposer, "--forge", inputs.forge, *(["--model", inputs.model] if inputs.model else [])]
     try:
-        step = _make_step(build_parser().parse_args(argv))
+        step = _make_step(build_parser().parse_args(argv), snapshot=snapshot)
     except (ValueError, ImportError) as exc:
         raise ActionError(Problem(f"the step could not start: {exc}", "check the backend, proposer and forge inputs"))
     # Nothing is spent that cannot be recorded: runs/ is pushed before every submit and LLM call, whatever the forge.
     step.publish = lambda message: gitsync.publish_runs(root, message=message, branch=inputs.ledger_branch)
-    result = step.run()
-    return list(result.events), result.exit_code
+    try:
+        result = step.run()
+    except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
+        problem = unexpected(exc, env)
+        return [problem.what], TRANSIENT, "what this step spent, if anything, is in runs/ledger.jsonl"
+    return list(result.events), result.exit_code, result.spent()
 
 
 def commit_message(events: list[str]) -> str:
@@ -172,14 +180,16 @@ def _publish(root: Path, inputs: Inputs, events: list[str], exit_code: int) -> i
     return exit_code
 
 
-def _status(root: Path, program_path: Path) -> tuple[dict, int | None]:
+def _status(root: Path, snapshot: Snapshot) -> tuple[dict, int | None]:
     from mlr_action.ledger import LEDGER_PATH, LedgerError, read_ledger
     from mlr_action.program import ProgramError
     from mlr_action.state import fold
     from mlr_action.views import campaign_status
 
+    if snapshot.text is None:
+        return {"state": "awaiting_program"}, None
     try:
-        status = campaign_status(root, program_path)
+        status = campaign_status(root, root / snapshot.program, program=snapshot.load())
         last = max(fold(read_ledger(root / LEDGER_PATH)).experiments, default=None)
     except ProgramError:
         return {"state": "invalid_program"}, None
@@ -188,9 +198,9 @@ def _status(root: Path, program_path: Path) -> tuple[dict, int | None]:
     return status, last
 
 
-def _report(root: Path, program_path: Path, events: list[str], exit_code: int, *, dry: bool, why: list[str],
-            env: Mapping[str, str]) -> int:
-    status, last_iter = _status(root, program_path)
+def _report(root: Path, snapshot: Snapshot, events: list[str], exit_code: int, *, dry: bool, why: list[str],
+            spent: str, env: Mapping[str, str]) -> int:
+    status, last_iter = _status(root, snapshot)
     best = status.get("best_metric")
     ghenv.set_outputs({
         "state": status.get("state", ""),
@@ -204,13 +214,14 @@ def _report(root: Path, program_path: Path, events: list[str], exit_code: int, *
         ghenv.emit("warning", "a transient failure: " + "; ".join(events[-2:]) + ". The next tick retries.",
                    title="mlr-action")
     elif exit_code == BAD_INPUT:
-        ghenv.emit("error", "; ".join(events[-3:]) + ". Fix what is named here; nothing was spent.",
+        ghenv.emit("error", "; ".join(events[-3:]) + f". Fix what is named here; {spent}.",
                    title="mlr-action stopped on bad input")
-    ghenv.append_summary(render_step_summary(status, events, exit_code, dry=dry, why=why), env)
+    ghenv.append_summary(render_step_summary(status, events, exit_code, dry=dry, why=why, spent=spent), env)
     return exit_code
 
 
-def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry: bool, why: list[str]) -> str:
+def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry: bool, why: list[str],
+                        spent: str = NOTHING_SPENT) -> str:
     from mlr_action.durations import format_duration
 
     state = status.get("state") or "unknown"
@@ -221,7 +232,7 @@ def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry:
     if exit_code == TRANSIENT:
         lines += ["", "> ⚠️ **Transient failure:** the next tick retries; nothing is lost."]
     elif exit_code == BAD_INPUT:
-        lines += ["", "> ❌ **Bad input:** nothing was spent. The lines below say what to fix."]
+        lines += ["", f"> ❌ **Bad input:** {spent}. The lines below say what to fix."]
     happened = [e for e in events if e != DRY_RUN_HEADLINE] or ["nothing to do"]
     lines += ["", "**What happened**" if not dry else "**What a step would do**", ""] + [f"- {e}" for e in happened]
     if status.get("jobs_max") is not None:

@@ -110,17 +110,18 @@ def _live_prices(args: argparse.Namespace, program) -> tuple[dict[str, float] | 
     return prices, None if prices else getattr(backend, "prices_note", None)
 
 
-def _hf_namespace(args: argparse.Namespace) -> str | None:
+def _hf_namespace(args: argparse.Namespace, snapshot=None) -> str | None:
     """The Campaign block's ``namespace``; None when program.md does not validate (the step then spends nothing)."""
     from mlr_action.program import ProgramError, load_program
 
     try:
-        return load_program(_program_path(args)).campaign.namespace
+        return (snapshot.load() if snapshot else load_program(_program_path(args))).campaign.namespace
     except ProgramError:
         return None
 
 
-def _make_step(args: argparse.Namespace):
+def _make_step(args: argparse.Namespace, snapshot=None):
+    """The step ``args`` ask for; with a ``snapshot`` (GitHub mode) it spends on that authorized program.md."""
     from mlr_action.backends import BackendError, make_backend
     from mlr_action.forges import make_forge
     from mlr_action.proposers import make_proposer
@@ -128,7 +129,7 @@ def _make_step(args: argparse.Namespace):
 
     root = args.repo.resolve()
     proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
-    namespace = _hf_namespace(args) if args.backend == "hf" else None
+    namespace = _hf_namespace(args, snapshot) if args.backend == "hf" else None
     try:
         backend = make_backend(args.backend, root=root, namespace=namespace)
     except BackendError as exc:  # e.g. huggingface_hub is not installed
@@ -136,7 +137,42 @@ def _make_step(args: argparse.Namespace):
     forge = make_forge(args.forge, root=root)
     # --forge github pushes runs/ before every spend; with --forge none the fsynced rows on disk are the record.
     publish = None if args.forge == "none" else (lambda message: forge.publish(message=message))
-    return Step(root=root, backend=backend, proposer=proposer, forge=forge, program_path=args.program, publish=publish)
+    return Step(root=root, backend=backend, proposer=proposer, forge=forge, program_path=args.program, publish=publish,
+                snapshot=snapshot)
+
+
+
+def _authorized(args: argparse.Namespace):
+    """GitHub mode (``--forge github``): the snapshot at the tip of the remote's default branch, or why not.
+
+    (snapshot, []) when this checkout is that tip; (None, reasons) when it must spend nothing.
+    """
+    from mlr_action import authority, gitsync
+    from mlr_action.backends.base import BackendError
+
+    root = args.repo.resolve()
+    try:
+        branch = gitsync.remote_default_branch(root)
+        if branch is None:
+            return None, ["the remote's default branch is unknown (`git ls-remote --symref origin HEAD` says "
+                          "nothing), so program.md cannot be read from it; check the checkout's remote origin"]
+        program = os.path.relpath(_program_path(args).resolve(), root)
+        snapshot = authority.read_authorized(root, branch=branch, program=program)
+        reasons = authority.stale_reasons(snapshot)
+    except BackendError as exc:  # GitError included
+        return None, [str(exc)]
+    return (None, reasons) if reasons else (snapshot, [])
+
+
+def _step_for(args: argparse.Namespace):
+    """The step to run; None (after saying why) when ``--forge github`` finds this checkout may not spend."""
+    snapshot = None
+    if args.forge == "github":
+        snapshot, reasons = _authorized(args)
+        if snapshot is None:
+            print("spends nothing: " + "; ".join(reasons), file=sys.stderr)
+            return None
+    return _make_step(args, snapshot)
 
 
 def _startup_error(exc: Exception) -> int:
@@ -154,9 +190,11 @@ def cmd_step(args: argparse.Namespace) -> int:
         print("\n".join(report.lines))
         return report.exit_code
     try:
-        step = _make_step(args)
+        step = _step_for(args)
     except (ValueError, ImportError) as exc:
         return _startup_error(exc)
+    if step is None:
+        return BAD_INPUT
     result = step.run()
     for event in result.events:
         print(event)
@@ -167,13 +205,15 @@ def cmd_step(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from mlr_action.views import step_line
 
-    try:
-        step = _make_step(args)
-    except (ValueError, ImportError) as exc:
-        return _startup_error(exc)
     tick = 0
     while True:
         tick += 1
+        try:  # GitHub mode re-reads the authority every tick: the tip may have moved
+            step = _step_for(args)
+        except (ValueError, ImportError) as exc:
+            return _startup_error(exc)
+        if step is None:
+            return BAD_INPUT
         result = step.run()
         detail = "; ".join(result.events) or "nothing to do"
         print(f"tick {tick}: {detail}\n        {step_line(result)}", flush=True)

@@ -1,6 +1,7 @@
 """``mlr step --dry-run``: what one step would do, with nothing spent and nothing written.
 
-Guarantees: reads ``program.md`` and the ledger and nothing else. It never
+Guarantees: reads ``program.md`` (the authorized snapshot's in GitHub mode,
+see :mod:`mlr_action.authority`) and the ledger and nothing else. It never
 calls a job backend, an LLM or a forge, never takes the step lock and never
 writes a file, so it is safe anywhere, including on a pull request. The next
 experiments come from the search proposer (no API key, no spend) and pass the
@@ -13,6 +14,10 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlr_action.authority import Snapshot
 
 OK, BAD_INPUT = 0, 2
 HEADLINE = "dry run: nothing was submitted, spent, committed or posted"
@@ -24,7 +29,9 @@ class DryRun:
     lines: list[str] = field(default_factory=list)
 
 
-def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "search") -> DryRun:
+def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "search",
+            snapshot: Snapshot | None = None) -> DryRun:
+    """What a step would do; with a ``snapshot`` (GitHub mode) on the authorized program.md, else the work tree's."""
     from mlr_action import decide
     from mlr_action.budget import usage
     from mlr_action.ledger import LEDGER_PATH, LedgerError, read_ledger
@@ -35,17 +42,19 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     result = DryRun(lines=[HEADLINE])
     say = result.lines.append
     path = program_path or root / "program.md"
-    if not path.exists():
-        say(f"no {path.name} yet: a real step would start onboarding (the github forge opens the onboarding PR "
+    name = snapshot.where if snapshot else path.name
+    missing = snapshot.text is None if snapshot else not path.exists()
+    if missing:
+        say(f"no {name} yet: a real step would start onboarding (the github forge opens the onboarding PR "
             "and the approval issue; locally, run `mlr init`)")
         return result
     try:
-        program = load_program(path)
+        program = snapshot.load() if snapshot else load_program(path)
         rows = read_ledger(root / LEDGER_PATH)
         state = fold(rows)
     except ProgramError as exc:
         result.exit_code = BAD_INPUT
-        say(f"{path.name} is not valid, so a real step would spend nothing and report:")
+        say(f"{name} is not valid, so a real step would spend nothing and report:")
         result.lines += [f"  - {p}" for p in exc.problems]
         return result
     except LedgerError as exc:

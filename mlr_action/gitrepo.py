@@ -25,10 +25,44 @@ from mlr_action.backends.base import PermanentError, TransientError
 RUNS = "runs"
 LEDGER_NAME = "ledger.jsonl"
 ZERO = "0" * 40
+REGULAR_MODES = ("100644", "100755")  # a tracked regular file; 120000 is a symlink, 160000 a submodule
+_KINDS = {"120000": "a symlink", "160000": "a submodule", "040000": "a folder"}
 
 
 class GitError(PermanentError):
     """git cannot do this and will not by retrying: the message says what to change."""
+
+
+class NotACheckout(GitError):
+    """The folder is not in a git work tree."""
+
+
+class UnsafeTree(GitError):
+    """A commit's entries under runs/ the bot will not write: ``problems`` names each (``runs/.. has a `..` ...``)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class UnsafeWorktree(UnsafeTree):
+    """runs/ in the work tree is not a plain folder (a symlink, or a symlink in it)."""
+
+
+def unsafe_entry(path: str, mode: str, runs_dir: str) -> str | None:
+    """Why the tree entry ``path`` (of ``mode``) may not be written under ``runs_dir``; None when it may."""
+    if not path.startswith(f"{runs_dir}/"):
+        return "is outside runs/"
+    for part in path[len(runs_dir) + 1:].split("/"):
+        if part in ("", ".", ".."):
+            return f"has a `{part}` in its path" if part else "has an empty name in its path"
+        if part.casefold() == ".git":
+            return "is under a .git folder, which is git's own"
+        if any(ord(c) < 32 or c == "\x7f" for c in part):
+            return "has a control character in its name"
+    if mode not in REGULAR_MODES:
+        return "is " + _KINDS.get(mode, f"mode {mode}") + ", not a regular file"
+    return None
 
 
 @dataclass
@@ -45,9 +79,12 @@ class GitRepo:
         probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
                                capture_output=True, text=True, env=env)
         if probe.returncode != 0:
-            raise GitError(f"{root} is not in a git checkout, so runs/ cannot be committed; "
+            raise NotACheckout(f"{root} is not in a git checkout, so runs/ cannot be committed; "
                            "check out the repository first (actions/checkout) or use --forge none")
         top = Path(probe.stdout.strip()).resolve()
+        if top != root.resolve() and top not in root.resolve().parents:  # reached through a symlink
+            raise GitError(f"{root} resolves to {root.resolve()}, outside the git checkout {top}; give a folder "
+                           "of the checkout itself (a symlinked folder is not followed)")
         rel = root.resolve().relative_to(top).as_posix()
         repo = cls(top=top, prefix="" if rel == "." else rel, remote=remote, env=env, secrets=secrets)
         repo.env.update(repo.auth_env())
@@ -126,19 +163,59 @@ class GitRepo:
         return dict(zip(paths, ids))
 
     def tree_runs(self, commit: str | None) -> dict[str, str]:
+        """{path: blob id} of the files under runs/ in ``commit``; :class:`UnsafeTree` when any entry is
+        not a regular file at a clean path under runs/ (``..``, ``.``, ``.git``, a symlink, a submodule)."""
         if commit is None:
             return {}
-        listing = self.git("ls-tree", "-r", "-z", commit, "--", f"{self.runs_dir}/").stdout.decode()
+        problems = self._runs_entry_problems(commit)
+        proc = self.git("-c", "core.quotePath=false", "ls-tree", "-r", "-z", commit, "--", f"{self.runs_dir}/",
+                        check=False)
+        if proc.returncode != 0:
+            detail = _detail(self.scrub(proc.stderr.decode(errors="replace")))
+            raise UnsafeTree(problems + [f"its tree cannot be listed ({detail})"])
         files = {}
+        for entry in filter(None, proc.stdout.decode("utf-8", errors="surrogateescape").split("\0")):
+            meta, path = entry.split("\t", 1)
+            mode, _kind, oid = meta.split()
+            why = unsafe_entry(path, mode, self.runs_dir)
+            if why:
+                problems.append(f"{path} {why}")
+            else:
+                files[path] = oid
+        if problems:
+            raise UnsafeTree(problems)
+        return files
+
+    def _runs_entry_problems(self, commit: str) -> list[str]:
+        """runs/ itself (and the folders above it) must be folders in ``commit``, or absent."""
+        parts = self.runs_dir.split("/")
+        paths = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        listing = self.git("--literal-pathspecs", "ls-tree", "-z", commit, "--", *paths, check=False).stdout.decode()
+        problems = []
         for entry in filter(None, listing.split("\0")):
             meta, path = entry.split("\t", 1)
-            mode, kind, oid = meta.split()
-            if kind == "blob":
-                files[path] = oid
-        return files
+            mode = meta.split()[0]
+            if path in paths and mode != "040000":
+                kind = "a file" if mode in REGULAR_MODES else _KINDS.get(mode, f"mode {mode}")
+                problems.append(f"{'runs' if path == self.runs_dir else path} is {kind}, not a folder")
+        return problems
 
     def blob(self, oid: str) -> bytes:
         return self.git("cat-file", "blob", oid).stdout
+
+    def entry(self, commit: str, path: str) -> tuple[str, str] | None:
+        """(mode, object id) of ``path`` in ``commit``; None when there is none. Read literally: no pathspec
+        magic, and a path through a symlink or a submodule in the tree is not there."""
+        listing = self.git("--literal-pathspecs", "ls-tree", "-z", commit, "--", path).stdout
+        for item in filter(None, listing.decode("utf-8", errors="surrogateescape").split("\0")):
+            meta, name = item.split("\t", 1)
+            if name == path:
+                mode, _kind, oid = meta.split()
+                return mode, oid
+        return None
+
+    def size(self, oid: str) -> int:
+        return int(self.out("cat-file", "-s", oid))
 
     # -- trees and commits
 
@@ -163,6 +240,9 @@ class GitRepo:
             if "couldn't find remote ref" in text.lower():
                 self.git("update-ref", "-d", tracking, check=False)
                 return None
+            if self.git("remote", "get-url", self.remote, check=False).returncode != 0:
+                raise GitError(f"could not fetch {self.remote}/{branch}: the checkout has no remote {self.remote}; "
+                               "check the repository out with actions/checkout, which sets it")
             self.raise_for(text, action=f"fetch {self.remote}/{branch}")
         return self.rev(tracking)
 
@@ -203,6 +283,9 @@ class GitRepo:
             if path.startswith(f"{self.runs_dir}/"):
                 continue  # checkout_runs writes these
             here = self.top / path
+            if path in new_files and new_files[path][0] not in REGULAR_MODES or here.is_symlink() \
+                    or Path(os.path.realpath(here.parent)) != here.parent:
+                continue  # a symlink or a submodule, or a path through one: left for the owner's `git pull`
             current = self.out("hash-object", "--", path) if here.is_file() else None
             if current != (old_files.get(path) or (None, None))[1]:
                 continue  # a local change: leave it
@@ -222,16 +305,40 @@ class GitRepo:
         return entries
 
     def checkout_runs(self, commit: str | None, *, mirror: bool = False) -> None:
-        """Write runs/ files of ``commit`` that differ in the work tree; ``mirror`` also removes the others."""
+        """Write runs/ files of ``commit`` that differ in the work tree; ``mirror`` also removes the others.
+
+        The whole tree is checked before the first write (:meth:`tree_runs`), and every write lands in
+        runs/ itself, never through a symlink (:meth:`runs_file`).
+        """
         if commit is None:
             return
+        self.check_worktree_runs()
         wanted, here = self.tree_runs(commit), self.worktree_runs()
         for path, oid in wanted.items():
             if here.get(path) != oid:
-                write_file(self.top / path, self.blob(oid))
+                write_file(self.runs_file(path), self.blob(oid))
         if mirror:
             for path in here.keys() - wanted.keys():
-                (self.top / path).unlink(missing_ok=True)
+                self.runs_file(path).unlink(missing_ok=True)
+
+    def check_worktree_runs(self) -> None:
+        """runs/ in the work tree must be a real folder with no symlink in it: the bot writes only there."""
+        runs = self.top / self.runs_dir
+        if runs.is_symlink():
+            raise UnsafeWorktree([f"runs is a symlink in the work tree ({runs})"])
+        if runs.exists() and not runs.is_dir():
+            raise UnsafeWorktree([f"runs is a file in the work tree ({runs}), not a folder"])
+        links = sorted(str(p.relative_to(self.top)) for p in _walk(runs) if p.is_symlink())
+        if links:
+            raise UnsafeWorktree([f"{link} is a symlink in the work tree" for link in links[:5]])
+
+    def runs_file(self, path: str) -> Path:
+        """The work-tree file for ``path`` under runs/, refusing one that would be reached through a symlink."""
+        target = self.top / path
+        if unsafe_entry(path, "100644", self.runs_dir) or target.is_symlink() \
+                or Path(os.path.realpath(target.parent)) != target.parent:
+            raise UnsafeWorktree([f"{path} would be written outside runs/ (through a symlink or a `..`)"])
+        return target
 
     # -- credentials
 
@@ -284,6 +391,13 @@ def _base_env() -> dict[str, str]:
 def _secrets() -> list[str]:
     names = ("GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY")
     return [v for v in (os.environ.get(n, "").strip() for n in names) if len(v) >= 8]
+
+
+def _walk(folder: Path):
+    """Every path under ``folder``, without following a symlink."""
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            yield Path(parent) / name
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -16,6 +16,9 @@ Contract (``GitHubForge.finish_step`` calls it, lazily imported; keep the signat
     latest ledger. False (and the work tree untouched) when the branch does
     not exist yet; the first publish creates it.
 
+``check_runs(root, *, remote="origin")``
+    Before a step: runs/ in the work tree is a real folder with no symlink in it.
+
 Guarantees:
 
 - Only paths under ``runs/`` are committed, ever: the commit is built with
@@ -37,6 +40,13 @@ Guarantees:
   :func:`prepare_runs` brought in (kept in ``refs/mlr/ledger-base``).
 - A protected branch or a token without ``contents: write`` raises
   :class:`GitError` (permanent, reported) naming the fix.
+- runs/ is data, never a path: a tree (the ledger branch's, or the checked-out
+  branch's) whose runs/ holds anything but regular files at plain paths (a
+  ``..``, ``.``, empty or ``.git`` name, a symlink, a submodule, a runs/ that
+  is not a folder) is refused whole, before anything is written, with a
+  :class:`GitError` that names the entry and the fix; a work tree whose runs/
+  is a symlink or holds one is refused too, and every write is checked to land
+  inside runs/. Nothing is ever written outside runs/.
 - No token is written to disk, to a remote URL, to a log or to a commit
   message (the message is redacted here, whoever wrote it). git uses the
   checkout's own credentials (``actions/checkout`` persists them); when there
@@ -47,14 +57,17 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 from mlr_action.backends.base import TransientError
-from mlr_action.gitrepo import RUNS, ZERO, GitError, GitRepo, write_file
+from mlr_action.gitrepo import RUNS, ZERO, GitError, GitRepo, NotACheckout, UnsafeTree, UnsafeWorktree, write_file
 
-__all__ = ["GitError", "PushRejected", "merge_ledger", "outside_runs", "prepare_runs", "publish_runs"]
+__all__ = ["GitError", "NotACheckout", "PushRejected", "check_runs", "merge_ledger", "outside_runs", "prepare_runs",
+           "publish_runs"]
 
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
@@ -109,6 +122,14 @@ def publish_runs(
     message = redact(message)
     repo = GitRepo.open(Path(root), remote)
     target, base, ledger_mode = _target(repo, branch)
+    with refusing_unsafe(target, ledger=ledger_mode, remote=remote):
+        return _publish(repo, target, base, ledger_mode, message=message, attempts=attempts, backoff=backoff)
+
+
+def _publish(repo: GitRepo, target: str, base: str | None, ledger_mode: bool, *, message: str, attempts: int,
+             backoff: float) -> bool:
+    remote = repo.remote
+    repo.check_worktree_runs()
     ours = repo.worktree_runs()
     base_files = repo.tree_runs(base)
     changed = sorted(p for p in ours.keys() | base_files.keys() if ours.get(p) != base_files.get(p)
@@ -143,13 +164,41 @@ def prepare_runs(root: Path, *, branch: str | None, remote: str = "origin") -> b
         return False
     repo = GitRepo.open(Path(root), remote)
     repo.check_branch_name(branch)
-    tip = repo.fetch(branch)
-    if tip is None:
-        repo.git("update-ref", "-d", BASE_REF, check=False)
-        return False
-    repo.checkout_runs(tip, mirror=True)
+    with refusing_unsafe(branch, ledger=True, remote=remote):
+        repo.check_worktree_runs()
+        tip = repo.fetch(branch)
+        if tip is None:
+            repo.git("update-ref", "-d", BASE_REF, check=False)
+            return False
+        repo.checkout_runs(tip, mirror=True)
     repo.git("update-ref", BASE_REF, tip)
     return True
+
+
+def check_runs(root: Path, *, remote: str = "origin") -> None:
+    """Before a step writes runs/: it must be a real folder of the checkout with no symlink in it (GitError)."""
+    repo = GitRepo.open(Path(root), remote)
+    with refusing_unsafe("", ledger=False, remote=remote):
+        repo.check_worktree_runs()
+
+
+@contextlib.contextmanager
+def refusing_unsafe(branch: str, *, ledger: bool, remote: str = "origin") -> Iterator[None]:
+    """Turn :class:`UnsafeTree` into a :class:`GitError` that names the branch (or the work tree) and the fix."""
+    try:
+        yield
+    except UnsafeWorktree as exc:
+        raise GitError(
+            f"refusing to write runs/: {'; '.join(exc.problems)}. The bot writes only regular files inside "
+            "runs/, never through a symlink. Fix: make runs/ a plain folder of the checkout (remove the symlink, "
+            "and the commit that added it), then run again; nothing was written") from None
+    except UnsafeTree as exc:
+        which = f"ledger branch {branch}" if ledger else f"branch {branch}"
+        raise GitError(
+            f"refusing the {which}: {'; '.join(exc.problems)}. The bot takes only regular files at plain "
+            f"paths under runs/ from it, so it wrote nothing. Fix: restore {branch} to its last good commit "
+            f"(`git log {remote}/{branch}`, then `git push --force {remote} <good commit>:{branch}`), and let only "
+            "the bot and people you trust push to it") from None
 
 
 def ledger_branch_from_env() -> str | None:
@@ -182,7 +231,7 @@ def _build_commit(repo: GitRepo, tip: str | None, *, ours: dict[str, str], chang
         if path == repo.ledger and oid is not None:
             theirs = repo.blob(remote[path]).decode("utf-8") if path in remote else ""
             merged = merge_ledger(theirs, our_ledger).encode()
-            write_file(repo.top / path, merged)
+            write_file(repo.runs_file(path), merged)
             oid = repo.write_blob(merged)
         lines.append(f"100644 {oid}\t{path}" if oid else f"0 {ZERO}\t{path}")
     tree, parent_tree = repo.write_tree(tip, lines), repo.tree_of(tip)

@@ -4,25 +4,38 @@ Guarantees: pure. The job runs ``script`` with every param and fixed value as
 ``--name=value`` (one argv element each, never through a shell) and the
 environment ``MLR_CAMPAIGN``, ``MLR_ITER`` and ``MLR_OUTPUT_REPO``; it carries
 the labels ``mlr-campaign`` and ``mlr-iter`` that reconciliation finds it by.
+In GitHub mode the spec also carries the script's bytes and the commit that
+authorized them (:class:`mlr_action.authority.Snapshot`): those bytes are what runs.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlr_action.backends.base import JobSpec, labels_for
 from mlr_action.ledger import ExperimentRow
 from mlr_action.program import Program
 
+if TYPE_CHECKING:
+    from mlr_action.authority import Snapshot
 
-def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path) -> JobSpec:
-    """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment."""
+
+def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
+             snapshot: Snapshot | None = None) -> JobSpec:
+    """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment.
+
+    With a ``snapshot`` (GitHub mode) the spec carries the authorized script's bytes and commit.
+    """
     values = {**row.config, **program.campaign.fixed}
+    folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
     return JobSpec(
         campaign=campaign_id,
         iter=row.iter,
-        script=str((root / program.campaign.script).resolve()),
+        script=str((folder / program.campaign.script).resolve()),
+        script_bytes=snapshot.script if snapshot else None,
+        commit=snapshot.commit if snapshot else None,
         args=[f"--{name}={value}" for name, value in values.items()],
         env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter), "MLR_OUTPUT_REPO": row.output_repo or ""},
         flavor=row.flavor or program.default_flavor,

@@ -423,13 +423,65 @@ def _cross_checks(envelope: Envelope, campaign: Campaign, root: Path | None) -> 
     for glob in envelope.output_repos:
         if "/" not in glob:
             problems.append(f"output_repos: {glob!r} needs an owner, like me/sweep-*")
-    if root is not None:
-        script = (root / campaign.script).resolve()
-        if not script.is_file():
-            problems.append(f"script: {campaign.script} does not exist next to program.md (fix the path)")
-        elif root.resolve() not in script.parents:
-            problems.append(f"script: {campaign.script} is outside the repository (use a path inside it)")
+    script, script_problems = script_path(campaign.script)
+    problems += script_problems
+    if root is not None and not script_problems:
+        problems += _script_file_problems(root, script, campaign.script)
     return problems
+
+
+# --- where `script:` may point (DESIGN.md section 9) ---------------------------------------
+
+
+def script_path(script: str) -> tuple[str, list[str]]:
+    """``script`` as a clean relative path in the campaign folder, and what forbids it (from the text alone).
+
+    Both modes apply these rules: relative, no ``..``, nothing under ``.git/`` (git's own data) or
+    ``runs/`` (the ledger and reports: data the bot and the ledger branch write, never code).
+    """
+    shown = _shown(script)
+    if any(ord(c) < 32 or c == "\x7f" for c in script):
+        return "", [f"script: {shown} has a control character; name the file with a plain path"]
+    if script.startswith("/"):
+        return "", [f"script: {script} is outside the repository (an absolute path): give it relative to the "
+                    "folder that holds program.md"]
+    parts = [p for p in script.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return "", [f"script: {script} is outside the repository or goes through `..`: give a path inside the "
+                    "folder that holds program.md, without `..`"]
+    if not parts:
+        return "", [f"script: {shown} names no file; give the training script's path, like train.py"]
+    if any(p.casefold() == ".git" for p in parts):
+        return "", [f"script: {script} is under .git/, which is git's own data, not a file of the repository"]
+    if parts[0] == "runs":
+        return "", [f"script: {script} is under runs/, which holds the ledger and reports (data the bot and the "
+                    "ledger branch write), never code to run; keep the script outside runs/"]
+    return "/".join(parts), []
+
+
+def _script_file_problems(root: Path, script: str, shown: str) -> list[str]:
+    """The work tree's file (local mode): a regular file reached through no symlink."""
+    import os
+    import stat
+
+    path = Path(root)
+    for part in script.split("/"):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return [f"script: {shown} does not exist next to program.md (fix the path)"]
+        except OSError as exc:
+            return [f"script: cannot read {shown} ({exc.strerror}); fix its permissions"]
+        if stat.S_ISLNK(mode):
+            inside = Path(os.path.realpath(path)).is_relative_to(Path(root).resolve())
+            return [f"script: {shown} is outside the repository (use a path inside it); a symlink is never followed"
+                    if not inside else
+                    f"script: {shown} goes through the symlink {path.relative_to(root)}; name the file itself (a "
+                    "symlink is never followed: the job runs the file committed at that path)"]
+    if not stat.S_ISREG(mode):
+        return [f"script: {shown} is not a regular file; name the training script itself"]
+    return []
 
 
 def parse_envelope(text: str) -> Envelope | None:

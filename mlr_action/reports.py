@@ -12,8 +12,10 @@ Guarantees:
 - Every string that comes from outside (errors, hypotheses, configs, Hub
   URLs, log tails, validation problems) passes through :func:`redact` before
   it is rendered, so no token reaches a file, an issue or a comment.
-- Every escalation says that nothing was spent (or nothing beyond what was
-  already in flight) and what the user can do.
+- Every escalation says truthfully what the step spent: that it spent nothing
+  (jobs already in flight run to their end), or, when it submitted a job or
+  paid for an LLM call before the error, exactly that (:func:`spent_text`);
+  and what the user can do.
 """
 
 from __future__ import annotations
@@ -340,14 +342,15 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
     "invalid-program": (
         "mlr: program.md is not valid",
         "program.md on the default branch does not validate, so the campaign did not run.",
-        "Nothing was spent: no job is submitted while program.md is invalid.",
+        "Nothing was spent in this step: no job is submitted while program.md is invalid (jobs already in "
+        "flight run to their end).",
         "Edit program.md (each problem above names the key and the fix), check it with "
         "`mlr validate`, and merge the change on the default branch. The next tick picks it up.",
     ),
     "envelope-breach": (
         "mlr: the next experiment would exceed the budget envelope",
         "The next experiment was not submitted: it would breach the budget envelope.",
-        "Nothing was spent beyond the envelope: the job was refused before it was submitted.",
+        "Nothing was spent beyond the envelope: this job was refused before it was submitted.",
         "To allow it, raise the limits named above (`max_jobs`, `max_walltime`, `max_cost_usd`, "
         "`max_timeout`, `allowed_flavors`) in the `## Budget envelope` block of program.md in a "
         "pull request, and merge it: merging is the approval to spend. "
@@ -356,7 +359,8 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
     "unrecoverable-error": (
         "mlr: the campaign hit an error it cannot retry",
         "The step stopped on an error that retrying will not fix.",
-        "Nothing more was spent: no new job was submitted after the error.",
+        "Nothing more was spent: no new job was submitted after the error (jobs already in flight run to "
+        "their end).",
         "Fix the cause named above. A bad or expired token: update the `HF_TOKEN` (or "
         "`ANTHROPIC_API_KEY`) secret in the repository settings. A missing script: add it or fix "
         "`script:` in program.md and merge. The next scheduled tick tries again.",
@@ -364,7 +368,8 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
     "ledger": (
         "mlr: runs/ledger.jsonl cannot be read",
         "A line of the ledger cannot be read, so the campaign state is unknown.",
-        "Nothing was spent: no job is submitted while the ledger cannot be read.",
+        "Nothing was spent in this step: no job is submitted while the ledger cannot be read (jobs already in "
+        "flight run to their end).",
         "Fix or remove the line named above in a commit; `git log -p runs/ledger.jsonl` shows how it "
         "changed. The ledger is the record of what was spent, so restoring a line from git is better "
         "than deleting it. The next tick reads it again.",
@@ -372,13 +377,34 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+NOTHING_SPENT = "nothing was spent"
+
+
+def spent_text(*, jobs: list[str], llm_usd: float) -> str:
+    """What one step spent, for a message: "nothing was spent" only when it submitted nothing and paid nothing."""
+    parts = []
+    if jobs:
+        parts.append(f"submitted {len(jobs)} job{'s' if len(jobs) != 1 else ''} ({', '.join(jobs)})")
+    if llm_usd > 0:
+        parts.append(f"spent ${llm_usd:.4f} on LLM calls")
+    if not parts:
+        return NOTHING_SPENT
+    return "this step " + " and ".join(parts) + " before stopping; the ledger records it and the budget counts it"
+
+
 def render_escalation(
-    *, kind: str, problems: list[str], now: datetime | str, detail: str = ""
+    *, kind: str, problems: list[str], now: datetime | str, detail: str = "", spent: str | None = None
 ) -> tuple[str, str]:
-    """Title and Markdown body of an escalation of ``kind`` (a key of :data:`ESCALATIONS`)."""
+    """Title and Markdown body of an escalation of ``kind`` (a key of :data:`ESCALATIONS`).
+
+    ``spent`` is :func:`spent_text` of a step that spent something before this; None (or nothing spent)
+    keeps the kind's own sentence.
+    """
     if kind not in ESCALATIONS:
         raise ValueError(f"unknown escalation kind {kind!r} (known: {', '.join(ESCALATIONS)})")
-    title, what, spent, fix = ESCALATIONS[kind]
+    title, what, spent_line, fix = ESCALATIONS[kind]
+    if spent and spent != NOTHING_SPENT:
+        spent_line = f"{spent[0].upper()}{spent[1:]}. Nothing more is submitted until this is fixed."
     lines = [what, ""]
     if problems:
         lines += ["**Problems**", ""]
@@ -388,5 +414,5 @@ def render_escalation(
         text = tail(detail)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
         lines += ["**Details**", "", fence + "text", text, fence, ""]
-    lines += [spent, "", f"**What to do:** {fix}", "", _footer(now)]
+    lines += [spent_line, "", f"**What to do:** {fix}", "", _footer(now)]
     return title, "\n".join(lines) + "\n"

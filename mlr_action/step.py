@@ -45,7 +45,7 @@ import fcntl
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from mlr_action import decide
 from mlr_action.backends.base import (
@@ -74,6 +74,9 @@ from mlr_action.proposal import Proposal, Proposer
 from mlr_action.state import CampaignState, fold
 from mlr_action.views import describe_row
 
+if TYPE_CHECKING:
+    from mlr_action.authority import Snapshot
+
 SUMMARY_PATH = Path("runs") / "summary.md"
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
@@ -88,6 +91,12 @@ class StepResult:
     prices_note: str | None = None  # why costs use the built-in price table, when they do
     escalated: set[str] = field(default_factory=set)  # escalation kinds published by this step
     submitted: int = 0  # jobs submitted by this step
+    submitted_ids: list[str] = field(default_factory=list)  # their ids
+    llm_usd: float = 0.0  # LLM spend this step recorded
+
+    def spent(self) -> str:
+        """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
+        return _reports().spent_text(jobs=self.submitted_ids, llm_usd=self.llm_usd)
 
     @property
     def stopped(self) -> bool:
@@ -121,6 +130,7 @@ class Step:
     # Puts every row so far where the next tick reads it (a commit message in; raises BackendError when it
     # cannot). None: the rows appended and fsynced on disk are the record (a local step). See mlr_action.recording.
     publish: Publish | None = None
+    snapshot: Snapshot | None = None  # GitHub mode: program.md and the script as authorized (mlr_action.authority)
 
     @property
     def ledger_path(self) -> Path:
@@ -156,11 +166,10 @@ class Step:
     # -- the step, top to bottom --------------------------------------------
 
     def _run(self, result: StepResult) -> None:
-        program_path = self.program_path or self.root / "program.md"
-        if not program_path.exists():
+        program = self._load_program()
+        if program is None:
             result.exit_code = self._awaiting_program(result)
             return
-        program = load_program(program_path)
         result.program = program
         repair_ledger(self.ledger_path)
         self._campaign = campaign_id_for(program, self.root)
@@ -186,6 +195,13 @@ class Step:
             self._publish_stop_report(program, state, result.used)
         result.events[:] = [_clean(e) for e in result.events]  # the forge puts them in a commit message
         self.forge.finish_step(step=result)  # type: ignore[attr-defined]
+
+    def _load_program(self) -> Program | None:
+        """The snapshot's program (GitHub mode) or the work tree's program.md; None when there is none yet."""
+        if self.snapshot is not None:
+            return None if self.snapshot.text is None else self.snapshot.load()
+        path = self.program_path or self.root / "program.md"
+        return load_program(path) if path.exists() else None
 
     def _wind_down(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         """After a stop by a person, cancel what is still in flight and record how it ended.
@@ -276,6 +292,7 @@ class Step:
                 proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check)
             finally:  # the proposer's rows (LLM spend, what settles its reservation) are kept even after an error
                 events = self.proposer.take_events()
+                result.llm_usd += sum(float(getattr(r, "llm_usd", 0) or 0) for r in events)
                 state = self._append(state, events)
                 result.events += [describe_row(program, r) for r in events]
         if not proposals and not state.in_flight:
@@ -321,10 +338,11 @@ class Step:
         return [proposal]
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
-        job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root))
+        job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root, self.snapshot))
         row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
+        result.submitted_ids.append(job_id)
         return self._append(state, [row])
 
     def _refuse(self, result: StepResult, iteration: int, problems: list[str]) -> None:
@@ -409,9 +427,9 @@ class Step:
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
         result.exit_code = BAD_INPUT
         result.escalated.add(kind)
-        said = "; ".join(problems)
-        result.events.append(f"{kind}: {said}" + ("" if said.endswith("nothing was spent") else " (nothing was spent)"))
-        title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts())
+        said, spent = "; ".join(problems), result.spent()
+        result.events.append(f"{kind}: {said}" + ("" if said.endswith(spent) else f" ({spent})"))
+        title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts(), spent=spent)
         try:
             self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
         except BackendError as exc:  # the forge itself may be what failed (say, no issues permission)

@@ -74,7 +74,7 @@ def budget_text(program: Program, used: Usage) -> str:
 def step_line(result: Any) -> str:
     """One line: exit state, budget used, best so far."""
     if result.program is None or result.used is None:
-        return f"[exit {result.exit_code}] nothing was spent"
+        return f"[exit {result.exit_code}] {result.spent()}"
     state = "stopped" if result.stopped else "running"
     return f"[{state}] {budget_text(result.program, result.used)} · {_best_text(result.program, result.state)}"
 
@@ -85,13 +85,13 @@ def _state_name(state: CampaignState) -> str:
     return "paused" if state.paused else "running"
 
 
-def campaign_status(repo: Path, program_path: Path) -> dict[str, Any]:
-    """The ``mlr status --json`` object (DESIGN.md section 6)."""
-    if not program_path.exists():
+def campaign_status(repo: Path, program_path: Path, *, program: Program | None = None) -> dict[str, Any]:
+    """The ``mlr status --json`` object (DESIGN.md section 6); ``program`` stands in for the file when given."""
+    if program is None and not program_path.exists():
         return {"state": "awaiting_program", "stop_reason": None, "jobs_used": 0, "jobs_max": None,
                 "walltime_used_s": 0, "walltime_max_s": None, "cost_used_usd": 0.0, "best_metric": None,
                 "best_iter": None, "in_flight": 0, "in_flight_jobs": []}
-    program = load_program(program_path)
+    program = program or load_program(program_path)
     state = fold(read_ledger(repo / LEDGER_PATH), campaign_id=campaign_id_for(program, repo))
     used = usage(state)  # no backend here: the ledger's view
     best = state.best

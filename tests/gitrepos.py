@@ -62,6 +62,39 @@ def show(origin: Path, ref: str, path: str) -> str:
     return git(origin, "show", f"{ref}:{path}")
 
 
+def mktree(repo: Path, entries: dict) -> str:
+    """A tree built with plumbing, so it may hold what porcelain refuses (``..``, ``.``, ``.git``).
+
+    ``entries`` maps a name to ``str``/``bytes`` (a regular file), a ``dict`` (a folder),
+    ``("120000", target)`` (a symlink), ``("100755", text)`` (an executable) or
+    ``("160000", commit)`` (a submodule).
+    """
+    lines = []
+    for name, value in entries.items():
+        if isinstance(value, dict):
+            lines.append(f"040000 tree {mktree(repo, value)}\t{name}")
+            continue
+        mode, data = value if isinstance(value, tuple) else ("100644", value)
+        if mode == "160000":
+            lines.append(f"160000 commit {data}\t{name}")
+            continue
+        blob = data.encode() if isinstance(data, str) else data
+        oid = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=blob, capture_output=True,
+                             check=True).stdout.decode().strip()
+        lines.append(f"{mode} blob {oid}\t{name}")
+    proc = subprocess.run(["git", "mktree", "--missing"], cwd=repo, input="".join(f"{ln}\n" for ln in lines).encode(),
+                          capture_output=True, check=True)
+    return proc.stdout.decode().strip()
+
+
+def plant(origin: Path, branch: str, entries: dict, *, parent: str | None = None) -> str:
+    """Point ``branch`` of the bare ``origin`` at a commit of ``entries``, as a push of a hostile tree would."""
+    tree = mktree(origin, entries)
+    commit = git(origin, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", "planted")
+    git(origin, "update-ref", f"refs/heads/{branch}", commit)
+    return commit
+
+
 def push_from(work: Path, message: str, branch: str = "main") -> None:
     """A concurrent writer: commit everything and push, as a person or another tick would."""
     git(work, "add", "-A")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from comment_server import CommentServer
-from gitrepos import clone, git, isolate_git, make_origin, show
+from gitrepos import clone, git, isolate_git, make_origin, plant, show
 from mlr_action import action
 from mlr_action.action import read_inputs, valid_branch_name
 from mlr_action.action_step import commit_message
@@ -120,14 +123,17 @@ class Runner:
         self.tmp, self.mp, self.capsys = tmp_path, monkeypatch, capsys
         self.outputs_file, self.summary_file = tmp_path / "github_output", tmp_path / "step_summary"
 
-    def run(self, work: Path, *, event_name="workflow_dispatch", ref="refs/heads/main", event=None, argv=(), **inputs) -> int:
+    def run(self, work: Path, *, event_name="workflow_dispatch", ref="refs/heads/main", event=None, argv=(), sha=None,
+            **inputs) -> int:
         event = {"repository": {"full_name": "me/repo", "default_branch": "main", "fork": False}} if event is None else event
         event_path = self.tmp / "event.json"
         event_path.write_text(json.dumps(event))
         for path in (self.outputs_file, self.summary_file):
             path.write_text("")
+        # A fresh workflow run is for the commit its checkout holds; a re-run of an old one passes `sha`.
+        head = git(work, "rev-parse", "HEAD", check=False) if (work / ".git").exists() else ""
         env = {"GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event_path), "GITHUB_REF": ref,
-               "GITHUB_WORKSPACE": str(work), "GITHUB_REPOSITORY": "me/repo", "GITHUB_SHA": "0123456789abcdef",
+               "GITHUB_WORKSPACE": str(work), "GITHUB_REPOSITORY": "me/repo", "GITHUB_SHA": sha or head or "0123456789abcdef",
                "GITHUB_OUTPUT": str(self.outputs_file), "GITHUB_STEP_SUMMARY": str(self.summary_file)}
         for name, value in env.items():
             self.mp.setenv(name, value)
@@ -248,7 +254,7 @@ def ledger(origin, ref="main") -> list[dict]:
 
 def test_a_real_step_commits_runs_as_the_bot_and_reports(runner, origin, tmp_path):
     work = clone(origin, tmp_path / "work")
-    assert runner.run(work, **LOCAL) == 0
+    assert runner.run(work, **LOCAL) == 0, runner.out
     assert runner.outputs["iter"] == "1" and runner.outputs["jobs-used"] == "1" and runner.outputs["dry-run"] == "false"
     author, subject = git(origin, "log", "-1", "--format=%an|%s", "main").split("|", 1)
     assert author == "github-actions[bot]" and subject.startswith("mlr: campaign work started; iter 1 submitted ")
@@ -322,3 +328,183 @@ def test_mlr_step_dry_run_writes_nothing(tmp_path, capsys):
     (tmp_path / "program.md").write_text(PROGRAM.replace("max_jobs: 12", "max_jobs: 0"))
     assert main(["step", "--repo", str(tmp_path), "--dry-run"]) == 2
     assert "is not valid" in capsys.readouterr().out
+
+
+# --- authority: only the tip of the default branch spends ---------------------------------------------
+
+
+def jobs_started(work: Path) -> list[str]:
+    registry = work / ".mlr" / "jobs"
+    return sorted(p.name for p in registry.iterdir()) if registry.is_dir() else []
+
+
+def test_a_rerun_of_an_old_workflow_run_spends_nothing_and_says_why(runner, origin, tmp_path):
+    old = git(origin, "rev-parse", "main")
+    work = clone(origin, tmp_path / "work")  # the old run's checkout: GITHUB_SHA is the old commit
+    other = clone(origin, tmp_path / "other")
+    (other / "program.md").write_text(PROGRAM.replace("max_jobs: 12", "max_jobs: 2"))
+    git(other, "commit", "-q", "-am", "lower the budget")
+    git(other, "push", "-q", "origin", "HEAD:main")
+    tip = git(origin, "rev-parse", "main")
+    assert runner.run(work, sha=old, **LOCAL) == 0
+    assert f"::notice title=mlr-action spends nothing here::dry run: this workflow run is for commit {old[:12]}" in runner.out
+    assert runner.outputs["dry-run"] == "true" and "re-run of an old workflow run" in runner.summary
+    assert "jobs 0/2" in runner.out  # the dry run shows the tip's envelope, not the checkout's
+    assert jobs_started(work) == [] and git(origin, "rev-parse", "main") == tip
+    # A re-run whose workflow checks out `ref: main` gets the tip, but is still a re-run.
+    fresh = clone(origin, tmp_path / "fresh")
+    assert runner.run(fresh, sha=old, **LOCAL) == 0
+    assert runner.outputs["dry-run"] == "true" and jobs_started(fresh) == []
+
+
+@pytest.mark.parametrize("edit", ["program.md", "train.py", "local commit"])
+def test_a_checkout_that_is_not_the_tip_spends_nothing(runner, origin, tmp_path, edit):
+    work = clone(origin, tmp_path / "work")
+    if edit == "program.md":
+        (work / "program.md").write_text(PROGRAM.replace("max_jobs: 12", "max_jobs: 1000"))
+    elif edit == "train.py":
+        (work / "train.py").write_text("import os; print(os.environ)\n")
+    else:
+        (work / "notes.txt").write_text("mine\n")
+        git(work, "add", "notes.txt")
+        git(work, "commit", "-q", "-m", "a local commit")
+    before = git(origin, "rev-parse", "main")
+    assert runner.run(work, sha=before, **LOCAL) == 0  # the run is for the tip; its checkout moved on
+    assert "::notice title=mlr-action spends nothing here::dry run: " in runner.out
+    reason = "not at" if edit == "local commit" else f"{edit} in the work tree differs from the one committed at main"
+    assert reason in runner.out and runner.outputs["dry-run"] == "true"
+    assert "jobs 0/12" in runner.out and "1000" not in runner.out
+    assert jobs_started(work) == [] and git(origin, "rev-parse", "main") == before
+
+
+def test_the_bots_own_push_does_not_make_its_tick_or_the_next_on_that_checkout_stale(runner, origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    assert runner.run(work, **LOCAL) == 0  # pushes runs/ to main: the tip moves because of the bot
+    assert runner.outputs["dry-run"] == "false" and runner.outputs["jobs-used"] == "1"
+    assert git(origin, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
+    assert runner.run(work, **LOCAL) == 0
+    assert runner.outputs["dry-run"] == "false" and "spends nothing here" not in runner.out
+
+
+def test_a_ledger_branch_writer_cannot_write_outside_runs_or_raise_the_budget(runner, origin, tmp_path):
+    raised = PROGRAM.replace("max_jobs: 12", "max_jobs: 1000")
+    plant(origin, "mlr-ledger", {"runs": {"ledger.jsonl": "", "..": {"program.md": raised}}})
+    work = clone(origin, tmp_path / "work")
+    assert runner.run(work, ledger_branch="mlr-ledger", **LOCAL) == 2
+    assert "::error title=mlr-action::" in runner.out and "runs/../program.md" in runner.out
+    assert "runs/../program.md" in runner.summary and "Traceback" not in runner.out
+    assert (work / "program.md").read_text() == PROGRAM and jobs_started(work) == []
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    (("120000", "/etc/passwd"), "script: train.py is a symlink"),
+    (None, "script: train.py is not a file committed at main"),
+])
+def test_a_script_that_is_not_a_committed_file_spends_nothing(runner, origin, tmp_path, entry, fragment):
+    plant(origin, "main", {"program.md": PROGRAM, **({"train.py": entry} if entry else {})},
+          parent=git(origin, "rev-parse", "main"))
+    work = clone(origin, tmp_path / "work")
+    (work / "train.py").unlink(missing_ok=True)
+    (work / "train.py").write_text(TRAIN)  # an untracked copy in the work tree authorizes nothing
+    assert runner.run(work, **LOCAL) == 2
+    assert fragment in runner.out and jobs_started(work) == []
+    assert "Fix what is named here; nothing was spent." in runner.out
+
+
+# --- refusals end in a message and an exit code, never a traceback (the real entry point) -------------------
+
+
+def run_module(tmp_path: Path, work: Path, *, event: str | None = None, **inputs) -> tuple[int, str, str]:
+    """``python -m mlr_action.action`` in a subprocess, as action.yml runs it."""
+    event_path = tmp_path / "event.json"
+    event_path.write_text(event if event is not None else json.dumps(
+        {"repository": {"full_name": "me/repo", "default_branch": "main", "fork": False}}))
+    summary = tmp_path / "summary.md"
+    summary.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "HF_", "ANTHROPIC_"))}
+    env.update({"PYTHONPATH": str(Path(action.__file__).parents[1]), "GITHUB_EVENT_NAME": "workflow_dispatch",
+                "GITHUB_EVENT_PATH": str(event_path), "GITHUB_REF": "refs/heads/main", "GITHUB_WORKSPACE": str(work),
+                "GITHUB_REPOSITORY": "me/repo", "GITHUB_STEP_SUMMARY": str(summary),
+                "GITHUB_OUTPUT": str(tmp_path / "output")})
+    env.update({action.env_name(k.replace("_", "-")): v for k, v in {**LOCAL, **inputs}.items()})
+    proc = subprocess.run([sys.executable, "-m", "mlr_action.action"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr, summary.read_text()
+
+
+def _not_a_checkout(origin, tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "program.md").write_text(PROGRAM)
+    return tmp_path / "plain", {}
+
+
+def _no_remote(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    git(work, "remote", "remove", "origin")
+    return work, {}
+
+
+def _unreachable_remote(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    git(work, "remote", "set-url", "origin", "http://127.0.0.1:9/me/repo.git")
+    return work, {}
+
+
+def _unreadable_program_object(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    blob = git(work, "rev-parse", "HEAD:program.md")
+    (work / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    return work, {}
+
+
+def _working_directory_is_a_file(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    return work, {"working_directory": "program.md"}
+
+
+def _working_directory_outside(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    (tmp_path / "elsewhere").mkdir()
+    (work / "camp").symlink_to(tmp_path / "elsewhere")
+    return work, {"working_directory": "camp"}
+
+
+def _event_not_json(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    return work, {"event": "{not json"}
+
+
+REFUSALS = {
+    "not a git checkout": (_not_a_checkout, 2, "actions/checkout"),
+    "no remote": (_no_remote, 2, "no remote origin"),
+    "a remote that cannot be reached": (_unreachable_remote, 1, "could not fetch origin/main"),
+    "an unreadable program.md object": (_unreadable_program_object, 2, "cannot read program.md at main"),
+    "a working-directory that is a file": (_working_directory_is_a_file, 2, "is not a folder of the checkout"),
+    "a working-directory outside the checkout": (_working_directory_outside, 2, "outside the checkout"),
+    "an event file that is not JSON": (_event_not_json, 2, "GITHUB_EVENT_PATH"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_a_refusal_ends_in_a_message_and_an_exit_code_never_a_traceback(runner, origin, tmp_path, case):
+    make, code, fragment = REFUSALS[case]
+    work, inputs = make(origin, tmp_path)
+    exit_code, out, summary = run_module(tmp_path, work, **inputs)
+    assert exit_code == code, out
+    assert "Traceback" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("::error")]
+    assert errors and any(fragment in e and "Fix: " in e for e in errors), out
+    assert fragment in summary and "Fix: " in summary
+    assert jobs_started(work) == []
+
+
+def test_a_runs_folder_committed_as_a_symlink_is_never_written_through(runner, origin, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    plant(origin, "main", {"program.md": PROGRAM, "train.py": TRAIN, "runs": ("120000", str(outside))},
+          parent=git(origin, "rev-parse", "main"))
+    work = clone(origin, tmp_path / "work")
+    assert (work / "runs").is_symlink()
+    assert runner.run(work, **LOCAL) == 2
+    assert "runs is a symlink" in runner.out and "Traceback" not in runner.out
+    assert list(outside.iterdir()) == [] and jobs_started(work) == []

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitrepos import append, clone, git, isolate_git, make_origin, push_from, row, show
+from gitrepos import append, clone, git, isolate_git, make_origin, plant, push_from, row, show
 from mlr_action import gitrepo
 from mlr_action.backends.base import PermanentError, TransientError
 from mlr_action.gitsync import GitError, PushRejected, merge_ledger, outside_runs, prepare_runs, publish_runs
@@ -321,3 +321,97 @@ def test_local_commits_of_a_person_are_never_pushed_by_the_bot(origin, tmp_path)
     assert git(origin, "ls-tree", "--name-only", "main").splitlines() == ["README.md", "program.md", "runs"]
     assert ledger_lines(origin) == [*BASE_ROWS, row(2)]
     assert git(work, "rev-parse", "HEAD") == mine  # the person's branch is theirs to pull
+
+
+# --- a ledger-branch writer: the branch's tree is data, never a path ----------------------------------
+# Porcelain refuses these trees, so they are planted with plumbing (mktree, commit-tree, update-ref) on the
+# bare origin, as anyone who can push to the ledger branch could.
+
+RAISED = PROGRAM + "max_jobs: 1000\n"
+FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+LEDGER = "".join(r + "\n" for r in BASE_ROWS)
+
+HOSTILE_TREES = {
+    "a .. folder": ({"runs": {"ledger.jsonl": LEDGER, "..": {"program.md": RAISED}}}, "runs/../program.md"),
+    "a .. file": ({"runs": {"ledger.jsonl": LEDGER, "..": "x"}}, "runs/.."),
+    "a . entry": ({"runs": {"ledger.jsonl": LEDGER, ".": "x"}}, "runs/."),
+    "a symlink": ({"runs": {"ledger.jsonl": LEDGER, "summary.md": ("120000", "../program.md")}}, "symlink"),
+    "a symlinked folder": ({"runs": {"ledger.jsonl": LEDGER, "research": ("120000", "../..")}}, "symlink"),
+    "a submodule": ({"runs": {"ledger.jsonl": LEDGER, "sub": ("160000", FAKE_COMMIT)}}, "submodule"),
+    "runs is a symlink": ({"runs": ("120000", "..")}, "runs is a symlink"),
+    "runs is a file": ({"runs": "x"}, "runs is a file"),
+    "a .git folder": ({"runs": {"ledger.jsonl": LEDGER, ".git": {"config": "[core]\n"}}}, "runs/.git/config"),
+    "an empty name": ({"runs": {"ledger.jsonl": LEDGER, "": "x"}}, "mlr-ledger"),
+}
+
+
+def files_outside_runs(top) -> dict[str, bytes]:
+    """Every file of the clone's folder and its parent outside runs/ and .git/, with its bytes."""
+    out = {}
+    for path in sorted(top.parent.rglob("*")):
+        rel = path.relative_to(top.parent).as_posix()
+        if path.is_file() and not path.is_symlink() and "/.git/" not in f"/{rel}/" and not rel.startswith("origin.git"):
+            if not rel.startswith(f"{top.name}/runs/"):
+                out[rel] = path.read_bytes()
+    return out
+
+
+@pytest.mark.parametrize("case", HOSTILE_TREES, ids=list(HOSTILE_TREES))
+def test_a_hostile_ledger_branch_is_refused_and_nothing_is_written_outside_runs(origin, tmp_path, case):
+    entries, named = HOSTILE_TREES[case]
+    plant(origin, "mlr-ledger", entries)
+    work = clone(origin, tmp_path / "work")
+    before, runs_before = files_outside_runs(work), (work / "runs/ledger.jsonl").read_bytes()
+    with pytest.raises(GitError) as caught:
+        prepare_runs(work, branch="mlr-ledger")
+    message = str(caught.value)
+    assert named in message and "mlr-ledger" in message and "restore" in message, message
+    assert files_outside_runs(work) == before
+    assert (work / "runs/ledger.jsonl").read_bytes() == runs_before  # refused before anything was written
+    assert not any(p.is_symlink() for p in (work / "runs").rglob("*"))
+
+
+def test_publishing_onto_a_ledger_branch_made_hostile_meanwhile_is_refused(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    append(work / "runs/ledger.jsonl", row(2))
+    assert publish_runs(work, message="mlr: iter 2", branch="mlr-ledger") is True
+    base = head(origin, "mlr-ledger")
+    # Between this tick's prepare and publish, a writer pushes a tree with a `..` entry on top of the bot's.
+    plant(origin, "mlr-ledger", {"runs": {"ledger.jsonl": LEDGER, "..": {"program.md": RAISED}}}, parent=base)
+    before = files_outside_runs(work)
+    append(work / "runs/ledger.jsonl", row(3))
+    with pytest.raises(GitError, match=r"runs/\.\./program\.md"):
+        publish_runs(work, message="mlr: iter 3", branch="mlr-ledger", backoff=0)
+    assert files_outside_runs(work) == before
+
+
+def test_a_runs_folder_that_is_a_symlink_in_the_work_tree_is_refused(origin, tmp_path):
+    first = clone(origin, tmp_path / "first")
+    append(first / "runs/ledger.jsonl", row(2))
+    assert publish_runs(first, message="mlr: iter 2", branch="mlr-ledger") is True
+    work = clone(origin, tmp_path / "work")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    git(work, "rm", "-q", "-r", "runs")
+    (work / "runs").symlink_to(outside)
+    with pytest.raises(GitError, match="runs is a symlink"):
+        prepare_runs(work, branch="mlr-ledger")
+    assert list(outside.iterdir()) == []
+    append(outside / "ledger.jsonl", row(9))
+    with pytest.raises(GitError, match="runs is a symlink"):
+        publish_runs(work, message="mlr: iter 9", branch="mlr-ledger")
+    assert ledger_lines(origin, "mlr-ledger") == [*BASE_ROWS, row(2)]
+
+
+def test_a_symlink_under_runs_in_the_work_tree_is_never_written_through(origin, tmp_path):
+    first = clone(origin, tmp_path / "first")
+    (first / "runs/summary.md").write_text("from the ledger branch\n")
+    assert publish_runs(first, message="mlr: summary", branch="mlr-ledger") is True
+    work = clone(origin, tmp_path / "work")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    (work / "runs/summary.md").unlink()
+    (work / "runs/summary.md").symlink_to(victim)  # e.g. left behind by a local job's code
+    with pytest.raises(GitError, match="symlink"):
+        prepare_runs(work, branch="mlr-ledger")
+    assert victim.read_text() == "mine\n"

@@ -62,8 +62,6 @@ from mlr_action.step import Step
 
 # Writers that are not part of a step: each with the reason it needs no crash point.
 OUTSIDE_STEP = {
-    "action_step.run_step": "the action's wrapper removes its temporary copy of program.md after the step",
-    "action_step._program_from_default": "the action's wrapper copies program.md from the default branch before the step",
     "cli.main": "points stdout at /dev/null when the reader of `mlr status | head` left",
     "cli.cmd_init": "`mlr init` drafts program.md for review; it spends nothing and is not a step",
     "ghenv.set_outputs": "the action's outputs file, written after the step",

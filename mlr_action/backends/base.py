@@ -59,6 +59,11 @@ class JobSpec(BaseModel):
     flavor: str
     timeout_s: int
     labels: dict[str, str]
+    # GitHub mode: the script's bytes as committed at ``commit``, the tip of the default branch that
+    # authorized the spend. A backend runs these bytes (hf ships them; local refuses a work tree that
+    # differs). None in local mode: the file at ``script`` is what runs.
+    script_bytes: bytes | None = Field(None, repr=False)
+    commit: str | None = None
 
 
 class JobView(BaseModel):

@@ -3,7 +3,9 @@
 Guarantees (besides those of :mod:`mlr_action.backends.base`):
 
 - What a job runs: the campaign's script, shipped inline with the job (base64
-  in ``MLR_SCRIPT_B64``, at most :data:`MAX_SCRIPT_BYTES`), written to a fresh
+  in ``MLR_SCRIPT_B64``, at most :data:`MAX_SCRIPT_BYTES`): in GitHub mode the
+  bytes committed at the tip of the default branch (``JobSpec.script_bytes``),
+  never the work tree's file; locally the file at its path. It is written to a fresh
   temporary folder and run with ``uv run`` in the uv image, so a PEP 723 header
   brings the script's own dependencies; the spec's args as ``--name=value``;
   the ``MLR_*`` environment; ``HF_TOKEN`` only as a job *secret*, never as
@@ -76,12 +78,12 @@ TOKEN_SCOPE = ("a token with write access (a classic 'write' token, or a fine-gr
                "'Start and manage Jobs on your behalf' and write access to the output repos) for namespace {ns}")
 MESSAGES = {
     "no-token": ("no Hugging Face token: set HF_TOKEN to " + TOKEN_SCOPE.format(ns="your user or org")
-                 + " (create one at https://huggingface.co/settings/tokens); nothing was spent"),
+                 + " (create one at https://huggingface.co/settings/tokens); this job was not submitted"),
     401: "HF rejected the token (401) while {action}: HF_TOKEN is invalid or expired; set it to " + TOKEN_SCOPE,
     403: "HF refused {action} (403): the token lacks permission; it needs " + TOKEN_SCOPE,
     402: ("HF refused {action} (402 Payment Required): namespace {ns} has no credits or payment method; add one at "
           "https://huggingface.co/settings/billing (for an org: its Settings > Billing), then run the step again; "
-          "nothing was spent"),
+          "this job was not submitted"),
     404: ("HF has no namespace {ns} (404 while {action}): set `namespace:` in program.md's Campaign block to your "
           "user or org name, or remove it to use the token's own user"),
     "not-found": "HF answered 404 while {action}: check that HF_ENDPOINT ({endpoint}) is the Hugging Face Hub",
@@ -90,11 +92,11 @@ MESSAGES = {
                         "looks for the job by its labels before submitting again"),
     "network": "could not reach HF at {endpoint} while {action} ({detail}); the next tick retries",
     "missing-script": ("the job script {script} does not exist; set `script:` in program.md's Campaign block to a file "
-                       "in the repository; nothing was spent"),
-    "unreadable-script": "cannot read the job script {script} ({why}); fix its permissions; nothing was spent",
+                       "in the repository; this job was not submitted"),
+    "unreadable-script": "cannot read the job script {script} ({why}); fix its permissions; this job was not submitted",
     "script-too-large": ("the job script {script} is {size} bytes, over the {limit} bytes a job can carry inline; keep "
                          "the training script small and let it get the rest through its PEP 723 dependencies or "
-                         "from the Hub; nothing was spent"),
+                         "from the Hub; this job was not submitted"),
     "prices-fallback": ("live HF prices could not be read ({why}); costs use the built-in price table, rounded up"),
 }
 
@@ -108,20 +110,27 @@ class Shipment:
 
 
 def ship(spec: JobSpec) -> Shipment:
-    """Pack ``spec``'s script into a command for the uv image; PermanentError when it cannot be shipped."""
+    """Pack ``spec``'s script into a command for the uv image; PermanentError when it cannot be shipped.
+
+    The bytes are the authorized blob's (``spec.script_bytes``, GitHub mode) or else the file's at ``spec.script``.
+    """
     path = Path(spec.script)
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise PermanentError(MESSAGES["missing-script"].format(script=path)) from None
-    except OSError as exc:
-        raise PermanentError(MESSAGES["unreadable-script"].format(script=path, why=exc.strerror or exc)) from None
+    data = spec.script_bytes if spec.script_bytes is not None else _read_script(path)
     if len(data) > MAX_SCRIPT_BYTES:
         raise PermanentError(MESSAGES["script-too-large"].format(script=path, size=len(data), limit=MAX_SCRIPT_BYTES))
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name).lstrip(".") or "train.py"
     name = name if name.endswith(".py") else name + ".py"
     command = ["bash", "-c", LAUNCHER.format(name=name), "mlr-job", *spec.args]
     return Shipment(command=command, env={**job_env(spec), "MLR_SCRIPT_B64": base64.b64encode(data).decode()})
+
+
+def _read_script(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise PermanentError(MESSAGES["missing-script"].format(script=path)) from None
+    except OSError as exc:
+        raise PermanentError(MESSAGES["unreadable-script"].format(script=path, why=exc.strerror or exc)) from None
 
 
 def prices_per_hour(hardware: list[Any]) -> dict[str, float]:

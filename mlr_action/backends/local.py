@@ -20,6 +20,9 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   ("timed out after ..."); ``cancel`` kills it and is CANCELED.
 - ``<root>/.mlr/`` carries a ``.gitignore`` of ``*``, so nothing under it is
   ever committed.
+- GitHub mode (a spec with ``script_bytes``): the job runs the work tree, so
+  ``submit`` refuses (:class:`PermanentError`, nothing started) when the
+  work-tree script is a symlink or differs from the authorized bytes.
 
 POSIX only; see :mod:`mlr_action.backends._supervise` for the job directory.
 """
@@ -122,6 +125,8 @@ class LocalBackend:
                 f"the job script {script} does not exist; set `script:` in program.md's Campaign block "
                 f"to a file in the repository (paths are relative to the folder holding program.md)"
             )
+        if spec.script_bytes is not None:
+            _check_authorized(script, spec)
         return script
 
     def _find(self, labels: dict[str, str]) -> str | None:
@@ -143,7 +148,7 @@ class LocalBackend:
             "args": list(spec.args),
             "env": job_env(spec),
             "timeout_s": spec.timeout_s,
-            "spec": spec.model_dump(),
+            "spec": spec.model_dump(exclude={"script_bytes"}),
         })
         jobdir = self.registry / job_id
         os.rename(tmp, jobdir)
@@ -231,6 +236,19 @@ class LocalBackend:
         if not ignore.exists():
             ignore.parent.mkdir(parents=True, exist_ok=True)
             ignore.write_text("*\n", encoding="utf-8")
+
+
+def _check_authorized(script: Path, spec: JobSpec) -> None:
+    """GitHub mode: this backend runs the work tree, so its script must be the authorized bytes, exactly."""
+    at = f"commit {(spec.commit or '')[:12]}"
+    if script.is_symlink():
+        raise PermanentError(f"the job script {script} is a symlink in the work tree, not the script authorized at "
+                             f"{at}; restore it (`git checkout -- {script.name}`); this job was not submitted")
+    if script.read_bytes() != spec.script_bytes:
+        raise PermanentError(f"the job script {script} in the work tree differs from the script authorized at {at} "
+                             "(edited after the check, perhaps by an earlier job's code): the local backend runs the "
+                             f"work tree, so it refuses; restore it (`git checkout -- {script.name}`) and run again; "
+                             "this job was not submitted")
 
 
 def _stale_reason(jobdir: Path, record: dict[str, Any], status: dict[str, Any]) -> str | None:

@@ -5,6 +5,8 @@ Guarantees:
 - The stop report is ``runs/stop-report.md``; an escalation of ``kind`` is
   ``runs/escalations/<kind>.md``. One file each, rewritten in place, so a
   repeated report never piles up files.
+- Reports land inside ``runs/`` only: a symlinked ``runs/`` or report folder
+  is refused (:class:`~mlr_action.backends.base.PermanentError`), never followed.
 - Writes are atomic (a temporary file in the same folder, then
   :func:`os.replace`): a reader sees the old file or the new one, never half
   of one. Publishing identical content leaves the file untouched.
@@ -62,13 +64,23 @@ class FileForge:
         return self.root / "runs" / "escalations" / f"{kind}.md"
 
     def publish_stop_report(self, *, title: str, body: str) -> Path:
-        path = self.stop_report_path
+        path = self._checked(self.stop_report_path)
         write_atomic(path, _document(title, body))
         return path
 
     def publish_escalation(self, *, kind: str, title: str, body: str) -> Path:
-        path = self.escalation_path(kind)
+        path = self._checked(self.escalation_path(kind))
         write_atomic(path, _document(title, body))
+        return path
+
+    def _checked(self, path: Path) -> Path:
+        """``path`` under runs/, refused when a folder on the way is a symlink (left by a job's code, say)."""
+        for folder in (self.root / "runs", path.parent):
+            if folder.is_symlink():
+                from mlr_action.backends.base import PermanentError
+
+                raise PermanentError(f"{folder} is a symlink: reports are written only inside runs/, never through "
+                                     "a link; make it a plain folder")
         return path
 
     def resolve_escalation(self, *, kind: str) -> bool:

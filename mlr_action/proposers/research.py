@@ -15,7 +15,9 @@ Guarantees:
   links with escaped titles), then the model's findings, redacted and cut to
   :data:`NOTE_FILE_CHARS`. It says that its text is data from the web.
 - Pure except :func:`write_note` and :func:`read_latest_note`, which touch
-  only ``runs/research/`` under the campaign root.
+  only ``runs/research/`` under the campaign root: the note a ledger row names
+  is read only when it is ``runs/research/NNN.md`` and no symlink is on the
+  way, so a ledger edit cannot feed another file (``.git/config``) to the LLM.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ MAX_SEARCHES = 5  # the web search tool's max_uses per research call
 MAX_SOURCES = 12
 NOTE_FILE_CHARS = 6000
 RESEARCH_DIR = Path("runs") / "research"
+_NOTE = re.compile(r"^runs/research/[0-9]{3,}\.md$")  # what note_path writes, and nothing else
 
 SYSTEM = """\
 You are the researcher of an autonomous machine-learning experiment campaign.
@@ -176,10 +179,10 @@ def write_note(root: Path, relative: Path, text: str) -> None:
 def read_latest_note(root: Path, state: CampaignState) -> tuple[str | None, str]:
     """The latest note's text (None when there is none or it is missing) and its name."""
     relative = latest_note(state)
-    if relative is None:
+    if relative is None or not _NOTE.match(relative):  # a ledger row is data: it names a note, never another file
         return None, ""
-    path = (root / relative).resolve()
-    if root.resolve() not in path.parents:  # a hand-edited ledger cannot point the proposer elsewhere
+    path = root / relative
+    if any(p.is_symlink() for p in (root / "runs", root / RESEARCH_DIR, path)):
         return None, ""
     try:
         return path.read_text(encoding="utf-8", errors="replace"), Path(relative).stem
