@@ -101,7 +101,7 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, program_path: Path
 
 
 def _redact(text: str) -> str:
-    from mlr_action.reports import redact
+    from mlr_action.redaction import redact
 
     return redact(text)
 

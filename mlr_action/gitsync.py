@@ -104,7 +104,7 @@ def publish_runs(
     """Commit and push what this step changed under ``runs/``; True when a commit was pushed."""
     if not message.strip():
         raise ValueError("publish_runs needs a commit message that says what the step did")
-    from mlr_action.reports import redact
+    from mlr_action.redaction import redact
 
     message = redact(message)
     repo = GitRepo.open(Path(root), remote)

@@ -10,7 +10,8 @@ Guarantees:
   about it) and :data:`ESCALATIONS` (what went wrong, what was spent, how to
   fix it). :mod:`mlr_action.summary` reuses them.
 - Every string that comes from outside (errors, hypotheses, configs, Hub
-  URLs, log tails, validation problems) passes through :func:`redact` before
+  URLs, log tails, validation problems) passes through
+  :func:`mlr_action.redaction.redact` before
   it is rendered, so no token reaches a file, an issue or a comment.
 - Every escalation says that nothing was spent (or nothing beyond what was
   already in flight) and what the user can do.
@@ -19,7 +20,6 @@ Guarantees:
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -29,41 +29,8 @@ from mlr_action.budget import Usage
 from mlr_action.durations import format_duration
 from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.program import Program
+from mlr_action.redaction import redact  # noqa: F401  (also re-exported for older callers)
 from mlr_action.state import CampaignState
-
-# --- Secrets ------------------------------------------------------------------
-
-SECRET_ENV_VARS = ("HF_TOKEN", "GITHUB_TOKEN", "ANTHROPIC_API_KEY")
-MASK = "***"
-_TOKEN_PATTERNS = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"hf_[A-Za-z0-9]{16,}"  # Hugging Face user/org tokens
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic, OAuth, app and refresh tokens
-    r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
-    r"|sk-ant-[A-Za-z0-9_-]{10,}"  # Anthropic API keys
-    r")"
-)
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{16,}")
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a token replaced by ``***``.
-
-    Masks the values of :data:`SECRET_ENV_VARS` set in the environment (when
-    longer than 8 characters, so a short value cannot mask ordinary words),
-    then every substring shaped like an HF, GitHub or Anthropic token, and
-    the credential of an ``Authorization: Bearer`` header.
-    """
-    if not text:
-        return text
-    values = sorted(
-        {v for name in SECRET_ENV_VARS if len(v := os.environ.get(name, "")) > 8}, key=len, reverse=True
-    )
-    for value in values:
-        text = text.replace(value, MASK)
-    text = _TOKEN_PATTERNS.sub(MASK, text)
-    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
-
 
 # --- Formatting shared with the summary ---------------------------------------
 

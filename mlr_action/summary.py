@@ -11,7 +11,7 @@ Guarantees:
   rows, its spend, research notes and fallbacks; a table of every experiment;
   a chart of the metric and best so far per iteration.
 - Every string that comes from outside (hypotheses, errors, configs, Hub
-  URLs, the prices note) is redacted (:func:`mlr_action.reports.redact`), and
+  URLs, the prices note) is redacted (:func:`mlr_action.redaction.redact`), and
   table cells have ``|`` escaped and newlines flattened, so a row can never
   break the table.
 - The chart is a valid Mermaid ``xychart-beta`` with two ``line`` series over

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 from mlr_action.backends.base import PermanentError, TransientError
 from mlr_action.forges import github_messages as msg
 from mlr_action.forges.github_dashboard import clip
-from mlr_action.reports import redact
+from mlr_action.redaction import redact
 
 DEFAULT_API_URL = "https://api.github.com"
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})

@@ -27,7 +27,8 @@ from pathlib import Path
 from mlr_action.ledger import EventRow
 from mlr_action.program import Program
 from mlr_action.proposers.prompt import best_rows, program_text, quote
-from mlr_action.reports import format_config, format_metric, redact
+from mlr_action.redaction import redact
+from mlr_action.reports import format_config, format_metric
 from mlr_action.state import CampaignState
 
 EVERY = 5  # the seed: a researcher every ~5 experiments
