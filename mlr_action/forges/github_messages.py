@@ -32,7 +32,12 @@ def escalation_marker(kind: str) -> str:
 
 
 def stop_report_marker(stop_ts: str, reason: str) -> str:
-    return f"<!-- mlr-action:stop-report {stop_ts} {reason} -->"
+    """The stop's time and reason (ledger values) in a hidden comment, with nothing that could end it early."""
+    return f"<!-- mlr-action:stop-report {_marker_word(stop_ts)} {_marker_word(reason)} -->"
+
+
+def _marker_word(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9:+._-]", "_", text)[:80]
 
 
 def reply_marker(comment_id: int) -> str:
