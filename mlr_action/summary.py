@@ -106,7 +106,7 @@ def _timeout(row: ExperimentRow) -> str:
 
 def _goal_line(program: Program) -> str:
     campaign = program.campaign
-    goal = f"{campaign.direction} `{campaign.metric}`"
+    goal = f"{campaign.direction} {code(campaign.metric)}"
     if campaign.target is not None:
         op = "≥" if campaign.direction == "maximize" else "≤"
         goal += f" until it is {op} {format_metric(campaign.target)}"
