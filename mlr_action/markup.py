@@ -34,7 +34,8 @@ from __future__ import annotations
 import re
 
 _BACKTICKS = re.compile(r"`+")
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:+-]{0,99}")  # nothing GitHub renders, links or mentions...
+# Nothing GitHub renders, links or mentions (an underscore inside a word never emphasizes) ...
+_PLAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:+-]{0,98}[A-Za-z0-9])?")
 _LINKY = re.compile(r"(?i)www\.|gh-\d")  # ... except these
 _COMMENT = "<!--"
 _DEFUSED = "<\u200b!--"  # a zero-width space: shows the same, is not a comment or a marker
