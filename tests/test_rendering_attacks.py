@@ -144,16 +144,16 @@ class HostileProposer(SearchProposer):
         return found
 
 
-@pytest.fixture
-def job_campaign(tmp_path, monkeypatch):
-    """Three real local jobs (two complete, one fails), reported on a loopback GitHub; what the bot wrote."""
+@pytest.fixture(scope="module")
+def job_campaign(tmp_path_factory):
+    """Four real local jobs (two complete, two fail), reported on a loopback GitHub; what the bot wrote."""
     from github_server import FakeGitHub
     from mlr_action.action_step import render_step_summary
     from mlr_action.backends.local import LocalBackend
     from mlr_action.forges.github import GitHubForge
     from mlr_action.views import campaign_status
 
-    root = tmp_path / "repo"
+    root = tmp_path_factory.mktemp("jobs") / "repo"
     root.mkdir()
     (root / "train.py").write_text(TRAIN)
     (root / "program.md").write_text(program_text(

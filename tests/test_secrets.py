@@ -496,7 +496,7 @@ def disguised_campaign(tmp_path_factory) -> Written:
                 if '"event": "stopped"' in ledger:
                     break
                 assert code in (0, 1) and time.monotonic() < deadline, log[-1]
-                time.sleep(0.2)
+                time.sleep(0.1)
             issues = "\n".join(f"{i['title']}\n{i['body']}" for i in gh.issues.values())
             comments = "\n".join(c["body"] for c in gh.comments.values())
             requests = "\n".join(gh.bodies)
