@@ -152,7 +152,7 @@ def render_status(status: dict[str, Any]) -> str:
     for job in status["in_flight_jobs"]:
         reserved = f", ${job['cost_usd']:.2f} reserved" if job.get("cost_usd") is not None else ""
         lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}{reserved}")
-    return "\n".join(lines)
+    return "\n".join(_CONTROL.sub(" ", line) for line in lines)  # ledger values cannot repaint the terminal
 
 
 _CONTROL = re.compile(ANSI_ESCAPE.pattern + r"|[\x00-\x1f\x7f-\x9f]")

@@ -405,3 +405,22 @@ def test_the_last_hub_url_line_decides_and_hf_endpoint_is_the_hub_too(monkeypatc
     assert read_metric(logs.replace(":8123/me/b", ":8124/me/b"), "eval_accuracy").hub_url is None  # another port
     dropped = read_metric(logs + "hub_url=https://evil.example/x\n", "eval_accuracy")
     assert dropped.hub_url is None and "evil.example" in dropped.hub_url_note  # the last line wins, even a bad one
+
+
+# --- the terminal and the Actions log ---------------------------------------------------------------------------
+
+
+def test_what_a_step_says_and_mlr_status_carry_no_terminal_escapes(tmp_path):
+    from mlr_action.views import describe_row, render_status
+
+    program = _program(tmp_path)
+    hostile = "\x1b]8;;https://evil.example\x07click\x1b]8;;\x07 \x1b[2J\x1b[H\rfake line\n::error::forged"
+    failed = ExperimentRow(iter=3, ts="t", status="error", error=hostile, job_id="j")
+    stopped = EventRow(event="stopped", ts="t", reason="human", detail=hostile)
+    said = [describe_row(program, failed), describe_row(program, stopped)]
+    status = {"state": "stopped", "campaign": "c", "stop_reason": "human", "stop_detail": hostile, "jobs_used": 1,
+              "jobs_max": 2, "walltime_used_s": 0, "walltime_max_s": 60, "cost_used_usd": 0.0, "cost_max_usd": None,
+              "best_metric": None, "in_flight_jobs": []}
+    for text in [*said, render_status(status)]:
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), repr(text)
+    assert all("\n" not in line for line in said) and said[0].startswith("iter 3 failed: ")
