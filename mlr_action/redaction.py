@@ -19,8 +19,9 @@ Guarantees:
     bytes) or ``\\uXXXX`` (percent-encoding, as ``quote()`` or by hand, and
     the escapes of Python and JSON);
   - in any of these forms split across lines: a line break (LF, CRLF or CR,
-    with spaces or tabs around it) between any two of its characters, as a
-    log wrapped at a column or ``base64`` output wrapped at 76 has.
+    blank lines, and the next line's indentation) between any two of its
+    characters, as a log wrapped at a column or ``base64`` output wrapped at
+    76 has.
 
   Then it masks every substring shaped like an HF, GitHub or Anthropic token,
   the credential of an ``Authorization: Bearer`` or ``Basic`` header, and the

@@ -562,3 +562,20 @@ def test_an_hf_error_that_echoes_the_token_in_disguise_reaches_no_escalation(tmp
     written += "\n".join(p.read_text() for p in (root / "runs").rglob("*") if p.is_file())
     assert result.exit_code == 2 and "token rejected: " in written  # the escalation quotes the error
     assert exposed(written, secrets) == [] and exposed("\n".join(result.events), secrets) == []
+
+
+@pytest.mark.parametrize("kind", ["base64", "hex", "wrapped"])
+def test_a_token_pasted_into_program_md_in_disguise_is_refused(tmp_path, secrets, capsys, kind):
+    import base64
+
+    from mlr_action.cli import main
+
+    value = secrets["HF_TOKEN"]
+    pasted = {"base64": base64.b64encode(value.encode()).decode(), "hex": value.encode().hex(),
+              "wrapped": value[:12] + "\n  " + value[12:]}[kind]
+    root = make_repo(tmp_path / "repo")
+    text = (root / "program.md").read_text().replace("Be accurate.", f"Be accurate. Auth: {pasted}")
+    (root / "program.md").write_text(text)
+    assert main(["validate", "--program", str(root / "program.md")]) == 2
+    out = capsys.readouterr()
+    assert "holds what looks like a token" in out.err and exposed(out.out + out.err, secrets) == []
