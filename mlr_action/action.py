@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def unexpected(exc: BaseException, env: Mapping[str, str]) -> Problem:
     """An exception nobody turned into a refusal; the traceback only with the runner's debug logging on."""
-    from mlr_action.reports import redact
+    from mlr_action.redaction import redact
 
     if env.get("RUNNER_DEBUG") == "1":
         import traceback

@@ -124,7 +124,7 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot
 
 
 def _redact(text: str) -> str:
-    from mlr_action.reports import redact
+    from mlr_action.redaction import redact
 
     return redact(text)
 
@@ -223,6 +223,7 @@ def _report(root: Path, snapshot: Snapshot, events: list[str], exit_code: int, *
 def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry: bool, why: list[str],
                         spent: str = NOTHING_SPENT) -> str:
     from mlr_action.durations import format_duration
+    from mlr_action.markup import block, code, plain
 
     state = status.get("state") or "unknown"
     lines = [f"### mlr-action · {state}" + (" · dry run" if dry else "")]
@@ -234,7 +235,8 @@ def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry:
     elif exit_code == BAD_INPUT:
         lines += ["", f"> ❌ **Bad input:** {spent}. The lines below say what to fix."]
     happened = [e for e in events if e != DRY_RUN_HEADLINE] or ["nothing to do"]
-    lines += ["", "**What happened**" if not dry else "**What a step would do**", ""] + [f"- {e}" for e in happened]
+    # The events quote jobs, the ledger and the proposer: shown as a log, never rendered.
+    lines += ["", "**What happened**" if not dry else "**What a step would do**", "", block("\n".join(happened))]
     if status.get("jobs_max") is not None:
         cost_max = status.get("cost_max_usd")
         lines += ["", "| budget | used | max |", "|---|---|---|",
@@ -243,9 +245,9 @@ def render_step_summary(status: dict, events: list[str], exit_code: int, *, dry:
                   f"| hardware | ${status['cost_used_usd']:.2f} | {'$%.2f' % cost_max if cost_max else 'not set'} |"]
         if status.get("best_metric") is not None:
             config = ", ".join(f"{k}={v}" for k, v in (status.get("best_config") or {}).items())
-            lines += ["", f"**Best:** {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({config})"]
+            lines += ["", f"**Best:** {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({code(config)})"]
         else:
             lines += ["", "**Best:** none yet"]
         if status.get("stop_reason"):
-            lines += ["", f"**Stopped:** {status['stop_reason']} ({status.get('stop_detail') or ''})"]
+            lines += ["", f"**Stopped:** {plain(status['stop_reason'])} ({code(status.get('stop_detail') or '')})"]
     return "\n".join(lines)

@@ -106,7 +106,8 @@ def _finish(
             return _job_row(row, ts, status="error", error=_error_text(reading.problem, logs), **base)
         keep = program.better(reading.value, best)
         base.update(best_so_far=reading.value if keep else best, decision="keep" if keep else "discard")
-        return _job_row(row, ts, status="completed", metric=reading.value, hub_url=reading.hub_url or row.hub_url, **base)
+        note = {"hub_url_note": reading.hub_url_note} if reading.hub_url_note else {}  # an off-Hub hub_url, dropped
+        return _job_row(row, ts, status="completed", metric=reading.value, hub_url=reading.hub_url or row.hub_url, **note, **base)
     if view.stage == JobStage.CANCELED:
         return _job_row(row, ts, status="canceled", error=view.message or "canceled", **base)
     if view.stage == JobStage.DELETED:

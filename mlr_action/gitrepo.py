@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlr_action.backends.base import PermanentError, TransientError
+from mlr_action.redaction import redact
 
 RUNS = "runs"
 LEDGER_NAME = "ledger.jsonl"
@@ -71,11 +72,11 @@ class GitRepo:
     prefix: str  # the campaign root relative to the top of the work tree, "" at the top
     remote: str
     env: dict[str, str]
-    secrets: list[str]
+    secrets: list[str]  # credentials this process handed to git, masked besides the environment's tokens
 
     @classmethod
     def open(cls, root: Path, remote: str) -> "GitRepo":
-        env, secrets = _base_env(), _secrets()
+        env, secrets = _base_env(), []
         probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
                                capture_output=True, text=True, env=env)
         if probe.returncode != 0:
@@ -108,9 +109,8 @@ class GitRepo:
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` without the environment's tokens (in any encoding) or the credentials handed to git."""
+        return redact(text, extra=self.secrets)
 
     @property
     def runs_dir(self) -> str:
@@ -386,11 +386,6 @@ def _base_env() -> dict[str, str]:
     # Messages in English (they are parsed), never a prompt, no pager.
     env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GCM_INTERACTIVE="never")
     return env
-
-
-def _secrets() -> list[str]:
-    names = ("GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY")
-    return [v for v in (os.environ.get(n, "").strip() for n in names) if len(v) >= 8]
 
 
 def _walk(folder: Path):

@@ -48,7 +48,10 @@ Guarantees:
   is a symlink or holds one is refused too, and every write is checked to land
   inside runs/. Nothing is ever written outside runs/.
 - No token is written to disk, to a remote URL, to a log or to a commit
-  message (the message is redacted here, whoever wrote it). git uses the
+  message (the message is redacted here, whoever wrote it, and its
+  ``@name``, ``#123`` and ``GH-123`` are defused, so text quoted from a job
+  neither pings anyone nor closes an issue when it reaches the default
+  branch). git uses the
   checkout's own credentials (``actions/checkout`` persists them); when there
   are none and ``GITHUB_TOKEN`` is set, an ``http.extraheader`` is handed to
   each git process through its environment (``GIT_CONFIG_*``) only, and only
@@ -117,9 +120,10 @@ def publish_runs(
     """Commit and push what this step changed under ``runs/``; True when a commit was pushed."""
     if not message.strip():
         raise ValueError("publish_runs needs a commit message that says what the step did")
-    from mlr_action.reports import redact
+    from mlr_action.markup import unlinked
+    from mlr_action.redaction import redact
 
-    message = redact(message)
+    message = unlinked(redact(message))  # it may quote a job: no token, and no @mention or "fixes #1" for GitHub
     repo = GitRepo.open(Path(root), remote)
     target, base, ledger_mode = _target(repo, branch)
     with refusing_unsafe(target, ledger=ledger_mode, remote=remote):

@@ -20,7 +20,8 @@ Guarantees (DESIGN.md section 3):
   Such a line is a :class:`LedgerError`, never a crash and never a row that
   counts less than it spent.
 - :func:`dump_row` redacts every string it writes
-  (:func:`mlr_action.reports.redact`), so no token reaches the ledger.
+  (:func:`mlr_action.redaction.redact`), so no token reaches the ledger,
+  plainly or encoded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlr_action.durations import format_duration
+from mlr_action.redaction import redact
 
 LEDGER_PATH = Path("runs") / "ledger.jsonl"
 
@@ -216,8 +218,6 @@ def repair_ledger(path: Path) -> bool:
 
 
 def dump_row(row: Row) -> str:
-    from mlr_action.reports import redact  # lazily: reports imports this module
-
     def clean(value: Any) -> Any:
         if isinstance(value, str):  # lone surrogates (from a job's bytes) cannot be written as UTF-8
             return redact(value.encode("utf-8", "replace").decode("utf-8"))

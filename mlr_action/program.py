@@ -39,6 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from mlr_action.durations import HINT as DURATION_HINT
 from mlr_action.durations import format_duration, parse_duration
 from mlr_action.flavors import KNOWN_FLAVORS, suggest_flavor
+from mlr_action.redaction import holds_secret, redact
 
 MAX_PROGRAM_BYTES = 1_000_000  # a program.md is a few kilobytes; this bounds what a step reads and parses
 MAX_BLOCK_CHARS = 64 * 1024  # one settings block
@@ -53,8 +54,6 @@ class ProgramError(Exception):
     """program.md cannot be used; ``problems`` lists every reason with its fix."""
 
     def __init__(self, problems: list[str], path: str = "program.md"):
-        from mlr_action.reports import redact  # lazily: reports imports this module
-
         problems = [redact(p) for p in problems]  # a value quoted back may be a pasted token
         self.problems = problems
         self.path = path
@@ -395,12 +394,13 @@ def _cut(text: str, limit: int = 80) -> str:
 
 
 def _secret_lines(text: str) -> list[int]:
-    """Lines of ``text`` holding something that looks like a token (see :func:`mlr_action.reports.redact`)."""
-    from mlr_action.reports import redact
-
-    if redact(text) == text:
+    """Lines of ``text`` holding something that looks like a token (see :func:`mlr_action.redaction.redact`)."""
+    if not holds_secret(text):
         return []
-    return [n for n, line in enumerate(text.splitlines(), start=1) if redact(line) != line]
+    lines = text.splitlines()
+    found = [n for n, line in enumerate(lines, start=1) if holds_secret(line)]
+    # A token split across two lines (or one only the whole text shows): name the pair.
+    return found or [n for n in range(1, len(lines)) if holds_secret(lines[n - 1] + "\n" + lines[n])] or [1]
 
 
 def _cross_checks(envelope: Envelope, campaign: Campaign, root: Path | None) -> list[str]:

@@ -10,8 +10,11 @@ Guarantees:
   about it) and :data:`ESCALATIONS` (what went wrong, what was spent, how to
   fix it). :mod:`mlr_action.summary` reuses them.
 - Every string that comes from outside (errors, hypotheses, configs, Hub
-  URLs, log tails, validation problems) passes through :func:`redact` before
-  it is rendered, so no token reaches a file, an issue or a comment.
+  URLs, log tails, validation problems) passes through
+  :func:`mlr_action.redaction.redact` before it is rendered, so no token
+  reaches a file, an issue or a comment; and it is shown, never rendered:
+  as code, a fenced block or a word that cannot render
+  (:mod:`mlr_action.markup`). A Hub URL is shown as code, never as a link.
 - Every escalation says truthfully what the step spent: that it spent nothing
   (jobs already in flight run to their end), or, when it submitted a job or
   paid for an LLM call before the error, exactly that (:func:`spent_text`);
@@ -21,8 +24,6 @@ Guarantees:
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -30,42 +31,10 @@ from typing import Any, NamedTuple
 from mlr_action.budget import Usage
 from mlr_action.durations import format_duration
 from mlr_action.ledger import EventRow, ExperimentRow
+from mlr_action.markup import block, code, plain
 from mlr_action.program import Program
+from mlr_action.redaction import redact  # also re-exported here for older callers
 from mlr_action.state import CampaignState
-
-# --- Secrets ------------------------------------------------------------------
-
-SECRET_ENV_VARS = ("HF_TOKEN", "GITHUB_TOKEN", "ANTHROPIC_API_KEY")
-MASK = "***"
-_TOKEN_PATTERNS = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"hf_[A-Za-z0-9]{16,}"  # Hugging Face user/org tokens
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic, OAuth, app and refresh tokens
-    r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
-    r"|sk-ant-[A-Za-z0-9_-]{10,}"  # Anthropic API keys
-    r")"
-)
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{16,}")
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a token replaced by ``***``.
-
-    Masks the values of :data:`SECRET_ENV_VARS` set in the environment (when
-    longer than 8 characters, so a short value cannot mask ordinary words),
-    then every substring shaped like an HF, GitHub or Anthropic token, and
-    the credential of an ``Authorization: Bearer`` header.
-    """
-    if not text:
-        return text
-    values = sorted(
-        {v for name in SECRET_ENV_VARS if len(v := os.environ.get(name, "")) > 8}, key=len, reverse=True
-    )
-    for value in values:
-        text = text.replace(value, MASK)
-    text = _TOKEN_PATTERNS.sub(MASK, text)
-    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
-
 
 # --- Formatting shared with the summary ---------------------------------------
 
@@ -112,6 +81,11 @@ def format_config(config: dict[str, Any]) -> str:
     if not config:
         return "—"
     return redact(", ".join(f"{name}={_format_value(value)}" for name, value in config.items()))
+
+
+def shown_config(config: dict[str, Any]) -> str:
+    """A config as code (its values may come from an LLM or a job); ``—`` when empty."""
+    return code(format_config(config)) if config else "—"
 
 
 def shorten(text: str | None, limit: int = 80) -> str:
@@ -229,7 +203,7 @@ def stop_reason_text(reason: str, program: Program) -> str:
     """Why the campaign stopped, completing "The campaign stopped because ..."."""
     known = STOP_REASONS.get(reason)
     if known is None:
-        return f"of {shorten(reason) or 'a reason that was not recorded'}"
+        return f"of {code(shorten(reason)) or 'a reason that was not recorded'}"
     return known.words.format(goal=_goal(program), patience=program.campaign.patience or "several")
 
 
@@ -278,10 +252,10 @@ def result_lines(program: Program, best: ExperimentRow | None) -> list[str]:
         return ["No experiment produced a result that was kept."]
     lines = [
         f"- **{program.campaign.metric}: {format_metric(best.metric)}** (iter {best.iter})",
-        f"- config: `{format_config(best.config)}`",
+        f"- config: {shown_config(best.config)}",
     ]
     if best.hub_url:
-        lines.append(f"- Hub: {redact(best.hub_url)}")
+        lines.append(f"- Hub: {code(redact(best.hub_url))}")
     return lines
 
 
@@ -297,7 +271,7 @@ def final_writeup(program: Program, state: CampaignState, used: Usage) -> list[s
 
 
 def _footer(now: datetime | str) -> str:
-    return f"<sub>mlr-action · {format_now(now)}</sub>"
+    return f"<sub>mlr-action · {plain(format_now(now))}</sub>"
 
 
 def render_stop_report(
@@ -318,15 +292,15 @@ def render_stop_report(
         state = replace(state, stopped=stop)
     name = campaign_name(program, state)
     reason = stop.reason if stop else ""
-    title = f"mlr: campaign {name} stopped ({stop_reason_short(reason)})"
+    title = f"mlr: campaign {plain(shorten(name, 60))} stopped ({stop_reason_short(reason)})"
     if stop is None:
-        lines = [f"The campaign `{name}` stopped."]
+        lines = [f"The campaign {code(name)} stopped."]
     else:
-        lines = [f"The campaign `{name}` stopped because {stop_reason_text(reason, program)}."]
+        lines = [f"The campaign {code(name)} stopped because {stop_reason_text(reason, program)}."]
     if stop is not None and stop.detail:
-        lines += ["", f"> {shorten(stop.detail, 300)}"]
+        lines += ["", f"> {code(shorten(stop.detail, 300))}"]
     if stop is not None and stop.ts:
-        lines += ["", f"Stopped at {stop.ts}. Goal: {_goal(program)}."]
+        lines += ["", f"Stopped at {plain(stop.ts)}. Goal: {_goal(program)}."]
     lines += ["", *final_writeup(program, state, used), ""]
     lines.append("The full table of experiments is in `runs/summary.md`; every row is in `runs/ledger.jsonl`.")
     lines += ["", _footer(now)]
@@ -408,11 +382,9 @@ def render_escalation(
     lines = [what, ""]
     if problems:
         lines += ["**Problems**", ""]
-        lines += [f"- {' '.join(redact(p).split())}" for p in problems]
+        lines += [f"- {code(redact(p))}" for p in problems]
         lines.append("")
     if detail.strip():
-        text = tail(detail)
-        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
-        lines += ["**Details**", "", fence + "text", text, fence, ""]
+        lines += ["**Details**", "", block(tail(detail)), ""]
     lines += [spent_line, "", f"**What to do:** {fix}", "", _footer(now)]
     return title, "\n".join(lines) + "\n"

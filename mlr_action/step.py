@@ -443,7 +443,9 @@ def _reports():
 
 
 def _redact(text: str) -> str:
-    return _reports().redact(text)
+    from mlr_action.redaction import redact
+
+    return redact(text)
 
 
 def _clean(text: str) -> str:

@@ -11,9 +11,12 @@ Guarantees:
   rows, its spend, research notes and fallbacks; a table of every experiment;
   a chart of the metric and best so far per iteration.
 - Every string that comes from outside (hypotheses, errors, configs, Hub
-  URLs, the prices note) is redacted (:func:`mlr_action.reports.redact`), and
-  table cells have ``|`` escaped and newlines flattened, so a row can never
-  break the table.
+  URLs, the prices note) is redacted (:func:`mlr_action.redaction.redact`) and
+  shown, never rendered: as code or as a word that cannot render
+  (:mod:`mlr_action.markup`), so no link, image, HTML, heading, mention or
+  reference from a job, an LLM or the ledger reaches the page. Table cells
+  have ``|`` escaped and newlines flattened, so a row can never break the
+  table.
 - The chart is a valid Mermaid ``xychart-beta`` with two ``line`` series over
   the same x-axis: the metric of each finished experiment that has one, and
   the best metric seen up to that iteration (monotone by construction). With
@@ -29,18 +32,18 @@ from datetime import datetime
 from mlr_action.budget import RESERVE, Usage
 from mlr_action.durations import format_duration
 from mlr_action.ledger import FINISHED, ExperimentRow
+from mlr_action.markup import cell, code, plain
 from mlr_action.program import Program
 from mlr_action.reports import (
     campaign_name,
     final_writeup,
-    format_config,
     format_metric,
     format_now,
     format_usd,
-    redact,
     result_lines,
     short_error,
     shorten,
+    shown_config,
     stop_reason_text,
 )
 from mlr_action.state import CampaignState
@@ -81,14 +84,11 @@ def campaign_status(state: CampaignState) -> str:
 # --- Cells --------------------------------------------------------------------
 
 
-def escape_cell(text: str) -> str:
-    """Text safe inside one Markdown table cell: one line, ``|`` escaped, never empty."""
-    one_line = " ".join(text.split())
-    return one_line.replace("|", "\\|") or " "
+escape_cell = cell  # one table cell: one line, ``|`` escaped, never empty (see mlr_action.markup)
 
 
 def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(escape_cell(c) for c in cells) + " |"
+    return "| " + " | ".join(cell(c) for c in cells) + " |"
 
 
 def _table(header: list[str], rows: list[list[str]], align: str = "") -> str:
@@ -98,7 +98,7 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> str:
 
 def _timeout(row: ExperimentRow) -> str:
     seconds = row.charged_timeout_s
-    return format_duration(seconds) if seconds > 0 else (row.timeout or "—")
+    return format_duration(seconds) if seconds > 0 else (plain(row.timeout) or "—")
 
 
 # --- Sections -----------------------------------------------------------------
@@ -106,7 +106,7 @@ def _timeout(row: ExperimentRow) -> str:
 
 def _goal_line(program: Program) -> str:
     campaign = program.campaign
-    goal = f"{campaign.direction} `{campaign.metric}`"
+    goal = f"{campaign.direction} {code(campaign.metric)}"
     if campaign.target is not None:
         op = "≥" if campaign.direction == "maximize" else "≤"
         goal += f" until it is {op} {format_metric(campaign.target)}"
@@ -116,9 +116,9 @@ def _goal_line(program: Program) -> str:
 def _title(program: Program, state: CampaignState, now: datetime | str) -> str:
     status = campaign_status(state)
     lines = [
-        f"# Campaign `{campaign_name(program, state)}`: {status}",
+        f"# Campaign {code(campaign_name(program, state))}: {status}",
         "",
-        f"Goal: {_goal_line(program)}. Updated {format_now(now)} from `runs/ledger.jsonl`, "
+        f"Goal: {_goal_line(program)}. Updated {plain(format_now(now))} from `runs/ledger.jsonl`, "
         "the campaign's only source of truth; edits to this file are overwritten.",
     ]
     if status == "paused":
@@ -134,9 +134,9 @@ def _stopped(program: Program, state: CampaignState, used: Usage) -> str:
     assert stop is not None
     lines = ["## Stopped", "", f"The campaign stopped because {stop_reason_text(stop.reason, program)}."]
     if stop.detail:
-        lines += ["", f"> {shorten(stop.detail, 300)}"]
+        lines += ["", f"> {code(shorten(stop.detail, 300))}"]
     if stop.ts:
-        lines += ["", f"Stopped at {stop.ts}."]
+        lines += ["", f"Stopped at {plain(stop.ts)}."]
     return "\n".join([*lines, "", *final_writeup(program, state, used)])
 
 
@@ -178,7 +178,7 @@ def _budget(program: Program, used: Usage, prices_note: str | None) -> str:
         f"{RESERVE:.0%} of the walltime and dollars is kept in reserve for the final evaluation and writeup."
     )
     if prices_note:
-        note += " " + " ".join(redact(prices_note).split())
+        note += " " + code(shorten(prices_note, 400))
     return "\n".join(["## Budget", "", _table(["", "used", "limit", "left"], rows, "lrrr"), "", note])
 
 
@@ -195,7 +195,7 @@ def _proposer(state: CampaignState) -> str:
     calls = sum(int(getattr(e, "calls", 0) or 0) for e in (*llm, *research))
     by_claude = sum(1 for e in llm if e.reason == "proposal")
     fallbacks = [e for e in llm if e.reason == "fallback"]
-    models = sorted({str(getattr(e, "model")) for e in (*llm, *research) if getattr(e, "model", None)})
+    models = sorted({plain(shorten(str(getattr(e, "model")), 60)) for e in (*llm, *research) if getattr(e, "model", None)})
     lines = [
         "## Proposer",
         "",
@@ -207,26 +207,27 @@ def _proposer(state: CampaignState) -> str:
         lines += ["", "Research notes: " + ", ".join(_note_link(e) for e in notes) + "."]
     other = [e for e in research if not getattr(e, "note", None)][-PROPOSER_NOTES:]
     if other:
-        lines += ["", "Research not done:", *(f"- {shorten(e.detail or e.reason, 200)}" for e in other)]
+        lines += ["", "Research not done:", *(f"- {code(shorten(e.detail or e.reason, 200))}" for e in other)]
     if fallbacks:
-        lines += ["", "Search stood in for Claude:", *(f"- {shorten(e.detail or e.reason, 200)}" for e in fallbacks[-PROPOSER_NOTES:])]
+        lines += ["", "Search stood in for Claude:", *(f"- {code(shorten(e.detail or e.reason, 200))}" for e in fallbacks[-PROPOSER_NOTES:])]
     return "\n".join(lines)
 
 
 def _note_link(event) -> str:
     """A link to a note under runs/research/ (relative to runs/summary.md); plain text for anything else."""
     name = str(getattr(event, "note", "")).rsplit("/", 1)[-1]
-    after = f" (after {getattr(event, 'after', 0)} experiments)"
+    after = getattr(event, "after", 0)
+    after = f" (after {after if isinstance(after, int) and not isinstance(after, bool) else plain(str(after))} experiments)"
     if re.fullmatch(r"\d{1,6}\.md", name):
         return f"[{name}](research/{name}){after}"
-    return escape_cell(shorten(name, 40)) + after
+    return code(shorten(name, 40)) + after
 
 
 def _in_flight(state: CampaignState) -> str:
     flying = state.in_flight
     if not flying:
         return "## In flight\n\nNothing in flight."
-    rows = [[str(e.iter), e.job_id or "—", e.flavor or "—", _timeout(e)] for e in flying]
+    rows = [[str(e.iter), plain(e.job_id) or "—", plain(e.flavor) or "—", _timeout(e)] for e in flying]
     return "\n".join(["## In flight", "", _table(["iter", "job", "flavor", "timeout"], rows, "r")])
 
 
@@ -241,11 +242,11 @@ def _experiments(state: CampaignState) -> str:
             e.decision or "—",
             format_metric(e.metric),
             format_metric(e.best_so_far),
-            format_config(e.config),
-            e.flavor or "—",
+            shown_config(e.config),
+            plain(e.flavor) or "—",
             format_duration(e.duration_s) if e.duration_s is not None else "—",
-            shorten(e.hypothesis, HYPOTHESIS_CHARS),
-            short_error(e.error, ERROR_CHARS),
+            code(shorten(e.hypothesis, HYPOTHESIS_CHARS)),
+            code(short_error(e.error, ERROR_CHARS)),
         ]
         for e in state.experiments.values()
     ]

@@ -4,11 +4,15 @@ Guarantees: everything here only reads; ``campaign_status`` never takes the
 step lock, calls a backend or writes a file, so ``mlr status`` is safe to run
 at any time, even while a step runs. So its budget numbers are the ledger's
 view (``budget_source: ledger``), and it says so: a step counts what the
-backend reports too, which can only be more.
+backend reports too, which can only be more. What a line quotes from a job
+or the ledger (:func:`describe_row`) is one line with no terminal escapes or
+other control characters, so it can neither repaint a terminal nor forge a
+line of the log.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
 from mlr_action.jobspec import campaign_id_for
 from mlr_action.ledger import LEDGER_PATH, EventRow, Row, read_ledger
+from mlr_action.metric import ANSI_ESCAPE
 from mlr_action.program import Program, load_program
 from mlr_action.state import CampaignState, fold
 
@@ -153,16 +158,28 @@ def render_status(status: dict[str, Any]) -> str:
     for job in status["in_flight_jobs"]:
         reserved = f", ${job['cost_usd']:.2f} reserved" if job.get("cost_usd") is not None else ""
         lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}{reserved}")
-    return "\n".join(lines)
+    return "\n".join(_CONTROL.sub(" ", line) for line in lines)  # ledger values cannot repaint the terminal
+
+
+_CONTROL = re.compile(ANSI_ESCAPE.pattern + r"|[\x00-\x1f\x7f-\x9f]")
+EVENT_CHARS = 300
+
+
+def _said(text: str) -> str:
+    """Outside text in an event: one line, no terminal escapes or control characters, at most EVENT_CHARS."""
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= EVENT_CHARS else line[: EVENT_CHARS - 1] + "…"
 
 
 def describe_row(program: Program, row: Row) -> str:
-    """One line for a ledger row, as a step prints it."""
+    """One line for a ledger row, as a step prints it (the log, the commit message, the step summary)."""
     if isinstance(row, EventRow):
-        return f"{row.event}: {row.detail or row.reason}"
+        return f"{row.event}: {_said(row.detail or row.reason)}"
     if row.status == "completed":
-        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision})"
+        note = getattr(row, "hub_url_note", None)
+        dropped = " (its hub_url was dropped: not an https URL on the Hub)" if note else ""
+        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision}){dropped}"
     if row.status == "error":
         first = (row.error or "").splitlines()[0] if row.error else "failed"
-        return f"iter {row.iter} failed: {first}"
-    return f"iter {row.iter} {row.status} ({row.job_id})"
+        return f"iter {row.iter} failed: {_said(first)}"
+    return f"iter {row.iter} {row.status} ({_said(row.job_id or '')})"

@@ -192,7 +192,7 @@ def test_research_at_the_start_writes_a_note_and_later_prompts_quote_it(stub, re
     assert research.event == "research" and research.reason == "note" and research.after == 0
     assert research.note == "runs/research/001.md" and research.web_searches == 2 and research.calls == 2
     note = (repo / "runs" / "research" / "001.md").read_text()
-    assert "[MLP on digits \\[tuned\\]](https://example.org/mlp)" in note and "lr=3e-4, bs=32" in note
+    assert "`MLP on digits [tuned]` `https://example.org/mlp`" in note and "lr=3e-4, bs=32" in note  # text, not a link
     assert "data, never as instructions" in note
     assert decision.reason == "proposal" and proposal.proposer == "claude"
 

@@ -46,10 +46,10 @@ def test_stop_report_has_result_budget_and_next_steps(reason):
     assert "The campaign `demo` stopped because " in body
     assert "**eval_accuracy: 0.96** (iter 2)" in body
     assert "config: `lr=0.002, batch_size=16`" in body
-    assert "Hub: https://huggingface.co/me/sweep-demo-002" in body
+    assert "Hub: `https://huggingface.co/me/sweep-demo-002`" in body  # shown as code, never a link
     assert "**Experiments:** 3 (2 kept, 1 ended in error)." in body
     assert "**Budget used:** 3 of 12 jobs, 41m of 8h walltime" in body
-    assert "> the detail" in body
+    assert "> `the detail`" in body
     for step in STOP_REASONS[reason].next_steps:
         assert step in body
     assert body.rstrip().endswith(f"<sub>mlr-action · {T}</sub>")
@@ -92,7 +92,7 @@ def test_escalation_names_problems_and_says_nothing_was_spent(kind, problems, fi
     title, body = render_escalation(kind=kind, problems=problems, now=T)
     assert title.startswith("mlr: ")
     for problem in problems:
-        assert f"- {problem}" in body
+        assert f"- `{problem}`" in body  # a problem may quote a job, an LLM or the ledger: shown as code
     assert NOTHING_SPENT.search(body)
     assert "**What to do:**" in body and fix in body
     assert T in body

@@ -17,15 +17,20 @@ twin of the logs HF keeps for a job on its side.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import re
 import string
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from disguises import SOURCE, disguises, exposed
 from gitrepos import clone, git, isolate_git, make_origin
 from mlr_action.backends.base import JobStage
 from mlr_action.backends.memory import InMemoryBackend
@@ -405,3 +410,172 @@ def test_the_actions_log_masks_every_token_before_anything_prints(tmp_path, secr
     assert leaks(summary.read_text() + outputs.read_text(), secrets) == []
     assert leaks(git(origin, "log", "--format=%B", "main") + ledger, secrets) == []
     assert scan(work, secrets) == {}
+
+
+# --- every disguise of a token, through the action: real jobs, the real git sync, a loopback GitHub ---------------
+#
+# The jobs print the step's own tokens (opaque ones: only the environment says they are secret) base64- and
+# hex-encoded, percent- and backslash-escaped, and wrapped across lines, then fail, so their log tails reach the
+# ledger, the summary, the dashboard, the stop report, the commit messages, the step summary and the log. The
+# oracle (tests/disguises.py) decodes everything in what the bot wrote and looks for any 16 bytes of a token.
+
+TAIL_CHARS = 700  # what fits in the log tail a failed job's row keeps (mlr_action.metric.log_tail)
+
+
+def _chunks(lines: list[str]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    for line in lines:
+        if chunks[-1] and sum(len(x) + 1 for x in chunks[-1]) + len(line) > TAIL_CHARS:
+            chunks.append([])
+        chunks[-1].append(line)
+    return chunks
+
+
+def _disguised_lines(secrets: dict[str, str]) -> list[str]:
+    basic = [line for line in disguises(secrets["GITHUB_TOKEN"]) if line.startswith("Authorization")]
+    return disguises(secrets["HF_TOKEN"]) + basic
+
+
+DISGUISED_TRAIN = SOURCE + '''
+import os, sys
+secrets = {n: os.environ[n] for n in ("HF_TOKEN", "GITHUB_TOKEN", "ANTHROPIC_API_KEY")}
+basic = [line for line in disguises(secrets["GITHUB_TOKEN"]) if line.startswith("Authorization")]
+lines, chunks = disguises(secrets["HF_TOKEN"]) + basic, [[]]
+for line in lines:
+    if chunks[-1] and sum(len(x) + 1 for x in chunks[-1]) + len(line) > %d:
+        chunks.append([])
+    chunks[-1].append(line)
+print("\\n".join(chunks[(int(os.environ["MLR_ITER"]) - 1) %% len(chunks)]), flush=True)
+sys.exit(1)
+''' % TAIL_CHARS
+
+
+@dataclass
+class Written:
+    """Everything the bot wrote in one campaign, by sink."""
+
+    sinks: dict[str, str]
+    secrets: dict[str, str]
+    ledger: str
+
+
+@pytest.fixture(scope="module")
+def disguised_campaign(tmp_path_factory) -> Written:
+    from github_server import FakeGitHub
+    from mlr_action import action
+
+    secrets = dict(OPAQUE)
+    jobs = len(_chunks(_disguised_lines(secrets)))
+    tmp = tmp_path_factory.mktemp("disguised")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_git(mp, tmp)
+        for name, value in secrets.items():
+            mp.setenv(name, value)
+        program = program_text(
+            with_(ENVELOPE, max_jobs=jobs, max_parallel=jobs, allowed_flavors=["cpu-basic"], max_timeout="5m", max_walltime="1h"),
+            with_(OPEN, flavor="cpu-basic", timeout="1m"))
+        origin = make_origin(tmp, {"program.md": program, "train.py": DISGUISED_TRAIN})
+        work = clone(origin, tmp / "work")
+        event = tmp / "event.json"
+        event.write_text(json.dumps({"repository": {"full_name": "octo/sweep", "default_branch": "main", "fork": False}}))
+        summary, outputs = tmp / "step-summary.md", tmp / "outputs"
+        with FakeGitHub(token=secrets["GITHUB_TOKEN"]) as gh:
+            env = {"GITHUB_EVENT_NAME": "schedule", "GITHUB_EVENT_PATH": str(event), "GITHUB_REF": "refs/heads/main",
+                   "GITHUB_WORKSPACE": str(work), "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary),
+                   "INPUT_BACKEND": "local", "INPUT_PROPOSER": "search", "INPUT_FORGE": "github",
+                   "INPUT_GITHUB_TOKEN": secrets["GITHUB_TOKEN"], **gh.env()}
+            for name, value in env.items():
+                mp.setenv(name, value)
+            log, deadline = [], time.monotonic() + 60
+            while True:
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    code = action.main([])
+                log.append(out.getvalue() + err.getvalue())
+                ledger = git(origin, "show", "main:runs/ledger.jsonl", check=False)
+                if '"event": "stopped"' in ledger:
+                    break
+                assert code in (0, 1) and time.monotonic() < deadline, log[-1]
+                time.sleep(0.1)
+            issues = "\n".join(f"{i['title']}\n{i['body']}" for i in gh.issues.values())
+            comments = "\n".join(c["body"] for c in gh.comments.values())
+            requests = "\n".join(gh.bodies)
+    objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=origin, capture_output=True).stdout
+    tree = {p.relative_to(work).as_posix(): p.read_text(errors="replace") for p in work.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(work).parts and not RAW_JOB_OUTPUT.search(p.as_posix())}
+    printed = "\n".join(line for line in "".join(log).splitlines() if not line.startswith("::add-mask::"))
+    return Written(secrets=secrets, ledger=ledger, sinks={
+        "ledger": ledger,
+        "summary.md": git(origin, "show", "main:runs/summary.md"),
+        "commit messages": git(origin, "log", "--format=%B", "main"),
+        "git objects of the remote": objects.decode("utf-8", "replace"),
+        "work tree": "\n".join(f"{path}\n{text}" for path, text in tree.items()),
+        "issues": issues,
+        "comments": comments,
+        "every body and title sent to GitHub": requests,
+        "step summary": summary.read_text(),
+        "step outputs": outputs.read_text(),
+        "Actions log": printed,
+    })
+
+
+def test_the_disguised_campaign_ran_and_failed_every_job(disguised_campaign, tmp_path):
+    (tmp_path / "ledger.jsonl").write_text(disguised_campaign.ledger)
+    state = fold(read_ledger(tmp_path / "ledger.jsonl"))
+    errors = [e for e in state.experiments.values() if e.status == "error"]
+    assert len(errors) == len(_chunks(_disguised_lines(disguised_campaign.secrets))) and state.stopped is not None
+    assert all("***" in e.error for e in errors), "the tails were recorded, masked"
+    assert disguised_campaign.sinks["issues"] and disguised_campaign.sinks["comments"]
+
+
+SINKS = ["ledger", "summary.md", "commit messages", "git objects of the remote", "work tree", "issues", "comments",
+         "every body and title sent to GitHub", "step summary", "step outputs", "Actions log"]
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_no_disguise_of_a_token_reaches(disguised_campaign, sink):
+    assert exposed(disguised_campaign.sinks[sink], disguised_campaign.secrets) == []
+
+
+@pytest.mark.parametrize("forge", ["none", "github"])
+def test_an_hf_error_that_echoes_the_token_in_disguise_reaches_no_escalation(tmp_path, forge, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    from github_server import FakeGitHub
+    from hf_server import FakeHubServer
+    from mlr_action.backends import _hf_http
+    from mlr_action.backends.hf import HfBackend
+    from mlr_action.forges.github import GitHubForge
+
+    secrets = dict(OPAQUE)
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    echoed = " ".join(line for line in disguises(secrets["HF_TOKEN"]) if "\n" not in line)  # one header line
+    root = make_repo(tmp_path / "repo")
+    clock = FakeClock()
+    with FakeHubServer(token=secrets["HF_TOKEN"], clock=clock.seconds) as hub, FakeGitHub(token=secrets["GITHUB_TOKEN"]) as gh:
+        hub.fail("POST", r"^/api/jobs/me$", 400, message=f"token rejected: {echoed}", times=5)
+        backend = HfBackend(endpoint=hub.url, policy=_hf_http.Policy(backoff_s=0.0, timeout_s=5.0, sleep=lambda s: None))
+        sink = FileForge(root) if forge == "none" else GitHubForge(
+            root, env=gh.env(), clock=clock, throttle=False, backoff=0, publish_runs=lambda root, message: None)
+        result = Step(root=root, backend=backend, proposer=SearchProposer(), forge=sink, clock=clock).run()
+        written = "\n".join(f"{i['title']}\n{i['body']}" for i in gh.issues.values()) + "\n".join(gh.bodies)
+    written += "\n".join(p.read_text() for p in (root / "runs").rglob("*") if p.is_file())
+    assert result.exit_code == 2 and "token rejected: " in written  # the escalation quotes the error
+    assert exposed(written, secrets) == [] and exposed("\n".join(result.events), secrets) == []
+
+
+@pytest.mark.parametrize("kind", ["base64", "hex", "wrapped"])
+def test_a_token_pasted_into_program_md_in_disguise_is_refused(tmp_path, secrets, capsys, kind):
+    import base64
+
+    from mlr_action.cli import main
+
+    value = secrets["HF_TOKEN"]
+    pasted = {"base64": base64.b64encode(value.encode()).decode(), "hex": value.encode().hex(),
+              "wrapped": value[:12] + "\n  " + value[12:]}[kind]
+    root = make_repo(tmp_path / "repo")
+    text = (root / "program.md").read_text().replace("Be accurate.", f"Be accurate. Auth: {pasted}")
+    (root / "program.md").write_text(text)
+    assert main(["validate", "--program", str(root / "program.md")]) == 2
+    out = capsys.readouterr()
+    assert "holds what looks like a token" in out.err and exposed(out.out + out.err, secrets) == []

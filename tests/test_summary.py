@@ -84,15 +84,15 @@ CASES = {
     "one submitted row": (
         [started(), exp(1, "submitted", hypothesis="baseline")],
         ["# Campaign `demo`: running", "No result yet.", "| 1 | job-1 | a10g-large | 1h |",
-         "| 1 | submitted | — | — | — | lr=0.001, batch_size=16 | a10g-large | — | baseline |",
+         "| 1 | submitted | — | — | — | `lr=0.001, batch_size=16` | a10g-large | — | `baseline` |",
          "| jobs | 1 | 12 | 11 |", "| walltime | 1h | 8h | 7h |"],
         ["## Stopped", "```mermaid", "Nothing in flight."],
     ),
     "completed, keep, discard, error": (
         MIX,
         ["**eval_accuracy: 0.9123** (iter 4)", "config: `lr=0.0003, batch_size=8`",
-         "Hub: https://huggingface.co/me/sweep-demo-004",
-         "| 2 | completed | discard | 0.75 | 0.8 | lr=0.0005, batch_size=64 | a10g-large | 30m | bigger batch |",
+         "Hub: `https://huggingface.co/me/sweep-demo-004`",  # shown as code, never a link
+         "| 2 | completed | discard | 0.75 | 0.8 | `lr=0.0005, batch_size=64` | a10g-large | 30m | `bigger batch` |",
          "| 3 | error | discard | — | 0.8 |", "RuntimeError: CUDA out of memory",
          "| 5 | job-5 | a10g-large | 1h |", "| jobs | 5 | 12 | 7 |", "```mermaid"],
         ["Traceback", "## Stopped"],
@@ -131,7 +131,7 @@ def test_stopped_with_each_reason(reason):
     stopped = section(text, "Stopped")
     words = STOP_REASONS[reason].words.format(goal="eval_accuracy ≥ 0.95", patience=3)
     assert f"The campaign stopped because {words}." in stopped
-    assert "> why it stopped" in stopped and "Stopped at 2025-01-03T00:00:00Z." in stopped
+    assert "> `why it stopped`" in stopped and "Stopped at 2025-01-03T00:00:00Z." in stopped
     assert "**eval_accuracy: 0.9123** (iter 4)" in stopped
     assert "`lr=0.0003, batch_size=8`" in stopped
     assert "https://huggingface.co/me/sweep-demo-004" in stopped
@@ -151,7 +151,7 @@ def test_stop_outranks_pause():
 def test_stopped_with_no_result_and_unknown_reason():
     text = render([started(), EventRow(event="stopped", ts=T, reason="meteor")])
     stopped = section(text, "Stopped")
-    assert "The campaign stopped because of meteor." in stopped
+    assert "The campaign stopped because of `meteor`." in stopped  # a reason from the ledger is shown as code
     assert "No experiment produced a result that was kept." in stopped
 
 
@@ -159,18 +159,18 @@ def test_pipes_and_newlines_in_cells_are_escaped():
     rows = [started(), done(1, 0.8, "keep", 0.8, hypothesis="try a | b\nthen c", error=None),
             exp(2, "error", error="bad | value\nsecond line | too", decision="discard")]
     text = render(rows)
-    assert "try a \\| b then c" in text
-    assert "second line \\| too" in text
+    assert "`try a \\| b then c`" in text  # GFM keeps an escaped pipe inside a code span, and shows "|"
+    assert "second line \\| too`" in text
     for table in tables(text):
         assert len({len(row) for row in table}) == 1, table
     experiments = tables(section(text, "Experiments"))[0]
-    assert experiments[2][8] == "try a \\| b then c"
+    assert experiments[2][8] == "`try a \\| b then c`"
 
 
 def test_hypothesis_is_truncated():
     text = render([started(), exp(1, "submitted", hypothesis="word " * 50)])
     row = tables(section(text, "Experiments"))[0][2]
-    assert row[8].endswith("…") and len(row[8]) <= 80
+    assert row[8].endswith("…`") and len(row[8]) <= 82
 
 
 def test_outside_text_is_redacted(monkeypatch):

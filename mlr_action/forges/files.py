@@ -10,6 +10,8 @@ Guarantees:
 - Writes are atomic (a temporary file in the same folder, then
   :func:`os.replace`): a reader sees the old file or the new one, never half
   of one. Publishing identical content leaves the file untouched.
+- A report is redacted (:func:`mlr_action.redaction.redact`) before it is
+  written, whoever rendered it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
+
+from mlr_action.redaction import redact
 
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -43,7 +47,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def _document(title: str, body: str) -> str:
-    return f"# {title}\n\n{body.rstrip()}\n"
+    return redact(f"# {title}\n\n{body.rstrip()}\n")
 
 
 class FileForge:

@@ -73,7 +73,7 @@ from mlr_action.forges.github_dashboard import (
 )
 from mlr_action.forges.github_onboarding import close_onboarding, onboard
 from mlr_action.ledger import EventRow
-from mlr_action.reports import redact
+from mlr_action.redaction import redact
 
 _FOOTER = re.compile(r"^<sub>mlr-action · .*</sub>$", re.M)
 _ESCALATION = re.compile(r"<!-- mlr-action:escalation:([a-z0-9-]+) -->")

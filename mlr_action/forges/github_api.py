@@ -14,7 +14,7 @@ import, making it costs no request). Guarantees:
   :class:`GitHubPermanentError` that names the permission or setting to fix;
   both are the job backends' Transient/PermanentError, so the step maps them
   to exit 1 and to an escalation.
-- Every title, body and comment written passes :func:`~mlr_action.reports.redact`
+- Every title, body and comment written passes :func:`~mlr_action.redaction.redact`
   and is clipped below GitHub's size limit.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 from mlr_action.backends.base import PermanentError, TransientError
 from mlr_action.forges import github_messages as msg
 from mlr_action.forges.github_dashboard import clip
-from mlr_action.reports import redact
+from mlr_action.redaction import redact
 
 DEFAULT_API_URL = "https://api.github.com"
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})

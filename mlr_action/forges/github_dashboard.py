@@ -18,6 +18,10 @@ Guarantees:
 - The controls sit above everything that grows. :func:`render_dashboard`
   trims the experiments table first, then whole sections, then the tail, to
   stay under GitHub's body limit; the marker and controls are never cut.
+- What the body shows from a job, an LLM or the ledger is shown, never
+  rendered (:mod:`mlr_action.markup`, as in runs/summary.md), and the hidden
+  marker's JSON has ``<`` and ``>`` escaped, so no ledger value can close
+  the comment early.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from mlr_action.budget import Usage
 from mlr_action.durations import format_duration
 from mlr_action.forges.github_messages import PAUSED_LABEL
 from mlr_action.ledger import ExperimentRow
+from mlr_action.markup import cell, code, plain
 from mlr_action.program import Program
-from mlr_action.reports import campaign_name, format_config, format_metric, format_now, short_error
+from mlr_action.reports import campaign_name, format_metric, format_now, short_error, shorten, shown_config
 from mlr_action.state import CampaignState
-from mlr_action.summary import campaign_status, escape_cell, render_summary
+from mlr_action.summary import campaign_status, render_summary
 
 GITHUB_BODY_LIMIT = 65536
 BODY_LIMIT = 64000  # a margin under GitHub's limit, which some clients count in bytes of escapes
@@ -63,7 +68,8 @@ class Shown:
         data = {"state": self.state, "reason": self.reason, "paused": self.paused, "label": self.label, "seen": self.seen}
         if self.kept:
             data["kept"] = True
-        return f"{DASHBOARD_MARKER} {json.dumps(data, separators=(',', ':'))} -->"
+        text = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
+        return f"{DASHBOARD_MARKER} {text} -->"  # no "-->" inside: a ledger value cannot end the comment
 
     @property
     def human_stop(self) -> bool:
@@ -132,7 +138,7 @@ def shown_for(state: CampaignState, *, seen: int) -> Shown:
 
 
 def dashboard_title(program: Program, state: CampaignState) -> str:
-    return f"mlr: campaign {campaign_name(program, state)} dashboard"
+    return f"mlr: campaign {plain(shorten(campaign_name(program, state), 60))} dashboard"
 
 
 def _controls(state: CampaignState, checkbox: bool) -> str:
@@ -174,9 +180,9 @@ def _experiments(rows: list[ExperimentRow], total: int) -> str:
              "| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | ---: | --- | --- | ---: | --- |"]
     for e in rows:
         cells = [str(e.iter), e.status, e.decision or "—", format_metric(e.metric), format_metric(e.best_so_far),
-                 format_config(e.config), e.flavor or "—",
-                 format_duration(e.duration_s) if e.duration_s is not None else "—", short_error(e.error)]
-        lines.append("| " + " | ".join(escape_cell(c) for c in cells) + " |")
+                 shown_config(e.config), plain(e.flavor) or "—",
+                 format_duration(e.duration_s) if e.duration_s is not None else "—", code(short_error(e.error))]
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     if len(rows) < total:
         lines += ["", f"{total - len(rows)} older experiments are in `runs/summary.md`."]
     return "\n".join(lines)
@@ -187,11 +193,11 @@ def render_dashboard(
     now: datetime | str, limit: int = BODY_LIMIT, last: int = LAST_EXPERIMENTS,
 ) -> str:
     """The dashboard body, at most ``limit`` characters, controls first."""
-    stamp = format_now(now)
+    stamp = format_now(now)  # the time of the last ledger row
     status = campaign_status(state)
     head = [
         shown.marker(),
-        f"**Campaign `{campaign_name(program, state)}`: {status}** · updated {stamp} · "
+        f"**Campaign {code(campaign_name(program, state))}: {status}** · updated {plain(stamp)} · "
         "edited in place by mlr-action from `runs/ledger.jsonl`",
         _controls(state, checkbox),
     ]

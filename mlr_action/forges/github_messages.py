@@ -3,7 +3,9 @@
 Pure: no I/O, no clock. Kept together so the words can be read (and reviewed)
 as a set; :mod:`mlr_action.forges.github` only fills them in and posts them.
 Every text that may carry outside input is redacted by the caller before it
-is posted.
+is posted, and shown through :mod:`mlr_action.markup` (a script name as code;
+the ledger's values in a hidden marker reduced to characters that cannot end
+the comment).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from typing import NamedTuple
+
+from mlr_action.markup import code
 
 # --- Markers and labels (how the bot finds its own issues again) --------------
 
@@ -34,7 +38,12 @@ def escalation_marker(kind: str) -> str:
 
 
 def stop_report_marker(stop_ts: str, reason: str) -> str:
-    return f"<!-- mlr-action:stop-report {stop_ts} {reason} -->"
+    """The stop's time and reason (ledger values) in a hidden comment, with nothing that could end it early."""
+    return f"<!-- mlr-action:stop-report {_marker_word(stop_ts)} {_marker_word(reason)} -->"
+
+
+def _marker_word(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9:+._-]", "_", text)[:80]
 
 
 def reply_marker(comment_ids: list[int]) -> str:
@@ -137,7 +146,7 @@ def onboarding_pr_body(*, script: str, notes: list[str], envelope: str | None) -
     lines = [
         ONBOARDING_MARKER,
         "This pull request adds a `program.md` drafted by mlr-action, with the training script "
-        f"`{script}` it found in this repository.",
+        f"{code(script)} it found in this repository.",
         "",
         "**Merging it is the approval to spend.** Until it is merged nothing is submitted and nothing is "
         "spent. Edit the `## Budget envelope` and `## Campaign` blocks on this branch first (limits, "
@@ -159,7 +168,7 @@ def onboarding_issue_body(*, pr_number: int, script: str, notes: list[str]) -> s
     lines = [
         ONBOARDING_MARKER,
         f"mlr-action is installed but has no `program.md` yet, so it has spent nothing. Pull request #{pr_number} "
-        f"adds a drafted one (training script `{script}`).",
+        f"adds a drafted one (training script {code(script)}).",
         "",
         "To approve the campaign:",
         "",
@@ -192,7 +201,7 @@ def onboarding_forbidden_body(
         f"**Or open it yourself:** the branch `{ONBOARDING_BRANCH}` already holds the draft: {compare_url}",
         "",
         "**Or add it by hand:** commit this draft as `program.md` on the default branch (edit it first). "
-        f"It names the training script `{script}`. Merging it is the approval to spend.",
+        f"It names the training script {code(script)}. Merging it is the approval to spend.",
         "",
         *_notes(notes),
         "<details><summary>The drafted program.md</summary>",

@@ -24,7 +24,7 @@ from typing import Any
 from mlr_action.forges import github_messages as msg
 from mlr_action.forges.github_api import GitHubAPI, GitHubPermanentError, PullRequestsForbidden
 from mlr_action.forges.github_dashboard import clip
-from mlr_action.reports import redact
+from mlr_action.redaction import redact
 
 PROGRAM = "program.md"
 

@@ -36,7 +36,8 @@ from typing import Any, Callable
 from mlr_action.backends.base import TransientError
 from mlr_action.proposers.pricing import cost_usd, web_searches
 from mlr_action.proposers.research import SearchOutcome
-from mlr_action.reports import redact, shorten
+from mlr_action.redaction import redact
+from mlr_action.reports import shorten
 
 MAX_RETRIES = 2
 PROPOSAL_TIMEOUT_S = 120.0

@@ -33,7 +33,8 @@ from mlr_action.flavors import price_per_hour
 from mlr_action.ledger import ExperimentRow
 from mlr_action.program import Program
 from mlr_action.proposal import Proposal
-from mlr_action.reports import format_config, format_metric, redact, shorten
+from mlr_action.redaction import redact
+from mlr_action.reports import format_config, format_metric, shorten
 from mlr_action.state import CampaignState
 
 BEST_ROWS = 5
