@@ -16,11 +16,11 @@ Guarantees:
   forms (``0x10``, ``017``, ``1_000``, ``1:00``), ``.inf``/``.nan``,
   ``yes``/``no``/``on``/``off``, ``~``, non-ASCII digits and invisible
   characters are each a problem naming the line, the key and the fix.
-- Hostile input is bounded: program.md over :data:`MAX_PROGRAM_BYTES`, a YAML
-  block over :data:`MAX_BLOCK_CHARS`, nesting too deep to read, and duplicate
-  keys are each a problem with its fix, never a hang, a crash or a silently
-  chosen value. Limits and the bounds of the search space must be finite
-  numbers.
+- Hostile input is bounded: program.md over :data:`MAX_PROGRAM_BYTES` or
+  :data:`MAX_PROGRAM_LINES`, a YAML block over :data:`MAX_BLOCK_CHARS`,
+  nesting too deep to read, and duplicate keys are each a problem with its
+  fix, never a hang, a crash or a silently chosen value. Limits and the
+  bounds of the search space must be finite numbers.
 - Tokens are read from the environment only: program.md text that looks like
   a token (or holds the value of ``HF_TOKEN``, ``GITHUB_TOKEN`` or
   ``ANTHROPIC_API_KEY``) is a problem that names the line, never the token,
@@ -48,6 +48,7 @@ from mlr_action.durations import format_duration, parse_duration
 from mlr_action.flavors import KNOWN_FLAVORS, suggest_flavor
 
 MAX_PROGRAM_BYTES = 1_000_000  # a program.md is a few kilobytes; this bounds what a step reads and parses
+MAX_PROGRAM_LINES = 50_000  # 20,000 headings with a blank line each fit; reading Markdown costs per line
 MAX_BLOCK_CHARS = 64 * 1024  # one settings block
 ENVELOPE_HEADING = "budget envelope"
 CAMPAIGN_HEADING = "campaign"
@@ -244,6 +245,10 @@ def _sections(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The code blocks under each settings heading (:mod:`mlr_action.program_markdown`) and the prose under each heading."""
     from mlr_action.program_markdown import find_settings
 
+    lines = max(text.count("\n"), text.count("\r")) + (not text.endswith(("\n", "\r")))
+    if lines > MAX_PROGRAM_LINES:
+        raise ProgramError([f"program.md has {lines} lines, over the {MAX_PROGRAM_LINES} it may have (it needs a few "
+                            "hundred: see program.template.md)"])
     return find_settings(text, _TITLES)
 
 

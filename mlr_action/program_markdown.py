@@ -38,7 +38,7 @@ _VOID = frozenset("area base br col embed hr img input link meta source track wb
 _OPTIONAL_END = frozenset("p li dt dd tr td th option colgroup caption thead tbody tfoot rt rp optgroup".split())
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*?)?(/?)>")  # no "<" inside: linear on any text
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
-_MARKUP = frozenset("\\`*_&<[!~")
+_MARKUP = re.compile(r"[\\`*_&<\[!~]")
 _NEAR = 0.8  # a heading this close to a settings title (difflib's ratio) ...
 _NEAR_LENGTH = 3  # ... and at most this many characters longer or shorter reads like it (a typo, a lookalike, a colon)
 
@@ -69,6 +69,13 @@ class Settings:
     headings: list[int] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    _kinds: set[str] = field(default_factory=set)
+
+    def note(self, kind: str, problem: str) -> None:
+        """Keep the first problem of each kind: a file of 100,000 HTML lines is one problem, not 100,000."""
+        if kind not in self._kinds:
+            self._kinds.add(kind)
+            self.problems.append(problem)
 
 
 @dataclass
@@ -117,8 +124,8 @@ def _index(tokens: list, lines: list[str], titles: dict[str, str]) -> tuple[dict
                 found[key].blocks.append(block)
                 if html_open:
                     tag, line = html_open[-1]
-                    found[key].problems.append(
-                        f"line {block.start}: the code block under '{_shown(found[key])}' is inside an HTML <{tag}> "
+                    found[key].note(
+                        "folded block", f"line {block.start}: the code block under '{_shown(found[key])}' is inside an HTML <{tag}> "
                         f"element opened on line {line}, which can fold or hide it on the rendered page; close the "
                         "element before the heading, or remove it")
             for o in stack:
@@ -127,8 +134,8 @@ def _index(tokens: list, lines: list[str], titles: dict[str, str]) -> tuple[dict
                     _near_miss(o, near, titles, found)
         elif kind == "html_block" and tok.map:
             for key in {o.key for o in stack if o.key}:
-                found[key].problems.append(
-                    f"line {tok.map[0] + 1}: raw HTML under '{_shown(found[key])}' can hide, fold or imitate the "
+                found[key].note(
+                    "html", f"line {tok.map[0] + 1}: raw HTML under '{_shown(found[key])}' can hide, fold or imitate the "
                     "settings on the rendered page; remove it (or move it under another heading)")
             _html(tok.content, tok.map[0] + 1, html_open, inline=False)
         elif kind == "inline" and tok.map:
@@ -146,7 +153,7 @@ def _heading(tok, raw: str, stack: list[_Open], found: dict[str, Settings], html
     level, line = int(tok.tag[1]), tok.map[0] + 1
     while stack and stack[-1].level >= level:
         stack.pop()
-    key = next((k for k in titles if _could_be(raw, k) and _rendered(raw) == k), None)
+    key = _settings_key(raw, titles)
     stack.append(_Open(level, key, raw.strip(), line))
     starts.append((tok.map[0], tok.map[1], raw.strip()))
     if key is None:
@@ -154,11 +161,11 @@ def _heading(tok, raw: str, stack: list[_Open], found: dict[str, Settings], html
     settings = found.setdefault(key, Settings(title=titles[key]))
     settings.headings.append(line)
     if tok.level > 0:
-        settings.problems.append(f"line {line}: the '{_shown(settings)}' heading is inside a block quote or a list; "
+        settings.note("nested", f"line {line}: the '{_shown(settings)}' heading is inside a block quote or a list; "
                                  "a settings heading stands on its own at the top level (move it out)")
     if html_open:
         tag, opened = html_open[-1]
-        settings.problems.append(f"line {line}: the '{_shown(settings)}' heading is inside an HTML <{tag}> element "
+        settings.note("folded heading", f"line {line}: the '{_shown(settings)}' heading is inside an HTML <{tag}> element "
                                  f"opened on line {opened}, which can fold or hide it on the rendered page; close "
                                  "the element before the heading, or remove it")
 
@@ -221,8 +228,8 @@ def _front_matter(lines: list[str], found: dict[str, Settings], titles: dict[str
         return
     if any(line.rstrip() in ("---", "...") for line in lines[1:]):
         first = next(k for k in titles if k in found)
-        found[first].problems.append(
-            "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- as YAML front "
+        found[first].note(
+            "front matter", "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- as YAML front "
             "matter (a table of settings the bot does not read); delete it, the settings go in the ```yaml blocks")
 
 
@@ -237,8 +244,8 @@ def _near_miss(o: _Open, near: dict[str, difflib.SequenceMatcher], titles: dict[
         if matcher.quick_ratio() >= _NEAR and matcher.ratio() >= _NEAR:
             lookalike = " (it has characters that only look like ASCII letters)" if not o.raw.isascii() else ""
             settings = found.setdefault(key, Settings(title=titles[key]))
-            settings.problems.append(
-                f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like '{titles[key]}' but "
+            settings.note(
+                "near miss", f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like '{titles[key]}' but "
                 f"is not that heading{lookalike}; name it exactly '{titles[key]}', or rename it so it cannot be "
                 "taken for the settings")
             return
@@ -248,6 +255,14 @@ def _matcher(key: str) -> difflib.SequenceMatcher:
     matcher = difflib.SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(key)
     return matcher
+
+
+def _settings_key(raw: str, titles: dict[str, str]) -> str | None:
+    """The settings title ``raw`` renders as, or None; inline markup is parsed only when it could matter."""
+    if not _MARKUP.search(raw):
+        name = " ".join(raw.split()).casefold()
+        return name if name in titles else None
+    return next((k for k in titles if _could_be(raw, k) and _rendered(raw) == k), None)
 
 
 def _could_be(raw: str, key: str) -> bool:
@@ -261,7 +276,7 @@ def _could_be(raw: str, key: str) -> bool:
 def _rendered(raw: str) -> str:
     """The heading's text as a reader sees it: lower-case, runs of spaces as one space."""
     text = raw
-    if any(c in _MARKUP for c in raw):
+    if _MARKUP.search(raw):
         from markdown_it import MarkdownIt
 
         parts: list[str] = []

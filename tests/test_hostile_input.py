@@ -210,6 +210,7 @@ PROGRAM_CASES: dict[str, tuple[Callable[[], str | bytes], str]] = {
     "unterminated fence": (lambda: _sub("```\n\n## Campaign", "\n\n## Campaign"), "missing heading '## Campaign'"),
     "script outside the repo (absolute)": (lambda: _sub("script: train.py", "script: /bin/sh"), "script: /bin/sh is outside the repository"),
     "program.md over 1 MB": (_too_big, f"over the {MAX_PROGRAM_BYTES} a program.md may be"),
+    "60,000 list items": (lambda: BASE + "- item\n" * 60_000, "program.md has 60047 lines, over the 50000 it may have"),
     # What a reviewer reads is what is read: YAML that PyYAML reads otherwise (issue 10, class 3) ...
     "hexadecimal limit": (lambda: _sub("max_jobs: 12", "max_jobs: 0x3E8"),
                           "'## Budget envelope' line 10 (max_jobs): `0x3E8` is read as 1000 (hexadecimal); write the number "
