@@ -3,7 +3,9 @@
 Guarantees:
 
 - The file is read with a CommonMark parser (markdown-it, GFM tables on), the
-  grammar GitHub renders with, in one pass over its block tokens: the work is
+  grammar GitHub renders with, in one pass over its block tokens (block
+  quotes and lists nested so deep that markdown-it would stop reading are a
+  problem of the first settings section): the work is
   linear in the file (a file of 20,000 headings costs what 20,000 lines
   cost). Inline markup is parsed only for the few headings whose letters can
   spell a settings heading.
@@ -39,6 +41,7 @@ _OPTIONAL_END = frozenset("p li dt dd tr td th option colgroup caption thead tbo
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*?)?(/?)>")  # no "<" inside: linear on any text
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _MARKUP = re.compile(r"[\\`*_&<\[!~]")
+_DEEPEST = 16  # containers open at once; markdown-it stops reading at 20 (maxNesting), GitHub does not
 _NEAR = 0.8  # a heading this close to a settings title (difflib's ratio) ...
 _NEAR_LENGTH = 3  # ... and at most this many characters longer or shorter reads like it (a typo, a lookalike, a colon)
 
@@ -106,8 +109,11 @@ def _index(tokens: list, lines: list[str], titles: dict[str, str]) -> tuple[dict
     starts: list[tuple[int, int, str]] = []  # (heading line, first line after it, title as written) for the prose
     near = {key: _matcher(key) for key in titles}
     after_heading = False
+    deep: int | None = None  # the first line nested past _DEEPEST
     for tok in tokens:
         kind = tok.type
+        if tok.nesting == 1 and tok.level >= _DEEPEST and deep is None and tok.map:
+            deep = tok.map[0] + 1
         if kind == "heading_open":
             after_heading = True
             heading = tok
@@ -141,6 +147,10 @@ def _index(tokens: list, lines: list[str], titles: dict[str, str]) -> tuple[dict
         elif kind == "inline" and tok.map:
             _html(tok.content, tok.map[0] + 1, html_open, inline=True)
     _front_matter(lines, found, titles)
+    if deep is not None and found:
+        found[next(k for k in titles if k in found)].note(
+            "deep", f"line {deep}: block quotes or lists are nested {_DEEPEST} deep there; deeper than that the bot "
+                    "stops reading while GitHub still shows it, so flatten them")
     prose: dict[str, str] = {}
     for i, (_, after, title) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)

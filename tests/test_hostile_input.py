@@ -290,6 +290,8 @@ PROGRAM_CASES: dict[str, tuple[Callable[[], str | bytes], str]] = {
                                                "'## Budget envelope' appears 2 times"),
     "front matter": (lambda: "---\nmax_jobs: 1000\nmax_parallel: 16\n---\n" + BASE,
                      "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- as YAML front matter"),
+    "a block past the nesting markdown-it reads": (lambda: _sub("## Campaign", "> " * 25 + "```yaml\n" + "> " * 25 + "max_jobs: 1\n\n## Campaign"),
+                                                    "line 21: block quotes or lists are nested 16 deep there"),
     "a fence never closed": (lambda: BASE.rstrip("`\n") + "\n", "'## Campaign' line 23: the ```yaml block is never closed"),
 }
 
