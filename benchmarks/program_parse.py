@@ -65,7 +65,7 @@ def old_sections(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
 def floor(text: str) -> None:
     from markdown_it import MarkdownIt
 
-    MarkdownIt("commonmark").enable("table").disable("inline").parse(text)
+    MarkdownIt("commonmark").disable("inline").parse(text)
 
 
 def parse(text: str) -> str:

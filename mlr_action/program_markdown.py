@@ -2,8 +2,9 @@
 
 Guarantees:
 
-- The file is read with a CommonMark parser (markdown-it, GFM tables on), the
-  grammar GitHub renders with, in one pass over its block tokens (block
+- The file is read with a CommonMark parser (markdown-it), the grammar
+  GitHub renders with (its GFM extensions change inline text and tables,
+  never where a heading or a code block is), in one pass over its block tokens (block
   quotes and lists nested so deep that markdown-it would stop reading are a
   problem of the first settings section): the work is
   linear in the file (a file of 20,000 headings costs what 20,000 lines
@@ -97,7 +98,7 @@ def find_settings(text: str, titles: dict[str, str]) -> tuple[dict[str, Settings
     """
     from markdown_it import MarkdownIt
 
-    tokens = MarkdownIt("commonmark").enable("table").disable("inline").parse(text)
+    tokens = MarkdownIt("commonmark").disable("inline").parse(text)
     return _index(tokens, re.split(r"\r\n|\r|\n", text), titles)  # the line breaks markdown-it knows
 
 

@@ -15,6 +15,8 @@ Guarantees (each refusal names the line in program.md, the key and the fix):
   here; quote the word to mean the word) and ``~`` for null (write ``null``).
   Decimal numbers (``12``, ``-3``, ``0.5``, ``1.0e-5``, ``1e3``) are read as
   written.
+- A backslash escape in a double-quoted value other than ``\\\\``, ``\\"``,
+  ``\\n`` and ``\\t`` (``"\\x31\\x32"`` is ``12``) is refused.
 - A digit that is not ASCII (``٣``, ``１``) anywhere in a value or key is
   refused: Python's ``int()`` and ``re``'s ``\\d`` read it as a number.
 - An invisible character that can make a line read differently from what it
@@ -51,6 +53,7 @@ _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*|[0-9]*\.[0-9]*)(?:[eE][-+]?[0-9]+)
 # Read as text by PyYAML but as numbers by YAML 1.2 readers (editors, linters, other tools).
 _YAML12_NUMBER = re.compile(r"[-+]?0(?:o[0-7]+|x[0-9a-fA-F]+|b[01]+)")
 _LINE_BREAKS = "\u2028\u2029\x85"
+_PLAIN_ESCAPES = '\\"nt'  # \\, \", \n, \t read as they are written; \x31, \u0031, \N, a line continuation do not
 
 
 class Refused(Exception):
@@ -72,7 +75,7 @@ def load_settings(block: str, *, first_line: int = 1) -> Any:
     if _bracket_depth(block) > MAX_YAML_DEPTH:
         raise RecursionError
     loader = _loader_class()(block)
-    loader.first_line = first_line
+    loader.first_line, loader.block = first_line, block
     try:
         node = loader.get_single_node()
         found = loader.refusals + (_check_tree(node, first_line, loader) if node is not None else [])
@@ -233,7 +236,14 @@ def _check_scalar(node: Any, path: str, first_line: int, loader: Any) -> list[tu
     if digit is not None:
         return [(line, f"{where}: `{_cut(value)}` has the digit {_char(digit)}, which Python reads as "
                        f"{unicodedata.decimal(digit)}; write digits with 0-9 (or spell the text differently)")]
-    if node.style is not None:  # quoted or a block scalar: text, read as written
+    if node.style == '"':
+        raw = loader.block[node.start_mark.index:node.end_mark.index]
+        escape = next((m.group(0) for m in re.finditer(r"\\(.)", raw, re.S) if m.group(1) not in _PLAIN_ESCAPES), None)
+        if escape is not None:
+            shown = "a backslash at the end of a line" if escape == "\\\n" else f"`{_cut(escape)}`"
+            return [(line, f"{where}: {shown} in double quotes is an escape that stands for other characters than "
+                           "the ones written; write the characters themselves (in single quotes if need be)")]
+    if node.style is not None:  # single-quoted or a block scalar: text, read as written
         return []
     reads_as = _misread(node, loader)
     return [(line, f"{where}: `{_cut(value)}` {reads_as}")] if reads_as else []

@@ -364,7 +364,7 @@ def test_the_billion_laughs_is_refused_in_bounded_time_and_memory():
     elapsed = time.monotonic() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert "expands to more than 10000 values" in info.value.problems[0]
+    assert "`&l0` is a YAML anchor" in info.value.problems[0]
     assert elapsed < 2 and peak < 20_000_000, (elapsed, peak)
 
 

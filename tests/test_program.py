@@ -193,6 +193,9 @@ def _envelope_with(line: str) -> str:
     ("max_jobs: !!float 12", "`!!float` is an explicit YAML tag"),
     ("max_jobs: !<tag:yaml.org,2002:int> 12", "`!<tag:yaml.org,2002:int>` is an explicit YAML tag"),
     ("max_jobs: 12  # \u2066note\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE) is invisible on the page"),
+    ('max_jobs: "\\x31\\x30\\x30\\x30"', "(max_jobs): `\\x` in double quotes is an escape that stands for other characters"),
+    ('max_walltime: "8\\u0068"', "(max_walltime): `\\u` in double quotes is an escape"),
+    ('max_walltime: "8\\\n  h"', "(max_walltime): a backslash at the end of a line in double quotes is an escape"),
     ("max_jobs: 12\u00ad", "U+00AD (SOFT HYPHEN)"),
 ])
 def test_yaml_a_reviewer_would_misread_is_refused_naming_line_key_and_fix(line, fragment):
@@ -219,6 +222,13 @@ def test_yaml_a_reviewer_would_misread_is_refused_naming_line_key_and_fix(line, 
 def test_plain_decimal_numbers_and_true_false_mean_what_they_say(line, key, value):
     envelope = parse_program(_envelope_with(line)).envelope
     assert getattr(envelope, key) == value
+
+
+def test_the_escapes_that_read_as_written_are_kept():
+    value = 'C:\\data "raw"\nline2\tend'
+    text = program_text(campaign=with_(CAMPAIGN, fixed={"epochs": 3, "path": value}))
+    assert '"C:\\\\data \\"raw\\"\\nline2\\tend"' in text  # written with \\, \", \n and \t
+    assert parse_program(text).campaign.fixed["path"] == value
 
 
 @pytest.mark.parametrize("heading", [
@@ -265,7 +275,7 @@ def test_finding_the_blocks_reads_each_token_once_however_many_headings():
             return super().__getitem__(index)
 
     text = "".join(f"## Heading {i}\n\n*note* {i}\n\n" for i in range(20_000)) + program_text()
-    tokens = Counted(MarkdownIt("commonmark").enable("table").disable("inline").parse(text))
+    tokens = Counted(MarkdownIt("commonmark").disable("inline").parse(text))
     found, prose = program_markdown._index(tokens, text.split("\n"), {"budget envelope": "Budget envelope",
                                                                       "campaign": "Campaign"})
     assert Counted.reads == len(tokens)
