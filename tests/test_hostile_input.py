@@ -183,7 +183,7 @@ PROGRAM_CASES: dict[str, tuple[Callable[[], str | bytes], str]] = {
     "token pasted into the Goal": (_token_in_goal, "line 5 holds what looks like a token (HF, GitHub or Anthropic): delete it and revoke that token"),
     "token as a YAML value": (_token_as_value, "holds what looks like a token"),
     "integer of 5000 digits": (lambda: _sub("max_jobs: 12", "max_jobs: 1" + "0" * 5000),
-                               "'## Budget envelope' YAML has a value that cannot be read (Exceeds the limit (4300 digits)"),
+                               "'## Budget envelope' YAML has a value that cannot be read (Exceeds the limit (4300"),
     "negative max_jobs": (lambda: _sub("max_jobs: 12", "max_jobs: -3"), "max_jobs: input should be greater than 0 (got -3)"),
     "zero max_timeout": (lambda: _sub("max_timeout: 2h", "max_timeout: 0"), "max_timeout: 0 is not a positive duration (use 30m, 2h"),
     "negative max_cost_usd": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: -5"), "max_cost_usd: input should be greater than 0"),
