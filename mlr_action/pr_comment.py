@@ -40,8 +40,10 @@ from typing import Any
 
 MARKER = "<!-- mlr-action:program-validation -->"
 _DURATIONS = ("max_walltime", "max_timeout", "timeout")
-_MAX_CHANGES = 200  # lines of changes shown; a comment holds 65,536 characters
+_MAX_ENTRIES = 40  # lines per map (params, fixed) and paths of files shown: a comment holds 65,536 characters
 _MAX_FILES = 50
+_MAX_PROBLEMS = 40
+_MAX_BLOCK = 20_000  # characters of a code block in the comment
 _NOTES = {
     "namespace": "the Hugging Face account the jobs run in, and are billed to",
     "name": "the campaign id in the jobs' labels",
@@ -99,9 +101,17 @@ def _escape(char: str) -> str:
 def _fence(text: str) -> str:
     """``text`` as a code block that nothing inside can close, with non-printable characters escaped."""
     text = "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+    text = text if len(text) <= _MAX_BLOCK else text[: _MAX_BLOCK - 1] + "…"
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}text\n{text.rstrip()}\n{ticks}"
+
+
+def _problem_list(problems: list[str]) -> str:
+    shown = [p if len(p) <= 400 else p[:399] + "…" for p in problems[:_MAX_PROBLEMS]]
+    more = [f"... and {len(problems) - _MAX_PROBLEMS} more (run mlr validate to see them all)"] \
+        if len(problems) > _MAX_PROBLEMS else []
+    return "\n".join(f"- {p}" for p in shown + more)
 
 
 def _scalar(value: Any) -> str:
@@ -185,6 +195,8 @@ def _mapping_changes(name: str, old: dict[str, Any], new: dict[str, Any]) -> lis
             lines.append(f"{label} added: {_show('', new[key])}")
         elif old[key] != new[key] or _text("", old[key]) != _text("", new[key]):  # 1 == True == 1.0, but not as argv
             lines.append(f"{label}: {_show('', old[key])} → {_show('', new[key])}")
+    if len(lines) > _MAX_ENTRIES:
+        lines = lines[:_MAX_ENTRIES] + [f"{code(name)}: ... and {len(lines) - _MAX_ENTRIES} more entries changed"]
     return lines
 
 
@@ -220,9 +232,7 @@ def program_changes(old, new, files: FileChanges | None = None) -> list[str]:
 
 
 def _bullets(lines: list[str]) -> str:
-    shown = lines[:_MAX_CHANGES]
-    more = [f"... and {len(lines) - _MAX_CHANGES} more changes"] if len(lines) > _MAX_CHANGES else []
-    return "\n".join(f"- {line}" for line in shown + more)
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def _comparison(program, baseline: Baseline | None, files: FileChanges | None) -> str | None:
@@ -266,7 +276,7 @@ def render_validation(*, path: str, program=None, problems: list[str] | None = N
     if program is None:
         parts += [f"### ❌ {code(path)} is not valid",
                   "Nothing is spent until it is fixed. Every problem, each with its fix:",
-                  _fence("\n".join(f"- {p}" for p in problems or ["unknown problem"]))]
+                  _fence(_problem_list(problems or ["unknown problem"]))]
     else:
         walltime, dollars = worst_case(program.envelope)
         env = program.envelope

@@ -221,3 +221,20 @@ def test_a_comment_is_only_edited_not_created_when_asked_not_to():
         assert server.comments.get(3, []) == []
         assert upsert_comment(body=f"{MARKER}\nsomething", **kwargs) == "created"
         assert upsert_comment(body=f"{MARKER}\nnothing", create=False, **kwargs) == "updated"
+
+
+def test_a_huge_program_still_fits_in_one_comment():
+    """GitHub refuses a comment over 65,536 characters: every list and block in it is cut, and says so."""
+    from mlr_action.program import ParamSpec
+
+    space = {f"p{i:04d}_{'x' * 60}": ParamSpec(choices=["a" * 90]) for i in range(2000)}
+    fixed = {f"f{i}_{'y' * 60}": "z" * 90 for i in range(500)}
+    proposed = APPROVED.model_copy(update={"campaign": APPROVED.campaign.model_copy(update={"params": space, "fixed": fixed})})
+    files = FileChanges(script="train.py", script_status="changed", others=tuple(f"d/{'n' * 90}{i}.py" for i in range(5000)))
+    body = render_validation(path="program.md", program=proposed, approved=APPROVED, base="main", files=files)
+    assert len(body) < 65_536, len(body)
+    assert "- Campaign: `params`: ... and 1963 more entries changed" in body  # 2000 added, 3 removed, 40 shown
+    assert "- Campaign: `fixed`: ... and 461 more entries changed" in body
+    assert "- the training script `train.py` itself changed" in body and "and 4950 more" in body  # never cut away
+    invalid = render_validation(path="program.md", problems=[f"problem {i}: " + "w" * 2000 for i in range(3000)])
+    assert len(invalid) < 65_536 and "... and 2960 more (run mlr validate to see them all)" in invalid
