@@ -20,6 +20,10 @@ Guarantees:
   names and paths are code spans (:func:`code`: fenced longer than any
   backtick run inside, non-printable characters escaped, cut to a length),
   problems and the envelope are in fences longer than any backtick run.
+- The body fits in one comment (GitHub's 65,536 characters) whatever the
+  program: ``params`` and ``fixed`` show their first 40 changed entries and
+  count the rest, files the first 50, problems the first 40; the envelope,
+  the other Campaign keys and the script are never cut.
 - :func:`upsert_comment` keeps one comment per pull request: it finds its own
   comment by the hidden marker it starts with (written by a bot, so a person
   quoting it is never mistaken for it) and edits it in place, and
