@@ -39,7 +39,9 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     except ProgramError as exc:
         problems = exc.problems
     approved_on = ctx.default_branch or ctx.pr_base
-    baseline, files = _compare(root, path, approved_on, program) if program is not None and approved_on else (None, None)
+    baseline, files = (None, None)
+    if program is not None and approved_on:
+        baseline, files = _compare(root, path, approved_on, program)
     pr = ctx.event.get("pull_request") if isinstance(ctx.event.get("pull_request"), dict) else {}
     head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
     body = render_validation(path=inputs.program, program=program, problems=problems, baseline=baseline, files=files,
@@ -104,10 +106,10 @@ def _files(repo, tip: str, program_rel: str, script: str):
     changed = repo.changed_paths(repo.tree_of(tip), repo.tree_of(head))
     inside = [p for p in changed if not repo.prefix or p.startswith(repo.prefix + "/")]
     script_path = posixpath.normpath(posixpath.join(repo.prefix, script) if repo.prefix else script)
-    if script_path not in changed:
-        status = "unchanged"
-    else:
-        status = "changed" if repo.git("cat-file", "-e", f"{tip}:{script_path}", check=False).returncode == 0 else "added"
+    status = "unchanged"
+    if script_path in changed:
+        was_there = repo.git("cat-file", "-e", f"{tip}:{script_path}", check=False).returncode == 0
+        status = "changed" if was_there else "added"
     cut = len(repo.prefix) + 1 if repo.prefix else 0
     others = tuple(p[cut:] for p in inside if p not in (program_rel, script_path))
     return FileChanges(script=script, script_status=status, others=others)

@@ -244,16 +244,17 @@ def _comparison(program, baseline: Baseline | None, files: FileChanges | None) -
         return None
     where = code(baseline.branch)
     if baseline.state == "unreadable":
-        return (f"⚠️ **The program approved on {where} could not be read** ({code(baseline.detail or 'no reason given', 200)}), so "
-                "the changes against it are **not** shown here. Compare the envelope below with it by hand, or re-run "
-                "this check.")
+        why = code(baseline.detail or "no reason given", 200)
+        return (f"⚠️ **The program approved on {where} could not be read** ({why}), so the changes against it are "
+                "**not** shown here. Compare the envelope below with it by hand, or re-run this check.")
     if baseline.state == "none":
         lines = _file_lines(files)
         return (f"{where} has no approved program.md yet: this is the first budget."
                 + ("\n\n" + _bullets(lines) if lines else ""))
     if baseline.state == "invalid":
-        return (f"The program.md on {where} is not valid ({code(baseline.detail or 'see that branch', 200)}), so nothing is "
-                "approved there: review everything below as a first budget.")
+        why = code(baseline.detail or "see that branch", 200)
+        return (f"The program.md on {where} is not valid ({why}), so nothing is approved there: review everything "
+                "below as a first budget.")
     changes = program_changes(baseline.program, program, files)
     if not changes:
         return f"Nothing that can cost money or change what runs differs from the program approved on {where}."
@@ -349,7 +350,10 @@ def find_comment(*, api_url: str, repo: str, number: int, token: str) -> dict | 
 
 
 def upsert_comment(*, api_url: str, repo: str, number: int, token: str, body: str, create: bool = True) -> str:
-    """``created``, ``updated``, ``unchanged`` or ``skipped`` (none yet and ``create`` false); raises :class:`CommentError`."""
+    """``created``, ``updated``, ``unchanged`` or ``skipped`` (none yet and not ``create``).
+
+    Raises :class:`CommentError`.
+    """
     if not token:
         raise CommentError("no github-token, so the pull request gets no comment; the result is in the job summary")
     existing = find_comment(api_url=api_url, repo=repo, number=number, token=token)

@@ -103,82 +103,90 @@ def find_settings(text: str, titles: dict[str, str]) -> tuple[dict[str, Settings
 
 
 def _index(tokens: list, lines: list[str], titles: dict[str, str]) -> tuple[dict[str, Settings], dict[str, str]]:
-    """The one pass over the block tokens (a sequence: each token is visited once, plus the one after a heading)."""
-    found: dict[str, Settings] = {}
-    stack: list[_Open] = []
-    html_open: list[tuple[str, int]] = []  # raw HTML elements opened and not yet closed: (tag, line)
-    starts: list[tuple[int, int, str]] = []  # (heading line, first line after it, title as written) for the prose
-    near = {key: _matcher(key) for key in titles}
-    after_heading = False
-    deep: int | None = None  # the first line nested past _DEEPEST
+    """The one pass over the block tokens: each token is read once, in order."""
+    state = _Pass(titles)
+    after_heading = None
     for tok in tokens:
-        kind = tok.type
-        if tok.nesting == 1 and tok.level >= _DEEPEST and deep is None and tok.map:
-            deep = tok.map[0] + 1
-        if kind == "heading_open":
-            after_heading = True
-            heading = tok
-            continue
-        if after_heading:  # the inline token that holds the heading's text
-            after_heading = False
-            _heading(heading, tok.content, stack, found, html_open, titles, starts)
-            _html(tok.content, heading.map[0] + 1, html_open, inline=True)
-            continue
-        if kind in ("fence", "code_block") and tok.map:
-            block = _block(tok)
-            keys = {o.key for o in stack if o.key}
-            for key in keys:
-                found[key].blocks.append(block)
-                if html_open:
-                    tag, line = html_open[-1]
-                    found[key].note(
-                        "folded block", f"line {block.start}: the code block under '{_shown(found[key])}' is inside an HTML <{tag}> "
-                        f"element opened on line {line}, which can fold or hide it on the rendered page; close the "
-                        "element before the heading, or remove it")
-            for o in stack:
-                if not o.key and not o.near_checked:
-                    o.near_checked = True
-                    _near_miss(o, near, titles, found)
-        elif kind == "html_block" and tok.map:
-            for key in {o.key for o in stack if o.key}:
-                found[key].note(
-                    "html", f"line {tok.map[0] + 1}: raw HTML under '{_shown(found[key])}' can hide, fold or imitate the "
-                    "settings on the rendered page; remove it (or move it under another heading)")
-            _html(tok.content, tok.map[0] + 1, html_open, inline=False)
-        elif kind == "inline" and tok.map:
-            _html(tok.content, tok.map[0] + 1, html_open, inline=True)
-    _front_matter(lines, found, titles)
-    if deep is not None and found:
-        found[next(k for k in titles if k in found)].note(
-            "deep", f"line {deep}: block quotes or lists are nested {_DEEPEST} deep there; deeper than that the bot "
-                    "stops reading while GitHub still shows it, so flatten them")
-    prose: dict[str, str] = {}
-    for i, (_, after, title) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
-        prose.setdefault(title, "\n".join(lines[after:end]).strip())
-    return found, prose
+        if tok.nesting == 1 and tok.level >= _DEEPEST and state.deep is None and tok.map:
+            state.deep = tok.map[0] + 1
+        if tok.type == "heading_open":
+            after_heading = tok
+        elif after_heading is not None:  # the inline token that holds the heading's text
+            state.heading(after_heading, tok.content)
+            after_heading = None
+        elif tok.type in ("fence", "code_block") and tok.map:
+            state.block(_block(tok))
+        elif tok.type == "html_block" and tok.map:
+            state.html_block(tok.content, tok.map[0] + 1)
+        elif tok.type == "inline" and tok.map:
+            _html(tok.content, tok.map[0] + 1, state.html_open, inline=True)
+    return state.finish(lines)
 
 
-def _heading(tok, raw: str, stack: list[_Open], found: dict[str, Settings], html_open: list[tuple[str, int]],
-             titles: dict[str, str], starts: list[tuple[int, int, str]]) -> None:
-    level, line = int(tok.tag[1]), tok.map[0] + 1
-    while stack and stack[-1].level >= level:
-        stack.pop()
-    key = _settings_key(raw, titles)
-    stack.append(_Open(level, key, raw.strip(), line))
-    starts.append((tok.map[0], tok.map[1], raw.strip()))
-    if key is None:
-        return
-    settings = found.setdefault(key, Settings(title=titles[key]))
-    settings.headings.append(line)
-    if tok.level > 0:
-        settings.note("nested", f"line {line}: the '{_shown(settings)}' heading is inside a block quote or a list; "
-                                 "a settings heading stands on its own at the top level (move it out)")
-    if html_open:
-        tag, opened = html_open[-1]
-        settings.note("folded heading", f"line {line}: the '{_shown(settings)}' heading is inside an HTML <{tag}> element "
-                                 f"opened on line {opened}, which can fold or hide it on the rendered page; close "
-                                 "the element before the heading, or remove it")
+class _Pass:
+    """What the pass has seen so far: the open headings, the open HTML elements, each settings section."""
+
+    def __init__(self, titles: dict[str, str]):
+        self.titles = titles
+        self.found: dict[str, Settings] = {}
+        self.stack: list[_Open] = []  # the headings whose sections are open, outermost first
+        self.html_open: list[tuple[str, int]] = []  # raw HTML elements opened and not yet closed: (tag, line)
+        self.starts: list[tuple[int, int, str]] = []  # (heading line, first line after it, title) for the prose
+        self.near = {key: _matcher(key) for key in titles}
+        self.deep: int | None = None  # the first line nested past _DEEPEST
+
+    def _open_settings(self) -> list[Settings]:
+        return [self.found[key] for key in dict.fromkeys(o.key for o in self.stack if o.key)]
+
+    def heading(self, tok, raw: str) -> None:
+        level, line = int(tok.tag[1]), tok.map[0] + 1
+        while self.stack and self.stack[-1].level >= level:
+            self.stack.pop()
+        key = _settings_key(raw, self.titles)
+        self.stack.append(_Open(level, key, raw.strip(), line))
+        self.starts.append((tok.map[0], tok.map[1], raw.strip()))
+        if key is not None:
+            settings = self.found.setdefault(key, Settings(title=self.titles[key]))
+            settings.headings.append(line)
+            if tok.level > 0:
+                settings.note("nested", f"line {line}: the '{_shown(settings)}' heading is inside a block quote or a "
+                                        "list; a settings heading stands on its own at the top level (move it out)")
+            if self.html_open:
+                settings.note("folded heading", self._folded(f"the '{_shown(settings)}' heading", line))
+        _html(raw, line, self.html_open, inline=True)
+
+    def block(self, block: Block) -> None:
+        for settings in self._open_settings():
+            settings.blocks.append(block)
+            if self.html_open:
+                settings.note("folded block", self._folded(f"the code block under '{_shown(settings)}'", block.start))
+        for o in self.stack:
+            if not o.key and not o.near_checked:
+                o.near_checked = True
+                _near_miss(o, self.near, self.titles, self.found)
+
+    def html_block(self, text: str, line: int) -> None:
+        for settings in self._open_settings():
+            settings.note("html", f"line {line}: raw HTML under '{_shown(settings)}' can hide, fold or imitate the "
+                                  "settings on the rendered page; remove it (or move it under another heading)")
+        _html(text, line, self.html_open, inline=False)
+
+    def _folded(self, what: str, line: int) -> str:
+        tag, opened = self.html_open[-1]
+        return (f"line {line}: {what} is inside an HTML <{tag}> element opened on line {opened}, which can fold or "
+                "hide it on the rendered page; close the element before the heading, or remove it")
+
+    def finish(self, lines: list[str]) -> tuple[dict[str, Settings], dict[str, str]]:
+        _front_matter(lines, self.found, self.titles)
+        if self.deep is not None and self.found:
+            self.found[next(k for k in self.titles if k in self.found)].note(
+                "deep", f"line {self.deep}: block quotes or lists are nested {_DEEPEST} deep there; deeper than that "
+                        "the bot stops reading while GitHub still shows it, so flatten them")
+        prose: dict[str, str] = {}
+        for i, (_, after, title) in enumerate(self.starts):
+            end = self.starts[i + 1][0] if i + 1 < len(self.starts) else len(lines)
+            prose.setdefault(title, "\n".join(lines[after:end]).strip())
+        return self.found, prose
 
 
 def _block(tok) -> Block:
@@ -240,8 +248,9 @@ def _front_matter(lines: list[str], found: dict[str, Settings], titles: dict[str
     if any(line.rstrip() in ("---", "...") for line in lines[1:]):
         first = next(k for k in titles if k in found)
         found[first].note(
-            "front matter", "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- as YAML front "
-            "matter (a table of settings the bot does not read); delete it, the settings go in the ```yaml blocks")
+            "front matter", "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- "
+            "as YAML front matter (a table of settings the bot does not read); delete it, the settings go in the "
+            "```yaml blocks")
 
 
 def _near_miss(o: _Open, near: dict[str, difflib.SequenceMatcher], titles: dict[str, str],
@@ -256,9 +265,9 @@ def _near_miss(o: _Open, near: dict[str, difflib.SequenceMatcher], titles: dict[
             lookalike = " (it has characters that only look like ASCII letters)" if not o.raw.isascii() else ""
             settings = found.setdefault(key, Settings(title=titles[key]))
             settings.note(
-                "near miss", f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like '{titles[key]}' but "
-                f"is not that heading{lookalike}; name it exactly '{titles[key]}', or rename it so it cannot be "
-                "taken for the settings")
+                "near miss", f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like "
+                f"'{titles[key]}' but is not that heading{lookalike}; name it exactly '{titles[key]}', or rename it so "
+                "it cannot be taken for the settings")
             return
 
 

@@ -168,7 +168,8 @@ def _loader_class() -> type:
             super().fetch_tag()
             token = self.tokens[-1]
             handle, suffix = token.value
-            shown = "!" if handle is None and suffix == "!" else _cut(f"!<{suffix}>" if handle is None else handle + suffix)
+            verbatim = handle is None and suffix != "!"
+            shown = _cut(f"!<{suffix}>" if verbatim else (handle or "") + suffix) if handle or verbatim else "!"
             self._refuse(token.start_mark, f"`{shown}` is an explicit YAML tag, which changes how the value is read; "
                                            "delete it (quote the value if you mean text)")
 
