@@ -1,14 +1,22 @@
-"""``command: validate``: check a pull request's program.md and comment the envelope and worst case.
+"""``command: validate``: check a pull request's program.md and comment what merging it would approve.
 
 Guarantees: spends nothing and needs no secret. The program.md checked is the
-one in the checkout (the pull request's); the approved one it is compared with
-is read from the base branch. On a pull request the result is one comment,
-edited in place on every push; a token that cannot comment (a fork's) only
-costs a warning. The result is always in the step summary. Exit 0 valid, 2 not.
+one in the checkout (the pull request's). It is compared with the program
+approved on the default branch (the pull request's base when the event does
+not name one), read from git objects after a fetch of that branch, and so are
+the files of the campaign folder: the comment says when the training script
+or any other file the jobs run with changed (see
+:mod:`mlr_action.pr_comment` for everything it shows). When the approved
+program cannot be read, the comment says so. On a pull request the result is
+one comment, edited in place on every push, and not created for a pull
+request that changes nothing the check reports; a token that cannot comment
+(a fork's) only costs a warning. The result is always in the step summary.
+Exit 0 valid, 2 not.
 """
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Mapping
 
@@ -17,7 +25,7 @@ from mlr_action.action import BAD_INPUT, OK, Inputs
 
 
 def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
-    from mlr_action.pr_comment import CommentError, render_validation, upsert_comment
+    from mlr_action.pr_comment import CommentError, program_changes, render_validation, upsert_comment
     from mlr_action.program import ProgramError, load_program
 
     ctx = ghenv.RunContext.from_env(env)
@@ -30,20 +38,25 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
         problems = [f"{inputs.program} does not exist in this checkout; add it (`mlr init` drafts one)"]
     except ProgramError as exc:
         problems = exc.problems
-    base = ctx.pr_base or ctx.default_branch
-    approved, compared = _approved(root, path, base) if program is not None and base else (None, False)
-    head = ctx.event.get("pull_request", {}).get("head", {}).get("sha") if isinstance(ctx.event.get("pull_request"), dict) else None
-    body = render_validation(path=inputs.program, program=program, problems=problems, approved=approved,
-                             base=base if compared else None, sha=head or ctx.sha)
+    approved_on = ctx.default_branch or ctx.pr_base
+    baseline, files = (None, None)
+    if program is not None and approved_on:
+        baseline, files = _compare(root, path, approved_on, program)
+    pr = ctx.event.get("pull_request") if isinstance(ctx.event.get("pull_request"), dict) else {}
+    head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
+    body = render_validation(path=inputs.program, program=program, problems=problems, baseline=baseline, files=files,
+                             target=ctx.pr_base if ctx.is_pull_request else None, sha=head or ctx.sha)
     with ghenv.stop_commands():
         ghenv.log(body)
     ghenv.append_summary(body, env)
     ghenv.set_outputs({"state": "", "iter": "", "best-metric": "", "jobs-used": "", "dry-run": "true",
                        "valid": str(program is not None).lower()}, env)
     if ctx.is_pull_request and ctx.pr_number:
+        nothing = (program is not None and baseline is not None and baseline.state == "approved"
+                   and not program_changes(baseline.program, program, files))
         try:
             done = upsert_comment(api_url=ctx.api_url, repo=ctx.repository, number=ctx.pr_number,
-                                  token=inputs.github_token, body=body)
+                                  token=inputs.github_token, body=body, create=not nothing)
             ghenv.emit("notice", f"pull request #{ctx.pr_number}: validation comment {done}")
         except CommentError as exc:
             ghenv.emit("warning", str(exc), title="no comment on the pull request")
@@ -53,19 +66,50 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     return OK
 
 
-def _approved(root: Path, path: Path, base: str):
-    """(the program approved on ``base`` or None, whether ``base`` could be read at all)."""
-    from mlr_action import gitsync
+def _compare(root: Path, path: Path, branch: str, program):
+    """(:class:`~mlr_action.pr_comment.Baseline` on ``branch``, :class:`~mlr_action.pr_comment.FileChanges` or None)."""
     from mlr_action.backends.base import BackendError
+    from mlr_action.gitrepo import GitError, GitRepo
+    from mlr_action.pr_comment import Baseline
     from mlr_action.program import ProgramError, parse_program
 
     try:
-        text = gitsync.show_file(root, branch=base, path=path)
-    except (gitsync.GitError, BackendError):
-        return None, False
-    if text is None:
-        return None, True
-    try:  # no script check: only the envelope is compared
-        return parse_program(text, root=None, path=f"{base}:{path.name}"), True
-    except ProgramError:
-        return None, False
+        repo = GitRepo.open(root, "origin")
+        if repo.git("check-ref-format", "--branch", branch, check=False).returncode != 0:
+            return Baseline(branch, "unreadable", detail="not a branch name"), None
+        tip = repo.fetch(branch)
+        if tip is None:
+            return Baseline(branch, "unreadable", detail=f"there is no branch {branch} on origin"), None
+        rel = (path.parent.resolve() / path.name).relative_to(repo.top).as_posix()
+        shown = repo.git("show", f"{tip}:{rel}", check=False)
+        files = _files(repo, tip, rel, program.campaign.script)
+    except (GitError, BackendError, ValueError) as exc:
+        return Baseline(branch, "unreadable", detail=str(exc)), None
+    if shown.returncode != 0:
+        return Baseline(branch, "none"), files
+    try:  # no script check: the script is compared below, from git objects
+        approved = parse_program(shown.stdout.decode("utf-8"), root=None, path=f"{branch}:{rel}")
+    except UnicodeDecodeError:
+        return Baseline(branch, "invalid", detail="not UTF-8 text"), files
+    except ProgramError as exc:
+        return Baseline(branch, "invalid", detail=exc.problems[0] if exc.problems else ""), files
+    return Baseline(branch, "approved", approved), files
+
+
+def _files(repo, tip: str, program_rel: str, script: str):
+    """What changed in the campaign folder between ``tip`` and the checkout's commit, from git objects."""
+    from mlr_action.pr_comment import FileChanges
+
+    head = repo.rev("HEAD")
+    if head is None:
+        return None
+    changed = repo.changed_paths(repo.tree_of(tip), repo.tree_of(head))
+    inside = [p for p in changed if not repo.prefix or p.startswith(repo.prefix + "/")]
+    script_path = posixpath.normpath(posixpath.join(repo.prefix, script) if repo.prefix else script)
+    status = "unchanged"
+    if script_path in changed:
+        was_there = repo.git("cat-file", "-e", f"{tip}:{script_path}", check=False).returncode == 0
+        status = "changed" if was_there else "added"
+    cut = len(repo.prefix) + 1 if repo.prefix else 0
+    others = tuple(p[cut:] for p in inside if p not in (program_rel, script_path))
+    return FileChanges(script=script, script_status=status, others=others)

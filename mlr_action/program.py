@@ -2,18 +2,25 @@
 
 Guarantees:
 
-- The two YAML blocks are found by their headings with a Markdown parser: the
-  fenced ``yaml`` block after a ``Budget envelope`` heading and after a
-  ``Campaign`` heading (any heading level, case-insensitive), up to the next
-  heading of the same or a higher level. A second such block (or heading with
-  its own block) is an error, so the envelope a reviewer approved is never
-  ambiguous.
-- Hostile input is bounded: program.md over :data:`MAX_PROGRAM_BYTES`, a YAML
-  block over :data:`MAX_BLOCK_CHARS`, aliases that expand past
-  :data:`MAX_YAML_VALUES` values (a "billion laughs"), nesting too deep to
-  read, and duplicate keys are each a problem with its fix, never a hang, a
-  crash or a silently chosen value. Limits and the bounds of the search space
-  must be finite numbers.
+- The two YAML blocks are found by their headings as a reviewer sees them on
+  GitHub's rendered page (:mod:`mlr_action.program_markdown`): the one code
+  block under a ``Budget envelope`` heading and under a ``Campaign`` heading
+  (any heading level, case-insensitive), up to the next heading of the same
+  or a higher level, and it must be a fence whose info string starts with
+  ``yaml``/``yml``. A second code block of any kind, the heading twice, raw
+  HTML under the heading, a heading in a quote or list, a lookalike heading
+  holding a block, or front matter is an error, so the envelope a reviewer
+  approved is never ambiguous. Parsing is linear in the file's size.
+- Each block means what a reviewer reads (:mod:`mlr_action.program_yaml`):
+  anchors, aliases, merge keys, explicit tags, directives, YAML 1.1 number
+  forms (``0x10``, ``017``, ``1_000``, ``1:00``), ``.inf``/``.nan``,
+  ``yes``/``no``/``on``/``off``, ``~``, non-ASCII digits and invisible
+  characters are each a problem naming the line, the key and the fix.
+- Hostile input is bounded: program.md over :data:`MAX_PROGRAM_BYTES` or
+  :data:`MAX_PROGRAM_LINES`, a YAML block over :data:`MAX_BLOCK_CHARS`,
+  nesting too deep to read, and duplicate keys are each a problem with its
+  fix, never a hang, a crash or a silently chosen value. Limits and the
+  bounds of the search space must be finite numbers.
 - Tokens are read from the environment only: program.md text that looks like
   a token (or holds the value of ``HF_TOKEN``, ``GITHUB_TOKEN`` or
   ``ANTHROPIC_API_KEY``) is a problem that names the line, never the token,
@@ -42,9 +49,8 @@ from mlr_action.flavors import KNOWN_FLAVORS, suggest_flavor
 from mlr_action.redaction import holds_secret, redact
 
 MAX_PROGRAM_BYTES = 1_000_000  # a program.md is a few kilobytes; this bounds what a step reads and parses
+MAX_PROGRAM_LINES = 50_000  # 20,000 headings with a blank line each fit; reading Markdown costs per line
 MAX_BLOCK_CHARS = 64 * 1024  # one settings block
-MAX_YAML_VALUES = 10_000  # values a block may hold once its aliases are expanded
-MAX_YAML_DEPTH = 64  # brackets open at once; PyYAML's scanner slows down quadratically with flow depth
 ENVELOPE_HEADING = "budget envelope"
 CAMPAIGN_HEADING = "campaign"
 PROSE_SECTIONS = ("Goal", "Scope", "Reference artifacts", "Output format", "Keep/discard criteria")
@@ -229,116 +235,66 @@ class Program(BaseModel):
         return value >= target if self.campaign.direction == "maximize" else value <= target
 
 
-# --- Markdown ---------------------------------------------------------------
+# --- Markdown and YAML -----------------------------------------------------
+
+_TITLES = {ENVELOPE_HEADING: "Budget envelope", CAMPAIGN_HEADING: "Campaign"}
 
 
-def _sections(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """YAML fences and prose under each heading, keyed by lower-case heading text."""
-    from markdown_it import MarkdownIt
+def _sections(text: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The code blocks under each settings heading (:mod:`mlr_action.program_markdown`) and the prose under each heading."""
+    from mlr_action.program_markdown import find_settings
 
-    tokens = MarkdownIt("commonmark").parse(text)
-    lines = text.splitlines()
-    fences: dict[str, list[str]] = {}
-    prose: dict[str, str] = {}
-    headings: list[tuple[int, int, str]] = []  # (level, start line, title)
-    for i, tok in enumerate(tokens):
-        if tok.type == "heading_open" and tok.map:
-            headings.append((int(tok.tag[1]), tok.map[0], tokens[i + 1].content.strip()))
-    for idx, (level, start, title) in enumerate(headings):
-        end = next((s for lv, s, _ in headings[idx + 1 :] if lv <= level), len(lines))
-        key = title.lower()
-        body_fences = [
-            t.content
-            for t in tokens
-            if t.type == "fence" and t.map and start < t.map[0] < end and t.info.strip().lower() in ("yaml", "yml")
-        ]
-        fences.setdefault(key, []).extend(body_fences)
-        nxt = next((s for _, s, _ in headings[idx + 1 :]), end)
-        prose.setdefault(title, "\n".join(lines[start + 1 : nxt]).strip())
-    return fences, prose
+    lines = max(text.count("\n"), text.count("\r")) + (not text.endswith(("\n", "\r")))
+    if lines > MAX_PROGRAM_LINES:
+        raise ProgramError([f"program.md has {lines} lines, over the {MAX_PROGRAM_LINES} it may have (it needs a few "
+                            "hundred: see program.template.md)"])
+    return find_settings(text, _TITLES)
 
 
-class _Unsafe(Exception):
-    """A YAML block that parses but must not be used; the message says why and what to do."""
-
-
-def _load_yaml(block: str) -> Any:
-    """``yaml.safe_load`` that refuses duplicate keys and aliases expanding past :data:`MAX_YAML_VALUES`.
-
-    Aliases are references while composing, so the check on the node graph is
-    linear in the block's size; the expansion itself never happens.
-    """
+def _yaml_block(fences: dict[str, Any], heading: str, problems: list[str]) -> dict | None:
+    """The mapping in the one ```yaml block under ``heading``, or None with every reason in ``problems``."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        def compose_document(self):  # type: ignore[no-untyped-def]
-            node = super().compose_document()
-            if _expanded_size(node, {}) > MAX_YAML_VALUES:
-                raise _Unsafe(f"expands to more than {MAX_YAML_VALUES} values through its anchors and aliases "
-                              "(`&name` / `*name`); write the values out")
-            return node
+    from mlr_action.program_yaml import Refused, load_settings
 
-        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
-            lines: dict[str, int] = {}
-            for key, _ in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in lines:
-                        raise _Unsafe(f"sets {key.value} twice (lines {lines[key.value]} and {key.start_mark.line + 1} "
-                                      "of the block); keep one, so the approved value is unambiguous")
-                    lines[key.value] = key.start_mark.line + 1
-            return super().construct_mapping(node, deep=deep)
-
-    return yaml.load(block, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def _expanded_size(node: Any, memo: dict[int, int]) -> int:
-    """How many values ``node`` stands for once every alias is expanded (memoized, so linear)."""
-    if id(node) in memo:
-        return memo[id(node)]
-    memo[id(node)] = MAX_YAML_VALUES + 1  # a node reached again while being counted is a cycle
-    children = node.value if isinstance(node.value, list) else []
-    size = 1 + sum(_expanded_size(c, memo) for item in children for c in (item if isinstance(item, tuple) else (item,)))
-    memo[id(node)] = size
-    return size
-
-
-def _bracket_depth(block: str) -> int:
-    """The most ``[`` and ``{`` open at once (quotes ignored: an over-count only refuses earlier)."""
-    depth = deepest = 0
-    for char in block:
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth = max(0, depth - 1)
-    return deepest
-
-
-def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str]) -> dict | None:
-    import yaml
-
-    title = heading.capitalize() if heading != ENVELOPE_HEADING else "Budget envelope"
-    if heading not in fences:
+    title = _TITLES[heading]
+    settings = fences.get(heading)
+    if settings is None or not settings.headings:
         problems.append(f"missing heading '## {title}' (add it, with a fenced ```yaml block below it)")
+        problems.extend(settings.problems if settings is not None else [])
         return None
-    if not fences[heading]:
+    if settings.problems:
+        problems.extend(settings.problems)
+        return None
+    if len(settings.headings) > 1:
+        problems.append(f"'## {title}' appears {len(settings.headings)} times (lines {_lines(settings.headings)}); "
+                        "keep one heading with one ```yaml block, so the settings a reviewer approved are unambiguous")
+        return None
+    if not settings.blocks:
         problems.append(f"'## {title}' has no fenced ```yaml block (put the settings in one below the heading)")
         return None
-    if len(fences[heading]) > 1:
-        problems.append(f"'## {title}' has {len(fences[heading])} fenced ```yaml blocks (or the heading appears more "
-                        "than once); keep one, so the settings a reviewer approved are unambiguous")
+    if len(settings.blocks) > 1:
+        problems.append(f"'## {title}' has {len(settings.blocks)} code blocks (lines "
+                        f"{_lines([b.start for b in settings.blocks])}); keep one ```yaml block under it, so the "
+                        "settings a reviewer approved are unambiguous")
         return None
-    block = fences[heading][0]
-    if len(block) > MAX_BLOCK_CHARS:
-        problems.append(f"'## {title}' block is {len(block)} characters, over the {MAX_BLOCK_CHARS} a settings block "
-                        "may hold (it needs a few lines: see program.template.md)")
+    block = settings.blocks[0]
+    if block.kind != "yaml":
+        problems.append(f"'## {title}' line {block.start}: the settings are in {block.label}; put them in a fenced "
+                        "```yaml block")
+        return None
+    if not block.closed:
+        problems.append(f"'## {title}' line {block.start}: the ```yaml block is never closed, so the rest of the file "
+                        "reads as part of it; close it with a ``` line")
+        return None
+    if len(block.text) > MAX_BLOCK_CHARS:
+        problems.append(f"'## {title}' block is {len(block.text)} characters, over the {MAX_BLOCK_CHARS} a settings "
+                        "block may hold (it needs a few lines: see program.template.md)")
         return None
     try:
-        if _bracket_depth(block) > MAX_YAML_DEPTH:
-            raise RecursionError
-        data = _load_yaml(block)
-    except _Unsafe as exc:
-        problems.append(f"'## {title}' YAML {exc}")
+        data = load_settings(block.text, first_line=block.line)
+    except Refused as exc:
+        problems.extend(f"'## {title}' {p}" for p in exc.problems)
         return None
     except RecursionError:
         problems.append(f"'## {title}' YAML is nested too deeply to read (flatten it: see program.template.md)")
@@ -348,7 +304,7 @@ def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str])
         return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} of the block" if mark else ""
+        where = f" at line {block.line + mark.line}" if mark else ""
         why = str(getattr(exc, "problem", exc))
         fix = "indent with spaces, not tabs" if "\\t" in why or "\t" in why else "check indentation and colons"
         problems.append(f"'## {title}' YAML does not parse{where}: {why} ({fix})")
@@ -357,6 +313,11 @@ def _yaml_block(fences: dict[str, list[str]], heading: str, problems: list[str])
         problems.append(f"'## {title}' YAML must be a mapping of key: value lines, not {type(data).__name__}")
         return None
     return data
+
+
+def _lines(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:-1][:9]))
+    return f"{shown} and {numbers[-1]}" if shown else str(numbers[-1])
 
 
 def _describe(model: type[BaseModel], exc: ValidationError, data: dict) -> list[str]:

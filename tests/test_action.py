@@ -299,7 +299,7 @@ def test_validate_comments_the_envelope_and_its_changes_on_the_pull_request_in_p
         assert runner.run(work, **pr) == 0
         assert runner.outputs["valid"] == "true"
         [comment] = server.comments[5]
-        assert comment["body"].startswith(MARKER) and "`max_jobs`: 12 → 20" in comment["body"]
+        assert comment["body"].startswith(MARKER) and "`max_jobs`: `12` → `20`" in comment["body"]
         assert "feedfac" in comment["body"] and comment["body"] in runner.summary
         assert "validation comment created" in runner.out
         (work / "program.md").write_text(PROGRAM.replace("max_jobs: 12", "max_jobs: 0"))
@@ -313,7 +313,74 @@ def test_validate_comments_the_envelope_and_its_changes_on_the_pull_request_in_p
 def test_validate_outside_a_pull_request_only_reports(runner, origin, tmp_path):
     work = clone(origin, tmp_path / "work")
     assert runner.run(work, command="validate") == 0
-    assert "The envelope is the one already approved on `main`." in runner.summary
+    assert "Nothing that can cost money or change what runs differs from the program approved on `main`." in runner.summary
+
+
+def _pull_request(base: str = "main", default: str = "main") -> dict:
+    event = {"number": 5, "repository": {"full_name": "me/repo", "default_branch": default},
+             "pull_request": {"number": 5, "base": {"ref": base, "repo": {"full_name": "me/repo"}},
+                              "head": {"sha": "feedfacecafe", "repo": {"full_name": "me/repo"}}}}
+    return dict(event_name="pull_request", ref="refs/pull/5/merge", event=event, command="validate", github_token="t0ken")
+
+
+# A pull request that leaves the envelope alone and changes what runs: the comment says what (issue 10, class 7).
+QUIET_CHANGES = {
+    "a new namespace and a longer default timeout": (
+        {"program.md": PROGRAM.replace("timeout: 1m", "timeout: 5m\nnamespace: other-org")},
+        ["Campaign: `timeout` (each job's default): `1m` → `5m`",
+         "Campaign: `namespace` (the Hugging Face account the jobs run in, and are billed to): not set → `other-org`"]),
+    "a different script": (
+        {"program.md": PROGRAM.replace("script: train.py", "script: evil.py"), "evil.py": "import os\n"},
+        ["Campaign: `script` (what every job runs): `train.py` → `evil.py`",
+         "the training script `evil.py` is new in this pull request: every job after the merge runs it"]),
+    "only the training script": (
+        {"train.py": TRAIN + "import subprocess  # mine some coin\n"},
+        ["the training script `train.py` itself changed: every job after the merge runs the new code"]),
+    "a module next to it": (
+        {"lib/helpers.py": "X = 1\n"},
+        ["other files in the campaign folder changed (each job runs with the whole folder): `lib/helpers.py`"]),
+}
+
+
+@pytest.mark.parametrize("case", QUIET_CHANGES, ids=list(QUIET_CHANGES))
+def test_validate_shows_a_pull_request_that_changes_what_runs_without_touching_the_envelope(runner, origin, tmp_path, case):
+    files, lines = QUIET_CHANGES[case]
+    work = clone(origin, tmp_path / "work")
+    git(work, "checkout", "-q", "-b", "quiet")
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "nothing to see here")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == 0
+        [comment] = server.comments[5]
+    body = comment["body"]
+    assert "**Changes against the program approved on `main`**" in body
+    assert all(f"- {line}" in body for line in lines), body
+    assert "Budget envelope:" not in body  # the envelope is untouched; the rest still shows
+
+
+def test_validate_posts_nothing_on_a_pull_request_that_changes_nothing_it_reports(runner, origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    git(work, "checkout", "-q", "-b", "empty")
+    git(work, "commit", "-q", "--allow-empty", "-m", "nothing")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == 0
+        assert server.comments.get(5, []) == []
+    assert "validation comment skipped" in runner.out
+    assert "Nothing that can cost money or change what runs differs" in runner.summary
+
+
+def test_validate_says_when_the_approved_program_cannot_be_read(runner, origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request(base="gone", default="gone")) == 0
+        [comment] = server.comments[5]
+    assert "**The program approved on `gone` could not be read** (`there is no branch gone on origin`)" in comment["body"]
 
 
 def test_mlr_step_dry_run_writes_nothing(tmp_path, capsys):

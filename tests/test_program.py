@@ -154,3 +154,130 @@ def test_fingerprint_changes_with_the_envelope():
     a = parse_program(program_text())
     b = parse_program(program_text(with_(ENVELOPE, max_jobs=20)))
     assert a.fingerprint == parse_program(program_text()).fingerprint != b.fingerprint
+
+
+# --- what a reviewer reads is what is read --------------------------------------------------------
+
+
+def _envelope_with(line: str) -> str:
+    """program.md with ``line`` in the envelope: it replaces the line of the same key, or follows max_jobs."""
+    text = program_text()
+    key = line.split(":")[0].strip()
+    start = text.index("```yaml\n") + len("```yaml\n")
+    block = text[start:text.index("```", start)]
+    old = next((x for x in block.splitlines() if x.split(":")[0] == key), None)
+    new_block = block.replace(old, line, 1) if old else block.replace("max_jobs: 12\n", f"max_jobs: 12\n{line}\n", 1)
+    return text[:start] + new_block + text[start + len(block):]
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("max_jobs: 0x10", "line 10 (max_jobs): `0x10` is read as 16 (hexadecimal); write the number in plain decimal, "
+                       "or quote it ('0x10') to mean the text"),
+    ("max_jobs: 017", "(max_jobs): `017` is read as 15 (octal, for the leading 0)"),
+    ("max_jobs: -010", "`-010` is read as -8 (octal"),
+    ("max_jobs: 0b11", "`0b11` is read as 3 (binary)"),
+    ("max_jobs: 0o17", "`0o17` is text here but a number to YAML 1.2 readers"),
+    ("max_jobs: 1_000", "`1_000` is read as 1000 (YAML 1.1 drops the underscores)"),
+    ("max_cost_usd: 1_000.5", "(max_cost_usd): `1_000.5` is read as 1000.5"),
+    ("max_jobs: 1:40", "`1:40` is read as 100 (YAML 1.1 base 60)"),
+    ("max_cost_usd: 1:30.5", "`1:30.5` is read as 90.5 (YAML 1.1 base 60)"),
+    ("max_cost_usd: -.inf", "`-.inf` is read as infinity; write a finite number"),
+    ("max_cost_usd: .NaN", "`.NaN` is read as not-a-number"),
+    ("allow_deletes: yes", "(allow_deletes): `yes` is read as true (a YAML 1.1 boolean); write true, or quote it ('yes')"),
+    ("allow_deletes: Off", "`Off` is read as false (a YAML 1.1 boolean); write false"),
+    ("max_cost_usd: ~", "`~` is read as null (not set); write null, or delete the line"),
+    ("max_jobs: \u0661\u0662", "`\u0661\u0662` has the digit U+0661 (ARABIC-INDIC DIGIT ONE), which Python reads as 1"),
+    ("max_walltime: '\uff18h'", "(max_walltime): `\uff18h` has the digit U+FF18 (FULLWIDTH DIGIT EIGHT)"),
+    ("max_parallel: \u0c68", "(max_parallel): `\u0c68` has the digit U+0C68 (TELUGU DIGIT TWO)"),
+    ("max_jobs: &a 12", "line 10: `&a` is a YAML anchor"),
+    ("max_jobs: !!float 12", "`!!float` is an explicit YAML tag"),
+    ("max_jobs: !<tag:yaml.org,2002:int> 12", "`!<tag:yaml.org,2002:int>` is an explicit YAML tag"),
+    ("max_jobs: 12  # \u2066note\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE) is invisible on the page"),
+    ('max_jobs: "\\x31\\x30\\x30\\x30"', "(max_jobs): `\\x` in double quotes is an escape that stands for other characters"),
+    ('max_walltime: "8\\u0068"', "(max_walltime): `\\u` in double quotes is an escape"),
+    ('max_walltime: "8\\\n  h"', "(max_walltime): a backslash at the end of a line in double quotes is an escape"),
+    ("max_jobs: 12\u00ad", "U+00AD (SOFT HYPHEN)"),
+])
+def test_yaml_a_reviewer_would_misread_is_refused_naming_line_key_and_fix(line, fragment):
+    problems = problems_of(_envelope_with(line))
+    assert len(problems) == 1 and problems[0].startswith("'## Budget envelope' line "), problems
+    assert fragment in problems[0], problems
+
+
+@pytest.mark.parametrize("line, key, value", [
+    ("max_jobs: 12.0", "max_jobs", 12),
+    ("max_jobs: '12'", "max_jobs", 12),
+    ("max_jobs: +12", "max_jobs", 12),
+    ("max_jobs: 08", "max_jobs", 8),  # not octal (8 is no octal digit): the text '08', read by pydantic as 8
+    ("max_cost_usd: 1e3", "max_cost_usd", 1000.0),
+    ("max_cost_usd: 2.5e+1", "max_cost_usd", 25.0),
+    ("max_cost_usd: .5", "max_cost_usd", 0.5),
+    ("max_cost_usd: 012.5", "max_cost_usd", 12.5),
+    ("max_cost_usd: null", "max_cost_usd", None),
+    ("max_cost_usd:", "max_cost_usd", None),
+    ("allow_deletes: TRUE", "allow_deletes", True),
+    ("allow_deletes: 'no'", "allow_deletes", False),
+    ("max_walltime: '2h30m'", "max_walltime", 9000),
+])
+def test_plain_decimal_numbers_and_true_false_mean_what_they_say(line, key, value):
+    envelope = parse_program(_envelope_with(line)).envelope
+    assert getattr(envelope, key) == value
+
+
+def test_the_escapes_that_read_as_written_are_kept():
+    value = 'C:\\data "raw"\nline2\tend'
+    text = program_text(campaign=with_(CAMPAIGN, fixed={"epochs": 3, "path": value}))
+    assert '"C:\\\\data \\"raw\\"\\nline2\\tend"' in text  # written with \\, \", \n and \t
+    assert parse_program(text).campaign.fixed["path"] == value
+
+
+@pytest.mark.parametrize("heading", [
+    "## Budget  envelope", "## budget ENVELOPE ##", "## *Budget* envelope", "## Budget&#32;envelope",
+    "## `Budget envelope`", "#### Budget envelope", "Budget envelope\n---",
+])
+def test_a_heading_counts_as_a_reader_sees_it(heading):
+    assert parse_program(program_text().replace("## Budget envelope", heading)).envelope.max_jobs == 12
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("## Budget envelopes\n\n```yaml\nmax_jobs: 12\n```\n", "the heading 'Budget envelopes' holds a code block and reads "
+                                                           "like 'Budget envelope' but is not that heading; name it exactly"),
+    ("## Campaign:\n\n```yaml\nmetric: loss\n```\n", "the heading 'Campaign:' holds a code block and reads like 'Campaign'"),
+    ("### Notes\n\n```bash\npython train.py\n```\n", "'## Campaign' has 2 code blocks"),  # a subsection is in the section
+])
+def test_a_block_a_reviewer_could_take_for_the_settings_is_a_problem(extra, fragment):
+    problems = problems_of(program_text() + "\n" + extra)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_headings_that_only_resemble_a_settings_heading_without_a_block_are_prose():
+    text = program_text(prose="## Goal\n\nBe accurate.\n\n## Budget envelopes\n\nSee below.\n\n"
+                              "## Budget envelope notes\n\n```yaml\nmax_jobs: 999\n```\n")
+    assert parse_program(text).envelope.max_jobs == 12
+
+
+def test_finding_the_blocks_reads_each_token_once_however_many_headings():
+    """The work count of the one pass: 20,000 headings cost one read per token (it was headings x tokens)."""
+    from markdown_it import MarkdownIt
+
+    from mlr_action import program_markdown
+
+    class Counted(list):
+        reads = 0
+
+        def __iter__(self):
+            for token in super().__iter__():
+                Counted.reads += 1
+                yield token
+
+        def __getitem__(self, index):
+            Counted.reads += 1
+            return super().__getitem__(index)
+
+    text = "".join(f"## Heading {i}\n\n*note* {i}\n\n" for i in range(20_000)) + program_text()
+    tokens = Counted(MarkdownIt("commonmark").disable("inline").parse(text))
+    found, prose = program_markdown._index(tokens, text.split("\n"), {"budget envelope": "Budget envelope",
+                                                                      "campaign": "Campaign"})
+    assert Counted.reads == len(tokens)
+    assert [b.line for b in found["budget envelope"].blocks] == [text.split("\n").index("max_jobs: 12") + 1]
+    assert len(prose) == 20_004 and prose["Heading 19999"] == "*note* 19999"
