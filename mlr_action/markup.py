@@ -23,6 +23,11 @@ Guarantees (GitHub-flavoured Markdown, as github.com and markdown-it render it):
 - What these functions return never holds ``<!--``: text shown by the bot can
   never pass for one of its hidden markers (``<!-- mlr-action:... -->``),
   which its controls and reports look for in issue bodies.
+- :func:`visible` writes every character a reader could not see or that
+  would move the text (controls, bidi overrides, zero-width and line
+  separators) as a ``\\uXXXX`` escape, for review comments where what a value
+  *is* matters more than how it looks; :func:`literal` is such a value, cut to
+  a length, as :func:`code`.
 - :func:`unlinked` is for plain-text places GitHub still scans for
   references (commit messages): ``@name``, ``#123`` and ``GH-123`` get a
   space after their sign, so they neither mention anyone nor link or close
@@ -75,6 +80,23 @@ def cell(text: str | None) -> str:
     """One table cell: one line, ``|`` escaped, never empty (an empty cell would shift nothing, but reads oddly)."""
     one_line = " ".join(_defuse(str(text or "")).split())
     return one_line.replace("|", "\\|") or " "
+
+
+def visible(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every non-printable character written as an escape (``\\n``, ``\\t``, ``\\u202e``)."""
+    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else _escaped(c) for c in text)
+
+
+def literal(value: object, limit: int = 100) -> str:
+    """``value`` exactly as it is, invisible characters escaped, cut to ``limit``, as a code span (never empty)."""
+    text = visible(str(value))
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return code(text) or "` `"
+
+
+def _escaped(char: str) -> str:
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return named.get(char) or (f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
 
 
 def unlinked(text: str) -> str:

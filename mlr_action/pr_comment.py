@@ -42,6 +42,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from mlr_action.markup import block, literal, visible
+
 MARKER = "<!-- mlr-action:program-validation -->"
 _DURATIONS = ("max_walltime", "max_timeout", "timeout")
 _MAX_ENTRIES = 40  # lines per map (params, fixed) and paths of files shown: a comment holds 65,536 characters
@@ -87,28 +89,14 @@ class Baseline:
 
 
 def code(value: Any, limit: int = 100) -> str:
-    """``value`` as a Markdown code span that shows it literally, whatever it holds."""
-    text = "".join(c if c.isprintable() else _escape(c) for c in str(value))
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    if not text:
-        return "` `"
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text[0] in "` " or text[-1] in "` " else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
-
-
-def _escape(char: str) -> str:
-    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    return named.get(char) or (f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    """``value`` as a Markdown code span that shows it literally, whatever it holds (see :mod:`mlr_action.markup`)."""
+    return literal(value, limit)
 
 
 def _fence(text: str) -> str:
     """``text`` as a code block that nothing inside can close, with non-printable characters escaped."""
-    text = "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
-    text = text if len(text) <= _MAX_BLOCK else text[: _MAX_BLOCK - 1] + "…"
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return f"{ticks}text\n{text.rstrip()}\n{ticks}"
+    text = visible(text, keep_newlines=True)
+    return block(text if len(text) <= _MAX_BLOCK else text[: _MAX_BLOCK - 1] + "…")
 
 
 def _problem_list(problems: list[str]) -> str:

@@ -201,7 +201,8 @@ def test_text_from_the_pull_request_is_shown_never_rendered(value):
         assert "\u202e" not in body
         outside_code = re.sub(r"<pre>.*?</pre>|<code>.*?</code>", "", html, flags=re.S)
         shown = value.replace("\u202e", "").splitlines()[0][:12]
-        assert escape(shown, quote=False) in html, html
+        # markup defuses "<!--" with a zero-width space, which shows the same and can pass for no marker
+        assert escape(shown, quote=False) in html.replace("\u200b", ""), html
         assert shown not in outside_code and escape(shown, quote=False) not in outside_code, html
 
 
