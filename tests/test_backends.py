@@ -391,4 +391,4 @@ def test_spec_json_round_trips_the_spec(local: LocalHarness) -> None:
     job_id = local.backend.submit(spec=spec)
     record = json.loads((local.root / ".mlr" / "jobs" / job_id / "spec.json").read_text())
     assert JobSpec.model_validate(record["spec"]) == spec
-    assert record["labels"] == spec.labels
+    assert record["labels"] == {**spec.labels, "mlr-timeout": str(spec.timeout_s)}

@@ -227,3 +227,27 @@ def test_status_says_its_budget_is_the_ledgers_view_and_the_step_notes_a_renamed
     assert status["budget_source"] == "ledger" and status["campaign"] == "sweep"
     assert main(["status", "--repo", str(world.root)]) == 0
     assert "as the ledger records it" in capsys.readouterr().out
+
+
+def test_hf_jobs_in_flight_are_charged_their_own_timeout_not_the_envelopes_worst(tmp_path, monkeypatch, hub_server):
+    """HF does not report a job's timeout, so the job carries it in a label: three 1h jobs fit a 4h envelope whose
+    max_timeout is 2h while they run, where charging each max_timeout would let only one run at a time."""
+    hub_server.jobs.clear()
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "train.py").write_text("print('eval_accuracy=0.5')\n")
+    envelope = {**ENVELOPE, "max_walltime": "4h", "max_timeout": "2h", "max_parallel": 3, "max_cost_usd": 100}
+    (root / "program.md").write_text(program_text(envelope, CAMPAIGN))
+    world = HubWorld(root, hub_server, monkeypatch)
+    world.step()
+    # The ledger is gone, as after a lost push: only the backend's record says what runs and for how long.
+    (root / "runs" / "ledger.jsonl").write_text("")
+    world.step()
+    live = [j for j in world.jobs() if not j.finished]
+    assert len(live) == 3 and {j.timeout_s for j in live} == {3600}, live
+    from mlr_action.backends.hf import HfBackend
+
+    assert sorted(v.timeout_s for v in HfBackend().list_jobs(campaign="sweep")) == [3600, 3600, 3600]
+    adopted = [json.loads(line) for line in (root / "runs" / "ledger.jsonl").read_text().splitlines()]
+    assert sorted(r["timeout_s"] for r in adopted if r.get("job_id")) == [3600, 3600, 3600], adopted
+    assert not any(r.get("reason") == "budget" for r in adopted)

@@ -3,12 +3,14 @@
 Guarantees: a spec whose labels disagree with its own campaign or iter, or
 whose timeout is not positive, is refused with :class:`PermanentError` before
 anything is submitted; the labels a job carries always include
-``mlr-campaign`` and ``mlr-iter``, which is what idempotent submit keys on.
+``mlr-campaign`` and ``mlr-iter``, which is what idempotent submit keys on,
+and ``mlr-timeout`` (seconds), which a backend that does not report a job's
+timeout reads back.
 """
 
 from __future__ import annotations
 
-from mlr_action.backends.base import CAMPAIGN_LABEL, ITER_LABEL, JobSpec, PermanentError, labels_for
+from mlr_action.backends.base import CAMPAIGN_LABEL, ITER_LABEL, TIMEOUT_LABEL, JobSpec, PermanentError, labels_for
 
 
 def job_labels(spec: JobSpec) -> dict[str, str]:
@@ -16,7 +18,7 @@ def job_labels(spec: JobSpec) -> dict[str, str]:
     if spec.timeout_s <= 0:
         raise PermanentError(f"job timeout must be positive, got {spec.timeout_s}s; set `timeout` in program.md")
     labels = dict(spec.labels)
-    for key, value in labels_for(spec.campaign, spec.iter).items():
+    for key, value in {**labels_for(spec.campaign, spec.iter), TIMEOUT_LABEL: str(spec.timeout_s)}.items():
         if labels.setdefault(key, value) != value:
             raise PermanentError(
                 f"label {key}={labels[key]!r} disagrees with the spec ({value!r}); "

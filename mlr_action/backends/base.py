@@ -8,7 +8,7 @@ Every backend guarantees:
 
 - ``submit`` starts the job without waiting for it and returns its id. It
   labels the job with ``spec.labels`` (at least ``mlr-campaign`` and
-  ``mlr-iter``) so :meth:`JobBackend.list_jobs` can find it again after a crash.
+  ``mlr-iter``, and ``mlr-timeout``, its timeout in seconds) so :meth:`JobBackend.list_jobs` can find it again after a crash.
 - ``list_jobs(campaign=...)`` returns every job ever submitted with that
   campaign label, in any stage, including ones the caller has forgotten.
 - ``inspect`` returns the job's stage and, once it has started, the walltime
@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 CAMPAIGN_LABEL = "mlr-campaign"
 ITER_LABEL = "mlr-iter"
+# The job's timeout in seconds: HF Jobs does not report it, and the budget charges a job in flight its full
+# timeout, so a job whose ledger rows were lost is charged what it may really run, not the envelope's worst.
+TIMEOUT_LABEL = "mlr-timeout"
 
 
 class JobStage(str, enum.Enum):

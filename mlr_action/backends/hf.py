@@ -54,6 +54,7 @@ from mlr_action.backends._common import job_env, job_key, job_labels
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
+    TIMEOUT_LABEL,
     BackendError,
     JobSpec,
     JobStage,
@@ -353,7 +354,14 @@ def _view(info: Any) -> JobView:
     if stage is JobStage.ERROR and not message:
         message = "the job failed (HF gave no status message)"
     return JobView(job_id=str(info.id), stage=stage, labels=dict(info.labels or {}), duration_s=_duration(info),
-                   message=message, url=getattr(info, "url", None), args=_args(info), flavor=info.flavor)
+                   message=message, url=getattr(info, "url", None), args=_args(info), flavor=info.flavor,
+                   timeout_s=_timeout(info.labels or {}))
+
+
+def _timeout(labels: dict[str, str]) -> int | None:
+    """The timeout the job was submitted with, from its label (HF does not report it); None when unreadable."""
+    text = str(labels.get(TIMEOUT_LABEL, ""))
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 10**7 else None
 
 
 def _args(info: Any) -> list[str]:
