@@ -24,7 +24,9 @@ Guarantees:
   more is spent in the tick: exit 1 (transient) or 2 (permanent), and the
   next tick starts from the rows on disk (or, after a fresh checkout, from the
   remote and the jobs it adopts by label).
-- Only one step runs on a repository at a time (a lock under ``.mlr/``).
+- Only one step runs on a repository at a time (a lock under ``.mlr/``);
+  a ``.mlr`` (or ``.mlr/jobs``) that is a symlink is refused, never written
+  through.
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
   the proposer is asked; costs use the backend's live prices when it has
   them, and the summary says when the built-in table stands in.
@@ -461,6 +463,10 @@ class _Busy(Exception):
 def _lock(root: Path) -> Iterator[None]:
     """One step per repository at a time; the lock dies with the process that holds it."""
     lock_dir = root / ".mlr"
+    for folder in (lock_dir, lock_dir / "jobs"):  # the lock, and the local backend's registry
+        if folder.is_symlink():
+            raise PermanentError(f"{folder} is a symlink: the bot keeps its lock and local jobs there and never writes "
+                                 f"through a symlink; remove it (`git rm {folder.relative_to(root)}` if it is committed)")
     lock_dir.mkdir(parents=True, exist_ok=True)
     ignore = lock_dir / ".gitignore"
     if not ignore.exists():

@@ -90,3 +90,22 @@ def test_inputs_never_point_into_runs_or_git(tmp_path, name, value, fragment):
     (tmp_path / value).mkdir(parents=True)
     _, problems = action.read_inputs({action.env_name(name): value, "GITHUB_WORKSPACE": str(tmp_path)})
     assert len(problems) == 1 and fragment in problems[0].what, problems
+
+
+@pytest.mark.parametrize("link", [".mlr", ".mlr/jobs"])
+def test_a_state_folder_that_is_a_symlink_is_never_written_through(tmp_path, link):
+    """A `.mlr` (the step's lock, the local job registry) committed as a symlink would send the bot's writes anywhere."""
+    from mlr_action.cli import main
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text("print('eval_accuracy=0.5')\n")
+    (root / "program.md").write_text((Path(__file__).parent.parent / "examples" / "digits" / "program.md").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if link == ".mlr/jobs":
+        (root / ".mlr").mkdir()
+    (root / link).symlink_to(elsewhere, target_is_directory=True)
+    assert main(["step", "--repo", str(root)]) == 2
+    assert list(elsewhere.iterdir()) == []
+    assert not (root / "runs" / "ledger.jsonl").exists() or "submitted" not in (root / "runs" / "ledger.jsonl").read_text()
