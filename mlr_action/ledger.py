@@ -1,4 +1,4 @@
-"""runs/ledger.jsonl: the append-only log that is the campaign's only source of truth.
+"""runs/ledger.jsonl: the append-only log that is the record of the campaign.
 
 Guarantees (DESIGN.md section 3):
 

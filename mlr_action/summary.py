@@ -119,7 +119,7 @@ def _title(program: Program, state: CampaignState, now: datetime | str) -> str:
         f"# Campaign {code(campaign_name(program, state))}: {status}",
         "",
         f"Goal: {_goal_line(program)}. Updated {plain(format_now(now))} from `runs/ledger.jsonl`, "
-        "the campaign's only source of truth; edits to this file are overwritten.",
+        "the campaign's record; edits to this file are overwritten.",
     ]
     if status == "paused":
         lines += [
