@@ -291,7 +291,8 @@ class Step:
         if count > len(proposals):
             state = self._reserve_llm(program, state, count - len(proposals), prices, result)
             try:
-                proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check)
+                proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check,
+                                                   used=self._usage(program, state, prices), prices=prices)
             finally:  # the proposer's rows (LLM spend, what settles its reservation) are kept even after an error
                 events = self.proposer.take_events()
                 result.llm_usd += sum(float(getattr(r, "llm_usd", 0) or 0) for r in events)
