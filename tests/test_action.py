@@ -362,6 +362,28 @@ def test_validate_shows_a_pull_request_that_changes_what_runs_without_touching_t
     assert "Budget envelope:" not in body  # the envelope is untouched; the rest still shows
 
 
+def test_validate_reads_the_script_from_the_folder_that_holds_program_md(runner, tmp_path):
+    # program.md in exp/ names train.py: the jobs run exp/train.py, so that is the script the comment watches,
+    # and a train.py at the top of the repository is outside the campaign folder.
+    origin = make_origin(tmp_path, {"exp/program.md": PROGRAM, "exp/train.py": TRAIN, "train.py": "print('other')\n"})
+    work = clone(origin, tmp_path / "work")
+    git(work, "checkout", "-q", "-b", "sneaky")
+    (work / "exp" / "train.py").write_text(TRAIN + "import os  # fetch and run something\n")
+    (work / "exp" / "lib").mkdir()
+    (work / "exp" / "lib" / "helpers.py").write_text("X = 1\n")
+    (work / "train.py").write_text("print('changed, never run by the campaign')\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "change the campaign's script")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, program="exp/program.md", **_pull_request()) == 0
+        [comment] = server.comments[5]
+    body = comment["body"]
+    assert "- the training script `train.py` itself changed: every job after the merge runs the new code" in body
+    assert ("- other files in the campaign folder changed (each job runs with the whole folder): `lib/helpers.py`"
+            in body), body
+
+
 def test_validate_posts_nothing_on_a_pull_request_that_changes_nothing_it_reports(runner, origin, tmp_path):
     work = clone(origin, tmp_path / "work")
     git(work, "checkout", "-q", "-b", "empty")
