@@ -95,6 +95,7 @@ class StepResult:
     submitted: int = 0  # jobs submitted by this step
     submitted_ids: list[str] = field(default_factory=list)  # their ids
     llm_usd: float = 0.0  # LLM spend this step recorded
+    recorded: int = 0  # how many of ``events`` a publish of runs/ in this step has committed
 
     def spent(self) -> str:
         """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
@@ -371,7 +372,7 @@ class Step:
 
     def _record_before(self, result: StepResult, what: str) -> None:
         """Nothing is spent that cannot be recorded: publish every row so far before ``what``, or spend nothing."""
-        record_before(self.publish, result.events, what)
+        result.recorded = record_before(self.publish, result.events, what, since=result.recorded)
 
     def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
         result.exit_code = exc.exit_code

@@ -16,7 +16,6 @@ from comment_server import CommentServer
 from gitrepos import clone, git, isolate_git, make_origin, plant, show
 from mlr_action import action
 from mlr_action.action import read_inputs, valid_branch_name
-from mlr_action.action_step import commit_message
 from mlr_action.ghenv import RunContext, command, spend_blockers
 from mlr_action.pr_comment import MARKER
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
@@ -98,19 +97,6 @@ def test_a_fork_pull_request_is_named():
 
 def test_workflow_commands_cannot_be_smuggled_in_a_message():
     assert command("error", "bad\n::add-mask::x 100%", title="a: b, c") == "::error title=a%3A b%2C c::bad%0A::add-mask::x 100%25"
-
-
-@pytest.mark.parametrize("events, subject", [
-    ([], "mlr: step"),
-    (["iter 3 submitted 6745abc (a10g-large, 1h)"], "mlr: iter 3 submitted 6745abc (a10g-large, 1h)"),
-    (["iter 2 completed: eval_accuracy=0.9 (keep)", "iter 3 submitted x (t4-small, 1h)"],
-     "mlr: iter 2 completed: eval_accuracy=0.9 (keep); iter 3 submitted x (t4-small, 1h)"),
-    (["x" * 200], "mlr: " + "x" * 94 + "…"),
-])
-def test_commit_message_says_what_the_step_did(events, subject):
-    message = commit_message(events)
-    assert message.splitlines()[0] == subject
-    assert all(e in message for e in events)
 
 
 # --- the whole thing, against a real origin -------------------------------------------------
@@ -257,7 +243,9 @@ def test_a_real_step_commits_runs_as_the_bot_and_reports(runner, origin, tmp_pat
     assert runner.run(work, **LOCAL) == 0, runner.out
     assert runner.outputs["iter"] == "1" and runner.outputs["jobs-used"] == "1" and runner.outputs["dry-run"] == "false"
     author, subject = git(origin, "log", "-1", "--format=%an|%s", "main").split("|", 1)
-    assert author == "github-actions[bot]" and subject.startswith("mlr: campaign work started; iter 1 submitted ")
+    assert author == "github-actions[bot]" and subject.startswith("mlr: iter 1 submitted ")
+    # the commit before it recorded the intent before the submit, and says so
+    assert git(origin, "log", "-1", "--format=%s", "main~1") == "mlr: record before submitting 1 job(s): campaign work started"
     assert any(r.get("status") == "submitted" and r.get("iter") == 1 for r in ledger(origin))
     assert set(git(origin, "diff-tree", "--no-commit-id", "--name-only", "-r", "main").splitlines()) <= {
         "runs/ledger.jsonl", "runs/summary.md"}
