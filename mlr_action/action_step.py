@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
 from mlr_action import ghenv
-from mlr_action.action import (BAD_INPUT, NOTHING_SPENT, TRANSIENT, ActionError, Inputs, Problem, credential_problems,
-                               empty_outputs, report_problems, unexpected)
+from mlr_action.action import (BAD_INPUT, TRANSIENT, ActionError, Inputs, Problem, credential_problems, empty_outputs,
+                               report_problems, unexpected)
 from mlr_action.dryrun import HEADLINE as DRY_RUN_HEADLINE
+from mlr_action.redaction import redact
+from mlr_action.spent import NOTHING_SPENT
 
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
@@ -81,9 +83,9 @@ def _refusing(*, retry: str, what: str = "") -> Iterator[None]:
     try:
         yield
     except PermanentError as exc:  # GitError is one
-        raise ActionError(Problem(what + _redact(str(exc)), GIT_FIX)) from None
+        raise ActionError(Problem(what + redact(str(exc)), GIT_FIX)) from None
     except TransientError as exc:
-        raise ActionError(Problem(what + _redact(str(exc)), retry), TRANSIENT) from None
+        raise ActionError(Problem(what + redact(str(exc)), retry), TRANSIENT) from None
 
 
 def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot, *, dry: bool,
@@ -111,7 +113,7 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot
         events, exit_code, recorded = report.lines, report.exit_code, 0
     else:
         events, exit_code, spent, recorded = _spend(inputs, root, snapshot, env)
-    events = [_redact(e) for e in events]  # the log, the commit message and the step summary all quote them
+    events = [redact(e) for e in events]  # the log, the commit message and the step summary all quote them
     try:
         with ghenv.stop_commands():
             for line in events:
@@ -121,12 +123,6 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot
         return _report(root, snapshot, events, exit_code, dry=dry, why=why, spent=spent, env=env)
     except Exception as exc:  # after the step: say what it spent, whatever failed
         raise ActionError(unexpected(exc, env), TRANSIENT, spent=spent) from None
-
-
-def _redact(text: str) -> str:
-    from mlr_action.redaction import redact
-
-    return redact(text)
 
 
 def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str, int]:

@@ -8,7 +8,8 @@ from html import escape
 import pytest
 
 from comment_server import CommentServer
-from mlr_action.pr_comment import (MARKER, Baseline, CommentError, FileChanges, code, envelope_changes, program_changes,
+from mlr_action.markup import literal
+from mlr_action.pr_comment import (MARKER, Baseline, CommentError, FileChanges, envelope_changes, program_changes,
                                    render_validation, upsert_comment)
 from mlr_action.program import parse_program
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
@@ -210,9 +211,9 @@ def test_a_code_span_holds_any_text_whole():
     from markdown_it import MarkdownIt
 
     for text in ["a`b", "``x``", "`", " lead", "trail ", "tab\there", "x" * 300]:
-        html = MarkdownIt("commonmark").render(code(text))
+        html = MarkdownIt("commonmark").render(literal(text))
         assert html.count("<code>") == 1, (text, html)
-    assert code("a\nb\u202e") == "`a\\nb\\u202e`" and code("x" * 300).endswith("…`")
+    assert literal("a\nb\u202e") == "`a\\nb\\u202e`" and literal("x" * 300).endswith("…`")
 
 
 def test_a_comment_is_only_edited_not_created_when_asked_not_to():
