@@ -61,6 +61,12 @@ _NOTES = {
     "patience": "stops the campaign after this many experiments without improvement",
     "seed": "which experiments the search proposes",
 }
+# What a change of these keys means for the budget: the step counts the jobs the backend lists under the
+# campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.
+_AFRESH = {
+    "name": "under the new campaign id",
+    "namespace": "in the new namespace",
+}
 
 
 class CommentError(Exception):
@@ -161,7 +167,11 @@ def campaign_changes(old, new) -> list[str]:
             lines += _mapping_changes("fixed", before["fixed"], after["fixed"])
         elif before.get(key) != after.get(key):
             note = f" ({_NOTES[key]})" if key in _NOTES else ""
-            lines.append(f"`{key}`{note}: {_show(key, before.get(key))} → {_show(key, after.get(key))}")
+            line = f"`{key}`{note}: {_show(key, before.get(key))} → {_show(key, after.get(key))}"
+            if key in _AFRESH:
+                line += (f". The backend's count of the campaign's spend starts afresh {_AFRESH[key]}: the jobs run "
+                         "so far are counted only as the ledger (`runs/ledger.jsonl`) records them")
+            lines.append(line)
     return lines
 
 

@@ -128,6 +128,23 @@ def test_a_pull_request_that_changes_only_the_campaign_shows_that_change(case):
     assert "Nothing that can cost money" not in body
 
 
+@pytest.mark.parametrize("changes, where", [
+    (dict(flavor="t4-small", name="fresh-start"), "under the new campaign id"),
+    (dict(flavor="t4-small", namespace="other-org"), "in the new namespace"),
+    (dict(flavor="t4-small", name="fresh-start", namespace="other-org"), "under the new campaign id"),
+])
+def test_a_new_campaign_id_or_namespace_says_the_backends_count_of_spend_starts_afresh(changes, where):
+    """The budget counts what the backend lists under the campaign's labels in its namespace: after such a
+    merge the jobs run so far are counted only as the ledger records them. The reviewer is told so."""
+    body = render_validation(path="program.md", program=campaign(**changes), approved=APPROVED, base="main")
+    afresh = [line for line in body.splitlines() if "starts afresh" in line]
+    assert afresh and all("only as the ledger" in line and "runs/ledger.jsonl" in line for line in afresh), body
+    assert any(where in line for line in afresh), body
+    unchanged = render_validation(path="program.md", program=campaign(flavor="t4-small", seed=7), approved=APPROVED,
+                                  base="main")
+    assert "starts afresh" not in unchanged
+
+
 def test_reordering_allowed_flavors_shows_the_default_flavor_it_changes():
     approved = parse_program(program_text(ENVELOPE, with_(CAMPAIGN, flavor=...)))
     proposed = parse_program(program_text(with_(ENVELOPE, allowed_flavors=["a10g-large", "t4-small"]), with_(CAMPAIGN, flavor=...)))
