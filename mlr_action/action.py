@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from mlr_action import ghenv
+from mlr_action.spent import NOTHING_SPENT
 
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
@@ -62,9 +63,6 @@ class Problem(NamedTuple):
 
     def text(self) -> str:
         return f"{self.what}. Fix: {self.fix}"
-
-
-NOTHING_SPENT = "nothing was spent"
 
 
 class ActionError(Exception):

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
 from mlr_action import ghenv
-from mlr_action.action import (BAD_INPUT, NOTHING_SPENT, TRANSIENT, ActionError, Inputs, Problem, credential_problems,
-                               empty_outputs, report_problems, unexpected)
+from mlr_action.action import (BAD_INPUT, TRANSIENT, ActionError, Inputs, Problem, credential_problems, empty_outputs,
+                               report_problems, unexpected)
 from mlr_action.dryrun import HEADLINE as DRY_RUN_HEADLINE
+from mlr_action.redaction import redact
+from mlr_action.spent import NOTHING_SPENT
 
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
@@ -81,9 +83,9 @@ def _refusing(*, retry: str, what: str = "") -> Iterator[None]:
     try:
         yield
     except PermanentError as exc:  # GitError is one
-        raise ActionError(Problem(what + _redact(str(exc)), GIT_FIX)) from None
+        raise ActionError(Problem(what + redact(str(exc)), GIT_FIX)) from None
     except TransientError as exc:
-        raise ActionError(Problem(what + _redact(str(exc)), retry), TRANSIENT) from None
+        raise ActionError(Problem(what + redact(str(exc)), retry), TRANSIENT) from None
 
 
 def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot, *, dry: bool,
@@ -108,30 +110,24 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot
         from mlr_action.dryrun import dry_run
 
         report = dry_run(root, snapshot=snapshot, proposer=inputs.proposer)
-        events, exit_code = report.lines, report.exit_code
+        events, exit_code, recorded = report.lines, report.exit_code, 0
     else:
-        events, exit_code, spent = _spend(inputs, root, snapshot, env)
-    events = [_redact(e) for e in events]  # the log, the commit message and the step summary all quote them
+        events, exit_code, spent, recorded = _spend(inputs, root, snapshot, env)
+    events = [redact(e) for e in events]  # the log, the commit message and the step summary all quote them
     try:
         with ghenv.stop_commands():
             for line in events:
                 ghenv.log(line)
         if not dry:
-            exit_code = _publish(root, inputs, events, exit_code)
+            exit_code = _publish(root, inputs, events, exit_code, since=recorded)
         return _report(root, snapshot, events, exit_code, dry=dry, why=why, spent=spent, env=env)
     except Exception as exc:  # after the step: say what it spent, whatever failed
         raise ActionError(unexpected(exc, env), TRANSIENT, spent=spent) from None
 
 
-def _redact(text: str) -> str:
-    from mlr_action.redaction import redact
-
-    return redact(text)
-
-
-def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str]:
+def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str, int]:
     """One real step, in this process, on the authorized snapshot; the forge and gitsync read GITHUB_TOKEN and
-    MLR_LEDGER_BRANCH. (events, exit code, what the step spent)."""
+    MLR_LEDGER_BRANCH. (events, exit code, what the step spent, how many events its publishes committed)."""
     from mlr_action import gitsync
     from mlr_action.cli import _make_step, build_parser
     from mlr_action.gitsync import LEDGER_BRANCH_ENV
@@ -149,27 +145,18 @@ def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str
         result = step.run()
     except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
         problem = unexpected(exc, env)
-        return [problem.what], TRANSIENT, "what this step spent, if anything, is in runs/ledger.jsonl"
-    return list(result.events), result.exit_code, result.spent()
+        return [problem.what], TRANSIENT, "what this step spent, if anything, is in runs/ledger.jsonl", 0
+    return list(result.events), result.exit_code, result.spent(), result.recorded
 
 
-def commit_message(events: list[str]) -> str:
-    """``mlr: <what the step did>``: the events in the subject (shortened), each in full in the body."""
-    events = [e.strip() for e in events if e.strip()]
-    if not events:
-        return "mlr: step\n"
-    subject = "mlr: " + "; ".join(e.splitlines()[0] for e in events)
-    subject = subject if len(subject) <= 100 else subject[:99] + "…"
-    body = "\n".join(f"- {e}" for e in events) if len(events) > 1 or subject.endswith("…") else ""
-    return f"{subject}\n\n{body}".strip() + "\n"
-
-
-def _publish(root: Path, inputs: Inputs, events: list[str], exit_code: int) -> int:
+def _publish(root: Path, inputs: Inputs, events: list[str], exit_code: int, *, since: int) -> int:
+    """Commit and push runs/ at the end of the step; ``since`` events were committed by its publishes before."""
     from mlr_action import gitsync
     from mlr_action.backends.base import TransientError
+    from mlr_action.recording import commit_message
 
     try:
-        if gitsync.publish_runs(root, message=commit_message(events), branch=inputs.ledger_branch):
+        if gitsync.publish_runs(root, message=commit_message(events, since=since), branch=inputs.ledger_branch):
             ghenv.log(f"committed and pushed runs/ to {inputs.ledger_branch or 'the default branch'}")
     except gitsync.GitError as exc:
         ghenv.emit("error", str(exc), title="mlr-action could not commit runs/")

@@ -41,7 +41,7 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     approved_on = ctx.default_branch or ctx.pr_base
     baseline, files = (None, None)
     if program is not None and approved_on:
-        baseline, files = _compare(root, path, approved_on, program)
+        baseline, files = _compare(root, inputs.program, approved_on, program)
     pr = ctx.event.get("pull_request") if isinstance(ctx.event.get("pull_request"), dict) else {}
     head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
     body = render_validation(path=inputs.program, program=program, problems=problems, baseline=baseline, files=files,
@@ -66,8 +66,13 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     return OK
 
 
-def _compare(root: Path, path: Path, branch: str, program):
-    """(:class:`~mlr_action.pr_comment.Baseline` on ``branch``, :class:`~mlr_action.pr_comment.FileChanges` or None)."""
+def _compare(root: Path, program_name: str, branch: str, program):
+    """(:class:`~mlr_action.pr_comment.Baseline` on ``branch``, :class:`~mlr_action.pr_comment.FileChanges` or None).
+
+    ``program_name`` is program.md's path relative to ``root``; the campaign folder is the one that holds it,
+    as the step computes it (:func:`mlr_action.authority.campaign_folder`).
+    """
+    from mlr_action.authority import campaign_folder, in_folder
     from mlr_action.backends.base import BackendError
     from mlr_action.gitrepo import GitError, GitRepo
     from mlr_action.pr_comment import Baseline
@@ -80,9 +85,10 @@ def _compare(root: Path, path: Path, branch: str, program):
         tip = repo.fetch(branch)
         if tip is None:
             return Baseline(branch, "unreadable", detail=f"there is no branch {branch} on origin"), None
-        rel = (path.parent.resolve() / path.name).relative_to(repo.top).as_posix()
+        folder = campaign_folder(repo, program_name)
+        rel = in_folder(folder, posixpath.basename(program_name))
         shown = repo.git("show", f"{tip}:{rel}", check=False)
-        files = _files(repo, tip, rel, program.campaign.script)
+        files = _files(repo, tip, folder, rel, program.campaign.script)
     except (GitError, BackendError, ValueError) as exc:
         return Baseline(branch, "unreadable", detail=str(exc)), None
     if shown.returncode != 0:
@@ -96,20 +102,25 @@ def _compare(root: Path, path: Path, branch: str, program):
     return Baseline(branch, "approved", approved), files
 
 
-def _files(repo, tip: str, program_rel: str, script: str):
-    """What changed in the campaign folder between ``tip`` and the checkout's commit, from git objects."""
+def _files(repo, tip: str, folder: str, program_rel: str, script: str):
+    """What changed in the campaign ``folder`` (a tree path) between ``tip`` and the checkout's commit, from git objects.
+
+    The script is ``script`` in that folder, as the step reads it; the other paths are given relative to it.
+    """
+    from mlr_action.authority import in_folder
     from mlr_action.pr_comment import FileChanges
+    from mlr_action.program import script_path
 
     head = repo.rev("HEAD")
     if head is None:
         return None
     changed = repo.changed_paths(repo.tree_of(tip), repo.tree_of(head))
-    inside = [p for p in changed if not repo.prefix or p.startswith(repo.prefix + "/")]
-    script_path = posixpath.normpath(posixpath.join(repo.prefix, script) if repo.prefix else script)
+    inside = [p for p in changed if folder == "." or p.startswith(folder + "/")]
+    script_rel = in_folder(folder, script_path(script)[0] or script)  # a valid program's script is clean
     status = "unchanged"
-    if script_path in changed:
-        was_there = repo.git("cat-file", "-e", f"{tip}:{script_path}", check=False).returncode == 0
+    if script_rel in changed:
+        was_there = repo.git("cat-file", "-e", f"{tip}:{script_rel}", check=False).returncode == 0
         status = "changed" if was_there else "added"
-    cut = len(repo.prefix) + 1 if repo.prefix else 0
-    others = tuple(p[cut:] for p in inside if p not in (program_rel, script_path))
+    cut = 0 if folder == "." else len(folder) + 1
+    others = tuple(p[cut:] for p in inside if p not in (program_rel, script_rel))
     return FileChanges(script=script, script_status=status, others=others)

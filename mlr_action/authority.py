@@ -95,10 +95,8 @@ def read_authorized(root: Path, *, branch: str, program: str = "program.md", rem
         raise GitError(f"the branch {branch} does not exist on {remote}, so there is no approved program.md to "
                        "read; push it, or run on the repository's default branch")
     snapshot = Snapshot(root=Path(root), branch=branch, commit=tip, program=program)
-    folder = posixpath.normpath(posixpath.join(repo.prefix, posixpath.dirname(program)))
-    if program.startswith("/") or folder == ".." or folder.startswith("../"):
-        raise GitError(f"{program} is outside the repository; give program.md's path inside it")
-    found = repo.entry(tip, _in(folder, posixpath.basename(program)))
+    folder = campaign_folder(repo, program)
+    found = repo.entry(tip, in_folder(folder, posixpath.basename(program)))
     if found is None:
         return snapshot
     mode, oid = found
@@ -122,12 +120,29 @@ def read_authorized(root: Path, *, branch: str, program: str = "program.md", rem
     return _with_script(repo, snapshot, folder, script)
 
 
+def campaign_folder(repo: GitRepo, program: str) -> str:
+    """The tree path of the folder that holds ``program`` (given relative to the work tree ``repo`` was opened in).
+
+    Paths in program.md (``script``) are relative to it, and each job runs with it. ``.`` is the top of the
+    repository; :class:`GitError` when ``program`` is outside the repository.
+    """
+    folder = posixpath.normpath(posixpath.join(repo.prefix, posixpath.dirname(program)))
+    if program.startswith("/") or folder == ".." or folder.startswith("../"):
+        raise GitError(f"{program} is outside the repository; give program.md's path inside it")
+    return folder
+
+
+def in_folder(folder: str, name: str) -> str:
+    """The tree path of ``name`` in ``folder`` (``.`` is the top of the repository)."""
+    return name if folder == "." else f"{folder}/{name}"
+
+
 def _with_script(repo: GitRepo, snapshot: Snapshot, folder: str, script: str) -> Snapshot:
     clean, problems = script_path(script)
     if problems:
         return _with(snapshot, problems=problems)
     at = f"{snapshot.branch} ({snapshot.commit[:12]})"
-    found = repo.entry(snapshot.commit, _in(folder, clean))
+    found = repo.entry(snapshot.commit, in_folder(folder, clean))
     if found is None:
         return _with(snapshot, problems=[
             f"script: {script} is not a file committed at {at}: commit it and merge (a file only in the work tree "
@@ -142,11 +157,6 @@ def _with_script(repo: GitRepo, snapshot: Snapshot, folder: str, script: str) ->
         return _with(snapshot, problems=[f"script: {script} at {at} is over {MAX_SCRIPT_BYTES} bytes; keep the "
                                          "training script small"])
     return _with(snapshot, script_path=clean, script=data)
-
-
-def _in(folder: str, name: str) -> str:
-    """The tree path of ``name`` in ``folder`` (``.`` is the top of the repository)."""
-    return name if folder == "." else f"{folder}/{name}"
 
 
 def _read(repo: GitRepo, oid: str, limit: int, what: str) -> bytes | None:

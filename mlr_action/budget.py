@@ -35,7 +35,7 @@ Guarantees (DESIGN.md sections 3 and 9):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from mlr_action.backends.base import JobView
@@ -139,6 +139,21 @@ def usage(
         cost_usd=sum(c[1] for c in charges.values()) + sum(charged_cost(r, prices) for r in intents),
         llm_usd=llm_spent(state),
         in_flight=sum(1 for c in charges.values() if c[2]),
+    )
+
+
+def plus_intents(used: Usage, intents: Iterable[ExperimentRow], prices: dict[str, float] | None = None) -> Usage:
+    """``used`` with ``intents`` (admitted, not yet submitted) charged as :func:`usage` charges an intent.
+
+    So a proposer filling several slots checks each one against the step's ``used`` (the ledger and the
+    backend's listing) plus its own earlier proposals, as the step will admit them.
+    """
+    intents = list(intents)
+    return replace(
+        used,
+        jobs=used.jobs + len(intents),
+        walltime_s=used.walltime_s + sum(charged_seconds(r) for r in intents),
+        cost_usd=used.cost_usd + sum(charged_cost(r, prices) for r in intents),
     )
 
 

@@ -6,12 +6,15 @@ calls a job backend, an LLM or a forge, never takes the step lock and never
 writes a file, so it is safe anywhere, including on a pull request. The next
 experiments come from the search proposer (no API key, no spend) and pass the
 same validator a real step applies; jobs in flight are listed, not inspected,
-and prices come from the built-in table.
+and prices come from the built-in table. The campaign id is the one the step
+uses (:func:`mlr_action.jobspec.campaign_id_for`: program.md's ``name`` or the
+folder), never the ledger's ``started`` row, and a ledger that names another
+is pointed out. The budget figures are the ledger's view, and the output says
+so, as ``mlr status`` does: a real step also counts what the backend lists.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,10 +37,11 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     """What a step would do; with a ``snapshot`` (GitHub mode) on the authorized program.md, else the work tree's."""
     from mlr_action import decide
     from mlr_action.budget import usage
+    from mlr_action.jobspec import campaign_id_for
     from mlr_action.ledger import LEDGER_PATH, LedgerError, read_ledger
     from mlr_action.program import ProgramError, load_program
     from mlr_action.state import fold
-    from mlr_action.views import budget_text
+    from mlr_action.views import LEDGER_VIEW, budget_text
 
     result = DryRun(lines=[HEADLINE])
     say = result.lines.append
@@ -51,7 +55,8 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     try:
         program = snapshot.load() if snapshot else load_program(path)
         rows = read_ledger(root / LEDGER_PATH)
-        state = fold(rows)
+        campaign = campaign_id_for(program, root)
+        state = fold(rows, campaign_id=campaign)
     except ProgramError as exc:
         result.exit_code = BAD_INPUT
         say(f"{name} is not valid, so a real step would spend nothing and report:")
@@ -67,9 +72,13 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     if resumed:
         say("program.md changed since the campaign stopped: a real step would resume it")
         rows.append(resumed)
-        state = fold(rows)
-    used = usage(state)
-    say(f"campaign {state.campaign_id or '(not started yet)'} · {budget_text(program, used)}")
+        state = fold(rows, campaign_id=campaign)
+    used = usage(state)  # no backend here: the ledger's view
+    started = "" if state.ledger_campaign else " (not started yet)"
+    say(f"campaign {campaign}{started} · {budget_text(program, used)} ({LEDGER_VIEW})")
+    if state.ledger_campaign and state.ledger_campaign != campaign:
+        say(f"the ledger names the campaign {state.ledger_campaign!r}; a real step uses {campaign!r} (program.md's "
+            "name or the folder) and notes the difference on the ledger")
     for exp in state.in_flight:
         say(f"would inspect iter {exp.iter} ({exp.job_id or 'not yet submitted'}, {exp.status}, {exp.flavor})")
     plan = decide.plan_next(program, state, used=used)
@@ -80,18 +89,18 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     for intent in plan.resubmit:
         say(f"would resubmit iter {intent.iter} ({intent.flavor}, {intent.timeout}), whose submit was never confirmed")
     if plan.propose:
-        _proposals(program, rows, plan.propose, proposer, say)
+        _proposals(program, rows, campaign, plan.propose, proposer, say)
     return result
 
 
-def _proposals(program, rows: list, count: int, proposer: str, say) -> None:
+def _proposals(program, rows: list, campaign: str, count: int, proposer: str, say) -> None:
     from mlr_action import decide
     from mlr_action.budget import usage
     from mlr_action.proposers.search import SearchProposer
     from mlr_action.reports import format_config
     from mlr_action.state import fold
 
-    state = fold(rows)
+    state = fold(rows, campaign_id=campaign)
     if proposer != "search":
         say(f"with --proposer {proposer} a real step may ask Claude; this dry run shows the search proposer's "
             "pick instead (no LLM call, no spend)")
@@ -99,9 +108,7 @@ def _proposals(program, rows: list, count: int, proposer: str, say) -> None:
     def check(proposal) -> list[str]:
         return decide.proposal_problems(program, state, proposal, used=usage(state), prices=None)
 
-    search = SearchProposer()
-    kwargs = {"check": check} if "check" in inspect.signature(search.propose).parameters else {}
-    proposals = search.propose(program=program, state=state, count=count, **kwargs)
+    proposals = SearchProposer().propose(program=program, state=state, count=count, check=check, used=usage(state))
     if not proposals:
         say("would stop (exhausted): the proposer finds no untried config in the search space")
     for proposal in proposals:
@@ -114,4 +121,4 @@ def _proposals(program, rows: list, count: int, proposer: str, say) -> None:
         say(f"would submit iter {admitted.iter}: {format_config(admitted.config)} on {admitted.flavor}, "
             f"timeout {admitted.timeout}")
         rows = [*rows, admitted]
-        state = fold(rows)
+        state = fold(rows, campaign_id=campaign)

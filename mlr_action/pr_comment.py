@@ -17,9 +17,10 @@ Guarantees:
   approved program cannot be read, the comment says so instead of showing
   no change.
 - Nothing from the pull request is rendered as Markdown or HTML: values,
-  names and paths are code spans (:func:`code`: fenced longer than any
-  backtick run inside, non-printable characters escaped, cut to a length),
-  problems and the envelope are in fences longer than any backtick run.
+  names and paths are code spans (:func:`mlr_action.markup.literal`: fenced
+  longer than any backtick run inside, non-printable characters escaped, cut
+  to a length), problems and the envelope are in fences longer than any
+  backtick run.
 - The body fits in one comment (GitHub's 65,536 characters) whatever the
   program: ``params`` and ``fixed`` show their first 40 changed entries and
   count the rest, files the first 50, problems the first 40; the envelope,
@@ -60,6 +61,12 @@ _NOTES = {
     "patience": "stops the campaign after this many experiments without improvement",
     "seed": "which experiments the search proposes",
 }
+# What a change of these keys means for the budget: the step counts the jobs the backend lists under the
+# campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.
+_AFRESH = {
+    "name": "under the new campaign id",
+    "namespace": "in the new namespace",
+}
 
 
 class CommentError(Exception):
@@ -86,11 +93,6 @@ class Baseline:
 
 
 # --- the body (pure) --------------------------------------------------------------
-
-
-def code(value: Any, limit: int = 100) -> str:
-    """``value`` as a Markdown code span that shows it literally, whatever it holds (see :mod:`mlr_action.markup`)."""
-    return literal(value, limit)
 
 
 def _fence(text: str) -> str:
@@ -125,7 +127,7 @@ def _text(key: str, value: Any) -> str:
 
 
 def _show(key: str, value: Any) -> str:
-    return "not set" if value is None else code(_text(key, value))
+    return "not set" if value is None else literal(_text(key, value))
 
 
 def _space(spec: Any) -> dict[str, Any]:
@@ -165,7 +167,11 @@ def campaign_changes(old, new) -> list[str]:
             lines += _mapping_changes("fixed", before["fixed"], after["fixed"])
         elif before.get(key) != after.get(key):
             note = f" ({_NOTES[key]})" if key in _NOTES else ""
-            lines.append(f"`{key}`{note}: {_show(key, before.get(key))} → {_show(key, after.get(key))}")
+            line = f"`{key}`{note}: {_show(key, before.get(key))} → {_show(key, after.get(key))}"
+            if key in _AFRESH:
+                line += (f". The backend's count of the campaign's spend starts afresh {_AFRESH[key]}: the jobs run "
+                         "so far are counted only as the ledger (`runs/ledger.jsonl`) records them")
+            lines.append(line)
     return lines
 
 
@@ -180,7 +186,7 @@ def _default_line(key: str, old: Any, new: Any, old_set: Any, new_set: Any, fall
 def _mapping_changes(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     lines = []
     for key in [*old, *(k for k in new if k not in old)]:
-        label = code(f"{name}.{key}")
+        label = literal(f"{name}.{key}")
         if key not in new:
             lines.append(f"{label} removed (was {_show('', old[key])})")
         elif key not in old:
@@ -188,7 +194,7 @@ def _mapping_changes(name: str, old: dict[str, Any], new: dict[str, Any]) -> lis
         elif old[key] != new[key] or _text("", old[key]) != _text("", new[key]):  # 1 == True == 1.0, but not as argv
             lines.append(f"{label}: {_show('', old[key])} → {_show('', new[key])}")
     if len(lines) > _MAX_ENTRIES:
-        lines = lines[:_MAX_ENTRIES] + [f"{code(name)}: ... and {len(lines) - _MAX_ENTRIES} more entries changed"]
+        lines = lines[:_MAX_ENTRIES] + [f"{literal(name)}: ... and {len(lines) - _MAX_ENTRIES} more entries changed"]
     return lines
 
 
@@ -204,13 +210,13 @@ def _file_lines(files: FileChanges | None) -> list[str]:
         return []
     lines = []
     if files.script_status == "changed":
-        lines.append(f"the training script {code(files.script)} itself changed: every job after the merge runs the "
+        lines.append(f"the training script {literal(files.script)} itself changed: every job after the merge runs the "
                      "new code")
     elif files.script_status == "added":
-        lines.append(f"the training script {code(files.script)} is new in this pull request: every job after the "
+        lines.append(f"the training script {literal(files.script)} is new in this pull request: every job after the "
                      "merge runs it")
     if files.others:
-        shown = ", ".join(code(p) for p in files.others[:_MAX_FILES])
+        shown = ", ".join(literal(p) for p in files.others[:_MAX_FILES])
         more = f" and {len(files.others) - _MAX_FILES} more" if len(files.others) > _MAX_FILES else ""
         lines.append(f"other files in the campaign folder changed (each job runs with the whole folder): {shown}{more}")
     return lines
@@ -230,9 +236,9 @@ def _bullets(lines: list[str]) -> str:
 def _comparison(program, baseline: Baseline | None, files: FileChanges | None) -> str | None:
     if baseline is None:
         return None
-    where = code(baseline.branch)
+    where = literal(baseline.branch)
     if baseline.state == "unreadable":
-        why = code(baseline.detail or "no reason given", 200)
+        why = literal(baseline.detail or "no reason given", 200)
         return (f"⚠️ **The program approved on {where} could not be read** ({why}), so the changes against it are "
                 "**not** shown here. Compare the envelope below with it by hand, or re-run this check.")
     if baseline.state == "none":
@@ -240,7 +246,7 @@ def _comparison(program, baseline: Baseline | None, files: FileChanges | None) -
         return (f"{where} has no approved program.md yet: this is the first budget."
                 + ("\n\n" + _bullets(lines) if lines else ""))
     if baseline.state == "invalid":
-        why = code(baseline.detail or "see that branch", 200)
+        why = literal(baseline.detail or "see that branch", 200)
         return (f"The program.md on {where} is not valid ({why}), so nothing is approved there: review everything "
                 "below as a first budget.")
     changes = program_changes(baseline.program, program, files)
@@ -267,17 +273,17 @@ def render_validation(*, path: str, program=None, problems: list[str] | None = N
         baseline = Baseline(base, "approved" if approved is not None else "none", approved)
     parts = [MARKER]
     if program is None:
-        parts += [f"### ❌ {code(path)} is not valid",
+        parts += [f"### ❌ {literal(path)} is not valid",
                   "Nothing is spent until it is fixed. Every problem, each with its fix:",
                   _fence(_problem_list(problems or ["unknown problem"]))]
     else:
         walltime, dollars = worst_case(program.envelope)
         env = program.envelope
         if target and baseline is not None and target != baseline.branch:
-            title = (f"### ✅ {code(path)} is valid (this pull request merges into {code(target)}: the budget is "
-                     f"approved only when it reaches {code(baseline.branch)})")
+            title = (f"### ✅ {literal(path)} is valid (this pull request merges into {literal(target)}: the budget is "
+                     f"approved only when it reaches {literal(baseline.branch)})")
         else:
-            title = f"### ✅ {code(path)} is valid: merging this pull request approves this budget"
+            title = f"### ✅ {literal(path)} is valid: merging this pull request approves this budget"
         parts += [title,
                   f"**Worst case:** at most {env.max_jobs} jobs, {format_duration(walltime)} of job walltime, "
                   f"${dollars:.2f} on the priciest allowed flavor (built-in price table, rounded up)."]

@@ -37,6 +37,11 @@ class Proposer:
     the step validates every proposal again whatever the proposer did.
     ``take_events`` hands over ledger rows the proposer wants recorded (LLM
     spend, a fallback and why, research notes) and forgets them.
+    ``used`` is what the step counts as used (the ledger and the backend's
+    listing, see :func:`mlr_action.budget.usage`) and ``prices`` the prices it
+    charges at; a proposer that checks the budget itself starts from them
+    (None: the ledger's view at the built-in prices), so it never fills a slot
+    the step's admit then refuses.
     ``reserve`` is asked before ``propose``: a proposer that spends (an LLM)
     returns the row that reserves the most the next ``propose`` may spend, and
     the step records and publishes it before calling ``propose``; the rows
@@ -49,7 +54,8 @@ class Proposer:
         """The row reserving what the next ``propose`` may spend; None when it spends nothing."""
         return None
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:  # pragma: no cover - interface
+    def propose(self, *, program, state, count: int, check=None, used=None,
+                prices=None) -> list[Proposal]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def take_events(self) -> list:

@@ -17,7 +17,7 @@ Guarantees:
   (:mod:`mlr_action.markup`). A Hub URL is shown as code, never as a link.
 - Every escalation says truthfully what the step spent: that it spent nothing
   (jobs already in flight run to their end), or, when it submitted a job or
-  paid for an LLM call before the error, exactly that (:func:`spent_text`);
+  paid for an LLM call before the error, exactly that (:func:`mlr_action.spent.spent_text`);
   and what the user can do.
 """
 
@@ -34,6 +34,7 @@ from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.markup import block, code, plain
 from mlr_action.program import Program
 from mlr_action.redaction import redact  # also re-exported here for older callers
+from mlr_action.spent import NOTHING_SPENT, spent_text  # noqa: F401  (the step says what it spent through here)
 from mlr_action.state import CampaignState
 
 # --- Formatting shared with the summary ---------------------------------------
@@ -349,21 +350,6 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
         "than deleting it. The next tick reads it again.",
     ),
 }
-
-
-NOTHING_SPENT = "nothing was spent"
-
-
-def spent_text(*, jobs: list[str], llm_usd: float) -> str:
-    """What one step spent, for a message: "nothing was spent" only when it submitted nothing and paid nothing."""
-    parts = []
-    if jobs:
-        parts.append(f"submitted {len(jobs)} job{'s' if len(jobs) != 1 else ''} ({', '.join(jobs)})")
-    if llm_usd > 0:
-        parts.append(f"spent ${llm_usd:.4f} on LLM calls")
-    if not parts:
-        return NOTHING_SPENT
-    return "this step " + " and ".join(parts) + " before stopping; the ledger records it and the budget counts it"
 
 
 def render_escalation(

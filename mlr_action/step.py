@@ -95,6 +95,7 @@ class StepResult:
     submitted: int = 0  # jobs submitted by this step
     submitted_ids: list[str] = field(default_factory=list)  # their ids
     llm_usd: float = 0.0  # LLM spend this step recorded
+    recorded: int = 0  # how many of ``events`` a publish of runs/ in this step has committed
 
     def spent(self) -> str:
         """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
@@ -291,7 +292,8 @@ class Step:
         if count > len(proposals):
             state = self._reserve_llm(program, state, count - len(proposals), prices, result)
             try:
-                proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check)
+                proposals += self.proposer.propose(program=program, state=state, count=count - len(proposals), check=check,
+                                                   used=self._usage(program, state, prices), prices=prices)
             finally:  # the proposer's rows (LLM spend, what settles its reservation) are kept even after an error
                 events = self.proposer.take_events()
                 result.llm_usd += sum(float(getattr(r, "llm_usd", 0) or 0) for r in events)
@@ -370,7 +372,7 @@ class Step:
 
     def _record_before(self, result: StepResult, what: str) -> None:
         """Nothing is spent that cannot be recorded: publish every row so far before ``what``, or spend nothing."""
-        record_before(self.publish, result.events, what)
+        result.recorded = record_before(self.publish, result.events, what, since=result.recorded)
 
     def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
         result.exit_code = exc.exit_code

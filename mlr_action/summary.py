@@ -81,12 +81,6 @@ def campaign_status(state: CampaignState) -> str:
     return "paused" if state.paused else "running"
 
 
-# --- Cells --------------------------------------------------------------------
-
-
-escape_cell = cell  # one table cell: one line, ``|`` escaped, never empty (see mlr_action.markup)
-
-
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cell(c) for c in cells) + " |"
 

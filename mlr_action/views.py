@@ -25,6 +25,9 @@ from mlr_action.metric import ANSI_ESCAPE
 from mlr_action.program import Program, load_program
 from mlr_action.state import CampaignState, fold
 
+# What a reader that calls no backend (``mlr status``, the dry run) says of its budget figures.
+LEDGER_VIEW = "budget as the ledger records it; a step also counts what the backend reports, never less"
+
 
 def describe_envelope(program: Program, prices: dict[str, float] | None = None) -> str:
     env, camp = program.envelope, program.campaign
@@ -149,7 +152,7 @@ def render_status(status: dict[str, Any]) -> str:
         + _llm_text(status)
     )
     if status.get("budget_source") == "ledger":
-        lines.append("  (budget as the ledger records it; a step also counts what the backend reports, never less)")
+        lines.append(f"  ({LEDGER_VIEW})")
     if status["best_metric"] is not None:
         config = ", ".join(f"{k}={v}" for k, v in (status["best_config"] or {}).items())
         lines.append(f"  best {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({config})")

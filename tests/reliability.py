@@ -59,7 +59,7 @@ class GridProposer(Proposer):
     def __init__(self, *, hostile: bool = False) -> None:
         self.hostile = hostile
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None) -> list[Proposal]:
         tried = state.tried_configs
         out = [Proposal(config=c, hypothesis=f"grid point {GRID.index(c)}", proposer="grid")
                for c in GRID if config_key(c) not in tried][:count]

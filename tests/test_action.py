@@ -16,7 +16,6 @@ from comment_server import CommentServer
 from gitrepos import clone, git, isolate_git, make_origin, plant, show
 from mlr_action import action
 from mlr_action.action import read_inputs, valid_branch_name
-from mlr_action.action_step import commit_message
 from mlr_action.ghenv import RunContext, command, spend_blockers
 from mlr_action.pr_comment import MARKER
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
@@ -98,19 +97,6 @@ def test_a_fork_pull_request_is_named():
 
 def test_workflow_commands_cannot_be_smuggled_in_a_message():
     assert command("error", "bad\n::add-mask::x 100%", title="a: b, c") == "::error title=a%3A b%2C c::bad%0A::add-mask::x 100%25"
-
-
-@pytest.mark.parametrize("events, subject", [
-    ([], "mlr: step"),
-    (["iter 3 submitted 6745abc (a10g-large, 1h)"], "mlr: iter 3 submitted 6745abc (a10g-large, 1h)"),
-    (["iter 2 completed: eval_accuracy=0.9 (keep)", "iter 3 submitted x (t4-small, 1h)"],
-     "mlr: iter 2 completed: eval_accuracy=0.9 (keep); iter 3 submitted x (t4-small, 1h)"),
-    (["x" * 200], "mlr: " + "x" * 94 + "…"),
-])
-def test_commit_message_says_what_the_step_did(events, subject):
-    message = commit_message(events)
-    assert message.splitlines()[0] == subject
-    assert all(e in message for e in events)
 
 
 # --- the whole thing, against a real origin -------------------------------------------------
@@ -257,7 +243,9 @@ def test_a_real_step_commits_runs_as_the_bot_and_reports(runner, origin, tmp_pat
     assert runner.run(work, **LOCAL) == 0, runner.out
     assert runner.outputs["iter"] == "1" and runner.outputs["jobs-used"] == "1" and runner.outputs["dry-run"] == "false"
     author, subject = git(origin, "log", "-1", "--format=%an|%s", "main").split("|", 1)
-    assert author == "github-actions[bot]" and subject.startswith("mlr: campaign work started; iter 1 submitted ")
+    assert author == "github-actions[bot]" and subject.startswith("mlr: iter 1 submitted ")
+    # the commit before it recorded the intent before the submit, and says so
+    assert git(origin, "log", "-1", "--format=%s", "main~1") == "mlr: record before submitting 1 job(s): campaign work started"
     assert any(r.get("status") == "submitted" and r.get("iter") == 1 for r in ledger(origin))
     assert set(git(origin, "diff-tree", "--no-commit-id", "--name-only", "-r", "main").splitlines()) <= {
         "runs/ledger.jsonl", "runs/summary.md"}
@@ -360,6 +348,28 @@ def test_validate_shows_a_pull_request_that_changes_what_runs_without_touching_t
     assert "**Changes against the program approved on `main`**" in body
     assert all(f"- {line}" in body for line in lines), body
     assert "Budget envelope:" not in body  # the envelope is untouched; the rest still shows
+
+
+def test_validate_reads_the_script_from_the_folder_that_holds_program_md(runner, tmp_path):
+    # program.md in exp/ names train.py: the jobs run exp/train.py, so that is the script the comment watches,
+    # and a train.py at the top of the repository is outside the campaign folder.
+    origin = make_origin(tmp_path, {"exp/program.md": PROGRAM, "exp/train.py": TRAIN, "train.py": "print('other')\n"})
+    work = clone(origin, tmp_path / "work")
+    git(work, "checkout", "-q", "-b", "sneaky")
+    (work / "exp" / "train.py").write_text(TRAIN + "import os  # fetch and run something\n")
+    (work / "exp" / "lib").mkdir()
+    (work / "exp" / "lib" / "helpers.py").write_text("X = 1\n")
+    (work / "train.py").write_text("print('changed, never run by the campaign')\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "change the campaign's script")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, program="exp/program.md", **_pull_request()) == 0
+        [comment] = server.comments[5]
+    body = comment["body"]
+    assert "- the training script `train.py` itself changed: every job after the merge runs the new code" in body
+    assert ("- other files in the campaign folder changed (each job runs with the whole folder): `lib/helpers.py`"
+            in body), body
 
 
 def test_validate_posts_nothing_on_a_pull_request_that_changes_nothing_it_reports(runner, origin, tmp_path):

@@ -243,6 +243,26 @@ def test_status_without_program_is_awaiting(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["state"] == "awaiting_program"
 
 
+def test_the_dry_run_names_the_campaign_as_the_step_does_and_says_its_budget_is_the_ledgers(tmp_path, capsys):
+    from mlr_action.cli import main
+
+    # A ledger whose started row names another campaign (a ledger-branch writer, or a renamed folder):
+    # the step's id comes from program.md's name or the folder, and the dry run must say the same.
+    root = make_repo(tmp_path / "sweep")
+    (root / "runs").mkdir()
+    (root / "runs" / "ledger.jsonl").write_text(json.dumps({"event": "started", "ts": "t", "campaign": "sweep-fresh"}) + "\n")
+    assert main(["status", "--repo", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["campaign"] == "sweep"
+    assert main(["step", "--repo", str(root), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("campaign sweep · jobs 0/12")
+    assert "budget as the ledger records it; a step also counts what the backend reports, never less" in out[1]
+    assert any("the ledger names the campaign 'sweep-fresh'" in line and "'sweep'" in line for line in out), out
+    (root / "program.md").write_text(program_text(None, with_(CAMPAIGN, name="digits-mlp")))
+    assert main(["step", "--repo", str(root), "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("campaign digits-mlp · ")
+
+
 def test_a_human_stop_cancels_jobs_in_flight_and_records_them(tmp_path):
     root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=2))
     step = make_step(root)

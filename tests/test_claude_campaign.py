@@ -10,6 +10,7 @@ import pytest
 from anthropic_stub import is_research, search_turn, structured, user_text
 from claude_helpers import CAMPAIGN, ENVELOPE, answer, make_repo, program_of, serve_stub, with_
 from mlr_action import cli
+from mlr_action.backends.base import JobSpec, JobStage, labels_for
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.forges.files import FileForge
 from mlr_action.ledger import read_ledger
@@ -127,3 +128,38 @@ def test_a_step_that_does_not_propose_makes_no_call_and_builds_no_client(stub, t
     step.proposer = fresh
     assert step.run().exit_code == 0  # the job is in flight and max_parallel is 1: nothing to propose
     assert len(stub.requests) == calls and fresh.client._sdk is None
+
+
+def test_claude_counts_the_backends_record_so_a_lowered_ledger_costs_no_wasted_call(stub, tmp_path):
+    """A ledger-branch writer zeroed the charges of two finished jobs; the backend still lists them.
+
+    Two slots are free by max_parallel, but the backend's record (2 x 51 minutes of 3h, 10% kept back) has room
+    for one more 1h job and then not a minute more. Claude is asked once, and its prompt shows the budget the
+    step counts.
+    """
+    envelope = {"max_jobs": 8, "max_walltime": "3h", "allowed_flavors": ["a10g-large"], "max_timeout": "1h",
+                "allow_deletes": False, "output_repos": ["me/sweep-*"], "max_parallel": 2, "max_llm_usd": 5}
+    root = make_repo(tmp_path / "sweep", envelope=envelope,
+                     campaign=with_(CAMPAIGN, target=None, patience=None, flavor="a10g-large", timeout="1h"))
+    clock = FakeClock()
+    backend = InMemoryBackend(clock=clock.seconds)
+    rows = [{"event": "started", "ts": "2026-01-01T00:00:00+00:00", "campaign": "sweep"},
+            {"event": "research", "ts": "2026-01-01T00:00:00+00:00", "reason": "unavailable", "after": 99}]
+    for it in (1, 2):
+        spec = JobSpec(campaign="sweep", iter=it, script=str(root / "train.py"), args=[], env={},
+                       flavor="a10g-large", timeout_s=3600, labels=labels_for("sweep", it))
+        job_id = backend.submit(spec=spec)
+        backend.advance(job_id, JobStage.COMPLETED, duration_s=3060, logs="eval_accuracy=0.5\n")
+        rows.append({"iter": it, "ts": "2026-01-01T01:00:00+00:00", "status": "completed", "job_id": job_id,
+                     "metric": 0.5, "decision": "keep" if it == 1 else "discard", "timeout": "1h", "timeout_s": 3600,
+                     "config": {"lr": 1e-5 * it, "batch_size": 4, "scheduler": "linear"}, "flavor": "a10g-large",
+                     "hypothesis": "", "duration_s": 0.0, "cost_usd": 0.0})  # lowered by the ledger's writer
+    (root / "runs").mkdir()
+    (root / "runs" / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = Step(root=root, backend=backend, proposer=ClaudeProposer(clock=clock), forge=FileForge(root),
+                  clock=clock).run()
+    assert result.exit_code == 0 and len(result.submitted_ids) == 1
+    assert result.escalated == set() and not (root / "runs" / "escalations" / "envelope-breach.md").exists()
+    proposals = [b for b in stub.requests if not is_research(b)]
+    assert len(proposals) == 1  # no paid call for a slot the budget has no room for
+    assert "walltime: 1h42m of 3h used" in user_text(proposals[0])  # the backend's 2 x 51m, not the ledger's 0s

@@ -17,7 +17,7 @@ from mlr_action.forges.github_dashboard import (
     set_checkbox,
     shown_for,
 )
-from mlr_action.forges.github_messages import PAUSED_LABEL, commit_message
+from mlr_action.forges.github_messages import PAUSED_LABEL
 from mlr_action.ledger import EventRow, experiment_row
 from mlr_action.program import parse_program
 from mlr_action.state import CampaignState, fold
@@ -99,15 +99,3 @@ def test_only_the_last_experiments_are_listed():
     body = render_dashboard(program=PROGRAM, state=state, used=usage(state), shown=shown_for(state, seen=0),
                             checkbox=False, now=TS, last=5)
     assert "Last experiments (5 of 25)" in body and "| 21 |" in body and "| 20 |" not in body
-
-
-@pytest.mark.parametrize("events,subject", [
-    ([], "mlr: update runs/"),
-    (["iter 3 submitted 6745aa00bb11cc22dd33ee44 (a10g-large, 1h)"], "mlr: iter 3 submitted 6745… (a10g-large, 1h)"),
-    (["iter 2 completed: eval_accuracy=0.91 (keep)", "iter 3 submitted 6745aa00bb11cc22 (a10g-large, 1h)"],
-     "mlr: iter 2 completed: eval_accuracy=0.91 (keep) (+1 more)"),
-])
-def test_commit_message_says_what_the_step_did(events, subject):
-    message = commit_message(events)
-    assert message.splitlines()[0] == subject
-    assert all(f"- {e.split(' (')[0][:10]}" in message for e in events) or len(events) <= 1

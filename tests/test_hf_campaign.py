@@ -326,10 +326,10 @@ class Scripted(SearchProposer):
         super().__init__()
         self.first = list(first)
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None) -> list[Proposal]:
         if self.first:
             return [Proposal(config=self.first.pop(0), hypothesis="scripted", proposer="scripted")]
-        return super().propose(program=program, state=state, count=count, check=check)
+        return super().propose(program=program, state=state, count=count, check=check, used=used, prices=prices)
 
 
 def test_out_of_memory_is_retried_with_half_the_batch_and_the_same_everything_else(tmp_path: Path, hub, clock, monkeypatch) -> None:

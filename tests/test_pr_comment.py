@@ -8,7 +8,8 @@ from html import escape
 import pytest
 
 from comment_server import CommentServer
-from mlr_action.pr_comment import (MARKER, Baseline, CommentError, FileChanges, code, envelope_changes, program_changes,
+from mlr_action.markup import literal
+from mlr_action.pr_comment import (MARKER, Baseline, CommentError, FileChanges, envelope_changes, program_changes,
                                    render_validation, upsert_comment)
 from mlr_action.program import parse_program
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
@@ -127,6 +128,23 @@ def test_a_pull_request_that_changes_only_the_campaign_shows_that_change(case):
     assert "Nothing that can cost money" not in body
 
 
+@pytest.mark.parametrize("changes, where", [
+    (dict(flavor="t4-small", name="fresh-start"), "under the new campaign id"),
+    (dict(flavor="t4-small", namespace="other-org"), "in the new namespace"),
+    (dict(flavor="t4-small", name="fresh-start", namespace="other-org"), "under the new campaign id"),
+])
+def test_a_new_campaign_id_or_namespace_says_the_backends_count_of_spend_starts_afresh(changes, where):
+    """The budget counts what the backend lists under the campaign's labels in its namespace: after such a
+    merge the jobs run so far are counted only as the ledger records them. The reviewer is told so."""
+    body = render_validation(path="program.md", program=campaign(**changes), approved=APPROVED, base="main")
+    afresh = [line for line in body.splitlines() if "starts afresh" in line]
+    assert afresh and all("only as the ledger" in line and "runs/ledger.jsonl" in line for line in afresh), body
+    assert any(where in line for line in afresh), body
+    unchanged = render_validation(path="program.md", program=campaign(flavor="t4-small", seed=7), approved=APPROVED,
+                                  base="main")
+    assert "starts afresh" not in unchanged
+
+
 def test_reordering_allowed_flavors_shows_the_default_flavor_it_changes():
     approved = parse_program(program_text(ENVELOPE, with_(CAMPAIGN, flavor=...)))
     proposed = parse_program(program_text(with_(ENVELOPE, allowed_flavors=["a10g-large", "t4-small"]), with_(CAMPAIGN, flavor=...)))
@@ -210,9 +228,9 @@ def test_a_code_span_holds_any_text_whole():
     from markdown_it import MarkdownIt
 
     for text in ["a`b", "``x``", "`", " lead", "trail ", "tab\there", "x" * 300]:
-        html = MarkdownIt("commonmark").render(code(text))
+        html = MarkdownIt("commonmark").render(literal(text))
         assert html.count("<code>") == 1, (text, html)
-    assert code("a\nb\u202e") == "`a\\nb\\u202e`" and code("x" * 300).endswith("…`")
+    assert literal("a\nb\u202e") == "`a\\nb\\u202e`" and literal("x" * 300).endswith("…`")
 
 
 def test_a_comment_is_only_edited_not_created_when_asked_not_to():

@@ -168,3 +168,19 @@ def test_when_pushes_work_again_the_tick_publishes_first_then_continues(world):
     parent = [json.loads(line) for line in git(world.origin, "show", f"{first}~1:runs/ledger.jsonl").splitlines()]
     assert any(r.get("iter") == 2 and r.get("status") == "proposed" for r in parent)
     assert "(recorded before submitting 1 job(s))" in git(world.origin, "log", "-1", "--format=%B", f"{first}~1")
+
+
+def test_each_commit_of_a_tick_says_what_it_adds(world):
+    for _ in range(2):
+        assert world.tick() == 0
+        world.finish_jobs()
+    subjects = git(world.origin, "log", "--reverse", "--format=%s", "main").splitlines()[1:]  # after the initial commit
+    # Tick 2: iter 1 completed and a reservation, published before calling the LLM; the LLM's rows and iter 2's
+    # intent, published before its submit; then the submit itself. Three commits, three different subjects.
+    tick2 = subjects[-3:]
+    assert len(set(subjects)) == len(subjects), subjects
+    assert tick2[0].startswith("mlr: record before calling the LLM: iter 1 completed"), tick2
+    assert tick2[1].startswith("mlr: record before submitting 1 job(s): llm: "), tick2
+    assert "iter 1 completed" not in tick2[1]  # already in the commit before: not what this one adds
+    assert tick2[2].startswith("mlr: iter 2 submitted "), tick2
+    assert all(len(s) <= 72 for s in subjects), subjects

@@ -99,7 +99,7 @@ class HostileProposer(Proposer):
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None) -> list[Proposal]:
         # Usually as many as asked for; sometimes none (the campaign stops: exhausted) or more than asked.
         n = self.rng.choice([count] * 30 + [0, count + 1])
         return [random_proposal(self.rng, program) for _ in range(n)]

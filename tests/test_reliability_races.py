@@ -245,7 +245,7 @@ class ResultAwareProposer(GridProposer):
     """Like the search proposer, its choice depends on the results so far: a step that saw one more job finish
     proposes another config for the same iter."""
 
-    def propose(self, *, program, state, count: int, check=None):
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None):
         from reliability import GRID
 
         from mlr_action.proposal import Proposal

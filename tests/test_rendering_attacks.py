@@ -135,9 +135,9 @@ class HostileProposer(SearchProposer):
         super().__init__()
         self.calls = 0
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None) -> list[Proposal]:
         self.calls += 1
-        found = super().propose(program=program, state=state, count=count, check=check)
+        found = super().propose(program=program, state=state, count=count, check=check, used=used, prices=prices)
         found = [p.model_copy(update={"hypothesis": ONE_LINE, "reason": ONE_LINE}) for p in found]
         if self.calls == 2 and found:  # refused by the validator: the envelope-breach report quotes the value
             found[0] = found[0].model_copy(update={"config": {**found[0].config, "scheduler": ONE_LINE}})

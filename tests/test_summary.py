@@ -10,10 +10,11 @@ from programs import CAMPAIGN, ENVELOPE, program_text, with_
 
 from mlr_action.budget import usage
 from mlr_action.ledger import EventRow, ExperimentRow
+from mlr_action.markup import cell
 from mlr_action.program import parse_program
 from mlr_action.reports import STOP_REASONS, format_metric, format_usd
 from mlr_action.state import fold
-from mlr_action.summary import campaign_status, chart_points, escape_cell, render_summary
+from mlr_action.summary import campaign_status, chart_points, render_summary
 
 T = "2025-01-02T03:04:05Z"
 PROGRAM = parse_program(program_text())
@@ -292,6 +293,6 @@ def test_format_usd(value, text):
     assert format_usd(value) == text
 
 
-@pytest.mark.parametrize("raw, cell", [("a|b", "a\\|b"), ("x\ny", "x y"), ("", " "), ("  a \r\n b ", "a b")])
-def test_escape_cell(raw, cell):
-    assert escape_cell(raw) == cell
+@pytest.mark.parametrize("raw, shown", [("a|b", "a\\|b"), ("x\ny", "x y"), ("", " "), ("  a \r\n b ", "a b")])
+def test_a_table_cell_is_one_line_with_its_bars_escaped(raw, shown):
+    assert cell(raw) == shown

@@ -43,7 +43,7 @@ class PaidThenFailed(Proposer):
     def __init__(self):
         self.events = []
 
-    def propose(self, *, program, state, count, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count, check=None, used=None, prices=None) -> list[Proposal]:
         self.events.append(EventRow(event="llm", ts="2026-01-01T00:00:00+00:00", reason="proposal", llm_usd=0.0123))
         raise PermanentError("the Anthropic API refused the request (400): the model does not exist")
 

@@ -73,6 +73,7 @@ from mlr_action.forges.github_dashboard import (
 )
 from mlr_action.forges.github_onboarding import close_onboarding, onboard
 from mlr_action.ledger import EventRow
+from mlr_action.recording import commit_message
 from mlr_action.redaction import redact
 
 _FOOTER = re.compile(r"^<sub>mlr-action · .*</sub>$", re.M)
@@ -201,7 +202,7 @@ class GitHubForge:
     def finish_step(self, *, step: Any) -> None:
         """Push ``runs/``, then refresh the dashboard, post the stop report, close fixed escalations."""
         try:
-            self.publish(message=msg.commit_message(step.events))
+            self.publish(message=commit_message(step.events, since=step.recorded))
             step.events += self._tick.notes  # for the log, not the commit message
             if step.program is None or step.state is None or step.used is None:
                 return

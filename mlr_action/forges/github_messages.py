@@ -1,4 +1,6 @@
-"""What the GitHub forge says to people: onboarding texts, control replies, errors, commit messages.
+"""What the GitHub forge says to people: onboarding texts, control replies, errors.
+
+Commit messages of runs/ come from :func:`mlr_action.recording.commit_message`, for every publish.
 
 Pure: no I/O, no clock. Kept together so the words can be read (and reviewed)
 as a set; :mod:`mlr_action.forges.github` only fills them in and posts them.
@@ -284,40 +286,3 @@ def ignored_reply(commands: list[tuple[int, str, str]], controls: list[Ignored])
 
 def escalation_resolved() -> str:
     return "Resolved: the last step ran without this problem, so this issue is closed. It reopens if the problem comes back."
-
-
-# --- Commit messages -----------------------------------------------------------
-
-def _weight(event: str) -> int:
-    """Stops and human controls first, then experiments, then the rest."""
-    if event.startswith(("stopped", "paused", "resumed", "program.md changed")):
-        return 0
-    if event.startswith("iter "):
-        return 1
-    return 2
-
-
-_JOB_ID = re.compile(r"\b([0-9a-f]{4})[0-9a-f]{8,}\b")
-SUBJECT_CHARS = 72
-
-
-def commit_message(events: list[str]) -> str:
-    """``mlr: iter 3 submitted 6745… (a10g-large, 1h)``: a subject that says what the step did, every event below."""
-    lines = [_JOB_ID.sub(r"\1…", " ".join(e.split())) for e in events if e.strip()]
-    if not lines:
-        return "mlr: update runs/"
-    lines.sort(key=_weight)  # stable: the subject leads with what matters most
-    subject = "mlr: " + lines[0]
-    used = 1
-    for line in lines[1:]:
-        if len(subject) + 2 + len(line) > SUBJECT_CHARS:
-            break
-        subject += "; " + line
-        used += 1
-    if len(subject) > SUBJECT_CHARS:
-        subject = subject[: SUBJECT_CHARS - 1].rstrip() + "…"
-    if used < len(lines):
-        subject += f" (+{len(lines) - used} more)"
-    if len(lines) == 1 and len("mlr: " + lines[0]) <= SUBJECT_CHARS:
-        return subject + "\n"
-    return subject + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"

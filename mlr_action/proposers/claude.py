@@ -9,9 +9,13 @@ Guarantees:
   unparseable or rejected by ``check`` (the validator) gets exactly one repair
   call with the problems quoted; if that fails too, or the API refuses the
   request, the search proposer decides instead and an ``llm`` event row says
-  why. With several free slots, a later proposal is checked with this step's
-  earlier ones charged, and none is asked for once they use what is left. Nothing the model says is submitted without passing ``check`` here and
-  the validator again in the step: the model can never widen the envelope.
+  why. Its budget checks and the envelope its prompt shows start from what
+  the step counts as used (``used``: the ledger and the backend's listing, at
+  the step's prices), never the ledger's view alone. With several free
+  slots, a later proposal is checked with this step's earlier ones charged on
+  top, and none is asked for once they use what is left. Nothing the model
+  says is submitted without passing ``check`` here and the validator again in
+  the step: the model can never widen the envelope.
 - Research (:mod:`mlr_action.proposers.research`) runs first when the ledger
   says it is due, and writes ``runs/research/NNN.md`` and one ``research``
   event row; later proposals quote the latest note as data.
@@ -44,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mlr_action import decide
-from mlr_action.budget import RESERVED, SETTLED, Usage, budget_problems, usage
+from mlr_action.budget import RESERVED, SETTLED, Usage, budget_problems, plus_intents, usage
 from mlr_action.flavors import price_per_hour
 from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.proposal import Proposal, Proposer
@@ -100,20 +104,21 @@ class ClaudeProposer(Proposer):
         events, self._events = self._events, []
         return events
 
-    def propose(self, *, program, state: CampaignState, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state: CampaignState, count: int, check=None, used: Usage | None = None,
+                prices: dict[str, float] | None = None) -> list[Proposal]:
         if count <= 0:
             return []
-        used = usage(state)
+        budget = _Budget(usage(state, prices) if used is None else used, prices)
         if check is None:
 
             def check(proposal: Proposal) -> list[str]:
-                return decide.proposal_problems(program, state, proposal, used=used, prices=None)
+                return decide.proposal_problems(program, state, proposal, used=budget.used, prices=prices)
 
         try:
             why = research.research_due(state)
             if why:
-                self._research(program, state, why, used)
-            return self._proposals(program, state, count, check, used)
+                self._research(program, state, why, budget.used)
+            return self._proposals(program, state, count, check, budget)
         finally:
             self._flush("interrupted", "spend of calls cut short by an error (the next tick retries)")
             self._settle()
@@ -172,22 +177,23 @@ class ClaudeProposer(Proposer):
 
     # -- proposals -------------------------------------------------------------
 
-    def _proposals(self, program, state, count: int, check, used: Usage) -> list[Proposal]:
+    def _proposals(self, program, state, count: int, check, budget: _Budget) -> list[Proposal]:
         note, note_name = research.read_latest_note(Path(program.root), state)
         out: list[Proposal] = []
         for _slot in range(count):
-            if out and not _room_for_another(program, _with_pending(state, out)):
+            if out and not _room_for_another(program, budget.with_pending(program, state, out), budget.prices):
                 break  # this step's proposals already use what is left
             iteration = state.next_iter + len(out)
-            proposal, why = self._decide(program, state, used, note, note_name, out, check)
+            proposal, why = self._decide(program, state, budget, note, note_name, out, check)
             self._decision_event(iteration, proposal, why)
             if proposal is None:
-                return out + self._fallback(program, state, out, count - len(out), why)
+                return out + self._fallback(program, state, out, count - len(out), why, budget)
             out.append(proposal)
         return out
 
-    def _decide(self, program, state, used, note, note_name, pending, check) -> tuple[Proposal | None, str]:
+    def _decide(self, program, state, budget: _Budget, note, note_name, pending, check) -> tuple[Proposal | None, str]:
         """A proposal that passes ``check``, or None and why Claude could not give one."""
+        used = budget.used
         base = prompt.context(program, state, used=used, note=note, note_name=note_name, pending=pending)
         output = prompt.answer_model(program)
         schema_chars = len(json.dumps(output.model_json_schema()))
@@ -205,34 +211,36 @@ class ClaudeProposer(Proposer):
                                            max_tokens=PROPOSAL_MAX_TOKENS, estimate_usd=estimate)
             except LlmUnavailable as exc:
                 return None, f"Claude is unavailable: {exc}"
-            proposal, problems = self._judge(parsed, program, state, pending, check)
+            proposal, problems = self._judge(parsed, program, state, pending, check, budget)
             answer = parsed.text
             if proposal is not None:
                 return proposal, ""
         return None, "the answer was still refused after one repair: " + "; ".join(problems)
 
     @staticmethod
-    def _judge(parsed, program, state: CampaignState, pending: list[Proposal], check) -> tuple[Proposal | None, list[str]]:
+    def _judge(parsed, program, state: CampaignState, pending: list[Proposal], check,
+               budget: _Budget) -> tuple[Proposal | None, list[str]]:
         if parsed.problems:
             return None, list(parsed.problems)
         proposal, problems = prompt.to_proposal(parsed.answer)
         if proposal is None:
             return None, problems
         problems = list(check(proposal))
-        if pending:  # ``check`` sees the ledger only; this step's earlier proposals will be charged too
-            planned = _with_pending(state, pending)
-            more = decide.proposal_problems(program, planned, proposal, used=usage(planned), prices=None)
+        if pending:  # ``check`` sees what is used before this step's proposals; the earlier ones will be charged too
+            more = decide.proposal_problems(program, _with_pending(program, state, pending), proposal,
+                                            used=budget.with_pending(program, state, pending), prices=budget.prices)
             problems += [p for p in more if p not in problems]
         key = config_key(proposal.config)
         if key not in state.failed_configs and (key in state.tried_configs or key in {config_key(p.config) for p in pending}):
             problems.append("this exact config was already tried or is in flight; propose one not tried yet")
         return (None, problems) if problems else (proposal, [])
 
-    def _fallback(self, program, state, pending: list[Proposal], count: int, why: str) -> list[Proposal]:
+    def _fallback(self, program, state, pending: list[Proposal], count: int, why: str,
+                  budget: _Budget) -> list[Proposal]:
         if count <= 0:
             return []
-        planned = _with_pending(state, pending)
-        proposals = self.fallback.propose(program=program, state=planned, count=count)
+        proposals = self.fallback.propose(program=program, state=_with_pending(program, state, pending), count=count,
+                                          used=budget.with_pending(program, state, pending), prices=budget.prices)
         note = f" (Claude fallback: {shorten(why, WHY_CHARS)})"
         return [p.model_copy(update={"reason": (p.reason + note).strip()}) for p in proposals]
 
@@ -320,19 +328,35 @@ class ClaudeProposer(Proposer):
                 f"${estimate:.3f} (raise max_llm_usd in program.md to go on with Claude)")
 
 
-def _room_for_another(program, planned: CampaignState) -> bool:
+@dataclasses.dataclass(frozen=True)
+class _Budget:
+    """What the step counts as used (the ledger and the backend's listing) and the prices it charges them at."""
+
+    used: Usage
+    prices: dict[str, float] | None
+
+    def with_pending(self, program, state: CampaignState, pending: list[Proposal]) -> Usage:
+        """``used`` with this step's earlier proposals charged as the intents the step will admit."""
+        return plus_intents(self.used, _pending_rows(program, state, pending), self.prices)
+
+
+def _room_for_another(program, used: Usage, prices: dict[str, float] | None) -> bool:
     """Could even the smallest job (cheapest allowed flavor, one minute) still fit the budget?"""
-    cheapest = min(program.envelope.allowed_flavors, key=price_per_hour)
-    return not budget_problems(program.envelope, usage(planned), flavor=cheapest, timeout_s=60)
+    cheapest = min(program.envelope.allowed_flavors, key=lambda flavor: price_per_hour(flavor, prices))
+    return not budget_problems(program.envelope, used, flavor=cheapest, timeout_s=60, prices=prices)
 
 
-def _with_pending(state: CampaignState, pending: list[Proposal]) -> CampaignState:
+def _pending_rows(program, state: CampaignState, pending: list[Proposal]) -> list[ExperimentRow]:
+    """This step's earlier proposals as the intent rows the step would admit them as."""
+    return [ExperimentRow(iter=state.next_iter + offset, ts="", status="proposed", config=dict(p.config),
+                          flavor=p.flavor or program.default_flavor, timeout_s=p.timeout_s or program.default_timeout_s)
+            for offset, p in enumerate(pending)]
+
+
+def _with_pending(program, state: CampaignState, pending: list[Proposal]) -> CampaignState:
     """``state`` with this step's earlier proposals as in-flight rows, so the fallback avoids them."""
     if not pending:
         return state
     experiments = dict(state.experiments)
-    for offset, p in enumerate(pending):
-        iteration = state.next_iter + offset
-        experiments[iteration] = ExperimentRow(iter=iteration, ts="", status="proposed", config=dict(p.config),
-                                               flavor=p.flavor, timeout_s=p.timeout_s)
+    experiments.update((row.iter, row) for row in _pending_rows(program, state, pending))
     return dataclasses.replace(state, experiments=experiments)

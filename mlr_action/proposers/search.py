@@ -352,7 +352,8 @@ class SearchProposer(Proposer):
     def __init__(self, *, n_initial: int | None = None):
         self.n_initial = n_initial  # None: initial_design_size of the space
 
-    def propose(self, *, program, state, count: int, check=None) -> list[Proposal]:
+    def propose(self, *, program, state, count: int, check=None, used=None, prices=None) -> list[Proposal]:
+        """Untried configs; the budget (``check``, ``used``, ``prices``) is left to the step's admit."""
         if count <= 0:
             return []
         import optuna
