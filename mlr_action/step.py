@@ -24,9 +24,11 @@ Guarantees:
   more is spent in the tick: exit 1 (transient) or 2 (permanent), and the
   next tick starts from the rows on disk (or, after a fresh checkout, from the
   remote and the jobs it adopts by label).
-- Only one step runs on a repository at a time (a lock under ``.mlr/``);
-  a ``.mlr`` (or ``.mlr/jobs``) that is a symlink is refused, never written
-  through.
+- Only one step runs on a repository at a time (a lock under ``.mlr/``).
+  Nothing is written through a symlink (:mod:`mlr_action.safepath`): before
+  anything else, in every mode, a symlink at ``.mlr``, at a file the bot
+  writes there, at ``runs/`` or inside it is refused (exit 2, nothing
+  spent), and every writer refuses one on its own.
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
   the proposer is asked; costs use the backend's live prices when it has
   them, and the summary says when the built-in table stands in.
@@ -44,12 +46,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlr_action import decide
+from mlr_action import decide, safepath
 from mlr_action.backends.base import (
     BackendError,
     JobBackend,
@@ -79,7 +82,8 @@ from mlr_action.views import describe_row
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
 
-SUMMARY_PATH = Path("runs") / "summary.md"
+RUNS = Path("runs")
+SUMMARY_PATH = RUNS / "summary.md"
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
 
@@ -147,6 +151,7 @@ class Step:
         self._listed: list[JobView] = []  # what the backend listed under the campaign's labels this tick
         try:
             with _lock(self.root):
+                safepath.check_tree(self.root, RUNS)  # runs/ is written below: no link in it, in any mode
                 self._run(result)
         except Unrecorded as exc:
             self._unrecorded(result, exc)
@@ -173,7 +178,7 @@ class Step:
             result.exit_code = self._awaiting_program(result)
             return
         result.program = program
-        repair_ledger(self.ledger_path)
+        repair_ledger(self.ledger_path, root=self.root)
         self._campaign = campaign_id_for(program, self.root)
         state = self._identify(program, self._fold(), result)
         resumed = decide.resumption(program, state, ts=self.ts())
@@ -361,7 +366,7 @@ class Step:
     def _append(self, state: CampaignState, rows: list[Row]) -> CampaignState:
         if not rows:
             return state
-        append_rows(self.ledger_path, rows)
+        append_rows(self.ledger_path, rows, root=self.root)
         return self._fold()
 
     def _usage(self, program: Program, state: CampaignState, prices) -> Usage:
@@ -420,7 +425,8 @@ class Step:
         # Stamped with the last row's time, so an unchanged ledger gives an unchanged summary.
         stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
         now = max(stamps) if stamps else self.ts()
-        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now, prices_note=prices_note))
+        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now,
+                                                              prices_note=prices_note), root=self.root)
 
     def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage) -> None:
         title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts())
@@ -459,21 +465,28 @@ class _Busy(Exception):
     pass
 
 
+STATE_DIR = Path(".mlr")
+# What the bot writes under .mlr/: the folder, its .gitignore, the step's lock, the local backend's registry.
+STATE_PATHS = (STATE_DIR / ".gitignore", STATE_DIR / "step.lock", STATE_DIR / "jobs" / "lock")
+
+
 @contextlib.contextmanager
 def _lock(root: Path) -> Iterator[None]:
-    """One step per repository at a time; the lock dies with the process that holds it."""
-    lock_dir = root / ".mlr"
-    for folder in (lock_dir, lock_dir / "jobs"):  # the lock, and the local backend's registry
-        if folder.is_symlink():
-            raise PermanentError(f"{folder} is a symlink: the bot keeps its lock and local jobs there and never writes "
-                                 f"through a symlink; remove it (`git rm {folder.relative_to(root)}` if it is committed)")
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    ignore = lock_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
-    with open(lock_dir / "step.lock", "w") as fh:
+    """One step per repository at a time; the lock dies with the process that holds it.
+
+    Nothing under ``.mlr/`` is written through a symlink (a committed ``.mlr/step.lock -> ../.git/config``
+    would otherwise be truncated): every path the bot writes there is checked first, then opened without
+    following a link and without truncating (:mod:`mlr_action.safepath`).
+    """
+    for path in STATE_PATHS:
+        safepath.check(root, path)
+    safepath.create(root, STATE_PATHS[0], b"*\n")
+    fd = safepath.open_lock(root, STATE_PATHS[1])
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _Busy() from None
         yield
+    finally:
+        os.close(fd)  # closing releases the flock

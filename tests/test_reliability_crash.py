@@ -68,6 +68,11 @@ OUTSIDE_STEP = {
     "ghenv.append_summary": "the action's job summary, written after the step",
     "schema.main": "a developer tool that regenerates program.schema.json",
     "backends._supervise.start": "runs in the local job's supervisor process, not in the step",
+    # The primitives under every writer (mlr_action.safepath): each caller is the boundary, crashing
+    # just after one leaves the same world as crashing just after its caller.
+    "safepath.replace": "the atomic replace under write_atomic, write_note and repair_ledger",
+    "safepath.append": "the append under ledger.append_rows",
+    "safepath.create": "the create-if-missing under step._lock and the local registry",
 }
 MAX_TICKS = 40
 pytestmark = pytest.mark.usefixtures(no_fsync.__name__)

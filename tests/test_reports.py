@@ -181,7 +181,7 @@ def test_file_forge_writes_atomically(tmp_path, monkeypatch):
     forge = FileForge(tmp_path)
     path = forge.publish_stop_report(title="old", body="old")
 
-    def broken_replace(src, dst):
+    def broken_replace(src, dst, **where):  # safepath renames within one folder descriptor
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
