@@ -71,6 +71,10 @@ class ExperimentRow(BaseModel):
     reason: str | None = None
     proposer: str | None = None
     output_repo: str | None = None
+    # GitHub mode: the commit at the tip of the default branch that authorized this experiment's spend
+    # (the job carries it as the ``mlr-commit`` label). None for a local step. Recorded by the bot, kept
+    # on every later row of the iter; like every row, data for people, never read back as authority.
+    commit: str | None = None
 
     @model_validator(mode="after")
     def _chargeable(self) -> ExperimentRow:

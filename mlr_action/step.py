@@ -33,7 +33,9 @@ Guarantees:
   the proposer is asked; costs use the backend's live prices when it has
   them, and the summary says when the built-in table stands in.
 - With ``allow_deletes``, the Hub repos of discarded runs are deleted after
-  the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice.
+  the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice: only
+  runs the backend lists under the campaign's labels, finished, discarded by
+  the bot's rule replayed on their own logs; never on a ledger row's word.
 - Exit codes: 0 done or nothing to do, 1 transient (the next tick retries),
   2 bad input (nothing spent).
 - What a step says (``StepResult.events``: the Actions log, commit messages,
@@ -141,6 +143,11 @@ class Step:
     @property
     def ledger_path(self) -> Path:
         return self.root / LEDGER_PATH
+
+    @property
+    def _commit(self) -> str | None:
+        """The commit that authorizes this step's spend (GitHub mode), recorded on its intent and job rows."""
+        return self.snapshot.commit if self.snapshot is not None else None
 
     def ts(self) -> str:
         return self.clock().isoformat(timespec="seconds")
@@ -276,7 +283,11 @@ class Step:
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
-            intents.append(intent)
+            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
+            if again is not intent:  # recorded before the publish that precedes the submit
+                state = self._append(state, [again])
+                result.events += [note] if note else []
+            intents.append(again)
         if plan.propose:
             state, admitted = self._propose(program, state, plan.propose, prices, result)
             intents += admitted
@@ -310,7 +321,7 @@ class Step:
         admitted: list[ExperimentRow] = []
         for proposal in proposals[:count]:  # a proposer that says more than asked gets no more slots
             row = decide.admit(program, state, proposal, iteration=state.next_iter,
-                               used=self._usage(program, state, prices), prices=prices, ts=self.ts())
+                               used=self._usage(program, state, prices), prices=prices, ts=self.ts(), commit=self._commit)
             if isinstance(row, list):
                 self._refuse(result, state.next_iter, row)
                 break
@@ -346,7 +357,7 @@ class Step:
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
         job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root, self.snapshot))
-        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
+        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id, "commit": self._commit})
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
         result.submitted_ids.append(job_id)
@@ -398,23 +409,31 @@ class Step:
         return prices, None if prices else getattr(self.backend, "prices_note", None)
 
     def _delete_discarded_repos(self, program: Program, state: CampaignState, result: StepResult) -> CampaignState:
-        """allow_deletes: at the stop, delete the Hub repos of discarded runs, once, and record it."""
-        from mlr_action.cleanup import deleted_row, repos_to_delete
+        """allow_deletes: at the stop, delete the Hub repos of discarded runs, once, and record it.
+
+        The ledger only proposes (:func:`mlr_action.cleanup.candidates`); what is deleted is decided from the
+        jobs the backend lists under the campaign's labels and their own logs (:mod:`mlr_action.cleanup`).
+        """
+        from mlr_action.cleanup import candidates, deleted_row, repos_to_delete
 
         delete = getattr(self.backend, "delete_repo", None)
-        repos = repos_to_delete(program, state) if delete else []
+        if delete is None or not candidates(program, state):
+            return state
+        listed = self.backend.list_jobs(campaign=self._campaign or "")
+        logs = {v.job_id: _clean(self.backend.logs(job_id=v.job_id)) for v in listed if v.stage.value == "COMPLETED"}
+        plan = repos_to_delete(program, state, listed=listed, logs=logs)
         deleted: list[str] = []
         missing: list[str] = []
         refused: dict[str, str] = {}
         try:
-            for repo in repos:
+            for repo in plan.delete:
                 try:
                     (deleted if delete(repo_id=repo) else missing).append(repo)
                 except PermanentError as exc:
                     refused[repo] = _redact(str(exc))
         finally:  # what was done is recorded even when a transient error ends the round
-            if deleted or missing or refused:
-                row = deleted_row(ts=self.ts(), deleted=deleted, missing=missing, refused=refused)
+            if deleted or missing or refused or plan.keep:
+                row = deleted_row(ts=self.ts(), deleted=deleted, missing=missing, refused=refused, kept=plan.keep)
                 result.events.append(row.detail)
                 state = self._append(state, [row])
         return state
