@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,7 +120,7 @@ class StepResult:
         """
         if self.program is None or self.state is None:
             return set()
-        fixed = {"invalid-program", "ledger", "unrecoverable-error"}
+        fixed = {"invalid-program", "ledger", "unrecoverable-error", "publish-failed"}
         if self.submitted or self.stopped:
             fixed.add("envelope-breach")
         return fixed - self.escalated
@@ -173,7 +174,8 @@ class Step:
             self._escalate(result, "unrecoverable-error", [_redact(str(exc))])
         except TransientError as exc:
             result.exit_code = TRANSIENT
-            result.events.append(f"transient: {_redact(str(exc))} (the next tick retries)")
+            said = _redact(str(exc))
+            result.events.append(f"transient: {said}" + ("" if _RETRIES.search(said) else " (the next tick retries)"))
         result.events[:] = [_clean(e) for e in result.events]
         return result
 
@@ -389,16 +391,18 @@ class Step:
         record_before(self.publish, result.events, what)
 
     def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
+        """The publish before a spend failed: nothing more is spent; a permanent failure is escalated as such."""
         result.exit_code = exc.exit_code
         said = _redact(str(exc.error))
         result.events.append(f"could not publish runs/ before {exc.what}: {said}. Nothing more is spent in this tick; "
                              "the next tick publishes first, then goes on")
         if exc.exit_code == BAD_INPUT:
-            result.escalated.add("unrecoverable-error")
-            title, body = _reports().render_escalation(kind="unrecoverable-error", now=self.ts(),
+            kind = "publish-failed"
+            result.escalated.add(kind)
+            title, body = _reports().render_escalation(kind=kind, now=self.ts(), spent=result.spent(),
                                                        problems=[f"runs/ could not be published: {said}"])
             with contextlib.suppress(BackendError):
-                self.forge.publish_escalation(kind="unrecoverable-error", title=title, body=body)  # type: ignore[attr-defined]
+                self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
 
     def _prices(self) -> tuple[dict[str, float] | None, str | None]:
         """Live prices, or None and (for a backend that has live prices) why the built-in table is used."""
@@ -454,7 +458,9 @@ class Step:
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
         result.exit_code = BAD_INPUT
         result.escalated.add(kind)
-        said, spent = "; ".join(problems), result.spent()
+        spent = result.spent()
+        problems = [_true_to(spent, p) for p in problems]
+        said = "; ".join(problems)
         result.events.append(f"{kind}: {said}" + ("" if said.endswith(spent) else f" ({spent})"))
         title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts(), spent=spent)
         try:
@@ -478,6 +484,20 @@ def _redact(text: str) -> str:
 def _clean(text: str) -> str:
     """``text`` redacted, with lone surrogates (bytes a job printed that are not UTF-8) replaced."""
     return _redact(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+# A message that already says the next tick (or step) retries needs no "(the next tick retries)" after it.
+_RETRIES = re.compile(r"\bnext (tick|step) retries\b", re.IGNORECASE)
+# What an error text says about spend, at its end ("...; nothing was spent"): true only of a step that spent nothing.
+_NOTHING_SPENT = re.compile(r"[;,.]?\s*\(?nothing was spent\)?\.?\s*$", re.IGNORECASE)
+
+
+def _true_to(spent: str, problem: str) -> str:
+    """``problem`` without its closing "nothing was spent" when this step did spend (the step says what instead).
+
+    The ledger's texts end so because reading it fails before a spend; the step re-reads it after its submits too.
+    """
+    return problem if spent == _reports().NOTHING_SPENT else _NOTHING_SPENT.sub("", problem)
 
 
 class _Busy(Exception):
