@@ -84,6 +84,7 @@ ESCALATION_CASES = {
     "envelope-breach": (["max_jobs=12 reached (12 already submitted)"], "Budget envelope"),
     "unrecoverable-error": (["401 Unauthorized: check HF_TOKEN"], "HF_TOKEN"),
     "ledger": (["runs/ledger.jsonl:4 is not valid JSON (Expecting value)"], "git log -p runs/ledger.jsonl"),
+    "publish-failed": (["runs/ could not be published: protected branch (GH006)"], "`ledger-branch`"),
 }
 
 
