@@ -45,24 +45,29 @@ _LINK_ERRNOS = {errno.ELOOP, errno.EMLINK, errno.ENOTDIR}  # what O_NOFOLLOW ans
 
 
 class UnsafePath(PermanentError):
-    """A file the bot would write is a symlink, or sits in a folder that is one (or is not a folder)."""
+    """A file the bot would write is a symlink, or sits in a folder that is one (or is not a folder, or is
+    outside the checkout); ``shown`` is the path below the root that is at fault."""
 
     def __init__(self, shown: str, why: str = "is a symlink") -> None:
         self.shown = shown
-        super().__init__(
-            f"{shown} {why}: the bot writes its files only inside the checkout, never through a link (one may have "
-            f"been committed, or left by a job's code). Remove it (`git rm --cached {shown}` if it is committed, then "
-            f"`rm {shown}`) and run again; nothing was written there")
+        where = "the bot writes its files only inside the checkout, never through a link"
+        if why in ("is a symlink", "is not a folder"):  # something in the work tree: say how to remove it
+            fix = (f"{where} (one may have been committed, or left by a job's code). Remove it (`git rm --cached "
+                   f"{shown}` if it is committed, then `rm {shown}`) and run again")
+        else:
+            fix = where
+        super().__init__(f"{shown} {why}: {fix}; nothing was written there")
 
 
 def relative(root: Path, path: Path | str) -> PurePosixPath:
     """``path`` (absolute, or relative to ``root``) as a plain path below ``root``; :class:`UnsafePath` otherwise."""
     path = Path(path)
-    if path.is_absolute():
-        try:
-            path = path.relative_to(Path(root))
-        except ValueError:
+    try:  # root/runs/x, as most callers build it
+        path = path.relative_to(Path(root))
+    except ValueError:
+        if path.is_absolute():
             raise UnsafePath(str(path), f"is outside {root}") from None
+        # else: already relative to the root (runs/research/001.md)
     parts = PurePosixPath(path.as_posix()).parts
     if not parts or any(p in ("", ".", "..") for p in parts):
         raise UnsafePath(path.as_posix(), "is not a plain path below the checkout")
@@ -82,6 +87,8 @@ def _refusal(shown: str, parent_fd: int, name: str) -> UnsafePath:
 def folder(root: Path, path: Path | str, *, create: bool = True) -> Iterator[int]:
     """A descriptor of the folder ``path`` below ``root``, every part opened without following a link."""
     rel = relative(root, path) if str(path) not in ("", ".") else PurePosixPath()
+    if create:
+        os.makedirs(root, exist_ok=True)  # the root is the caller's to choose: it may be reached through a link
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
         done: list[str] = []

@@ -235,3 +235,11 @@ def test_a_script_replaced_by_a_link_after_the_checkout_is_refused_by_the_local_
     assert result.exit_code == 2 and result.submitted == 0, result.events
     assert any("goes through train.py, which is a symlink" in e for e in result.events), result.events
     nothing_submitted(work)
+
+
+@pytest.mark.parametrize("where", ["runs/../../outside/victim", "/etc/passwd-of-someone", "runs/.."])
+def test_a_writer_refuses_a_path_that_is_not_plainly_below_the_checkout(tmp_path, where):
+    root = tmp_path / "repo"
+    root.mkdir()
+    with pytest.raises(PermanentError, match="nothing was written there"):
+        research.write_note(root, Path(where), "# note\n")
