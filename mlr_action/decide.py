@@ -15,7 +15,9 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
 - :func:`admit` is the gate from proposal to submission: it validates the
   proposal against the envelope (``max_parallel`` too) and the search space
   and returns either the intent row to write before submitting, or every
-  reason it was refused.
+  reason it was refused. :func:`readmitted` gives an intent read back from
+  the ledger the output repo program.md gives its iter, whatever the row
+  named: a ledger row never decides where a job writes.
 - Given the same inputs these functions give the same outputs.
 """
 
@@ -25,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mlr_action.backends.base import JobStage, JobView
+from mlr_action.backends.base import COMMIT_LABEL, JobStage, JobView
 from mlr_action.budget import Usage, budget_problems, charged_cost, charged_seconds
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
@@ -48,8 +50,10 @@ def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Ro
     """A job of ours that the ledger does not know: attach it to its intent, or record it."""
     intent = state.experiments.get(view.iter) if view.iter is not None else None
     status = _STATUS_OF_STAGE.get(view.stage, "submitted")
+    commit = view.labels.get(COMMIT_LABEL)  # the commit that authorized the job, as the bot labelled it
     if intent is not None and intent.status == "proposed" and not intent.job_id:
-        return _job_row(intent, ts, job_id=view.job_id, status=status)
+        return _job_row(intent, ts, job_id=view.job_id, status=status, commit=commit or intent.commit,
+                        output_repo=output_repo_for(program.envelope, state.campaign_id or "", view.iter) or None)
     if intent is None and view.iter is not None:
         # Its rows were lost (a crash or a rejected push before they reached the remote): the job itself
         # says what it runs; what it does not say is charged as the most expensive job the envelope allows.
@@ -58,7 +62,7 @@ def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Ro
             iter=view.iter, ts=ts, status=status, job_id=view.job_id, config=_config_of(program, view.args),
             timeout=format_duration(timeout_s), timeout_s=timeout_s,
             flavor=view.flavor or max(program.envelope.allowed_flavors, key=lambda f: price_per_hour(f)),
-            output_repo=output_repo_for(program.envelope, state.campaign_id or "", view.iter) or None,
+            output_repo=output_repo_for(program.envelope, state.campaign_id or "", view.iter) or None, commit=commit,
             hypothesis="(adopted: a job of this campaign that was missing from the ledger)",
         )
     return EventRow(
@@ -262,11 +266,31 @@ def readmit_problems(
     return proposal_problems(program, state, proposal, used=without, prices=prices)
 
 
+def readmitted(program: Program, state: CampaignState, intent: ExperimentRow, *, commit: str | None,
+               ts: str) -> tuple[ExperimentRow, str | None]:
+    """An intent to resubmit as program.md gives it: its own iter's output repo and this step's ``commit``.
+
+    A ledger row never decides where a job writes: the row is rewritten (the job spec ignores it anyway), and a
+    note says so when the row named another repo. Returns the row unchanged when it already agrees.
+    """
+    repo = output_repo_for(program.envelope, state.campaign_id or "", intent.iter) or None
+    if (intent.output_repo, intent.commit) == (repo, commit):
+        return intent, None
+    note = None
+    if intent.output_repo != repo:
+        note = (f"iter {intent.iter}: the intent named the output repo {intent.output_repo or 'none'}, which is not the "
+                f"one program.md gives this iter ({repo or 'none'}); it is resubmitted with {repo or 'none'}")
+    return intent.model_copy(update={"ts": ts, "output_repo": repo, "commit": commit}), note
+
+
 def admit(
     program: Program, state: CampaignState, proposal: Proposal, *, iteration: int, used: Usage,
-    prices: dict[str, float] | None, ts: str,
+    prices: dict[str, float] | None, ts: str, commit: str | None = None,
 ) -> ExperimentRow | list[str]:
-    """The intent row to write before submitting ``proposal``, or why it is refused."""
+    """The intent row to write before submitting ``proposal``, or why it is refused.
+
+    ``commit``: the commit that authorizes the spend (GitHub mode), recorded on the row.
+    """
     problems = proposal_problems(program, state, proposal, used=used, prices=prices)
     intents = sum(1 for e in state.in_flight if not e.job_id)
     live = max(len(state.in_flight), used.in_flight + intents)
@@ -281,7 +305,7 @@ def admit(
         timeout_s=proposal.timeout_s or program.default_timeout_s,
         flavor=proposal.flavor or program.default_flavor,
         hypothesis=proposal.hypothesis, reason=proposal.reason, proposer=proposal.proposer,
-        output_repo=output_repo_for(program.envelope, state.campaign_id or "", iteration) or None,
+        output_repo=output_repo_for(program.envelope, state.campaign_id or "", iteration) or None, commit=commit,
     )
 
 

@@ -5,7 +5,16 @@ Guarantees: pure. The job runs ``script`` with every param and fixed value as
 environment ``MLR_CAMPAIGN``, ``MLR_ITER`` and ``MLR_OUTPUT_REPO``; it carries
 the labels ``mlr-campaign`` and ``mlr-iter`` that reconciliation finds it by.
 In GitHub mode the spec also carries the script's bytes and the commit that
-authorized them (:class:`mlr_action.authority.Snapshot`): those bytes are what runs.
+authorized them (:class:`mlr_action.authority.Snapshot`): those bytes are what
+runs, and the job is labelled ``mlr-commit`` with that commit.
+
+Only program.md decides what a job may touch, never a ledger row: the row
+gives the config, flavor and timeout (checked against the envelope before a
+submit), but ``MLR_OUTPUT_REPO`` is always
+:func:`~mlr_action.program.output_repo_for` of the envelope, the campaign id
+and the iter, so it always matches an ``output_repos`` glob whatever the row
+says. The script's path is absolute but not resolved, so a backend can see
+(and refuse) a script that is a symlink.
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlr_action.backends.base import JobSpec, labels_for
+from mlr_action.backends.base import COMMIT_LABEL, JobSpec, labels_for
 from mlr_action.ledger import ExperimentRow
-from mlr_action.program import Program
+from mlr_action.program import Program, output_repo_for
 
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
@@ -30,17 +39,21 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
     """
     values = {**row.config, **program.campaign.fixed}
     folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
+    labels = labels_for(campaign_id, row.iter)
+    if snapshot:
+        labels[COMMIT_LABEL] = snapshot.commit[:40]
     return JobSpec(
         campaign=campaign_id,
         iter=row.iter,
-        script=str((folder / program.campaign.script).resolve()),
+        script=str((folder / program.campaign.script).absolute()),  # not resolved: a link stays visible
         script_bytes=snapshot.script if snapshot else None,
         commit=snapshot.commit if snapshot else None,
         args=[f"--{name}={value}" for name, value in values.items()],
-        env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter), "MLR_OUTPUT_REPO": row.output_repo or ""},
+        env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter),
+             "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign_id, row.iter)},
         flavor=row.flavor or program.default_flavor,
         timeout_s=row.charged_timeout_s,
-        labels=labels_for(campaign_id, row.iter),
+        labels=labels,
     )
 
 

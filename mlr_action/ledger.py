@@ -9,7 +9,8 @@ Guarantees (DESIGN.md section 3):
   stopped, paused, resumed, escalated, the proposer's llm and research
   rows, and deleted Hub repos) are rows with an ``event`` field.
 - Appends write whole lines and fsync, so a crash leaves at most one truncated
-  last line. :func:`read_ledger` drops (and :func:`repair_ledger` removes) such
+  last line. The ledger is written only below the campaign folder, never
+  through a symlink (:mod:`mlr_action.safepath`). :func:`read_ledger` drops (and :func:`repair_ledger` removes) such
   a line; any other unreadable line raises :class:`LedgerError` naming the
   line, and nothing is spent on a ledger that cannot be read.
 - Unknown fields are kept (``extra="allow"``), so rows written by a newer
@@ -27,12 +28,12 @@ Guarantees (DESIGN.md section 3):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlr_action import safepath
 from mlr_action.durations import format_duration
 from mlr_action.redaction import redact
 
@@ -70,6 +71,10 @@ class ExperimentRow(BaseModel):
     reason: str | None = None
     proposer: str | None = None
     output_repo: str | None = None
+    # GitHub mode: the commit at the tip of the default branch that authorized this experiment's spend
+    # (the job carries it as the ``mlr-commit`` label). None for a local step. Recorded by the bot, kept
+    # on every later row of the iter; like every row, data for people, never read back as authority.
+    commit: str | None = None
 
     @model_validator(mode="after")
     def _chargeable(self) -> ExperimentRow:
@@ -199,8 +204,12 @@ def read_ledger(path: Path) -> list[Row]:
     return _parse_lines(text, path)[0]
 
 
-def repair_ledger(path: Path) -> bool:
-    """Drop a truncated last line left by a crash; True when something was removed."""
+def repair_ledger(path: Path, *, root: Path | None = None) -> bool:
+    """Drop a truncated last line left by a crash; True when something was removed.
+
+    ``root`` is the campaign folder (default: the one ``runs/ledger.jsonl`` is in); the file is rewritten
+    only below it, never through a symlink (:mod:`mlr_action.safepath`).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
@@ -211,9 +220,7 @@ def repair_ledger(path: Path) -> bool:
     if not truncated:
         return False
     keep = text[: text.rfind("\n") + 1]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text(keep, encoding="utf-8")
-    os.replace(tmp, path)
+    safepath.replace(_root_of(path, root), path, keep.encode("utf-8"))
     return True
 
 
@@ -231,16 +238,21 @@ def dump_row(row: Row) -> str:
     return json.dumps(data, sort_keys=False, allow_nan=False)
 
 
-def append_rows(path: Path, rows: list[Row]) -> None:
-    """Append whole lines and fsync: a crash can only truncate the last one."""
+def append_rows(path: Path, rows: list[Row], *, root: Path | None = None) -> None:
+    """Append whole lines and fsync: a crash can only truncate the last one.
+
+    ``root`` is the campaign folder (default: the one ``runs/ledger.jsonl`` is in): the ledger, and every
+    folder between it and ``root``, must not be a symlink (:class:`~mlr_action.safepath.UnsafePath`).
+    """
     if not rows:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(dump_row(r) + "\n" for r in rows)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(payload)
-        fh.flush()
-        os.fsync(fh.fileno())
+    safepath.append(_root_of(path, root), path, payload.encode("utf-8"))
+
+
+def _root_of(path: Path, root: Path | None) -> Path:
+    """The campaign folder of the ledger at ``path``: ``root``, or the parent of the folder the file is in."""
+    return Path(root) if root is not None else Path(path).parent.parent
 
 
 def experiment_row(

@@ -340,6 +340,18 @@ ESCALATIONS: dict[str, tuple[str, str, str, str]] = {
         "`ANTHROPIC_API_KEY`) secret in the repository settings. A missing script: add it or fix "
         "`script:` in program.md and merge. The next scheduled tick tries again.",
     ),
+    "publish-failed": (
+        "mlr: runs/ could not be pushed, so nothing more is spent",
+        "The step could not commit and push `runs/` (the ledger) before spending, and nothing is spent that "
+        "cannot be recorded, so it stopped there.",
+        "Nothing more was spent: no job was submitted and no LLM call made after the push failed (jobs already "
+        "in flight run to their end).",
+        "The push named above was refused. A protected branch (GH006, or a rule that requires pull requests): "
+        "set the action's `ledger-branch` input to a branch of its own that no rule protects, such as "
+        "`mlr-ledger`, so the bot never pushes to the default branch. Permission denied (403): give the "
+        "workflow `permissions: contents: write`. A ledger branch someone rewrote or broke: restore it to its "
+        "last good commit and let only the bot push to it. The next tick publishes the rows first, then goes on.",
+    ),
     "ledger": (
         "mlr: runs/ledger.jsonl cannot be read",
         "A line of the ledger cannot be read, so the campaign state is unknown.",

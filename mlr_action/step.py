@@ -24,14 +24,18 @@ Guarantees:
   more is spent in the tick: exit 1 (transient) or 2 (permanent), and the
   next tick starts from the rows on disk (or, after a fresh checkout, from the
   remote and the jobs it adopts by label).
-- Only one step runs on a repository at a time (a lock under ``.mlr/``);
-  a ``.mlr`` (or ``.mlr/jobs``) that is a symlink is refused, never written
-  through.
+- Only one step runs on a repository at a time (a lock under ``.mlr/``).
+  Nothing is written through a symlink (:mod:`mlr_action.safepath`): before
+  anything else, in every mode, a symlink at ``.mlr``, at a file the bot
+  writes there, at ``runs/`` or inside it is refused (exit 2, nothing
+  spent), and every writer refuses one on its own.
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
   the proposer is asked; costs use the backend's live prices when it has
   them, and the summary says when the built-in table stands in.
 - With ``allow_deletes``, the Hub repos of discarded runs are deleted after
-  the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice.
+  the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice: only
+  runs the backend lists under the campaign's labels, finished, discarded by
+  the bot's rule replayed on their own logs; never on a ledger row's word.
 - Exit codes: 0 done or nothing to do, 1 transient (the next tick retries),
   2 bad input (nothing spent).
 - What a step says (``StepResult.events``: the Actions log, commit messages,
@@ -44,12 +48,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlr_action import decide
+from mlr_action import decide, safepath
 from mlr_action.backends.base import (
     BackendError,
     JobBackend,
@@ -79,7 +85,8 @@ from mlr_action.views import describe_row
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
 
-SUMMARY_PATH = Path("runs") / "summary.md"
+RUNS = Path("runs")
+SUMMARY_PATH = RUNS / "summary.md"
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
 
@@ -114,7 +121,7 @@ class StepResult:
         """
         if self.program is None or self.state is None:
             return set()
-        fixed = {"invalid-program", "ledger", "unrecoverable-error"}
+        fixed = {"invalid-program", "ledger", "unrecoverable-error", "publish-failed"}
         if self.submitted or self.stopped:
             fixed.add("envelope-breach")
         return fixed - self.escalated
@@ -139,6 +146,11 @@ class Step:
     def ledger_path(self) -> Path:
         return self.root / LEDGER_PATH
 
+    @property
+    def _commit(self) -> str | None:
+        """The commit that authorizes this step's spend (GitHub mode), recorded on its intent and job rows."""
+        return self.snapshot.commit if self.snapshot is not None else None
+
     def ts(self) -> str:
         return self.clock().isoformat(timespec="seconds")
 
@@ -148,6 +160,7 @@ class Step:
         self._listed: list[JobView] = []  # what the backend listed under the campaign's labels this tick
         try:
             with _lock(self.root):
+                safepath.check_tree(self.root, RUNS)  # runs/ is written below: no link in it, in any mode
                 self._run(result)
         except Unrecorded as exc:
             self._unrecorded(result, exc)
@@ -162,7 +175,8 @@ class Step:
             self._escalate(result, "unrecoverable-error", [_redact(str(exc))])
         except TransientError as exc:
             result.exit_code = TRANSIENT
-            result.events.append(f"transient: {_redact(str(exc))} (the next tick retries)")
+            said = _redact(str(exc))
+            result.events.append(f"transient: {said}" + ("" if _RETRIES.search(said) else " (the next tick retries)"))
         result.events[:] = [_clean(e) for e in result.events]
         return result
 
@@ -174,7 +188,7 @@ class Step:
             result.exit_code = self._awaiting_program(result)
             return
         result.program = program
-        repair_ledger(self.ledger_path)
+        repair_ledger(self.ledger_path, root=self.root)
         self._campaign = campaign_id_for(program, self.root)
         state = self._identify(program, self._fold(), result)
         resumed = decide.resumption(program, state, ts=self.ts())
@@ -272,7 +286,11 @@ class Step:
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
-            intents.append(intent)
+            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
+            if again is not intent:  # recorded before the publish that precedes the submit
+                state = self._append(state, [again])
+                result.events += [note] if note else []
+            intents.append(again)
         if plan.propose:
             state, admitted = self._propose(program, state, plan.propose, prices, result)
             intents += admitted
@@ -307,7 +325,7 @@ class Step:
         admitted: list[ExperimentRow] = []
         for proposal in proposals[:count]:  # a proposer that says more than asked gets no more slots
             row = decide.admit(program, state, proposal, iteration=state.next_iter,
-                               used=self._usage(program, state, prices), prices=prices, ts=self.ts())
+                               used=self._usage(program, state, prices), prices=prices, ts=self.ts(), commit=self._commit)
             if isinstance(row, list):
                 self._refuse(result, state.next_iter, row)
                 break
@@ -343,7 +361,7 @@ class Step:
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
         job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root, self.snapshot))
-        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id})
+        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id, "commit": self._commit})
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
         result.submitted_ids.append(job_id)
@@ -363,7 +381,7 @@ class Step:
     def _append(self, state: CampaignState, rows: list[Row]) -> CampaignState:
         if not rows:
             return state
-        append_rows(self.ledger_path, rows)
+        append_rows(self.ledger_path, rows, root=self.root)
         return self._fold()
 
     def _usage(self, program: Program, state: CampaignState, prices) -> Usage:
@@ -375,16 +393,18 @@ class Step:
         result.recorded = record_before(self.publish, result.events, what, since=result.recorded)
 
     def _unrecorded(self, result: StepResult, exc: Unrecorded) -> None:
+        """The publish before a spend failed: nothing more is spent; a permanent failure is escalated as such."""
         result.exit_code = exc.exit_code
         said = _redact(str(exc.error))
         result.events.append(f"could not publish runs/ before {exc.what}: {said}. Nothing more is spent in this tick; "
                              "the next tick publishes first, then goes on")
         if exc.exit_code == BAD_INPUT:
-            result.escalated.add("unrecoverable-error")
-            title, body = _reports().render_escalation(kind="unrecoverable-error", now=self.ts(),
+            kind = "publish-failed"
+            result.escalated.add(kind)
+            title, body = _reports().render_escalation(kind=kind, now=self.ts(), spent=result.spent(),
                                                        problems=[f"runs/ could not be published: {said}"])
             with contextlib.suppress(BackendError):
-                self.forge.publish_escalation(kind="unrecoverable-error", title=title, body=body)  # type: ignore[attr-defined]
+                self.forge.publish_escalation(kind=kind, title=title, body=body)  # type: ignore[attr-defined]
 
     def _prices(self) -> tuple[dict[str, float] | None, str | None]:
         """Live prices, or None and (for a backend that has live prices) why the built-in table is used."""
@@ -395,23 +415,31 @@ class Step:
         return prices, None if prices else getattr(self.backend, "prices_note", None)
 
     def _delete_discarded_repos(self, program: Program, state: CampaignState, result: StepResult) -> CampaignState:
-        """allow_deletes: at the stop, delete the Hub repos of discarded runs, once, and record it."""
-        from mlr_action.cleanup import deleted_row, repos_to_delete
+        """allow_deletes: at the stop, delete the Hub repos of discarded runs, once, and record it.
+
+        The ledger only proposes (:func:`mlr_action.cleanup.candidates`); what is deleted is decided from the
+        jobs the backend lists under the campaign's labels and their own logs (:mod:`mlr_action.cleanup`).
+        """
+        from mlr_action.cleanup import candidates, deleted_row, repos_to_delete
 
         delete = getattr(self.backend, "delete_repo", None)
-        repos = repos_to_delete(program, state) if delete else []
+        if delete is None or not candidates(program, state):
+            return state
+        listed = self.backend.list_jobs(campaign=self._campaign or "")
+        logs = {v.job_id: _clean(self.backend.logs(job_id=v.job_id)) for v in listed if v.stage.value == "COMPLETED"}
+        plan = repos_to_delete(program, state, listed=listed, logs=logs)
         deleted: list[str] = []
         missing: list[str] = []
         refused: dict[str, str] = {}
         try:
-            for repo in repos:
+            for repo in plan.delete:
                 try:
                     (deleted if delete(repo_id=repo) else missing).append(repo)
                 except PermanentError as exc:
                     refused[repo] = _redact(str(exc))
         finally:  # what was done is recorded even when a transient error ends the round
-            if deleted or missing or refused:
-                row = deleted_row(ts=self.ts(), deleted=deleted, missing=missing, refused=refused)
+            if deleted or missing or refused or plan.keep:
+                row = deleted_row(ts=self.ts(), deleted=deleted, missing=missing, refused=refused, kept=plan.keep)
                 result.events.append(row.detail)
                 state = self._append(state, [row])
         return state
@@ -422,7 +450,8 @@ class Step:
         # Stamped with the last row's time, so an unchanged ledger gives an unchanged summary.
         stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
         now = max(stamps) if stamps else self.ts()
-        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now, prices_note=prices_note))
+        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now,
+                                                              prices_note=prices_note), root=self.root)
 
     def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage) -> None:
         title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts())
@@ -431,7 +460,9 @@ class Step:
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:
         result.exit_code = BAD_INPUT
         result.escalated.add(kind)
-        said, spent = "; ".join(problems), result.spent()
+        spent = result.spent()
+        problems = [_true_to(spent, p) for p in problems]
+        said = "; ".join(problems)
         result.events.append(f"{kind}: {said}" + ("" if said.endswith(spent) else f" ({spent})"))
         title, body = _reports().render_escalation(kind=kind, problems=problems, now=self.ts(), spent=spent)
         try:
@@ -457,25 +488,46 @@ def _clean(text: str) -> str:
     return _redact(text.encode("utf-8", "replace").decode("utf-8"))
 
 
+# A message that already says the next tick (or step) retries needs no "(the next tick retries)" after it.
+_RETRIES = re.compile(r"\bnext (tick|step) retries\b", re.IGNORECASE)
+# What an error text says about spend, at its end ("...; nothing was spent"): true only of a step that spent nothing.
+_NOTHING_SPENT = re.compile(r"[;,.]?\s*\(?nothing was spent\)?\.?\s*$", re.IGNORECASE)
+
+
+def _true_to(spent: str, problem: str) -> str:
+    """``problem`` without its closing "nothing was spent" when this step did spend (the step says what instead).
+
+    The ledger's texts end so because reading it fails before a spend; the step re-reads it after its submits too.
+    """
+    return problem if spent == _reports().NOTHING_SPENT else _NOTHING_SPENT.sub("", problem)
+
+
 class _Busy(Exception):
     pass
 
 
+STATE_DIR = Path(".mlr")
+# What the bot writes under .mlr/: the folder, its .gitignore, the step's lock, the local backend's registry.
+STATE_PATHS = (STATE_DIR / ".gitignore", STATE_DIR / "step.lock", STATE_DIR / "jobs" / "lock")
+
+
 @contextlib.contextmanager
 def _lock(root: Path) -> Iterator[None]:
-    """One step per repository at a time; the lock dies with the process that holds it."""
-    lock_dir = root / ".mlr"
-    for folder in (lock_dir, lock_dir / "jobs"):  # the lock, and the local backend's registry
-        if folder.is_symlink():
-            raise PermanentError(f"{folder} is a symlink: the bot keeps its lock and local jobs there and never writes "
-                                 f"through a symlink; remove it (`git rm {folder.relative_to(root)}` if it is committed)")
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    ignore = lock_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
-    with open(lock_dir / "step.lock", "w") as fh:
+    """One step per repository at a time; the lock dies with the process that holds it.
+
+    Nothing under ``.mlr/`` is written through a symlink (a committed ``.mlr/step.lock -> ../.git/config``
+    would otherwise be truncated): every path the bot writes there is checked first, then opened without
+    following a link and without truncating (:mod:`mlr_action.safepath`).
+    """
+    for path in STATE_PATHS:
+        safepath.check(root, path)
+    safepath.create(root, STATE_PATHS[0], b"*\n")
+    fd = safepath.open_lock(root, STATE_PATHS[1])
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _Busy() from None
         yield
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -187,6 +187,8 @@ _MODULE_WRITES = {
     "shutil": {"rmtree", "move", "copy", "copy2", "copyfile", "copytree"},
     "tempfile": {"mkstemp", "NamedTemporaryFile"},
     "subprocess": {"run", "Popen", "call", "check_call", "check_output"},
+    # mlr_action.safepath: the bot's writes that never follow a link; whoever calls one is a writer.
+    "safepath": {"replace", "append", "create", "open_lock", "make_dirs"},
 }
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
 

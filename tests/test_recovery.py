@@ -1,11 +1,10 @@
-"""The out-of-memory policy (mlr_action.recovery) and the allow_deletes plan (mlr_action.cleanup), table-driven."""
+"""The out-of-memory policy (mlr_action.recovery), table-driven."""
 
 from __future__ import annotations
 
 import pytest
 
 from mlr_action.budget import usage
-from mlr_action.cleanup import deleted_row, repos_to_delete
 from mlr_action.decide import proposal_problems
 from mlr_action.ledger import EventRow, experiment_row
 from mlr_action.program import parse_program
@@ -145,31 +144,4 @@ def test_the_same_config_on_a_larger_flavor_is_not_the_identical_failing_thing()
     assert any("already failed" in p for p in same) and bigger == []
 
 
-# -- allow_deletes ------------------------------------------------------------
-
-
-def finished(iteration: int, decision: str, repo: str | None, status: str = "completed"):
-    return experiment_row(iter=iteration, ts=f"t{iteration}", status=status, config={"lr": iteration}, timeout_s=60,
-                          flavor="t4-small", decision=decision, metric=0.5, output_repo=repo, job_id=f"j{iteration}")
-
-
-STOP = EventRow(event="stopped", ts="t9", reason="budget")
-
-
-@pytest.mark.parametrize("allow, rows, expected", [
-    (True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2"), STOP], ["me/sweep-2"]),
-    (False, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2"), STOP], []),
-    pytest.param(True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-2")], [], id="not stopped"),
-    pytest.param(True, [finished(1, "discard", "other/repo"), STOP], [], id="outside output_repos"),
-    pytest.param(True, [finished(1, "keep", "me/sweep-1"), finished(2, "discard", "me/sweep-1"), STOP], [], id="kept repo"),
-    pytest.param(True, [finished(1, "discard", "me/sweep-1", status="error"), finished(2, "keep", None), STOP],
-                 ["me/sweep-1"], id="failed run"),
-    pytest.param(True, [finished(1, "discard", "me/sweep-1"), STOP,
-                        deleted_row(ts="t10", deleted=["me/sweep-1"], missing=[], refused={})], [], id="already deleted"),
-    pytest.param(True, [finished(1, "discard", "me/sweep-1"), STOP,
-                        deleted_row(ts="t10", deleted=[], missing=[], refused={"me/sweep-1": "403"})], [], id="refused once"),
-])
-def test_repos_to_delete(allow, rows, expected) -> None:
-    prog = program(envelope=with_(FLAVORS, allow_deletes=allow, output_repos=["me/sweep-*"]))
-    state = fold([EventRow(event="started", ts="t0", campaign="c"), *rows])
-    assert repos_to_delete(prog, state) == expected
+# allow_deletes: see test_ledger_rows_are_data.py (the backend's record decides, never a ledger row).

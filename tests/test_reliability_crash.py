@@ -68,6 +68,11 @@ OUTSIDE_STEP = {
     "ghenv.append_summary": "the action's job summary, written after the step",
     "schema.main": "a developer tool that regenerates program.schema.json",
     "backends._supervise.start": "runs in the local job's supervisor process, not in the step",
+    # The primitives under every writer (mlr_action.safepath): each caller is the boundary, crashing
+    # just after one leaves the same world as crashing just after its caller.
+    "safepath.replace": "the atomic replace under write_atomic, write_note and repair_ledger",
+    "safepath.append": "the append under ledger.append_rows",
+    "safepath.create": "the create-if-missing under step._lock and the local registry",
 }
 MAX_TICKS = 40
 pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
@@ -108,8 +113,9 @@ class Scenario:
 
 SCENARIOS = [
     # max_jobs with two in flight, an out-of-envelope proposal refused (an escalation, resolved later), a job
-    # the backend forgets (inspected: DELETED), and the Hub repos of discarded runs deleted at the stop.
-    Scenario("budget", with_(ENVELOPE, max_jobs=4, max_parallel=2, allow_deletes=True, max_cost_usd=20), hostile=True,
+    # the backend forgets (inspected: DELETED), and the Hub repos of discarded runs deleted at the stop (the
+    # fifth run's; the forgotten job's repo is kept, since the backend no longer lists that job).
+    Scenario("budget", with_(ENVELOPE, max_jobs=5, max_parallel=2, allow_deletes=True, max_cost_usd=20), hostile=True,
              vanish=2),
     # onboarding (no program.md on the first tick), then a person stops it once iters 3 and 4 are in flight
     # (they never finish): both are canceled (or, an intent whose job never reached the backend, closed).

@@ -84,6 +84,7 @@ ESCALATION_CASES = {
     "envelope-breach": (["max_jobs=12 reached (12 already submitted)"], "Budget envelope"),
     "unrecoverable-error": (["401 Unauthorized: check HF_TOKEN"], "HF_TOKEN"),
     "ledger": (["runs/ledger.jsonl:4 is not valid JSON (Expecting value)"], "git log -p runs/ledger.jsonl"),
+    "publish-failed": (["runs/ could not be published: protected branch (GH006)"], "`ledger-branch`"),
 }
 
 
@@ -181,7 +182,7 @@ def test_file_forge_writes_atomically(tmp_path, monkeypatch):
     forge = FileForge(tmp_path)
     path = forge.publish_stop_report(title="old", body="old")
 
-    def broken_replace(src, dst):
+    def broken_replace(src, dst, **where):  # safepath renames within one folder descriptor
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)

@@ -12,6 +12,7 @@ Guarantees:
   whole group is killed, so nothing the job spawned outlives it.
 - ``status.json`` is only ever replaced whole (tmp file + ``os.replace``) and
   only under the job's lock; once it holds a terminal stage nobody rewrites it.
+  No file of a job directory is opened through a symlink (``O_NOFOLLOW``).
   A dead supervisor leaves the lock free (``flock`` dies with its holder), so
   the backend can find and finalize a job whose supervisor died.
 - Standard library only: it runs by path, so the job works whatever the
@@ -52,19 +53,35 @@ LOCK_FILE = "lock"
 TERMINAL = frozenset({"COMPLETED", "ERROR", "CANCELED", "DELETED"})
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL on timeout: time for the job to flush its logs
 _HAS_PROC = os.path.exists("/proc/self/stat")
+NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC  # no file of a job directory is ever opened through a link
+APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW  # a log: created when missing, a link refused (ELOOP)
 
 
 # -- files -------------------------------------------------------------------
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` whole: readers see the old content or the new, never a mix."""
+    """Replace ``path`` whole: readers see the old content or the new, never a mix.
+
+    The temporary file is created fresh (``O_EXCL | O_NOFOLLOW``): a link left at its name is removed, never
+    written through, and ``os.replace`` swaps the file in without following a link at ``path``.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    try:
+        fd = _create(tmp)
+    except FileExistsError:  # left by a dead process with the same pid, or planted: remove the name, not its target
+        os.unlink(tmp)
+        fd = _create(tmp)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _create(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
+
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -87,7 +104,7 @@ def is_terminal(status: dict[str, Any]) -> bool:
 @contextlib.contextmanager
 def job_lock(jobdir: Path) -> Iterator[None]:
     """Hold the job's lock; every status change happens inside it."""
-    fd = os.open(jobdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(jobdir / LOCK_FILE, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -177,7 +194,7 @@ def start(jobdir: Path, spec: dict[str, Any]) -> subprocess.Popen[bytes] | None:
         env = {**os.environ, **spec["env"]}
         command = [spec["python"], spec["script"], *spec["args"]]
         try:
-            with open(jobdir / OUTPUT_FILE, "ab") as out:
+            with os.fdopen(os.open(jobdir / OUTPUT_FILE, APPEND, 0o644), "ab") as out:
                 child = subprocess.Popen(command, cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:

@@ -31,6 +31,9 @@ ITER_LABEL = "mlr-iter"
 # The job's timeout in seconds: HF Jobs does not report it, and the budget charges a job in flight its full
 # timeout, so a job whose ledger rows were lost is charged what it may really run, not the envelope's worst.
 TIMEOUT_LABEL = "mlr-timeout"
+# GitHub mode: the commit at the tip of the default branch that authorized the job (its first 40 hex digits:
+# the whole sha of a SHA-1 repository, within the length a label value may have).
+COMMIT_LABEL = "mlr-commit"
 
 
 class JobStage(str, enum.Enum):

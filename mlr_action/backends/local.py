@@ -19,7 +19,10 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   running past ``timeout_s`` kills the job's process group and is ERROR
   ("timed out after ..."); ``cancel`` kills it and is CANCELED.
 - ``<root>/.mlr/`` carries a ``.gitignore`` of ``*``, so nothing under it is
-  ever committed.
+  ever committed. Nothing under it is read or written through a symlink: a
+  linked ``.mlr``, ``.mlr/jobs`` or registry file is refused
+  (:class:`~mlr_action.safepath.UnsafePath`), and a job entry that is a link
+  is not one of ours (never listed, inspected, canceled or written).
 - GitHub mode (a spec with ``script_bytes``): the job runs the work tree, so
   ``submit`` refuses (:class:`PermanentError`, nothing started) when the
   work-tree script is a symlink or differs from the authorized bytes.
@@ -40,6 +43,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from mlr_action import safepath
 from mlr_action.backends import _supervise as sup
 from mlr_action.backends._common import job_env, job_key, job_labels
 from mlr_action.backends.base import (
@@ -126,7 +130,7 @@ class LocalBackend:
                 f"to a file in the repository (paths are relative to the folder holding program.md)"
             )
         if spec.script_bytes is not None:
-            _check_authorized(script, spec)
+            _check_authorized(self.root, script, spec)
         return script
 
     def _find(self, labels: dict[str, str]) -> str | None:
@@ -159,7 +163,7 @@ class LocalBackend:
         # -I -S: the supervisor is stdlib-only, so skip site-packages and save most of its startup
         command = [sys.executable, "-I", "-S", str(Path(sup.__file__).resolve()), str(jobdir)]
         try:
-            with open(jobdir / sup.SUPERVISOR_LOG, "ab") as log:
+            with os.fdopen(os.open(jobdir / sup.SUPERVISOR_LOG, sup.APPEND, 0o644), "ab") as log:
                 launcher = subprocess.Popen(command, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         except OSError as exc:
@@ -212,38 +216,48 @@ class LocalBackend:
     # -- registry ------------------------------------------------------------
 
     def _jobdir(self, job_id: str) -> Path | None:
-        """The directory of ``job_id``; None for anything that is not one of our ids (no path tricks)."""
-        return self.registry / job_id if _JOB_ID.match(job_id) else None
+        """The directory of ``job_id``; None for anything that is not one of our ids or not our folder (a link)."""
+        if not _JOB_ID.match(job_id):
+            return None
+        safepath.check(self.root, self.registry)
+        jobdir = self.registry / job_id
+        return None if jobdir.is_symlink() else jobdir
 
     def _entries(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        safepath.check(self.root, self.registry)  # a linked .mlr or .mlr/jobs is refused, never read or written
         if not self.registry.is_dir():
             return
         for jobdir in sorted(self.registry.iterdir()):
-            record = sup.read_json(jobdir / sup.SPEC_FILE) if _JOB_ID.match(jobdir.name) else None
+            # An entry is a folder submit made; a link (committed, or left by a job) is not one of ours.
+            ours = _JOB_ID.match(jobdir.name) and not jobdir.is_symlink()
+            record = sup.read_json(jobdir / sup.SPEC_FILE) if ours else None
             if record is not None:
                 yield jobdir, record
 
     @contextlib.contextmanager
     def _registry_lock(self) -> Iterator[None]:
         """Serialize submits, so two concurrent steps cannot register the same iter twice."""
-        self._ensure_ignored()
-        self.registry.mkdir(parents=True, exist_ok=True)
+        safepath.make_dirs(self.root, self.registry)
+        safepath.create(self.root, self.registry.parent / ".gitignore", b"*\n")
+        safepath.check(self.root, self.registry / sup.LOCK_FILE)
         with sup.job_lock(self.registry):
             yield
 
-    def _ensure_ignored(self) -> None:
-        ignore = self.root / ".mlr" / ".gitignore"
-        if not ignore.exists():
-            ignore.parent.mkdir(parents=True, exist_ok=True)
-            ignore.write_text("*\n", encoding="utf-8")
 
-
-def _check_authorized(script: Path, spec: JobSpec) -> None:
-    """GitHub mode: this backend runs the work tree, so its script must be the authorized bytes, exactly."""
+def _check_authorized(root: Path, script: Path, spec: JobSpec) -> None:
+    """GitHub mode: this backend runs the work tree, so its script must be the authorized bytes, exactly,
+    reached through no symlink (the script, or a folder between the checkout and it)."""
     at = f"commit {(spec.commit or '')[:12]}"
-    if script.is_symlink():
-        raise PermanentError(f"the job script {script} is a symlink in the work tree, not the script authorized at "
-                             f"{at}; restore it (`git checkout -- {script.name}`); this job was not submitted")
+    link = script.name if script.is_symlink() else None
+    if script.is_relative_to(root):
+        try:
+            safepath.check(root, script)
+        except safepath.UnsafePath as exc:
+            link = exc.shown
+    if link:
+        raise PermanentError(f"the job script {script} goes through {link}, which is a symlink in the work tree, so "
+                             f"it is not the script authorized at {at}; restore it (`git checkout -- {link}`); this "
+                             "job was not submitted")
     if script.read_bytes() != spec.script_bytes:
         raise PermanentError(f"the job script {script} in the work tree differs from the script authorized at {at} "
                              "(edited after the check, perhaps by an earlier job's code): the local backend runs the "

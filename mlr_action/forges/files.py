@@ -5,8 +5,9 @@ Guarantees:
 - The stop report is ``runs/stop-report.md``; an escalation of ``kind`` is
   ``runs/escalations/<kind>.md``. One file each, rewritten in place, so a
   repeated report never piles up files.
-- Reports land inside ``runs/`` only: a symlinked ``runs/`` or report folder
-  is refused (:class:`~mlr_action.backends.base.PermanentError`), never followed.
+- Reports land inside ``runs/`` only: a symlinked ``runs/``, report folder or
+  report is refused (:class:`~mlr_action.safepath.UnsafePath`, a
+  :class:`~mlr_action.backends.base.PermanentError`), never followed.
 - Writes are atomic (a temporary file in the same folder, then
   :func:`os.replace`): a reader sees the old file or the new one, never half
   of one. Publishing identical content leaves the file untouched.
@@ -16,34 +17,24 @@ Guarantees:
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from mlr_action import safepath
 from mlr_action.redaction import redact
 
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step; skip the write when it already holds it."""
+def write_atomic(path: Path, text: str, *, root: Path) -> None:
+    """Replace ``path`` (below ``root``, never through a link) with ``text`` in one step; skip it when unchanged."""
+    safepath.check(root, path)
     try:
         if path.read_text(encoding="utf-8") == text:
             return
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    safepath.replace(root, path, text.encode("utf-8"))
 
 
 def _document(title: str, body: str) -> str:
@@ -68,28 +59,19 @@ class FileForge:
         return self.root / "runs" / "escalations" / f"{kind}.md"
 
     def publish_stop_report(self, *, title: str, body: str) -> Path:
-        path = self._checked(self.stop_report_path)
-        write_atomic(path, _document(title, body))
+        path = self.stop_report_path
+        write_atomic(path, _document(title, body), root=self.root)
         return path
 
     def publish_escalation(self, *, kind: str, title: str, body: str) -> Path:
-        path = self._checked(self.escalation_path(kind))
-        write_atomic(path, _document(title, body))
-        return path
-
-    def _checked(self, path: Path) -> Path:
-        """``path`` under runs/, refused when a folder on the way is a symlink (left by a job's code, say)."""
-        for folder in (self.root / "runs", path.parent):
-            if folder.is_symlink():
-                from mlr_action.backends.base import PermanentError
-
-                raise PermanentError(f"{folder} is a symlink: reports are written only inside runs/, never through "
-                                     "a link; make it a plain folder")
+        path = self.escalation_path(kind)
+        write_atomic(path, _document(title, body), root=self.root)
         return path
 
     def resolve_escalation(self, *, kind: str) -> bool:
         """Remove the report of ``kind`` once its cause is fixed; True when there was one."""
         path = self.escalation_path(kind)
+        safepath.check(self.root, path)  # never removes a file through a linked folder
         try:
             path.unlink()
         except FileNotFoundError:

@@ -10,7 +10,8 @@ Guarantees:
   crash before that row is written repeats the research, and one after it
   never does. A transient API error writes no row: the next tick retries.
 - Notes are numbered from the ledger (``runs/research/NNN.md``, one more than
-  the notes recorded), so a repeated attempt rewrites the same file.
+  the notes recorded), so a repeated attempt rewrites the same file, never
+  through a symlink.
 - A note lists only sources the web search tool returned (http(s) URLs),
   then the model's findings, redacted and cut to :data:`NOTE_FILE_CHARS`. It
   says that its text is data from the web, and shows it, never renders it:
@@ -174,11 +175,10 @@ def plural(count: int, one: str, many: str) -> str:
 
 
 def write_note(root: Path, relative: Path, text: str) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Replace ``root/relative`` atomically, never through a symlink (:mod:`mlr_action.safepath`)."""
+    from mlr_action import safepath
+
+    safepath.replace(root, relative, text.encode("utf-8"))
 
 
 def read_latest_note(root: Path, state: CampaignState) -> tuple[str | None, str]:
