@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlr_action.backends.base import COMMIT_LABEL, JobStage, JobView
-from mlr_action.budget import Usage, budget_problems, charged_cost, charged_seconds
+from mlr_action.budget import Usage, billed_hours, budget_problems, charged_cost, charged_seconds
 from mlr_action.durations import format_duration
 from mlr_action.flavors import price_per_hour
 from mlr_action.ledger import EventRow, ExperimentRow, Row
@@ -212,7 +212,28 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     if free <= 0:
         return Plan(waiting=f"{in_flight} job(s) in flight, max_parallel {program.envelope.max_parallel}")
     resubmit = intents[:free]
-    return Plan(resubmit=resubmit, propose=free - len(resubmit))
+    room = default_jobs_that_fit(program, used, prices, limit=free - len(resubmit))
+    if not resubmit and not room:
+        return Plan(waiting=f"{in_flight} job(s) in flight; the budget has room for no other until they finish")
+    return Plan(resubmit=resubmit, propose=room)
+
+
+def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float] | None, *, limit: int) -> int:
+    """How many more jobs of the default flavor and timeout fit the budget, up to ``limit``.
+
+    A free ``max_parallel`` slot the budget cannot pay for is not filled: asking for it would only have its
+    proposal refused as a breach of the envelope, when the campaign is simply near the end of its budget.
+    """
+    flavor, timeout_s = program.default_flavor, program.default_timeout_s
+    one = Usage(jobs=1, walltime_s=timeout_s, cost_usd=price_per_hour(flavor, prices) * billed_hours(timeout_s))
+    count = 0
+    while count < limit:
+        planned = Usage(jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
+                        cost_usd=used.cost_usd + count * one.cost_usd, llm_usd=used.llm_usd)
+        if budget_problems(program.envelope, planned, flavor=flavor, timeout_s=timeout_s, prices=prices):
+            break
+        count += 1
+    return count
 
 
 # --- Admission --------------------------------------------------------------

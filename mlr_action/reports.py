@@ -34,7 +34,7 @@ from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.markup import block, code, plain
 from mlr_action.program import Program
 from mlr_action.redaction import redact  # also re-exported here for older callers
-from mlr_action.spent import NOTHING_SPENT, spent_text  # noqa: F401  (the step says what it spent through here)
+from mlr_action.spent import NOTHING_SPENT
 from mlr_action.state import CampaignState
 
 # --- Formatting shared with the summary ---------------------------------------

@@ -79,6 +79,7 @@ from mlr_action.ledger import (
 from mlr_action.program import Program, ProgramError, load_program
 from mlr_action.recording import Publish, Unrecorded, record_before
 from mlr_action.proposal import Proposal, Proposer
+from mlr_action.spent import spent_text
 from mlr_action.state import CampaignState, fold
 from mlr_action.views import describe_row
 
@@ -106,7 +107,7 @@ class StepResult:
 
     def spent(self) -> str:
         """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
-        return _reports().spent_text(jobs=self.submitted_ids, llm_usd=self.llm_usd)
+        return spent_text(jobs=self.submitted_ids, llm_usd=self.llm_usd)
 
     @property
     def stopped(self) -> bool:

@@ -53,6 +53,17 @@ def test_every_job_is_in_the_ledger_exactly_once_and_one_per_iter(tmp_path):
     assert len(jobs) <= ENVELOPE["max_jobs"]
 
 
+def test_a_campaign_with_parallel_slots_ends_on_its_budget_without_a_false_breach(tmp_path):
+    """Near the end of the budget, free slots the budget cannot pay for are not asked for: no escalation tells the
+    user to raise an envelope nothing tried to breach."""
+    envelope = with_(ENVELOPE, max_parallel=3, max_walltime="5h", max_jobs=12)
+    root = make_repo(tmp_path, envelope=envelope, campaign=with_(CAMPAIGN, target=None, patience=None))
+    results = run_campaign(make_step(root), duration_s=3600)
+    assert ledger_state(root).stopped.reason == "budget"
+    assert all(not r.escalated for r in results), [r.events for r in results if r.escalated]
+    assert not (root / "runs" / "escalations").exists()
+
+
 def test_patience_stops_a_campaign_that_does_not_improve(tmp_path):
     root = make_repo(tmp_path, campaign=with_(CAMPAIGN, target=None, patience=2))
     run_campaign(make_step(root), metric=lambda config: 0.5)

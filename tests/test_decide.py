@@ -151,6 +151,15 @@ def test_one_job_at_a_time_by_default_and_max_parallel_fills_slots():
     assert plan([exp(1, "running")], program).propose == 2
 
 
+@pytest.mark.parametrize("finished, slots", [(0, 3), (4, 2), (5, 1)])
+def test_free_slots_are_filled_only_with_jobs_the_budget_has_room_for(finished, slots):
+    """8h with 10% kept back: 7.2h. A job is charged its 1h timeout; a slot the budget cannot pay for is not asked for."""
+    program = parse_program(program_text(with_(ENVELOPE, max_parallel=4)))
+    rows = [done(i, 0.1 * i, "keep", 0.1 * i).model_copy(update={"duration_s": 3600}) for i in range(1, finished + 1)]
+    p = plan([*rows, exp(finished + 1, "running")], program)
+    assert p.stop is None and p.propose == slots, p
+
+
 def test_intent_without_a_job_is_resubmitted_before_anything_new():
     p = plan([exp(1, "proposed")])
     assert [r.iter for r in p.resubmit] == [1] and p.propose == 0
