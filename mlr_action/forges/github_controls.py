@@ -1,28 +1,41 @@
 """The dashboard's controls: what people did, who did it, and which of it counts.
 
 Pure: no I/O and no clock. The adapter (:mod:`mlr_action.forges.github`)
-reads the issue with :func:`read_dashboard`, asks :func:`asked` which
-controls differ from what the bot last showed, finds who made each of those
-(:func:`event_actors` over the issue's events, :func:`body_editors` over the
-body's edit history), asks GitHub which of them and of the commenters have
-write access, and gets the ledger rows and at most one reply from
-:func:`control_rows`.
+reads the issue with :func:`read_dashboard` and its history since the bot
+last read it: the close, reopen and label events after the cursor the
+hidden marker keeps (:func:`timeline_changes`), and the body's edits after
+the newest one read (:func:`body_history`, :func:`box_changes`). It asks
+GitHub which of the people named and of the commenters have write access,
+and gets the ledger rows and at most one reply from :func:`control_rows`.
+Where that history is unknown (an older marker, edits GitHub no longer
+lists), it falls back to :func:`asked`: the controls that differ from what
+the bot last showed, made by whoever :func:`event_actors` (the newest event)
+and :func:`body_editors` (every editor since the bot's last write) name.
 
 Guarantees:
 
-- Only people with write access steer, by any means. A control counts only
-  when everyone GitHub names as having made it has write access: the actor
-  of the last ``closed`` or ``reopened`` event for closing and reopening, of
-  the last ``labeled``/``unlabeled`` event of the pause label for the label,
-  and every editor of the body since the bot last wrote it for the pause box
-  (since the write before, when the last one kept a person's click).
-- Fail safe: a control nobody with write access can be shown to have made
-  (GitHub names no one, names someone without write access, or its events do
-  not match what the issue shows) is ignored, a pause included. Pausing
-  spends nothing, but a pause by someone without write access is a denial of
-  service. The adapter then shows the campaign's state again (reopens,
-  closes, sets the label and the box back), so an ignored control never
-  lingers to count later.
+- Only people with write access steer, by any means. For each control
+  (closing, the pause label, the pause box) the last change made by someone
+  with write access since the bot last read the issue counts, even when
+  someone without it undid it before the tick (and the other way round: a
+  writer's reopen counts though a triage user closed the issue again). A
+  control no writer changed stays as the bot showed it. Between writers the
+  later change of a control counts; across controls stopping and pausing
+  win (below).
+- Every change by someone without write access, or by someone GitHub does
+  not name, is ignored, a pause included (pausing spends nothing, but a
+  pause by someone without write access is a denial of service), answered
+  once (one line per person and kind of change, with a count), and the
+  adapter shows the campaign's state again (reopens, closes, sets the label
+  and the box back), so an ignored control never lingers to count later.
+- Fail safe: without the history, a control counts only when everyone
+  GitHub names as having made it has write access (the actor of the newest
+  ``closed``/``reopened`` or pause-label event, which must match what the
+  issue shows; every editor of the body since the bot last wrote it, or
+  since the write before when the last one kept a person's click); a control
+  nobody with write access can be shown to have made is ignored and set
+  back. A writer's change set back this way is still in the history, and
+  counts when the history can be read again.
 - A writer's comment holds a command only where it reads as one: a line of
   a top-level paragraph that starts, in plain text, with ``/mlr stop``,
   ``/mlr pause`` or ``/mlr resume`` (the comment is parsed as Markdown, HTML
@@ -48,17 +61,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Collection, Iterable
 
-from mlr_action.forges.github_dashboard import Command, Dashboard, Shown, read_checkbox, read_shown
+from mlr_action.forges.github_dashboard import Change, Command, Dashboard, Shown, read_checkbox, read_shown
 from mlr_action.forges.github_messages import PAUSED_LABEL, Ignored, ignored_reply
 from mlr_action.ledger import EventRow
 from mlr_action.state import CampaignState
 
 CLOSE, REOPEN, LABEL, BOX = "close-issue", "reopen-issue", "label", "checkbox"  # also the rows' ``control``
-EVENTS_LIMIT = 300  # issue events read back (newest first) to find who closed, reopened or labelled
+EVENTS_LIMIT = 500  # issue events read in one tick (100 a query); more wait for the next tick, nothing is skipped
 
 _COMMAND = re.compile(r"/mlr[ \t]+(stop|pause|resume)\b", re.I)
 _LOOKS_LIKE = re.compile(r"^[ \t]*\\?/mlr[ \t]+(stop|pause|resume)\b", re.M | re.I)  # cheap, before any parse
@@ -219,9 +232,102 @@ def body_editors(chunks: list[list[tuple[str, str, str]]], *, total: int, bot: s
     return people or ((bot,) if ordered and ordered[-1][2] == bot else ())
 
 
+# --- What changed since the bot last read the issue -------------------------------
+
+
+def timeline_changes(events: Iterable[tuple[str, str, str]]) -> list[Change]:
+    """The controls' changes among the issue's ``(event, actor, label)`` events, oldest first."""
+    changes = []
+    for event, actor, label in events:
+        if event in ("closed", "reopened"):
+            changes.append(Change(CLOSE, event == "closed", actor))
+        elif event in ("labeled", "unlabeled") and label == PAUSED_LABEL:
+            changes.append(Change(LABEL, event == "labeled", actor))
+    return changes
+
+
+@dataclass(frozen=True)
+class BodyHistory:
+    """The body's edits as GitHub lists them, against the newest one the bot had read."""
+
+    newest: str  # the newest edit's id, to read from next time ("": the body was never edited)
+    since: tuple[tuple[str, str, str], ...] | None  # ``(id, edited_at, editor)`` after the one read; None: unknown
+    bot_last: str  # the bot's newest write among them ("": none listed)
+    others_after_bot: bool  # someone else edited the body after it (then its marker is the bot's word, not the body's)
+
+
+def body_history(chunks: list[list[tuple[str, str, str]]], *, total: int, bot: str, since: str | None) -> BodyHistory:
+    """Order the ``(id, edited_at, editor)`` edits GitHub listed (the first and the last ones, out of ``total``).
+
+    ``since`` is the newest edit read last time ("" when there was none,
+    None when unknown); the edits after it are known only when the listing
+    reaches back to it.
+    """
+    edits = {edit[0]: edit for chunk in chunks for edit in chunk}
+    if len(edits) < total:  # a gap in the middle: only the chunk with the newest edit runs up to now
+        newest_chunk = max(chunks, key=lambda chunk: max((edit[1] for edit in chunk), default=""))
+        edits = {edit[0]: edit for edit in newest_chunk}
+    ordered = sorted(edits.values(), key=lambda edit: edit[1])
+    ids = [edit[0] for edit in ordered]
+    after: tuple[tuple[str, str, str], ...] | None = None
+    if since == "" and len(ordered) >= total:
+        after = tuple(ordered)
+    elif since and since in ids:
+        after = tuple(ordered[ids.index(since) + 1:])
+    mine = [i for i, edit in enumerate(ordered) if edit[2] == bot]
+    last = mine[-1] if mine else -1
+    return BodyHistory(newest=ids[-1] if ids else "", since=after, bot_last=ordered[last][0] if mine else "",
+                       others_after_bot=any(edit[2] != bot for edit in ordered[last + 1:]))
+
+
+def box_changes(revisions: Iterable[tuple[str, str | None]], *, base: bool | None) -> list[Change] | None:
+    """Who checked or unchecked the pause box, from ``(editor, body after the edit)`` oldest first.
+
+    ``base`` is the box before the first of them. None when a revision's
+    text is missing (GitHub did not give it): who changed the box is unknown.
+    """
+    changes, box = [], base
+    for editor, body in revisions:
+        if body is None:
+            return None
+        now = read_checkbox(body)
+        if now is not None and box is not None and now != box:
+            changes.append(Change(BOX, now, editor))
+        box = now if now is not None else box
+    return changes
+
+
+def apply_history(dash: Dashboard, writers: Collection[str]) -> tuple[Dashboard, list[Ignored]]:
+    """The dashboard as the changes since the last read leave it, and the changes to ignore and answer.
+
+    For each control with a known history (``dash.changes``), the last
+    change by someone with write access sets it, whatever the issue shows
+    now; without one it is what the bot showed. Every other change is
+    ignored, counted per person and kind; the bot's own (an app: the mirror
+    of the campaign's state) is neither a request nor answered.
+    """
+    shown = dash.shown
+    assert shown is not None
+    values = {CLOSE: not dash.open, LABEL: dash.label, BOX: dash.checkbox}
+    made = dict(dash.made_by)
+    others: Counter[tuple[str, str]] = Counter()
+    for control, changes in dash.changes.items():
+        values[control] = {CLOSE: shown.human_stop, LABEL: shown.label, BOX: shown.paused}[control]
+        for change in changes:
+            if change.by and change.by in writers:
+                values[control] = change.on
+                made[REOPEN if (control, change.on) == (CLOSE, False) else control] = (change.by,)
+            elif not (change.by and change.by == dash.bot):
+                others[_doing(control, change.on), change.by] += 1
+    box = None if dash.checkbox is None else values[BOX]
+    ignored = [Ignored(what=what, by=(who,) if who else (), times=n) for (what, who), n in others.items()]
+    return replace(dash, open=not values[CLOSE], label=bool(values[LABEL]), checkbox=box, made_by=made), ignored
+
+
 def logins_to_check(dash: Dashboard, state: CampaignState) -> set[str]:
     """Everyone whose write access decides something this tick."""
     made = {login for who in dash.made_by.values() for login in who if login}
+    made |= {change.by for changes in dash.changes.values() for change in changes if change.by}
     return made | {c.login for c in pending_commands(dash, state)}
 
 
@@ -241,6 +347,12 @@ _DOING = {  # what a person did, for the rows, the reply and the log; the label 
     (LABEL, True): f"added the `{PAUSED_LABEL}` label to", (LABEL, False): f"removed the `{PAUSED_LABEL}` label from",
     (BOX, True): "checked the pause box on", (BOX, False): "unchecked the pause box on",
 }
+
+
+def _doing(control: str, on: bool) -> str:
+    if control == CLOSE:
+        return _DOING[CLOSE if on else REOPEN]
+    return _DOING[control, on]
 
 
 class _Tally:
@@ -315,7 +427,7 @@ class _Tally:
 
     def notes(self) -> tuple[str, ...]:
         said = Counter((c.login, c.verb) for c in self.commands)
-        return tuple(f"ignored: {i.describe()} {self.where} (only people with write access steer the campaign)"
+        return tuple(f"ignored: {i.line(self.where)} (only people with write access steer the campaign)"
                      for i in self.ignored) + tuple(
             f"ignored: @{login} commented `/mlr {verb}` on {self.where}{f' {n} times' if n > 1 else ''} (no write access)"
             for (login, verb), n in said.items())
@@ -323,7 +435,11 @@ class _Tally:
 
 def control_rows(dash: Dashboard, state: CampaignState, *, writers: Collection[str], ts: str) -> Controls:
     """The rows the dashboard asks for, given who among the people named may write."""
+    ignored: list[Ignored] = []
+    if dash.shown is not None and dash.changes:
+        dash, ignored = apply_history(dash, writers)
     tally = _Tally(dash, state, writers, ts)
+    tally.ignored += ignored
     if dash.shown is not None:
         tally.issue_controls(dash.shown)
     for command in pending_commands(dash, state):
