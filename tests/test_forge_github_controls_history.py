@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlr_action.forges.github_controls import (
-    BOX,
-    CLOSE,
-    LABEL,
-    body_history,
-    box_changes,
-    control_rows,
-    logins_to_check,
-    timeline_changes,
-)
+from mlr_action.forges.github_controls import control_rows, logins_to_check
+from mlr_action.forges.github_history import BOX, CLOSE, LABEL, body_history, box_changes, timeline_changes
 from mlr_action.forges.github_dashboard import PAUSE_BOX, Change, Dashboard, Shown
 from mlr_action.forges.github_messages import PAUSED_LABEL
 from test_forge_github_controls_rules import (

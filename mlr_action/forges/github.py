@@ -57,7 +57,8 @@ from mlr_action.forges.github_api import (  # noqa: F401  (re-exported for calle
     is_bot,
     login_of,
 )
-from mlr_action.forges.github_controls import (
+from mlr_action.forges.github_controls import control_rows, logins_to_check, read_dashboard
+from mlr_action.forges.github_history import (
     BOX,
     CLOSE,
     EVENTS_LIMIT,
@@ -67,10 +68,7 @@ from mlr_action.forges.github_controls import (
     body_editors,
     body_history,
     box_changes,
-    control_rows,
     event_actors,
-    logins_to_check,
-    read_dashboard,
     timeline_changes,
 )
 from mlr_action.forges.github_dashboard import (

@@ -1,41 +1,22 @@
 """The dashboard's controls: what people did, who did it, and which of it counts.
 
 Pure: no I/O and no clock. The adapter (:mod:`mlr_action.forges.github`)
-reads the issue with :func:`read_dashboard` and its history since the bot
-last read it: the close, reopen and label events after the cursor the
-hidden marker keeps (:func:`timeline_changes`), and the body's edits after
-the newest one read (:func:`body_history`, :func:`box_changes`). It asks
-GitHub which of the people named and of the commenters have write access,
-and gets the ledger rows and at most one reply from :func:`control_rows`.
-Where that history is unknown (an older marker, edits GitHub no longer
-lists), it falls back to :func:`asked`: the controls that differ from what
-the bot last showed, made by whoever :func:`event_actors` (the newest event)
-and :func:`body_editors` (every editor since the bot's last write) name.
+reads the issue with :func:`read_dashboard` and the changes since the bot
+last read it (:mod:`mlr_action.forges.github_history`, which says who made
+each), asks GitHub which of the people named and of the commenters have
+write access (:func:`logins_to_check`), and gets the ledger rows and at most
+one reply from :func:`control_rows`.
 
 Guarantees:
 
-- Only people with write access steer, by any means. For each control
-  (closing, the pause label, the pause box) the last change made by someone
-  with write access since the bot last read the issue counts, even when
-  someone without it undid it before the tick (and the other way round: a
-  writer's reopen counts though a triage user closed the issue again). A
-  control no writer changed stays as the bot showed it. Between writers the
-  later change of a control counts; across controls stopping and pausing
-  win (below).
-- Every change by someone without write access, or by someone GitHub does
-  not name, is ignored, a pause included (pausing spends nothing, but a
-  pause by someone without write access is a denial of service), answered
-  once (one line per person and kind of change, with a count), and the
-  adapter shows the campaign's state again (reopens, closes, sets the label
-  and the box back), so an ignored control never lingers to count later.
-- Fail safe: without the history, a control counts only when everyone
-  GitHub names as having made it has write access (the actor of the newest
-  ``closed``/``reopened`` or pause-label event, which must match what the
-  issue shows; every editor of the body since the bot last wrote it, or
-  since the write before when the last one kept a person's click); a control
-  nobody with write access can be shown to have made is ignored and set
-  back. A writer's change set back this way is still in the history, and
-  counts when the history can be read again.
+- Only people with write access steer, by any means: a writer's close,
+  pause label or pause box counts even when someone without write access
+  undid it before the tick, and anything else is ignored, a pause included
+  (pausing spends nothing, but a pause by someone without write access is a
+  denial of service). The adapter then shows the campaign's state again
+  (reopens, closes, sets the label and the box back), so an ignored control
+  never lingers to count later. Who made what, and what happens without the
+  issue's history, is in :mod:`mlr_action.forges.github_history`.
 - A writer's comment holds a command only where it reads as one: a line of
   a top-level paragraph that starts, in plain text, with ``/mlr stop``,
   ``/mlr pause`` or ``/mlr resume`` (the comment is parsed as Markdown, HTML
@@ -54,24 +35,23 @@ Guarantees:
   (one command alone gets the one-line reply it always had).
 - A control the bot's own login made (an app) is neither a request nor
   answered: it is the bot's mirror of an earlier state.
-- Where a writer's controls disagree, pausing wins: it spends nothing.
+- Where writers' controls disagree in one tick, stopping and pausing win: they spend nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection, Iterable
+from typing import Any, Collection
 
-from mlr_action.forges.github_dashboard import Change, Command, Dashboard, Shown, read_checkbox, read_shown
+from mlr_action.forges.github_dashboard import Command, Dashboard, Shown, read_checkbox, read_shown
+from mlr_action.forges.github_history import BOX, CLOSE, DOING, LABEL, REOPEN, apply_history
 from mlr_action.forges.github_messages import PAUSED_LABEL, Ignored, ignored_reply
 from mlr_action.ledger import EventRow
 from mlr_action.state import CampaignState
 
-CLOSE, REOPEN, LABEL, BOX = "close-issue", "reopen-issue", "label", "checkbox"  # also the rows' ``control``
-EVENTS_LIMIT = 500  # issue events read in one tick (100 a query); more wait for the next tick, nothing is skipped
 
 _COMMAND = re.compile(r"/mlr[ \t]+(stop|pause|resume)\b", re.I)
 _LOOKS_LIKE = re.compile(r"^[ \t]*\\?/mlr[ \t]+(stop|pause|resume)\b", re.M | re.I)  # cheap, before any parse
@@ -161,169 +141,6 @@ def pending_commands(dash: Dashboard, state: CampaignState) -> list[Command]:
     return [c for c in dash.commands if c.comment_id > seen and c.comment_id not in done]
 
 
-# --- Who made a control ------------------------------------------------------------
-
-
-def asked(dash: Dashboard, state: CampaignState) -> set[str]:
-    """The controls that differ from what the bot last showed and may change the campaign: whose maker to find."""
-    shown = dash.shown
-    if shown is None:
-        return set()
-    found = set()
-    human_stop = state.stopped is not None and state.stopped.reason == "human"
-    if not dash.open and state.stopped is None and shown.state != "stopped":
-        found.add(CLOSE)
-    if dash.open and human_stop and shown.human_stop:
-        found.add(REOPEN)
-    if dash.label != shown.label:
-        found.add(LABEL)
-    if dash.checkbox is not None and dash.checkbox != shown.paused:
-        found.add(BOX)
-    return found
-
-
-def event_actors(events: Iterable[tuple[str, str, str]], *, wanted: Collection[str], dash: Dashboard,
-                 limit: int = EVENTS_LIMIT) -> dict[str, tuple[str, ...]]:
-    """Who made the ``wanted`` issue-state controls, from ``(event, actor, label)`` newest first.
-
-    The newest ``closed``/``reopened`` event must be the one the issue shows,
-    and the newest event of the pause label must match whether it is there;
-    otherwise (or when there is none within ``limit``) nobody is named.
-    """
-    wanted = {w for w in wanted if w in (CLOSE, REOPEN, LABEL)}
-    found: dict[str, tuple[str, ...]] = {}
-    events = iter(events)
-    for _ in range(limit):
-        if not wanted - found.keys():
-            break
-        event, actor, label = next(events, ("", "", ""))
-        if not event:
-            break
-        if event in ("closed", "reopened"):
-            for control, kind in ((CLOSE, "closed"), (REOPEN, "reopened")):
-                if control in wanted and control not in found:
-                    found[control] = (actor,) if event == kind and actor else ()
-        elif event in ("labeled", "unlabeled") and label == PAUSED_LABEL and LABEL in wanted and LABEL not in found:
-            found[LABEL] = (actor,) if (event == "labeled") == dash.label and actor else ()
-    return found
-
-
-def body_editors(chunks: list[list[tuple[str, str, str]]], *, total: int, bot: str, kept: bool) -> tuple[str, ...]:
-    """Who edited the body since the bot's last write (the one before, when that one ``kept`` a click).
-
-    ``chunks`` are lists of ``(id, edited_at, editor)`` that GitHub gave (the
-    first and the last edits, in whatever order it lists them) out of
-    ``total``; ``()`` when the history does not reach back that far. An edit
-    in the same second as the bot's counts as after it.
-    """
-    edits = {edit[0]: edit for chunk in chunks for edit in chunk}
-    complete = len(edits) >= total
-    if not complete:  # a gap in the middle: only the chunk with the newest edit runs up to now
-        newest = max(chunks, key=lambda chunk: max((edit[1] for edit in chunk), default=""))
-        edits = {edit[0]: edit for edit in newest}
-    ordered = sorted(edits.values(), key=lambda edit: edit[1])
-    writes = [at for _, at, who in ordered if who == bot]
-    need = 2 if kept else 1
-    if len(writes) < need and not complete:
-        return ()
-    since = writes[-need] if len(writes) >= need else ""
-    people = tuple(dict.fromkeys(who for _, at, who in ordered if who != bot and at >= since))
-    # Only the bot's own login since: a person's token runs the bot, so their clicks carry its login.
-    return people or ((bot,) if ordered and ordered[-1][2] == bot else ())
-
-
-# --- What changed since the bot last read the issue -------------------------------
-
-
-def timeline_changes(events: Iterable[tuple[str, str, str]]) -> list[Change]:
-    """The controls' changes among the issue's ``(event, actor, label)`` events, oldest first."""
-    changes = []
-    for event, actor, label in events:
-        if event in ("closed", "reopened"):
-            changes.append(Change(CLOSE, event == "closed", actor))
-        elif event in ("labeled", "unlabeled") and label == PAUSED_LABEL:
-            changes.append(Change(LABEL, event == "labeled", actor))
-    return changes
-
-
-@dataclass(frozen=True)
-class BodyHistory:
-    """The body's edits as GitHub lists them, against the newest one the bot had read."""
-
-    newest: str  # the newest edit's id, to read from next time ("": the body was never edited)
-    since: tuple[tuple[str, str, str], ...] | None  # ``(id, edited_at, editor)`` after the one read; None: unknown
-    bot_last: str  # the bot's newest write among them ("": none listed)
-    others_after_bot: bool  # someone else edited the body after it (then its marker is the bot's word, not the body's)
-
-
-def body_history(chunks: list[list[tuple[str, str, str]]], *, total: int, bot: str, since: str | None) -> BodyHistory:
-    """Order the ``(id, edited_at, editor)`` edits GitHub listed (the first and the last ones, out of ``total``).
-
-    ``since`` is the newest edit read last time ("" when there was none,
-    None when unknown); the edits after it are known only when the listing
-    reaches back to it.
-    """
-    edits = {edit[0]: edit for chunk in chunks for edit in chunk}
-    if len(edits) < total:  # a gap in the middle: only the chunk with the newest edit runs up to now
-        newest_chunk = max(chunks, key=lambda chunk: max((edit[1] for edit in chunk), default=""))
-        edits = {edit[0]: edit for edit in newest_chunk}
-    ordered = sorted(edits.values(), key=lambda edit: edit[1])
-    ids = [edit[0] for edit in ordered]
-    after: tuple[tuple[str, str, str], ...] | None = None
-    if since == "" and len(ordered) >= total:
-        after = tuple(ordered)
-    elif since and since in ids:
-        after = tuple(ordered[ids.index(since) + 1:])
-    mine = [i for i, edit in enumerate(ordered) if edit[2] == bot]
-    last = mine[-1] if mine else -1
-    return BodyHistory(newest=ids[-1] if ids else "", since=after, bot_last=ordered[last][0] if mine else "",
-                       others_after_bot=any(edit[2] != bot for edit in ordered[last + 1:]))
-
-
-def box_changes(revisions: Iterable[tuple[str, str | None]], *, base: bool | None) -> list[Change] | None:
-    """Who checked or unchecked the pause box, from ``(editor, body after the edit)`` oldest first.
-
-    ``base`` is the box before the first of them. None when a revision's
-    text is missing (GitHub did not give it): who changed the box is unknown.
-    """
-    changes, box = [], base
-    for editor, body in revisions:
-        if body is None:
-            return None
-        now = read_checkbox(body)
-        if now is not None and box is not None and now != box:
-            changes.append(Change(BOX, now, editor))
-        box = now if now is not None else box
-    return changes
-
-
-def apply_history(dash: Dashboard, writers: Collection[str]) -> tuple[Dashboard, list[Ignored]]:
-    """The dashboard as the changes since the last read leave it, and the changes to ignore and answer.
-
-    For each control with a known history (``dash.changes``), the last
-    change by someone with write access sets it, whatever the issue shows
-    now; without one it is what the bot showed. Every other change is
-    ignored, counted per person and kind; the bot's own (an app: the mirror
-    of the campaign's state) is neither a request nor answered.
-    """
-    shown = dash.shown
-    assert shown is not None
-    values = {CLOSE: not dash.open, LABEL: dash.label, BOX: dash.checkbox}
-    made = dict(dash.made_by)
-    others: Counter[tuple[str, str]] = Counter()
-    for control, changes in dash.changes.items():
-        values[control] = {CLOSE: shown.human_stop, LABEL: shown.label, BOX: shown.paused}[control]
-        for change in changes:
-            if change.by and change.by in writers:
-                values[control] = change.on
-                made[REOPEN if (control, change.on) == (CLOSE, False) else control] = (change.by,)
-            elif not (change.by and change.by == dash.bot):
-                others[_doing(control, change.on), change.by] += 1
-    box = None if dash.checkbox is None else values[BOX]
-    ignored = [Ignored(what=what, by=(who,) if who else (), times=n) for (what, who), n in others.items()]
-    return replace(dash, open=not values[CLOSE], label=bool(values[LABEL]), checkbox=box, made_by=made), ignored
-
-
 def logins_to_check(dash: Dashboard, state: CampaignState) -> set[str]:
     """Everyone whose write access decides something this tick."""
     made = {login for who in dash.made_by.values() for login in who if login}
@@ -340,19 +157,6 @@ class Controls:
     reply: str | None  # one reply for everything ignored this tick, or None
     seen: int
     ignored: tuple[str, ...] = ()  # what was ignored, for the log
-
-
-_DOING = {  # what a person did, for the rows, the reply and the log; the label and the box by direction
-    CLOSE: "closed", REOPEN: "reopened",
-    (LABEL, True): f"added the `{PAUSED_LABEL}` label to", (LABEL, False): f"removed the `{PAUSED_LABEL}` label from",
-    (BOX, True): "checked the pause box on", (BOX, False): "unchecked the pause box on",
-}
-
-
-def _doing(control: str, on: bool) -> str:
-    if control == CLOSE:
-        return _DOING[CLOSE if on else REOPEN]
-    return _DOING[control, on]
 
 
 class _Tally:
@@ -390,19 +194,19 @@ class _Tally:
         """Closing, reopening, the box and the label, against what the bot last showed."""
         dash, where = self.dash, self.where
         if not dash.open and self.stop_reason is None and shown.state != "stopped":
-            who = self.writer(CLOSE, _DOING[CLOSE])
+            who = self.writer(CLOSE, DOING[CLOSE])
             if who:
                 self.add("stopped", f"@{who} closed {where}", by=who, control=CLOSE)
         elif dash.open and self.stop_reason == "human" and shown.human_stop:
-            who = self.writer(REOPEN, _DOING[REOPEN])
+            who = self.writer(REOPEN, DOING[REOPEN])
             if who:
                 self.add("resumed", f"@{who} reopened {where}", by=who, control=REOPEN)
         wants = []
         for control, value, was in ((BOX, dash.checkbox, shown.paused), (LABEL, dash.label, shown.label)):
             if value is not None and value != was:
-                who = self.writer(control, _DOING[control, value])
+                who = self.writer(control, DOING[control, value])
                 if who:
-                    wants.append((value, f"@{who} {_DOING[control, value]} {where}", control, who))
+                    wants.append((value, f"@{who} {DOING[control, value]} {where}", control, who))
         if wants and self.stop_reason is None:
             paused, detail, control, who = max(wants, key=lambda w: w[0])  # pausing wins
             if paused != self.paused:
