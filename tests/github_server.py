@@ -9,7 +9,7 @@ events (``closed``, ``reopened``, ``labeled``, ``unlabeled`` with their
 forward from a cursor, or the newest), its body's edit history
 (``userContentEdits`` with each ``editor``) and the body after each edit
 (``nodes(ids:)`` of ``UserContentEdit.diff``, which on GitHub holds the whole
-body). Methods named after what a person does (``merge``,
+body; ``edit_texts="diff"`` makes it a patch instead). Methods named after what a person does (``merge``,
 ``close``, ``reopen``, ``comment``, ``check_box``, ``edit_body``,
 ``add_label``, ``remove_label``, each ``by`` someone) change the state and
 leave the same traces as the web UI would.
@@ -54,6 +54,14 @@ def _user(login: str) -> dict | None:
             "url": f"https://example.invalid/users/{login}"}
 
 
+def _patch(edits: list, i: int) -> str:
+    """A unified diff of the ``i``-th edit against the one before (what a ``diff`` field could also mean)."""
+    import difflib
+
+    before = edits[i - 1][2].splitlines() if i else []
+    return "\n".join(difflib.unified_diff(before, edits[i][2].splitlines(), lineterm=""))
+
+
 @dataclass
 class Failure:
     method: str
@@ -66,11 +74,13 @@ class Failure:
 
 class FakeGitHub:
     def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
-                 default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True):
+                 default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True,
+                 edit_texts: str = "body"):
         self.owner, self.name, self.token = owner, name, token
         self.default_branch = default_branch
         self.actions_may_open_prs = actions_may_open_prs
         self.edits_newest_first = edits_newest_first  # the order of userContentEdits (GitHub does not document it)
+        self.edit_texts = edit_texts  # what UserContentEdit.diff holds: "body" (as GitHub does) or "diff" (a patch)
         self.clock = itertools.count(1)  # edits and events get strictly increasing times, a second apart
         self.lock = threading.RLock()
         self.numbers = itertools.count(1)
@@ -486,8 +496,8 @@ class FakeGitHub:
         """Only what the forge asks: an issue's ``userContentEdits`` (under any aliases, by first or last) and
         ``timelineItems`` (first after a cursor, or last), and ``nodes(ids:)`` of its edits."""
         if re.search(r"\bnodes\s*\(\s*ids\s*:", query):
-            texts = {f"UCE_{number}_{i}": body for number, issue in self.issues.items()
-                     for i, (_, _, body) in enumerate(issue["_edits"])}
+            texts = {f"UCE_{number}_{i}": body if self.edit_texts == "body" else _patch(issue["_edits"], i)
+                     for number, issue in self.issues.items() for i, (_, _, body) in enumerate(issue["_edits"])}
             return 200, {"data": {"nodes": [{"id": i, "diff": texts[i]} if i in texts else None
                                             for i in variables.get("ids") or []]}}, {}
         if (variables.get("owner"), variables.get("name")) != (self.owner, self.name):

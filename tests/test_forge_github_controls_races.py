@@ -306,3 +306,27 @@ def test_a_cursor_github_no_longer_takes_falls_back_to_what_differs_and_starts_a
     camp.gh.reopen(number, by="tri")
     camp.tick()
     assert camp.state.stopped is not None
+
+
+def test_if_github_gave_edits_as_patches_a_writers_click_still_counts(tmp_path):
+    """GitHub's UserContentEdit.diff holds the whole body after the edit; were it a patch, the box falls back to
+    who edited the body since the bot's last write (a race is then not caught, but no click is lost to it)."""
+    with FakeGitHub(edit_texts="diff") as gh:
+        gh.permissions.update(alice="write", mallory="read")
+        camp = make_campaign(tmp_path, gh)
+        camp.tick()
+        number = camp.dashboard["number"]
+        gh.check_box(number, True, by="alice")
+        camp.tick()
+        assert camp.state.paused
+        gh.check_box(number, False, by="mallory")
+        camp.tick()
+        assert camp.state.paused and read_checkbox(camp.dashboard["body"]) is True
+        gh.check_box(number, False, by="alice")
+        camp.tick()
+        assert not camp.state.paused
+        rows = len(camp.state.events)
+        gh.edit_body(number, camp.dashboard["body"] + "\nhello", by="mallory")  # no marker is read from a patch
+        result = camp.tick()
+        assert len(camp.state.events) == rows and read_shown(camp.dashboard["body"]).events
+        assert not any("hidden marker" in e for e in result.events)

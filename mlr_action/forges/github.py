@@ -72,6 +72,7 @@ from mlr_action.forges.github_history import (
     timeline_changes,
 )
 from mlr_action.forges.github_dashboard import (
+    DASHBOARD_MARKER,
     Dashboard,
     Shown,
     clip,
@@ -114,6 +115,11 @@ BOX_REVISIONS = 20  # texts of the body fetched at most to tell who changed the 
 def _lf(text: str | None) -> str:
     """Bodies edited in the web UI come back with CRLF line ends."""
     return (text or "").replace("\r\n", "\n")
+
+
+def _whole_body(text: str | None) -> bool:
+    """Whether an edit's text is a whole dashboard body, as GitHub gives it (``diff`` holds the body after the edit)."""
+    return bool(text) and text.lstrip().startswith(DASHBOARD_MARKER)  # type: ignore[union-attr]
 
 
 def publish_runs_with_gitsync(root: Path, *, message: str) -> None:
@@ -220,7 +226,8 @@ class GitHubForge:
             page = self.api.history(number, after=None, newest=True)
         body = body_history(page.edits, total=page.total_edits, bot=bot, since=shown.edit)
         if body.others_after_bot and body.bot_last:
-            own = read_shown(self._texts(number, [body.bot_last]).get(body.bot_last) or "")
+            text = self._texts(number, [body.bot_last]).get(body.bot_last)
+            own = read_shown(text) if _whole_body(text) else None
             if own is not None and own != shown:  # someone else rewrote the marker: the bot's word is its own write
                 tick.notes.append(f"ignored: a change of the hidden marker of the dashboard issue #{number} "
                                   "by someone other than the bot")
@@ -278,7 +285,10 @@ class GitHubForge:
             # Only the bot's own writes: an app's mirror the campaign's state. A person's token runs the bot:
             # their clicks carry its login, and every editor since the bot's last write decides instead.
             return [] if is_bot(issue) else None
-        texts = self._texts(issue.number, ([shown.edit] if shown.edit else []) + [edit_id for edit_id, _, _ in since])
+        ids = ([shown.edit] if shown.edit else []) + [edit_id for edit_id, _, _ in since]
+        texts = self._texts(issue.number, ids)
+        if not all(_whole_body(texts.get(i)) for i in ids if texts.get(i) is not None):
+            return None  # not the whole body after each edit (as GitHub gives it): who clicked is unknown
         base = read_checkbox(texts.get(shown.edit) or "") if shown.edit else shown.paused
         if shown.edit and texts.get(shown.edit) is None:
             return None
