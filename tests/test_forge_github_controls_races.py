@@ -330,3 +330,10 @@ def test_if_github_gave_edits_as_patches_a_writers_click_still_counts(tmp_path):
         result = camp.tick()
         assert len(camp.state.events) == rows and read_shown(camp.dashboard["body"]).events
         assert not any("hidden marker" in e for e in result.events)
+
+
+def test_a_click_costs_one_more_query_for_the_texts_of_the_edits(camp):
+    camp.gh.check_box(camp.dashboard["number"], True, by="alice")
+    before = len(camp.gh.log)
+    camp.tick()
+    assert camp.state.paused and graphql_queries(camp, before) == 2  # the history, then the texts since the last read

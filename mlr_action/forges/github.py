@@ -122,6 +122,14 @@ def _whole_body(text: str | None) -> bool:
     return bool(text) and text.lstrip().startswith(DASHBOARD_MARKER)  # type: ignore[union-attr]
 
 
+def _box_ids(shown: Shown, body: BodyHistory) -> list[str]:
+    """The edits whose text tells who changed the box: the last one read, and those after it (when few)."""
+    since = body.since or ()
+    if len(since) > BOX_REVISIONS:
+        return []
+    return ([shown.edit] if shown.edit else []) + [edit_id for edit_id, _, _ in since]
+
+
 def publish_runs_with_gitsync(root: Path, *, message: str) -> None:
     """Commit and push ``runs/`` through :mod:`mlr_action.gitsync`; nothing when that module is absent."""
     try:
@@ -226,7 +234,7 @@ class GitHubForge:
             page = self.api.history(number, after=None, newest=True)
         body = body_history(page.edits, total=page.total_edits, bot=bot, since=shown.edit)
         if body.others_after_bot and body.bot_last:
-            text = self._texts(number, [body.bot_last]).get(body.bot_last)
+            text = self._texts(number, [body.bot_last, *_box_ids(shown, body)]).get(body.bot_last)  # one query
             own = read_shown(text) if _whole_body(text) else None
             if own is not None and own != shown:  # someone else rewrote the marker: the bot's word is its own write
                 tick.notes.append(f"ignored: a change of the hidden marker of the dashboard issue #{number} "
@@ -285,7 +293,7 @@ class GitHubForge:
             # Only the bot's own writes: an app's mirror the campaign's state. A person's token runs the bot:
             # their clicks carry its login, and every editor since the bot's last write decides instead.
             return [] if is_bot(issue) else None
-        ids = ([shown.edit] if shown.edit else []) + [edit_id for edit_id, _, _ in since]
+        ids = _box_ids(shown, body)
         texts = self._texts(issue.number, ids)
         if not all(_whole_body(texts.get(i)) for i in ids if texts.get(i) is not None):
             return None  # not the whole body after each edit (as GitHub gives it): who clicked is unknown
