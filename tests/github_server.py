@@ -5,8 +5,11 @@ the real PyGithub client with ``base_url``. Covers the repository, issues
 (list with state/labels/pagination, create, get, edit), issue comments,
 labels, pulls, git refs, contents, the collaborator permission, an issue's
 events (``closed``, ``reopened``, ``labeled``, ``unlabeled`` with their
-``actor``) and, over GraphQL, its body's edit history (``userContentEdits``
-with each ``editor``). Methods named after what a person does (``merge``,
+``actor``) and, over GraphQL, the same events as ``timelineItems`` (read
+forward from a cursor, or the newest), its body's edit history
+(``userContentEdits`` with each ``editor``) and the body after each edit
+(``nodes(ids:)`` of ``UserContentEdit.diff``, which on GitHub holds the whole
+body; ``edit_texts="diff"`` makes it a patch instead). Methods named after what a person does (``merge``,
 ``close``, ``reopen``, ``comment``, ``check_box``, ``edit_body``,
 ``add_label``, ``remove_label``, each ``by`` someone) change the state and
 leave the same traces as the web UI would.
@@ -51,6 +54,14 @@ def _user(login: str) -> dict | None:
             "url": f"https://example.invalid/users/{login}"}
 
 
+def _patch(edits: list, i: int) -> str:
+    """A unified diff of the ``i``-th edit against the one before (what a ``diff`` field could also mean)."""
+    import difflib
+
+    before = edits[i - 1][2].splitlines() if i else []
+    return "\n".join(difflib.unified_diff(before, edits[i][2].splitlines(), lineterm=""))
+
+
 @dataclass
 class Failure:
     method: str
@@ -63,11 +74,13 @@ class Failure:
 
 class FakeGitHub:
     def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
-                 default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True):
+                 default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True,
+                 edit_texts: str = "body"):
         self.owner, self.name, self.token = owner, name, token
         self.default_branch = default_branch
         self.actions_may_open_prs = actions_may_open_prs
         self.edits_newest_first = edits_newest_first  # the order of userContentEdits (GitHub does not document it)
+        self.edit_texts = edit_texts  # what UserContentEdit.diff holds: "body" (as GitHub does) or "diff" (a patch)
         self.clock = itertools.count(1)  # edits and events get strictly increasing times, a second apart
         self.lock = threading.RLock()
         self.numbers = itertools.count(1)
@@ -204,8 +217,18 @@ class FakeGitHub:
 
     def _set_body(self, issue: dict, body: str, by: str) -> None:
         if issue["body"] != body:
+            if not issue["_edits"]:  # once edited, GitHub lists the text as created as the oldest edit, by its author
+                issue["_edits"].append((issue["_created"], issue["user"]["login"] if issue["user"] else "", issue["body"]))
             issue["body"] = body
-            issue["_edits"].append((self._stamp(), by))
+            issue["_edits"].append((self._stamp(), by, body))
+
+    @staticmethod
+    def _cursor(event_id: int) -> str:
+        return base64.b64encode(f"cursor:v2:{event_id}".encode()).decode()
+
+    def timeline_cursor(self, number: int) -> str:
+        """The cursor after the issue's newest event, as GitHub's ``endCursor`` gives it."""
+        return self._cursor(self.issues[number]["_events"][-1]["id"])
 
     def _label(self, issue: dict, name: str, present: bool, by: str) -> None:
         if present == (name in self._label_names(issue)):
@@ -245,7 +268,8 @@ class FakeGitHub:
                  "state_reason": None, "labels": [self._ensure_label(n) for n in labels], "user": _user(by),
                  "url": f"{api}/issues/{number}", "html_url": f"https://example.invalid/{self.repository}/issues/{number}",
                  "comments_url": f"{api}/issues/{number}/comments", "created_at": _now(), "updated_at": _now(),
-                 "closed_at": None, "locked": False, "_closed_by": None, "_events": [], "_edits": []}
+                 "closed_at": None, "locked": False, "_closed_by": None, "_events": [], "_edits": [],
+                 "_created": self._stamp()}
         if pull:
             issue["pull_request"] = {"url": f"{api}/pulls/{number}"}
         self.issues[number] = issue
@@ -469,7 +493,13 @@ class FakeGitHub:
         return 404, {"message": "Not Found"}, {}
 
     def _graphql(self, query: str, variables: dict) -> tuple[int, Any, dict]:
-        """Only what the forge asks: ``repository.issue.userContentEdits`` (under any aliases, by first or last)."""
+        """Only what the forge asks: an issue's ``userContentEdits`` (under any aliases, by first or last) and
+        ``timelineItems`` (first after a cursor, or last), and ``nodes(ids:)`` of its edits."""
+        if re.search(r"\bnodes\s*\(\s*ids\s*:", query):
+            texts = {f"UCE_{number}_{i}": body if self.edit_texts == "body" else _patch(issue["_edits"], i)
+                     for number, issue in self.issues.items() for i, (_, _, body) in enumerate(issue["_edits"])}
+            return 200, {"data": {"nodes": [{"id": i, "diff": texts[i]} if i in texts else None
+                                            for i in variables.get("ids") or []]}}, {}
         if (variables.get("owner"), variables.get("name")) != (self.owner, self.name):
             return 200, {"data": {"repository": None}, "errors": [{"type": "NOT_FOUND", "message": "no repository"}]}, {}
         issue = self.issues.get(int(variables["number"]))
@@ -479,14 +509,45 @@ class FakeGitHub:
         edits = [{"id": f"UCE_{issue['number']}_{i}", "editedAt": at,
                   "editor": None if not who else {"__typename": "Bot" if who.endswith("[bot]") else "User",
                                                   "login": who.removesuffix("[bot]")}}  # GraphQL drops "[bot]"
-                 for i, (at, who) in enumerate(issue["_edits"])]
+                 for i, (at, who, _) in enumerate(issue["_edits"])]
         if self.edits_newest_first:
             edits.reverse()
-        found = {}
+        found: dict[str, Any] = {}
         for alias, end, count in re.findall(r"(\w+)\s*:\s*userContentEdits\(\s*(first|last)\s*:\s*(\d+)\s*\)", query):
             chunk = edits[: int(count)] if end == "first" else edits[-int(count):]
             found[alias] = {"totalCount": len(edits), "nodes": chunk}
+        for alias, end, count, args in re.findall(r"(\w+)\s*:\s*timelineItems\(\s*(first|last)\s*:\s*(\d+)([^)]*)\)", query):
+            timeline = self._timeline(issue, end, int(count), variables.get("after") if "$after" in args else None)
+            if timeline is None:
+                return 200, {"data": None, "errors": [{"type": "INVALID_CURSOR_ARGUMENTS",
+                                                       "message": "`after` does not appear to be a valid cursor."}]}, {}
+            found[alias] = timeline
         return 200, {"data": {"repository": {"issue": found}}}, {}
+
+    def _timeline(self, issue: dict, end: str, count: int, after: str | None) -> dict | None:
+        events = issue["_events"]
+        start = 0
+        if after is not None:
+            try:
+                event_id = int(base64.b64decode(after).decode().removeprefix("cursor:v2:"))
+            except ValueError:
+                return None
+            start = next((i + 1 for i, e in enumerate(events) if e["id"] == event_id), None)
+            if start is None:
+                return None
+        chunk = events[start:start + count] if end == "first" else events[-count:]
+        kinds = {"closed": "ClosedEvent", "reopened": "ReopenedEvent", "labeled": "LabeledEvent", "unlabeled": "UnlabeledEvent"}
+        nodes = []
+        for event in chunk:
+            actor = event["actor"]
+            node = {"__typename": kinds[event["event"]],
+                    "actor": actor and {"__typename": actor["type"], "login": actor["login"].removesuffix("[bot]")}}
+            if "label" in event:
+                node["label"] = {"name": event["label"]["name"]}
+            nodes.append(node)
+        more = end == "first" and start + count < len(events)
+        return {"pageInfo": {"endCursor": self._cursor(chunk[-1]["id"]) if chunk else None, "hasNextPage": more},
+                "nodes": nodes}
 
     @staticmethod
     def _content(path: str, text: str, api: str) -> dict:

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlr_action.forges.github_controls import (
-    BOX,
-    CLOSE,
-    LABEL,
-    REOPEN,
-    asked,
-    body_editors,
-    control_rows,
-    event_actors,
-    find_command,
-    logins_to_check,
-)
+from mlr_action.forges.github_controls import control_rows, find_command, logins_to_check
+from mlr_action.forges.github_history import BOX, CLOSE, LABEL, REOPEN, asked, body_editors, event_actors
 from mlr_action.forges.github_dashboard import Command, Dashboard, Shown
 from mlr_action.forges.github_messages import PAUSED_LABEL, REPLY_LINES
 from mlr_action.ledger import EventRow

@@ -14,12 +14,16 @@ Guarantees:
   change, and only an issue the bot (an app) or someone with write access
   opened is taken for it. Its controls become ledger rows through
   :mod:`mlr_action.forges.github_controls`, which counts only what people with
-  write access are shown to have done: who closed, reopened or labelled the
-  issue comes from its events, who checked the box from the body's edit
-  history (GraphQL), and a command's author from the comment. What else
-  changed (a control nobody with write access made) is set back to the
-  campaign's state; what writers changed is never overwritten by the bot (a
-  click during a step counts next tick).
+  write access are shown to have done: every tick reads, in one GraphQL query,
+  the issue's close, reopen and label events since the cursor its hidden
+  marker keeps and the list of its body's edits (the texts of the edits
+  since the last read only when someone other than the bot made one), so a
+  writer's change counts even when someone else undid it before the tick; a
+  command's author comes from the comment. What else changed (a control
+  nobody with write access made) is set back to the campaign's state; what
+  writers changed is never overwritten by the bot (a click during a step
+  counts next tick). The marker is taken from the bot's own last write of
+  the body when someone else edited the body since.
 - People without write access get at most one reply per tick; a reply that
   fails (403, 5xx, a rate limit) is noted in the step's events and never
   aborts the tick.
@@ -53,21 +57,29 @@ from mlr_action.forges.github_api import (  # noqa: F401  (re-exported for calle
     is_bot,
     login_of,
 )
-from mlr_action.forges.github_controls import (
+from mlr_action.forges.github_controls import control_rows, logins_to_check, read_dashboard
+from mlr_action.forges.github_history import (
     BOX,
+    CLOSE,
+    EVENTS_LIMIT,
+    LABEL,
+    BodyHistory,
     asked,
     body_editors,
-    control_rows,
+    body_history,
+    box_changes,
     event_actors,
-    logins_to_check,
-    read_dashboard,
+    timeline_changes,
 )
 from mlr_action.forges.github_dashboard import (
+    DASHBOARD_MARKER,
     Dashboard,
+    Shown,
     clip,
     dashboard_title,
     is_dashboard,
     read_checkbox,
+    read_shown,
     render_dashboard,
     shown_for,
 )
@@ -92,11 +104,31 @@ class _Tick:
     published: set[str] = field(default_factory=set)
     writers: dict[str, bool] = field(default_factory=dict)  # login -> has write access, asked once a tick
     notes: list[str] = field(default_factory=list)  # for the step's events: what was ignored, what failed
+    events: str | None = None  # where the issue's events were read to, for the marker
+    edit: str | None = None  # the newest edit of the body read, for the marker
+    advance: bool = False  # someone else than the bot changed something: the marker must say how far it was read
+    texts: dict[str, str | None] = field(default_factory=dict)  # the body after each edit, as far as fetched
+
+
+BOX_REVISIONS = 20  # texts of the body fetched at most to tell who changed the box; beyond, every editor must write
 
 
 def _lf(text: str | None) -> str:
     """Bodies edited in the web UI come back with CRLF line ends."""
     return (text or "").replace("\r\n", "\n")
+
+
+def _whole_body(text: str | None) -> bool:
+    """Whether an edit's text is a whole dashboard body, as GitHub gives it (``diff`` holds the body after the edit)."""
+    return bool(text) and text.lstrip().startswith(DASHBOARD_MARKER)  # type: ignore[union-attr]
+
+
+def _box_ids(shown: Shown, body: BodyHistory) -> list[str]:
+    """The edits whose text tells who changed the box: the last one read, and those after it (when few)."""
+    since = body.since or ()
+    if len(since) > BOX_REVISIONS:
+        return []
+    return ([shown.edit] if shown.edit else []) + [edit_id for edit_id, _, _ in since]
 
 
 def publish_runs_with_gitsync(root: Path, *, message: str) -> None:
@@ -155,7 +187,7 @@ class GitHubForge:
                 number=issue.number, body=_lf(issue.body), open=issue.state == "open",
                 labels=[label.name for label in issue.labels],
                 comments=[(c.id, login_of(c), _lf(c.body)) for c in tick.comments], bot=login_of(issue))
-        tick.dash = dash = replace(dash, made_by=self._makers(issue, dash, state))
+        tick.dash = dash = self._history(issue, dash, state)
         writers = {login for login in logins_to_check(dash, state) if self._can_write(login)}
         controls = control_rows(dash, state, writers=writers, ts=self.clock().isoformat(timespec="seconds"))
         tick.seen = controls.seen
@@ -179,19 +211,102 @@ class GitHubForge:
             self._tick.writers[login] = self.api.can_write(login)
         return self._tick.writers[login]
 
-    def _makers(self, issue: Any, dash: Dashboard, state: Any) -> dict[str, tuple[str, ...]]:
-        """Who made each control that changed, as GitHub names them (only asked when one did)."""
+    def _history(self, issue: Any, dash: Dashboard, state: Any) -> Dashboard:
+        """The dashboard with the changes since the bot last read the issue (see github_controls)."""
+        tick = self._tick
+        if dash.shown is None:
+            return dash  # the marker is gone: only comments count, and the next marker starts the history anew
+        tick.events, tick.edit = dash.shown.events, dash.shown.edit
+        try:
+            return self._read_history(issue, dash, state)
+        except GitHubPermanentError as exc:  # nobody can be shown to have made anything: it does not count
+            tick.events, tick.edit, tick.advance = dash.shown.events, dash.shown.edit, False  # read it next tick
+            tick.notes.append(f"could not tell who changed the dashboard issue #{issue.number}: {exc}")
+            return dash
+
+    def _read_history(self, issue: Any, dash: Dashboard, state: Any) -> Dashboard:
+        tick, number, bot = self._tick, issue.number, dash.bot
+        shown = dash.shown
+        assert shown is not None
+        page = self._first_page(number, shown)
+        if page is None:  # GitHub no longer takes the cursor: compare with what was shown, and start anew from here
+            shown = replace(shown, events=None)
+            dash = replace(dash, shown=shown)
+            page = self.api.history(number, after=None, newest=True)
+        body = body_history(page.edits, total=page.total_edits, bot=bot, since=shown.edit)
+        if body.others_after_bot and body.bot_last:
+            text = self._texts(number, [body.bot_last, *_box_ids(shown, body)]).get(body.bot_last)  # one query
+            own = read_shown(text) if _whole_body(text) else None
+            if own is not None and own != shown:  # someone else rewrote the marker: the bot's word is its own write
+                tick.notes.append(f"ignored: a change of the hidden marker of the dashboard issue #{number} "
+                                  "by someone other than the bot")
+                tick.advance = True
+                dash = replace(dash, shown=own)
+                if own.events != shown.events:
+                    page = self.api.history(number, after=own.events, newest=own.events is None)
+                shown = own
+                body = body_history(page.edits, total=page.total_edits, bot=bot, since=shown.edit)
+        first, events, cursor = page, list(page.events), page.cursor
+        while page.more and shown.events is not None and len(events) < EVENTS_LIMIT:
+            page = self.api.history(number, after=cursor, edits=False)
+            events += page.events
+            cursor = page.cursor or cursor
+        if page.more and shown.events is not None:
+            tick.notes.append(f"read {len(events)} changes of the dashboard issue #{number}: the rest next tick")
+        tick.events = cursor or ("" if shown.events is None else shown.events)
+        tick.edit = body.newest  # edits GitHub no longer lists back to the last one read: compared with what was shown
+        tick.advance |= shown.events is None or shown.edit is None or any(actor != bot for _, actor, _ in events)
+        tick.advance |= any(editor != bot for _, _, editor in body.since or ())
+
         wanted = asked(dash, state)
         made: dict[str, tuple[str, ...]] = {}
-        try:
+        changes = {}
+        if shown.events is None:  # no cursor yet: who made what differs from what the bot showed (the newest event)
             if wanted - {BOX}:
-                made.update(event_actors(self.api.events(issue), wanted=wanted, dash=dash))
-            if BOX in wanted:
-                chunks, total = self.api.body_edits(issue.number)
-                made[BOX] = body_editors(chunks, total=total, bot=login_of(issue), kept=bool(dash.shown and dash.shown.kept))
-        except GitHubPermanentError as exc:  # nobody can be shown to have made them: they do not count
-            self._tick.notes.append(f"could not tell who changed the dashboard issue #{issue.number}: {exc}")
-        return made
+                made.update(event_actors(reversed(events), wanted=wanted, dash=dash))
+        else:
+            found = timeline_changes(events)
+            changes = {control: tuple(c for c in found if c.control == control) for control in (CLOSE, LABEL)}
+        box = self._box_changes(issue, shown, body)
+        if box is not None:
+            changes[BOX] = tuple(box)
+        elif BOX in wanted:
+            made[BOX] = body_editors(first.edits, total=first.total_edits, bot=bot, kept=shown.kept)
+        return replace(dash, made_by=made, changes=changes)
+
+    def _first_page(self, number: int, shown: Shown) -> Any:
+        """The history after the marker's cursor; None when GitHub answers that it does not take that cursor."""
+        try:
+            return self.api.history(number, after=shown.events, newest=shown.events is None)
+        except GitHubPermanentError as exc:
+            if not shown.events or exc.status != 200:  # a refusal of the request itself, not of the cursor
+                raise
+            self._tick.notes.append(f"GitHub did not take where the history was read to on the dashboard issue "
+                                    f"#{number} ({exc.detail[:100]}): compared with what the bot showed instead")
+            return None
+
+    def _box_changes(self, issue: Any, shown: Shown, body: BodyHistory) -> list[Any] | None:
+        """Who checked or unchecked the box since the last read; None when that cannot be told."""
+        since = body.since
+        if since is None or len(since) > BOX_REVISIONS:
+            return None
+        if all(editor == login_of(issue) for _, _, editor in since):
+            # Only the bot's own writes: an app's mirror the campaign's state. A person's token runs the bot:
+            # their clicks carry its login, and every editor since the bot's last write decides instead.
+            return [] if is_bot(issue) else None
+        ids = _box_ids(shown, body)
+        texts = self._texts(issue.number, ids)
+        if not all(_whole_body(texts.get(i)) for i in ids if texts.get(i) is not None):
+            return None  # not the whole body after each edit (as GitHub gives it): who clicked is unknown
+        base = read_checkbox(texts.get(shown.edit) or "") if shown.edit else shown.paused
+        if shown.edit and texts.get(shown.edit) is None:
+            return None
+        return box_changes([(editor, texts.get(edit_id)) for edit_id, _, editor in since], base=base)
+
+    def _texts(self, number: int, ids: list[str]) -> dict[str, str | None]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._tick.texts]
+        self._tick.texts.update(self.api.revisions(number, missing))
+        return self._tick.texts
 
     # -- the end of a step ---------------------------------------------------------
 
@@ -214,18 +329,20 @@ class GitHubForge:
 
     def _sync_dashboard(self, program: Any, state: Any, used: Any) -> Any:
         tick = self._tick
-        shown = shown_for(state, seen=tick.seen)
+        shown = shown_for(state, seen=tick.seen, events=tick.events, edit=tick.edit)
         stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
         now = max(stamps) if stamps else self.clock().isoformat(timespec="seconds")
 
-        def render(checkbox: bool, kept: bool = False) -> str:
-            marker = replace(shown, kept=True) if kept else shown
+        def render(checkbox: bool, kept: bool = False, marker: Shown = shown) -> str:
+            marker = replace(marker, kept=True) if kept else marker
             return clip(redact(render_dashboard(program=program, state=state, used=used, shown=marker, checkbox=checkbox, now=now)))
 
         human_stop = state.stopped is not None and state.stopped.reason == "human"
         if tick.dashboard is None:
+            fresh = replace(shown, events="", edit="")  # its whole history is new
             labels = [msg.DASHBOARD_LABEL] + ([msg.PAUSED_LABEL] if state.paused else [])
-            issue = self.api.create_issue(title=dashboard_title(program, state), body=render(state.paused), labels=labels,
+            issue = self.api.create_issue(title=dashboard_title(program, state), body=render(state.paused, marker=fresh),
+                                          labels=labels,
                                           also=(msg.PAUSED_LABEL,))  # so people find it in the labels menu
             if human_stop:
                 self.api.edit(issue, state="closed")
@@ -240,8 +357,12 @@ class GitHubForge:
             changes["state"] = "closed"  # closed mirrors a stop by a person, so reopening it resumes
         elif not dash.open and state.stopped is None:
             changes["state"] = "open"
-        body = render(state.paused)
-        if body != _lf(issue.body):
+        body, current = render(state.paused), _lf(issue.body)
+        if body != current and not tick.advance and dash.shown is not None:
+            # Only the history read since moved (the bot's own events and writes): read it again next time.
+            unread = replace(shown, events=dash.shown.events, edit=dash.shown.edit)
+            body = current if render(state.paused, marker=unread) == current else body
+        if body != current:
             fresh = _lf(self.api.get_body(issue.number))
             clicked = read_checkbox(fresh)
             if clicked is not None and clicked != dash.checkbox:

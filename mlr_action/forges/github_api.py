@@ -118,14 +118,34 @@ def is_bot(item: Any) -> bool:
     return bool(item.user) and (item.user.type == "Bot" or item.user.login.endswith("[bot]"))
 
 
-_EDITS = """query($owner: String!, $name: String!, $number: Int!) {
+_ACTOR = "actor { __typename login }"
+_TIMELINE = """timeline: timelineItems(%(range)s, itemTypes: [CLOSED_EVENT, REOPENED_EVENT, LABELED_EVENT, UNLABELED_EVENT]) {
+        pageInfo { endCursor hasNextPage }
+        nodes { __typename ... on ClosedEvent { %(actor)s } ... on ReopenedEvent { %(actor)s }
+                ... on LabeledEvent { %(actor)s label { name } } ... on UnlabeledEvent { %(actor)s label { name } } }
+      }"""
+_EDITS = """head: userContentEdits(first: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }
+      tail: userContentEdits(last: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }"""
+_HISTORY = """query($owner: String!, $name: String!, $number: Int!%(after_var)s) {
   repository(owner: $owner, name: $name) {
     issue(number: $number) {
-      head: userContentEdits(first: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }
-      tail: userContentEdits(last: %(n)d) { totalCount nodes { id editedAt editor { __typename login } } }
+      %(parts)s
     }
   }
 }"""
+_REVISIONS = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on UserContentEdit { id diff } } }"
+_EVENT_KINDS = {"ClosedEvent": "closed", "ReopenedEvent": "reopened", "LabeledEvent": "labeled", "UnlabeledEvent": "unlabeled"}
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One read of an issue's history: close, reopen and label events, and (when asked) its body's edits."""
+
+    events: list[tuple[str, str, str]]  # ``(event, actor login, label name)``, oldest first
+    cursor: str | None  # where the next read starts; None when nothing came after ``after``
+    more: bool  # there are more events after this page
+    edits: list[list[tuple[str, str, str]]]  # the first and the last edits ``(id, edited_at, editor)``
+    total_edits: int
 
 
 def _editor(actor: Any) -> str:
@@ -220,34 +240,67 @@ class GitHubAPI:
                 if present:
                     raise  # removing a label someone removed meanwhile is done
 
-    def events(self, issue: Any) -> Iterator[tuple[str, str, str]]:
-        """``(event, actor login, label name)`` of the issue's events, newest first, pages fetched as read."""
-        with self.calling(f"reading the events of issue #{issue.number}"):
-            for event in issue.get_events().reversed:
-                label = event.label.name if event.event in ("labeled", "unlabeled") and event.label else ""
-                yield event.event, event.actor.login if event.actor else "", label
-
-    def body_edits(self, number: int, *, count: int = 50) -> tuple[list[list[tuple[str, str, str]]], int]:
-        """The first and the last ``count`` edits of an issue's body as ``(id, edited_at, editor login)``, and
-        how many there are (GraphQL ``userContentEdits``; apps get their REST login, ``name[bot]``)."""
-        with self.calling(f"reading the edit history of issue #{number}"):
+    def _graphql(self, doing: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The ``data`` of a GraphQL answer; errors in it are a refusal (GitHubPermanentError)."""
+        with self.calling(doing):
             requester = self.repo._requester  # PyGithub has no GraphQL call common to the versions we support
-            _, data = requester.requestJsonAndCheck("POST", requester.graphql_url, input={
-                "query": _EDITS % {"n": count},
-                "variables": {"owner": self.settings.owner, "name": self.settings.repository.split("/")[1],
-                              "number": number}})
-        issue = ((data or {}).get("data") or {}).get("repository") or {}
-        issue = issue.get("issue") or {}
-        if (data or {}).get("errors") or not issue:
-            detail = "; ".join(str(e.get("message", e)) for e in (data or {}).get("errors") or []) or "no issue"
-            raise GitHubPermanentError(msg.refused(f"reading the edit history of issue #{number}", 200, redact(detail)[:300]))
+            _, data = requester.requestJsonAndCheck("POST", requester.graphql_url,
+                                                    input={"query": query, "variables": variables})
+        data = data if isinstance(data, dict) else {}
+        if data.get("errors") or not isinstance(data.get("data"), dict):
+            detail = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
+                               for e in data.get("errors") or []) or "no data"
+            raise GitHubPermanentError(msg.refused(doing, 200, redact(detail)[:300]), 200, detail)
+        return data["data"]
+
+    def history(self, number: int, *, after: str | None, newest: bool = False, edits: bool = True,
+                count: int = 100, edit_count: int = 50) -> HistoryPage:
+        """The issue's close, reopen and label events after the cursor ``after`` (from the first with None), or
+        the ``newest`` ones, ``count`` at most; with ``edits``, the first and the last ``edit_count`` edits of its
+        body as ``(id, edited_at, editor login)`` and how many there are (GraphQL ``timelineItems`` and
+        ``userContentEdits``; apps get their REST login, ``name[bot]``)."""
+        doing = f"reading the history of issue #{number}"
+        variables: dict[str, Any] = {"owner": self.settings.owner, "name": self.settings.repository.split("/")[1],
+                                     "number": number}
+        if newest:
+            span, after_var = f"last: {count}", ""
+        else:
+            span, after_var = f"first: {count}, after: $after", ", $after: String"
+            variables["after"] = after or None
+        parts = _TIMELINE % {"range": span, "actor": _ACTOR}
+        if edits:
+            parts += "\n      " + _EDITS % {"n": edit_count}
+        data = self._graphql(doing, _HISTORY % {"after_var": after_var, "parts": parts}, variables)
+        issue = (data.get("repository") or {}).get("issue")
+        if not isinstance(issue, dict):
+            raise GitHubPermanentError(msg.refused(doing, 200, "no issue"))
+        timeline = issue.get("timeline") or {}
+        events = []
+        for node in timeline.get("nodes") or []:
+            kind = _EVENT_KINDS.get((node or {}).get("__typename", ""))
+            if kind:
+                events.append((kind, _editor(node.get("actor")), str((node.get("label") or {}).get("name") or "")))
+        info = timeline.get("pageInfo") or {}
         chunks, total = [], 0
-        for part in (issue.get("head") or {}, issue.get("tail") or {}):
+        for part in (issue.get("head") or {}, issue.get("tail") or {}) if edits else ():
             total = max(total, int(part.get("totalCount") or 0))
             chunks.append([(str(n.get("id")), str(n.get("editedAt") or ""), _editor(n.get("editor")))
                            for n in part.get("nodes") or [] if n])
-        return chunks, total
+        cursor = info.get("endCursor")
+        return HistoryPage(events=events, cursor=str(cursor) if cursor else None, more=bool(info.get("hasNextPage")),
+                           edits=chunks, total_edits=total)
 
+    def revisions(self, number: int, ids: list[str]) -> dict[str, str | None]:
+        """The text of the body after each of the edits ``ids`` (GraphQL ``UserContentEdit.diff``, which holds the
+        whole body); None for one GitHub does not give (a deleted revision)."""
+        if not ids:
+            return {}
+        data = self._graphql(f"reading the edits of issue #{number}", _REVISIONS, {"ids": ids})
+        texts: dict[str, str | None] = {i: None for i in ids}
+        for node in data.get("nodes") or []:
+            if isinstance(node, dict) and node.get("id") in texts and isinstance(node.get("diff"), str):
+                texts[str(node["id"])] = node["diff"]
+        return texts
 
     def ensure_labels(self, names: list[str]) -> None:
         from github import GithubException, UnknownObjectException

@@ -1,28 +1,22 @@
 """The dashboard's controls: what people did, who did it, and which of it counts.
 
 Pure: no I/O and no clock. The adapter (:mod:`mlr_action.forges.github`)
-reads the issue with :func:`read_dashboard`, asks :func:`asked` which
-controls differ from what the bot last showed, finds who made each of those
-(:func:`event_actors` over the issue's events, :func:`body_editors` over the
-body's edit history), asks GitHub which of them and of the commenters have
-write access, and gets the ledger rows and at most one reply from
-:func:`control_rows`.
+reads the issue with :func:`read_dashboard` and the changes since the bot
+last read it (:mod:`mlr_action.forges.github_history`, which says who made
+each), asks GitHub which of the people named and of the commenters have
+write access (:func:`logins_to_check`), and gets the ledger rows and at most
+one reply from :func:`control_rows`.
 
 Guarantees:
 
-- Only people with write access steer, by any means. A control counts only
-  when everyone GitHub names as having made it has write access: the actor
-  of the last ``closed`` or ``reopened`` event for closing and reopening, of
-  the last ``labeled``/``unlabeled`` event of the pause label for the label,
-  and every editor of the body since the bot last wrote it for the pause box
-  (since the write before, when the last one kept a person's click).
-- Fail safe: a control nobody with write access can be shown to have made
-  (GitHub names no one, names someone without write access, or its events do
-  not match what the issue shows) is ignored, a pause included. Pausing
-  spends nothing, but a pause by someone without write access is a denial of
-  service. The adapter then shows the campaign's state again (reopens,
-  closes, sets the label and the box back), so an ignored control never
-  lingers to count later.
+- Only people with write access steer, by any means: a writer's close,
+  pause label or pause box counts even when someone without write access
+  undid it before the tick, and anything else is ignored, a pause included
+  (pausing spends nothing, but a pause by someone without write access is a
+  denial of service). The adapter then shows the campaign's state again
+  (reopens, closes, sets the label and the box back), so an ignored control
+  never lingers to count later. Who made what, and what happens without the
+  issue's history, is in :mod:`mlr_action.forges.github_history`.
 - A writer's comment holds a command only where it reads as one: a line of
   a top-level paragraph that starts, in plain text, with ``/mlr stop``,
   ``/mlr pause`` or ``/mlr resume`` (the comment is parsed as Markdown, HTML
@@ -41,7 +35,7 @@ Guarantees:
   (one command alone gets the one-line reply it always had).
 - A control the bot's own login made (an app) is neither a request nor
   answered: it is the bot's mirror of an earlier state.
-- Where a writer's controls disagree, pausing wins: it spends nothing.
+- Where writers' controls disagree in one tick, stopping and pausing win: they spend nothing.
 """
 
 from __future__ import annotations
@@ -50,15 +44,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection, Iterable
+from typing import Any, Collection
 
 from mlr_action.forges.github_dashboard import Command, Dashboard, Shown, read_checkbox, read_shown
+from mlr_action.forges.github_history import BOX, CLOSE, DOING, LABEL, REOPEN, apply_history
 from mlr_action.forges.github_messages import PAUSED_LABEL, Ignored, ignored_reply
 from mlr_action.ledger import EventRow
 from mlr_action.state import CampaignState
 
-CLOSE, REOPEN, LABEL, BOX = "close-issue", "reopen-issue", "label", "checkbox"  # also the rows' ``control``
-EVENTS_LIMIT = 300  # issue events read back (newest first) to find who closed, reopened or labelled
 
 _COMMAND = re.compile(r"/mlr[ \t]+(stop|pause|resume)\b", re.I)
 _LOOKS_LIKE = re.compile(r"^[ \t]*\\?/mlr[ \t]+(stop|pause|resume)\b", re.M | re.I)  # cheap, before any parse
@@ -148,80 +141,10 @@ def pending_commands(dash: Dashboard, state: CampaignState) -> list[Command]:
     return [c for c in dash.commands if c.comment_id > seen and c.comment_id not in done]
 
 
-# --- Who made a control ------------------------------------------------------------
-
-
-def asked(dash: Dashboard, state: CampaignState) -> set[str]:
-    """The controls that differ from what the bot last showed and may change the campaign: whose maker to find."""
-    shown = dash.shown
-    if shown is None:
-        return set()
-    found = set()
-    human_stop = state.stopped is not None and state.stopped.reason == "human"
-    if not dash.open and state.stopped is None and shown.state != "stopped":
-        found.add(CLOSE)
-    if dash.open and human_stop and shown.human_stop:
-        found.add(REOPEN)
-    if dash.label != shown.label:
-        found.add(LABEL)
-    if dash.checkbox is not None and dash.checkbox != shown.paused:
-        found.add(BOX)
-    return found
-
-
-def event_actors(events: Iterable[tuple[str, str, str]], *, wanted: Collection[str], dash: Dashboard,
-                 limit: int = EVENTS_LIMIT) -> dict[str, tuple[str, ...]]:
-    """Who made the ``wanted`` issue-state controls, from ``(event, actor, label)`` newest first.
-
-    The newest ``closed``/``reopened`` event must be the one the issue shows,
-    and the newest event of the pause label must match whether it is there;
-    otherwise (or when there is none within ``limit``) nobody is named.
-    """
-    wanted = {w for w in wanted if w in (CLOSE, REOPEN, LABEL)}
-    found: dict[str, tuple[str, ...]] = {}
-    events = iter(events)
-    for _ in range(limit):
-        if not wanted - found.keys():
-            break
-        event, actor, label = next(events, ("", "", ""))
-        if not event:
-            break
-        if event in ("closed", "reopened"):
-            for control, kind in ((CLOSE, "closed"), (REOPEN, "reopened")):
-                if control in wanted and control not in found:
-                    found[control] = (actor,) if event == kind and actor else ()
-        elif event in ("labeled", "unlabeled") and label == PAUSED_LABEL and LABEL in wanted and LABEL not in found:
-            found[LABEL] = (actor,) if (event == "labeled") == dash.label and actor else ()
-    return found
-
-
-def body_editors(chunks: list[list[tuple[str, str, str]]], *, total: int, bot: str, kept: bool) -> tuple[str, ...]:
-    """Who edited the body since the bot's last write (the one before, when that one ``kept`` a click).
-
-    ``chunks`` are lists of ``(id, edited_at, editor)`` that GitHub gave (the
-    first and the last edits, in whatever order it lists them) out of
-    ``total``; ``()`` when the history does not reach back that far. An edit
-    in the same second as the bot's counts as after it.
-    """
-    edits = {edit[0]: edit for chunk in chunks for edit in chunk}
-    complete = len(edits) >= total
-    if not complete:  # a gap in the middle: only the chunk with the newest edit runs up to now
-        newest = max(chunks, key=lambda chunk: max((edit[1] for edit in chunk), default=""))
-        edits = {edit[0]: edit for edit in newest}
-    ordered = sorted(edits.values(), key=lambda edit: edit[1])
-    writes = [at for _, at, who in ordered if who == bot]
-    need = 2 if kept else 1
-    if len(writes) < need and not complete:
-        return ()
-    since = writes[-need] if len(writes) >= need else ""
-    people = tuple(dict.fromkeys(who for _, at, who in ordered if who != bot and at >= since))
-    # Only the bot's own login since: a person's token runs the bot, so their clicks carry its login.
-    return people or ((bot,) if ordered and ordered[-1][2] == bot else ())
-
-
 def logins_to_check(dash: Dashboard, state: CampaignState) -> set[str]:
     """Everyone whose write access decides something this tick."""
     made = {login for who in dash.made_by.values() for login in who if login}
+    made |= {change.by for changes in dash.changes.values() for change in changes if change.by}
     return made | {c.login for c in pending_commands(dash, state)}
 
 
@@ -234,13 +157,6 @@ class Controls:
     reply: str | None  # one reply for everything ignored this tick, or None
     seen: int
     ignored: tuple[str, ...] = ()  # what was ignored, for the log
-
-
-_DOING = {  # what a person did, for the rows, the reply and the log; the label and the box by direction
-    CLOSE: "closed", REOPEN: "reopened",
-    (LABEL, True): f"added the `{PAUSED_LABEL}` label to", (LABEL, False): f"removed the `{PAUSED_LABEL}` label from",
-    (BOX, True): "checked the pause box on", (BOX, False): "unchecked the pause box on",
-}
 
 
 class _Tally:
@@ -278,19 +194,19 @@ class _Tally:
         """Closing, reopening, the box and the label, against what the bot last showed."""
         dash, where = self.dash, self.where
         if not dash.open and self.stop_reason is None and shown.state != "stopped":
-            who = self.writer(CLOSE, _DOING[CLOSE])
+            who = self.writer(CLOSE, DOING[CLOSE])
             if who:
                 self.add("stopped", f"@{who} closed {where}", by=who, control=CLOSE)
         elif dash.open and self.stop_reason == "human" and shown.human_stop:
-            who = self.writer(REOPEN, _DOING[REOPEN])
+            who = self.writer(REOPEN, DOING[REOPEN])
             if who:
                 self.add("resumed", f"@{who} reopened {where}", by=who, control=REOPEN)
         wants = []
         for control, value, was in ((BOX, dash.checkbox, shown.paused), (LABEL, dash.label, shown.label)):
             if value is not None and value != was:
-                who = self.writer(control, _DOING[control, value])
+                who = self.writer(control, DOING[control, value])
                 if who:
-                    wants.append((value, f"@{who} {_DOING[control, value]} {where}", control, who))
+                    wants.append((value, f"@{who} {DOING[control, value]} {where}", control, who))
         if wants and self.stop_reason is None:
             paused, detail, control, who = max(wants, key=lambda w: w[0])  # pausing wins
             if paused != self.paused:
@@ -315,7 +231,7 @@ class _Tally:
 
     def notes(self) -> tuple[str, ...]:
         said = Counter((c.login, c.verb) for c in self.commands)
-        return tuple(f"ignored: {i.describe()} {self.where} (only people with write access steer the campaign)"
+        return tuple(f"ignored: {i.line(self.where)} (only people with write access steer the campaign)"
                      for i in self.ignored) + tuple(
             f"ignored: @{login} commented `/mlr {verb}` on {self.where}{f' {n} times' if n > 1 else ''} (no write access)"
             for (login, verb), n in said.items())
@@ -323,7 +239,11 @@ class _Tally:
 
 def control_rows(dash: Dashboard, state: CampaignState, *, writers: Collection[str], ts: str) -> Controls:
     """The rows the dashboard asks for, given who among the people named may write."""
+    ignored: list[Ignored] = []
+    if dash.shown is not None and dash.changes:
+        dash, ignored = apply_history(dash, writers)
     tally = _Tally(dash, state, writers, ts)
+    tally.ignored += ignored
     if dash.shown is not None:
         tally.issue_controls(dash.shown)
     for command in pending_commands(dash, state):

@@ -9,12 +9,15 @@ Guarantees:
 
 - The body starts with a hidden marker holding what the bot last showed
   (:class:`Shown`): the campaign's state, whether the pause box was checked
-  and the pause label set, the last comment read, and whether the box was
-  left as a person clicked it during the bot's last write (``kept``). A
-  control counts as a request only where it differs from what the bot last
-  showed, so the same dashboard yields no new rows on the next tick, and a
-  control the bot has not mirrored yet (after a failed write) is never taken
-  for a person's request.
+  and the pause label set, the last comment read, whether the box was left
+  as a person clicked it during the bot's last write (``kept``), and how far
+  the bot has read the issue's history: its close, reopen and label events
+  (``events``, GitHub's cursor) and its body's edits (``edit``, the newest
+  one read). A control counts as a request only where a change made since
+  then asks for it (or, without that history, where the issue differs from
+  what the bot last showed), so the same dashboard yields no new rows on the
+  next tick, and a control the bot has not mirrored yet (after a failed
+  write) is never taken for a person's request.
 - The controls sit above everything that grows. :func:`render_dashboard`
   trims the experiments table first, then whole sections, then the tail, to
   stay under GitHub's body limit; the marker and controls are never cut.
@@ -63,11 +66,18 @@ class Shown:
     label: bool = False  # the pause label was set
     seen: int = 0  # the last comment id read
     kept: bool = False  # the box shows a person's click made while the bot wrote (it counts next tick)
+    events: str | None = None  # where the issue's events were read to (GitHub's cursor; "": none yet; None: unknown)
+    edit: str | None = None  # the newest edit of the body read ("": none yet; None: unknown)
 
     def marker(self) -> str:
-        data = {"state": self.state, "reason": self.reason, "paused": self.paused, "label": self.label, "seen": self.seen}
+        data: dict[str, object] = {"state": self.state, "reason": self.reason, "paused": self.paused,
+                                   "label": self.label, "seen": self.seen}
         if self.kept:
             data["kept"] = True
+        if self.events is not None:
+            data["ev"] = self.events
+        if self.edit is not None:
+            data["ed"] = self.edit
         text = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
         return f"{DASHBOARD_MARKER} {text} -->"  # no "-->" inside: a ledger value cannot end the comment
 
@@ -87,6 +97,15 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One change of a control since the bot last read the issue, as GitHub names who made it."""
+
+    control: str  # github_controls.CLOSE (``on``: closed), LABEL (``on``: the pause label set) or BOX (``on``: checked)
+    on: bool
+    by: str  # "" when GitHub names nobody
+
+
+@dataclass(frozen=True)
 class Dashboard:
     """The dashboard issue as observed at the start of a step."""
 
@@ -101,6 +120,10 @@ class Dashboard:
     bot: str = ""  # who opened it: the bot's login
     # Who made each changed control (see github_controls.asked), as GitHub names them; () when it does not.
     made_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every change of a control since the bot last read the issue, oldest first, for the controls whose history
+    # is known (github_controls.CLOSE, LABEL, BOX); for the others, what differs from what the bot last showed
+    # is the request, made by ``made_by``.
+    changes: Mapping[str, tuple[Change, ...]] = field(default_factory=dict)
 
 
 def is_dashboard(body: str | None) -> bool:
@@ -114,9 +137,14 @@ def read_shown(body: str) -> Shown | None:
     try:
         data = json.loads(match.group(1))
         return Shown(state=str(data["state"]), reason=str(data.get("reason", "")), paused=bool(data["paused"]),
-                     label=bool(data["label"]), seen=int(data.get("seen", 0)), kept=data.get("kept") is True)
-    except (ValueError, KeyError, TypeError):
+                     label=bool(data["label"]), seen=int(data.get("seen", 0)), kept=data.get("kept") is True,
+                     events=_text(data.get("ev")), edit=_text(data.get("ed")))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _text(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) else None
 
 
 def read_checkbox(body: str) -> bool | None:
@@ -131,10 +159,10 @@ def set_checkbox(body: str, checked: bool) -> str:
 # --- Rendering ---------------------------------------------------------------
 
 
-def shown_for(state: CampaignState, *, seen: int) -> Shown:
+def shown_for(state: CampaignState, *, seen: int, events: str | None = None, edit: str | None = None) -> Shown:
     """What the bot shows for ``state``: the box and the label mirror the pause."""
     return Shown(state=campaign_status(state), reason=state.stopped.reason if state.stopped else "",
-                 paused=state.paused, label=state.paused, seen=seen)
+                 paused=state.paused, label=state.paused, seen=seen, events=events, edit=edit)
 
 
 def dashboard_title(program: Program, state: CampaignState) -> str:

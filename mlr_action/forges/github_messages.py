@@ -256,10 +256,15 @@ class Ignored(NamedTuple):
 
     what: str  # "closed", "checked the pause box on", ...
     by: tuple[str, ...]  # the people GitHub names without write access; () when it names nobody
+    times: int = 1  # how often since the last tick
 
     def describe(self) -> str:
         who = " and ".join(f"@{login}" for login in self.by) if self.by else "someone GitHub does not name"
         return f"{who} {self.what}"
+
+    def line(self, where: str) -> str:
+        """``@tri closed <where> (3 times)``."""
+        return f"{self.describe()} {where}" + (f" ({self.times} times)" if self.times > 1 else "")
 
 
 def ignored_command(login: str, verb: str) -> str:
@@ -276,7 +281,7 @@ def ignored_reply(commands: list[tuple[int, str, str]], controls: list[Ignored])
     else:
         counts = Counter((login, verb) for _, login, verb in commands)
         lines = [f"- `/mlr {verb}` from @{login}" + (f" ({n} times)" if n > 1 else "") for (login, verb), n in counts.items()]
-        lines += [f"- {item.describe()} this issue" for item in controls]
+        lines += [f"- {item.line('this issue')}" for item in controls]
         if len(lines) > REPLY_LINES:
             lines = [*lines[:REPLY_LINES], f"- and {len(lines) - REPLY_LINES} more"]
         text = ("Only people with write access to this repository can pause, resume or stop the campaign, "
