@@ -14,7 +14,7 @@ log = logging.getLogger("train")
 @click.command()
 @click.option("--learning-rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.1, show_default=True,
               help="Shrinkage applied to each tree.")
-@click.option("--n-estimators", type=click.IntRange(min=1), default=60, show_default=True, help="Boosting rounds.")
+@click.option("--n-estimators", type=click.IntRange(min=1), default=40, show_default=True, help="Boosting rounds.")
 @click.option("--max-depth", type=int, default=3, show_default=True, help="Depth of each tree.")
 @click.option("--subsample", default=1.0, show_default=True, help="Fraction of rows each tree sees.")
 @click.option("--loss", type=click.Choice(["squared_error", "absolute_error", "huber"]), default="squared_error")
@@ -24,7 +24,7 @@ log = logging.getLogger("train")
 @click.option("-v", "--verbose", is_flag=True, help="Log every stage.")
 def main(learning_rate, n_estimators, max_depth, subsample, loss, seed, data_dir, verbose):
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s")
-    X, y = make_regression(n_samples=500, n_features=12, noise=8.0, random_state=3)
+    X, y = make_regression(n_samples=300, n_features=12, noise=8.0, random_state=3)
     X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.25, random_state=3)
     model = GradientBoostingRegressor(
         learning_rate=learning_rate, n_estimators=n_estimators, max_depth=max_depth,
