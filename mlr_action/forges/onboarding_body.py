@@ -47,7 +47,9 @@ def _left(draft) -> list[str]:
     items = [f"- {code(origin)}: {why}" for origin, why in left[:MAX_LEFT]]
     if len(left) > MAX_LEFT:
         items.append(f"- and {len(left) - MAX_LEFT} more")
-    return [f"<details><summary>Arguments left out ({len(left)})</summary>", "", *items, "", "</details>", ""]
+    return ["<details>", "", "<summary>Arguments left out and why</summary>", "",
+            f"{len(left)} arguments of the script are not in the draft; they keep the script's defaults.", "",
+            *items, "", "</details>", ""]
 
 
 def _metric(draft) -> list[str]:

@@ -96,7 +96,7 @@ def _call_texts(call: ast.Call) -> list[str]:
     if not call.args:
         return []
     parts = [_text(a) for a in call.args]
-    dicts = [_dict_text(a) for a in call.args]
+    dicts = [_dict_text(a) for a, text in zip(call.args, parts) if text is None]
     first = parts[0]
     if len(call.args) > 1 and first is not None and _PERCENT.search(first):  # logger.info("loss=%.3f", loss)
         joined = _PERCENT.sub(HOLE, first)
