@@ -271,8 +271,6 @@ def cmd_init(args: argparse.Namespace) -> int:
         envelope = None
     print(f"wrote {path}, drafted from {draft.script} (read, never run):\n")
     print(text_summary(draft, envelope))
-    for note in draft.notes:
-        print(f"  note: {note}")
     print("\nReview the search space, the metric and the budget envelope, then run `mlr validate`.")
     return OK
 

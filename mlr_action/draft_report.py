@@ -5,8 +5,8 @@ Guarantees (pure): one :class:`Row` per parameter the draft searches, offers
 in the script (option, default, file and line) and why that range; the
 arguments left out, each with its reason; the metric's evidence as the
 script's own lines. Text from the repository is returned as it is: the
-Markdown writer shows it through :mod:`mlr_action.markup`, the terminal as
-plain text.
+Markdown writer shows it through :mod:`mlr_action.markup`; the terminal
+summary escapes every control character (:func:`mlr_action.markup.visible`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlr_action.draft_text import yaml_value
+from mlr_action.markup import visible
 
 ROLE_WORDS = {"search": "searched", "offer": "offered (commented out)", "fixed": "fixed"}
 
@@ -70,13 +71,17 @@ def text_summary(draft, envelope: str | None) -> str:
     out = [f"script: {draft.script} (arguments read as {draft.style or 'none: it reads no arguments'})"]
     for row in rows(draft):
         out.append(f"  {ROLE_WORDS[row.role]:<24} {row.name}: {row.value}  <- {row.source}")
-    left = left_out(draft)
-    if left:
-        out.append("  left out: " + "; ".join(f"{origin} ({why})" for origin, why in left[:12])
-                   + (f"; and {len(left) - 12} more" if len(left) > 12 else ""))
+    grouped: dict[str, list[str]] = {}
+    for origin, why in left_out(draft):
+        grouped.setdefault(why, []).append(origin)
+    for why, origins in grouped.items():
+        shown = ", ".join(origins[:8]) + (f" and {len(origins) - 8} more" if len(origins) > 8 else "")
+        out.append(f"  {'left out':<24} {shown}: {why}")
     out.append(f"metric: {draft.direction} {draft.metric} ({direction_reason(draft)})")
     out += [f"  printed at line {line}: {text}" for line, text in evidence(draft)]
     out.append(f"hardware: {draft.hardware.replace('`', '')}")
     if envelope:
         out += ["", envelope]
-    return "\n".join(out)
+    if draft.notes:
+        out += ["", "Check before you merge or run it:", *(f"  - {note}" for note in draft.notes)]
+    return "\n".join(visible(line) for line in "\n".join(out).split("\n"))  # no control character reaches a terminal

@@ -186,3 +186,19 @@ def test_a_hostile_script_cannot_render_anything_on_the_pull_request(tmp_path):
     assert rendered_from_outside(issue["body"]) == []
     assert "evil.example" not in drafted and "octocat" not in drafted  # nothing of it reaches program.md
     assert parse_program(drafted, root=tmp_path).campaign.params.keys() == {"lr"}
+
+
+def test_mlr_init_prints_no_control_character_from_the_script(tmp_path, capsys):
+    (tmp_path / "train.py").write_text("print(f'val_loss={1} \x1b]0;owned\x07 \x1b[2J')\n")
+    assert cli.main(["init", "--repo", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\u001b" in out  # shown, escaped
+
+
+def test_the_drafted_pull_request_in_the_docs_is_the_one_the_bot_opens(tmp_path):
+    docs = (Path(__file__).parent.parent / "docs" / "github-action.md").read_text()
+    shown = docs.split("A drafted pull request, for a PyTorch", 1)[1].split("````markdown\n", 1)[1].split("\n````", 1)[0]
+    shutil.copytree(CORPUS / "pytorch_mnist", tmp_path / "mnist")
+    _, pull, _ = onboard(tmp_path / "mnist")
+    assert shown == pull["body"].rstrip("\n")
