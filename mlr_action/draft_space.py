@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlr_action.redaction import holds_secret
 from mlr_action.scriptinfo.model import Argument
 
 MAX_SEARCHED = 4  # a first campaign of ~8 jobs learns little about more dimensions than this
@@ -148,7 +149,7 @@ def _plain_choice(value: Any) -> bool:
         return False
     if isinstance(value, (int, float)):
         return math.isfinite(value)
-    return isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z0-9_.+/-]{1,60}", value))
+    return isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z0-9_.+/-]{1,60}", value)) and not holds_secret(value)
 
 
 def _numeric(arg: Argument, words: set[str], joined: str) -> tuple[int, Choice]:
