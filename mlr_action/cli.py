@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("init", help="draft program.md from the template")
+    p = sub.add_parser("init", help="draft program.md for this repository's training script (read, never run)")
     _common(p)
+    p.add_argument("--script", default=None, help="the training script (default: found in the repository)")
+    p.add_argument("--metric", default=None, help="the metric's name (default: read from what the script prints)")
+    p.add_argument("--target", type=float, default=None, help="stop when the best metric reaches this (default: none)")
 
     sub.add_parser("guard", help="Claude Code PreToolUse hook: allow or deny spend against program.md")
     return parser
@@ -243,18 +247,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from mlr_action.draft import draft_program
+    from mlr_action.draft import SCRIPT_PATH, draft_program, validated
+    from mlr_action.draft_report import text_summary
+    from mlr_action.program import ProgramError, parse_program
+    from mlr_action.views import describe_envelope
 
     path = _program_path(args)
     if path.exists():
         print(f"{path} already exists; edit it (mlr init never overwrites a program.md)", file=sys.stderr)
         return BAD_INPUT
-    draft = draft_program(args.repo)
+    if args.script is not None and not (SCRIPT_PATH.fullmatch(args.script) and (args.repo / args.script).is_file()):
+        print(f"--script {args.script!r} is not a .py file in {args.repo} (give its path relative to the repository, "
+              "like train.py or src/train.py)", file=sys.stderr)
+        return BAD_INPUT
+    if args.metric is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", args.metric):
+        print(f"--metric {args.metric!r} is not a metric name (letters, digits, _ . / -; like val_loss)", file=sys.stderr)
+        return BAD_INPUT
+    draft = validated(draft_program(args.repo, script=args.script, metric=args.metric, target=args.target), args.repo)
     path.write_text(draft.text, encoding="utf-8")
-    print(f"wrote {path} (script: {draft.script}, metric: {draft.metric})")
-    for note in draft.notes:
-        print(f"  note: {note}")
-    print("Review the Goal, the search space and the Budget envelope, then run `mlr validate`.")
+    try:
+        envelope = describe_envelope(parse_program(draft.text, root=args.repo))
+    except ProgramError:
+        envelope = None
+    print(f"wrote {path}, drafted from {draft.script} (read, never run):\n")
+    print(text_summary(draft, envelope))
+    print("\nReview the search space, the metric and the budget envelope, then run `mlr validate`.")
     return OK
 
 

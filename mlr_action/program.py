@@ -174,7 +174,9 @@ class Campaign(BaseModel):
     target: float | None = Field(None, allow_inf_nan=False, description="Stop when the best metric reaches this.")
     patience: int | None = Field(None, ge=1, description="Stop after this many experiments in a row without improvement.")
     script: str = Field(min_length=1, description="Path of the training script, relative to program.md.")
-    params: dict[str, ParamSpec] = Field(min_length=1, description="The search space, passed as --name=value.")
+    params: dict[str, ParamSpec] = Field(
+        description="The search space, passed as --name=value; {} runs the script once as it is (a baseline)."
+    )
     fixed: dict[str, Scalar] = Field(default_factory=dict, description="Constant arguments, passed as --name=value.")
     flavor: Flavor | None = Field(None, description="Default flavor; the first allowed flavor when absent.")
     timeout: Duration | None = Field(None, description="Default job timeout; max_timeout when absent.")

@@ -56,7 +56,7 @@ def describe_envelope(program: Program, prices: dict[str, float] | None = None) 
         f"  {camp.direction} {camp.metric}" + (f" to {camp.target:g}" if camp.target is not None else "")
         + (f", patience {camp.patience}" if camp.patience else ""),
         f"  script {camp.script} on {program.default_flavor}, timeout {format_duration(program.default_timeout_s)}",
-        f"  params {', '.join(camp.params)}" + (f"; fixed {', '.join(f'{k}={v}' for k, v in camp.fixed.items())}" if camp.fixed else ""),
+        f"  params {', '.join(camp.params) or 'none: the script runs once as it is (a baseline)'}" + (f"; fixed {', '.join(f'{k}={v}' for k, v in camp.fixed.items())}" if camp.fixed else ""),
     ]
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ def test_valid_program_parses_with_seconds_and_defaults():
         (ENVELOPE, with_(CAMPAIGN, direction="maximise"), "direction: input should be 'maximize' or 'minimize'"),
         (ENVELOPE, with_(CAMPAIGN, metric=...), "metric: missing"),
         (ENVELOPE, with_(CAMPAIGN, paramz={}), "paramz: unknown key (did you mean params?)"),
-        (ENVELOPE, with_(CAMPAIGN, params={}), "params: dictionary should have at least 1 item"),
+        (ENVELOPE, with_(CAMPAIGN, params=...), "params: missing"),
         (ENVELOPE, with_(CAMPAIGN, params={"lr": {"type": "float", "low": 1, "high": 0.1}}), "params.lr: low (1) must be below high (0.1)"),
         (ENVELOPE, with_(CAMPAIGN, params={"lr": {"type": "float", "low": 0, "high": 1, "log": True}}), "params.lr: log: true needs low > 0"),
         (ENVELOPE, with_(CAMPAIGN, params={"lr": {"low": 0, "high": 1}}), "params.lr: needs type: float or type: int"),
@@ -63,6 +63,12 @@ def test_valid_program_parses_with_seconds_and_defaults():
 def test_each_validation_error_names_key_and_fix(envelope, campaign, expected):
     problems = problems_of(program_text(envelope, campaign))
     assert any(expected in p for p in problems), problems
+
+
+def test_an_empty_search_space_is_a_baseline_program():
+    """`params: {}` (a script that reads no arguments yet) validates: the search proposer runs it once, as it is."""
+    program = parse_program(program_text(ENVELOPE, with_(CAMPAIGN, params={}, fixed={})))
+    assert program.campaign.params == {} and program.campaign.fixed == {}
 
 
 def test_every_problem_is_listed_at_once():

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from typing import NamedTuple
 
-from mlr_action.markup import code
+from mlr_action.markup import block, code
 
 # --- Markers and labels (how the bot finds its own issues again) --------------
 
@@ -135,7 +135,8 @@ def _fence(text: str) -> str:
 def _envelope_block(envelope: str | None) -> list[str]:
     if not envelope:
         return []
-    return ["**The budget you approve by merging** (worst case included):", "", "```text", envelope, "```", ""]
+    return ["### The budget you approve by merging", "", "The worst case included, as `mlr validate` prints it:", "",
+            block(envelope), ""]
 
 
 def _notes(notes: list[str]) -> list[str]:
@@ -144,18 +145,23 @@ def _notes(notes: list[str]) -> list[str]:
     return ["**Check these before merging:**", "", *[f"- {n}" for n in notes], ""]
 
 
-def onboarding_pr_body(*, script: str, notes: list[str], envelope: str | None) -> str:
+def onboarding_pr_body(*, draft, envelope: str | None) -> str:
+    """The pull request: what merging approves, what was read from the repository and why, what to check."""
+    from mlr_action.forges.onboarding_body import inferred
+
     lines = [
         ONBOARDING_MARKER,
-        "This pull request adds a `program.md` drafted by mlr-action, with the training script "
-        f"{code(script)} it found in this repository.",
+        "This pull request adds a `program.md` drafted by mlr-action for the training script "
+        f"{code(draft.script)} it found in this repository. The search space, the metric and its direction were "
+        "read from the script (never run); each is shown below with where it came from.",
         "",
         "**Merging it is the approval to spend.** Until it is merged nothing is submitted and nothing is "
         "spent. Edit the `## Budget envelope` and `## Campaign` blocks on this branch first (limits, "
         "flavors, the search space, the metric and its target), then merge.",
         "",
-        *_notes(notes),
+        *inferred(draft),
         *_envelope_block(envelope),
+        *_notes(draft.notes),
         "After the merge, each scheduled tick runs one step and a dashboard issue follows the campaign. "
         "The bot never writes `program.md` on the default branch: to change the budget later, merge another "
         "pull request.",

@@ -35,12 +35,12 @@ def _is_onboarding(body: str) -> bool:
 
 def onboard(api: GitHubAPI, root: Path) -> str:
     """Open (once) or follow the onboarding PR and approval issue; the line to log."""
-    from mlr_action.draft import draft_program
+    from mlr_action.draft import draft_program, validated
 
     default = api.repo.default_branch
     if api.has_file(PROGRAM, branch=default):
         return msg.program_elsewhere(default)
-    draft = draft_program(root)
+    draft = validated(draft_program(root), root)
     issue = next(iter(api.issues(msg.ONBOARDING_LABEL, _is_onboarding)), None)
     approval = lambda pr: msg.onboarding_issue_body(pr_number=pr.number, script=draft.script, notes=draft.notes)  # noqa: E731
     pr = api.pull_from(msg.ONBOARDING_BRANCH)
@@ -55,7 +55,7 @@ def onboard(api: GitHubAPI, root: Path) -> str:
     api.ensure_branch(msg.ONBOARDING_BRANCH, start=default)
     if not api.has_file(PROGRAM, branch=msg.ONBOARDING_BRANCH):
         api.create_file(PROGRAM, text=draft.text, branch=msg.ONBOARDING_BRANCH, message="mlr: draft program.md for review")
-    body = msg.onboarding_pr_body(script=draft.script, notes=draft.notes, envelope=_envelope(draft.text, root))
+    body = msg.onboarding_pr_body(draft=draft, envelope=_envelope(draft.text, root))
     try:
         pr = api.open_pull(base=default, head=msg.ONBOARDING_BRANCH, title=msg.PR_TITLE, body=body)
     except GitHubPermanentError as exc:

@@ -356,6 +356,10 @@ class SearchProposer(Proposer):
         """Untried configs; the budget (``check``, ``used``, ``prices``) is left to the step's admit."""
         if count <= 0:
             return []
+        if not program.campaign.params:  # `params: {}` has one config, the script as it is: a baseline, run once
+            return [] if state.experiments else [Proposal(
+                config={}, hypothesis="Baseline: the script with its own defaults (the search space is empty).",
+                reason="params is empty: one run, then the search space is used up.", proposer="search")]
         import optuna
 
         with _quiet(optuna):

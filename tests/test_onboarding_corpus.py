@@ -1,0 +1,181 @@
+"""Onboarding on a corpus of training scripts: each draft validates, fits its script, and its jobs run.
+
+The corpus (tests/corpus/) is nine scripts written in the styles found in
+public code: plain argparse, a PyTorch-examples-style script, HfArgumentParser
+dataclasses, click, typer, nanoGPT-style globals with a configurator, a
+Lightning-style layered argparse CLI, a script with no arguments, and
+argparse spread over helper functions. For each, the draft validates, gets the
+metric and its direction right, and names only arguments the script accepts:
+
+- the runnable ones (numpy or scikit-learn, CPU) run a local campaign of three
+  jobs from the drafted program.md, each of which completes with a metric (the
+  script with no arguments runs its one baseline job);
+- the ones whose framework (torch, Lightning, transformers) is not installed
+  here run under tests/corpus/absent.py with the drafted arguments at both ends
+  of every range and with every choice: their own parser (stdlib argparse, the
+  real HfArgumentParser code) accepts them and the script goes on to call its
+  framework, where the run ends.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlr_action import cli
+from mlr_action.budget import RESERVE
+from mlr_action.draft import draft_program
+from mlr_action.flavors import price_per_hour
+from mlr_action.jobspec import job_spec
+from mlr_action.ledger import ExperimentRow, read_ledger
+from mlr_action.program import parse_program
+from mlr_action.state import fold
+
+CORPUS = Path(__file__).parent / "corpus"
+ABSENT = CORPUS / "absent.py"
+
+
+@dataclass(frozen=True)
+class Case:
+    folder: str
+    script: str
+    style: str | None
+    metric: str
+    direction: str
+    runs: str  # "local": a real campaign; "absent": parsed for real, stopped at the framework
+    flavor: str = "cpu-basic"
+
+    def __str__(self) -> str:
+        return self.folder
+
+
+CASES = [
+    Case("argparse_mlp", "train.py", "argparse", "val_f1", "maximize", "local"),
+    Case("pytorch_mnist", "main.py", "argparse", "loss", "minimize", "absent", "t4-small"),
+    Case("hf_glue", "run_classification.py", "hf", "eval_accuracy", "maximize", "absent", "t4-small"),
+    Case("click_gbm", "train.py", "click", "val_rmse", "minimize", "local"),
+    Case("typer_logreg", "train.py", "typer", "test_accuracy", "maximize", "local"),
+    Case("nanogpt_bigram", "train.py", "globals", "val_loss", "minimize", "local"),
+    Case("lightning_mnist", "train.py", "argparse", "val_acc", "maximize", "absent", "t4-small"),
+    Case("no_args", "train.py", None, "accuracy", "maximize", "local"),
+    Case("argparse_helpers", "train.py", "argparse", "val_mae", "minimize", "local"),
+]
+LOCAL = [c for c in CASES if c.runs == "local"]
+ABSENT_CASES = [c for c in CASES if c.runs == "absent"]
+
+
+def repo_for(case: Case, tmp_path: Path) -> Path:
+    root = tmp_path / case.folder
+    shutil.copytree(CORPUS / case.folder, root)
+    return root
+
+
+def test_the_corpus_covers_every_style_the_issue_names():
+    assert len(CASES) >= 8
+    assert {c.style for c in CASES} >= {"argparse", "hf", "click", "typer", "globals", None}
+    assert {c.direction for c in CASES} == {"minimize", "maximize"}
+    for case in CASES:
+        assert (CORPUS / case.folder / case.script).is_file()
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_draft_validates_and_fits_its_script(case, tmp_path):
+    root = repo_for(case, tmp_path)
+    draft = draft_program(root)
+    program = parse_program(draft.text, root=root)
+    camp, env = program.campaign, program.envelope
+    assert (camp.script, draft.style) == (case.script, case.style)
+    assert (camp.metric, camp.direction) == (case.metric, case.direction)
+    assert camp.target is None  # no target unless the user sets one
+    assert env.allowed_flavors == [case.flavor] and program.default_flavor == case.flavor
+    assert env.max_jobs <= 8 and env.max_parallel == 1 and env.output_repos == [] and not env.allow_deletes
+    every_job_s = env.max_jobs * env.max_timeout  # every drafted job running to its timeout ...
+    every_job_usd = every_job_s / 3600 * price_per_hour(case.flavor)
+    assert every_job_s <= env.max_walltime * (1 - RESERVE)  # ... fits after the step's reserve,
+    assert every_job_usd <= env.max_cost_usd * (1 - RESERVE) < every_job_usd + 1.5  # in a ceiling that is no blank cheque
+    assert not any("does not validate" in note for note in draft.notes)
+    if case.style is None:
+        assert camp.params == {} and env.max_jobs == 1
+    else:
+        assert 1 <= len(camp.params) <= 4
+
+
+def drafted_argvs(program, root: Path) -> list[list[str]]:
+    """The argv a job would get for the low end, the high end and each choice of every drafted parameter."""
+    def spec_for(config):
+        row = ExperimentRow(iter=1, ts="2026-01-01T00:00:00Z", status="submitted", config=config, timeout="1h")
+        return job_spec(program, "corpus", row, root).args
+
+    params = program.campaign.params
+    configs = []
+    for pick in ("low", "high"):
+        config = {}
+        for name, spec in params.items():
+            if spec.choices is not None:
+                config[name] = spec.choices[0 if pick == "low" else -1]
+            else:
+                value = getattr(spec, pick)
+                config[name] = int(value) if spec.type == "int" else float(value)
+        configs.append(config)
+    for name, spec in params.items():
+        for choice in spec.choices or []:
+            configs.append({**configs[0], name: choice})
+    return [spec_for(c) for c in configs]
+
+
+def run_absent(root: Path, script: str, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ABSENT), script, *argv], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("case", ABSENT_CASES, ids=str)
+def test_the_scripts_own_parser_accepts_every_drafted_argument(case, tmp_path):
+    root = repo_for(case, tmp_path)
+    program = parse_program(draft_program(root).text, root=root)
+    argvs = drafted_argvs(program, root)
+    assert any(arg.startswith("--") for arg in argvs[0])
+    for argv in argvs:
+        done = run_absent(root, case.script, argv)
+        assert done.returncode == 0 and "after parsing its arguments" in done.stdout, (argv, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("case", ABSENT_CASES, ids=str)
+def test_the_acceptance_check_fails_on_an_argument_the_script_does_not_take(case, tmp_path):
+    """The harness is not a rubber stamp: the same run with one made-up argument is refused by the script."""
+    root = repo_for(case, tmp_path)
+    program = parse_program(draft_program(root).text, root=root)
+    done = run_absent(root, case.script, [*drafted_argvs(program, root)[0], "--no_such_argument=1"])
+    assert done.returncode != 0
+    assert "no_such_argument" in done.stderr
+
+
+def job_logs(root: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted((root / ".mlr").rglob("*.log")))
+
+
+@pytest.mark.parametrize("case", LOCAL, ids=str)
+def test_a_local_campaign_of_three_jobs_runs_on_the_drafted_program(case, tmp_path, capsys):
+    root = repo_for(case, tmp_path)
+    text = draft_program(root).text
+    jobs = 1 if case.style is None else 3  # a script with no arguments has one config: its baseline
+    text = re.sub(r"(?m)^max_jobs: \d+ ", "max_jobs: 3 ", text).replace("max_parallel: 1 ", "max_parallel: 3 ")
+    (root / "program.md").write_text(text)
+    code = cli.main(["run", "--repo", str(root), "--interval", "0.1", "--max-ticks", "300"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    state = fold(read_ledger(root / "runs" / "ledger.jsonl"))
+    logs = job_logs(root)
+    rows = list(state.experiments.values())
+    assert len(rows) == jobs, out
+    assert all(r.status == "completed" and r.metric is not None for r in rows), (out, logs[-2000:])
+    for refusal in ("unrecognized arguments", "invalid choice", "No such option", "AssertionError", "Traceback"):
+        assert refusal not in logs
+    assert state.stopped.reason == ("exhausted" if case.style is None else "budget")
+    if case.style is not None:
+        assert len({tuple(sorted(r.config.items())) for r in rows}) == 3  # three different configs ran
