@@ -91,23 +91,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return BAD_INPUT
     print(f"{path} is valid.\n")
-    prices, note = _live_prices(args, program) if args.backend == "hf" else (None, None)
+    backend, prices, note = _live_prices(args, program) if args.backend == "hf" else (None, None, None)
     print(describe_envelope(program, prices))
     if note:
         print(f"\nnote: {note}")
-    return OK
+    from mlr_action.preflight import report
+
+    lines, ok = report(program, folder=path.parent, repo=args.repo.resolve(), backend=backend)
+    print("\n" + "\n".join(lines))
+    return OK if ok else BAD_INPUT
 
 
-def _live_prices(args: argparse.Namespace, program) -> tuple[dict[str, float] | None, str | None]:
-    """The hf backend's live prices, or None and why the estimate uses the built-in table."""
+def _live_prices(args: argparse.Namespace, program):
+    """(the hf backend or None, its live prices or None, why the estimate uses the built-in table)."""
     from mlr_action.backends import BackendError, make_backend
 
+    backend = None
     try:
         backend = make_backend("hf", root=args.repo.resolve(), namespace=program.campaign.namespace)
         prices = backend.prices()
     except BackendError as exc:
-        return None, f"live prices could not be read ({exc}); the estimate uses the built-in price table, rounded up"
-    return prices, None if prices else getattr(backend, "prices_note", None)
+        return backend, None, f"live prices could not be read ({exc}); the estimate uses the built-in price table, rounded up"
+    return backend, prices, None if prices else getattr(backend, "prices_note", None)
 
 
 def _hf_namespace(args: argparse.Namespace, snapshot=None) -> str | None:

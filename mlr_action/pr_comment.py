@@ -60,6 +60,9 @@ _NOTES = {
     "target": "stops the campaign when reached",
     "patience": "stops the campaign after this many experiments without improvement",
     "seed": "which experiments the search proposes",
+    "image": "the container every HF job runs in",
+    "dependencies": "packages installed into every job",
+    "python": "the Python version every job runs with",
 }
 # What a change of these keys means for the budget: the step counts the jobs the backend lists under the
 # campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.

@@ -145,6 +145,12 @@ def recipe(folder: ShippedFolder, script: str, campaign: Any) -> Recipe:
 # -- commands --------------------------------------------------------------------------------------------
 
 
+def code_repo(namespace: str, campaign: str) -> str:
+    """The private Hub repo an HF job's folder is shipped through (shown to the reviewer before approval)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"mlr-code-{campaign}")[:96].rstrip("-.") or "mlr-code"
+    return f"{namespace}/{name}"
+
+
 def uv_command(plan: Recipe, script: str, args: list[str], *, uv: str = "uv") -> list[str]:
     return [uv, "run", *plan.uv_args(), script, *args]
 

@@ -25,7 +25,6 @@ Guarantees:
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any, Callable
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, Volume
@@ -40,12 +39,6 @@ DIGEST_CHARS = 16  # the folder's name in the repo: enough to tell folders apart
 
 class Missing(Exception):
     """A 404 where the caller expects one (a job, a repo or a path that is not there)."""
-
-
-def code_repo(namespace: str, campaign: str) -> str:
-    """The private repo that holds the campaign's shipped folders (shown to the reviewer before approval)."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"mlr-code-{campaign}")[:96].rstrip("-.") or "mlr-code"
-    return f"{namespace}/{name}"
 
 
 def folder_path(folder: ShippedFolder) -> str:

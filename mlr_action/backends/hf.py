@@ -52,9 +52,10 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from mlr_action import runner
+from mlr_action.runner import code_repo
 from mlr_action.backends import _hf_http
 from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
-from mlr_action.backends._hf_code import CodeShipper, Missing, code_repo
+from mlr_action.backends._hf_code import CodeShipper, Missing
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
@@ -227,6 +228,19 @@ class HfBackend:
                            lambda: self.api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True), writes=True)
                 return True
         return False
+
+    # -- preflight (mlr validate --backend hf, the pull request check) -------------
+
+    def account(self) -> tuple[str, list[str]]:
+        """The token's user and the organizations it belongs to (whoami)."""
+        self.token()
+        me = self._call("checking the token (whoami)", lambda: self.api.whoami(cache=True), namespaced=False)
+        return str(me["name"]), [str(o.get("name")) for o in me.get("orgs") or [] if isinstance(o, dict)]
+
+    def flavors(self) -> list[str]:
+        """The flavors of the live hardware catalog."""
+        hardware = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+        return [str(item.name) for item in hardware]
 
     def code_repo(self, campaign: str) -> str:
         """The private repo the campaign's folder is shipped through (see :mod:`mlr_action.backends._hf_code`)."""
