@@ -249,15 +249,20 @@ def hf_findings(backend: Any, program: Any, campaign_id: str) -> list[Finding]:
                                      f"{backend.code_repo(campaign_id).split('/', 1)[1]} and mounted read-only"))
     except BackendError as exc:
         out.append(Finding(PROBLEM, f"token: {exc}"))
+    return out + flavor_findings(backend, program)
+
+
+def flavor_findings(backend: Any, program: Any) -> list[Finding]:
+    """Every allowed flavor in HF's live hardware catalog (a public list: no token needed)."""
+    from mlr_action.backends.base import BackendError
+
     try:
         catalog = backend.flavors()
     except BackendError as exc:
-        return out + [Finding(WARNING, f"the hardware catalog could not be read ({exc}); flavors not checked")]
-    for flavor in program.envelope.allowed_flavors:
-        if flavor not in catalog:
-            out.append(Finding(PROBLEM, f"allowed_flavors: {flavor} is not in HF's hardware catalog today (it offers "
-                                        f"{', '.join(sorted(catalog)[:20])}): remove it or pick one of those"))
-    return out
+        return [Finding(WARNING, f"the hardware catalog could not be read ({exc}); flavors not checked")]
+    return [Finding(PROBLEM, f"allowed_flavors: {flavor} is not in HF's hardware catalog today (it offers "
+                             f"{', '.join(sorted(catalog)[:20])}): remove it or pick one of those")
+            for flavor in program.envelope.allowed_flavors if flavor not in catalog]
 
 
 # -- the report ---------------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def runner(tmp_path, monkeypatch, capsys):
     for name in ("GITHUB_TOKEN", "MLR_LEDGER_BRANCH", "HF_TOKEN", "ANTHROPIC_API_KEY", "GITHUB_API_URL"):
         monkeypatch.setenv(name, "")  # recorded, so what the action sets is undone after the test
         monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: no test reaches the real Hub
     return Runner(tmp_path, monkeypatch, capsys)
 
 
