@@ -28,6 +28,8 @@ def _step_options(p: argparse.ArgumentParser) -> None:
                    help="the Claude model for --proposer claude or auto (default: claude-sonnet-5-5)")
     p.add_argument("--forge", choices=["none", "github"], default="none",
                    help="where reports go: none writes them under runs/ (default: none)")
+    p.add_argument("--no-uv", action="store_true",
+                   help="local backend: run jobs with this Python, never uv (the folder's dependencies are not installed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="draft program.md from the template")
     _common(p)
+
+    p = sub.add_parser("reproduce", help="print the exact job of an experiment (the code it ran, the command); --run runs it")
+    _common(p)
+    p.add_argument("iter", type=int, help="the experiment's iter (the ledger's `iter`)")
+    p.add_argument("--run", action="store_true", help="run it here, in a fresh copy of the folder it ran in")
+    p.add_argument("--into", type=Path, default=None, help="with --run: the new or empty folder to run it in")
+    p.add_argument("--no-uv", action="store_true", help="with --run: run with this Python, never uv")
 
     sub.add_parser("guard", help="Claude Code PreToolUse hook: allow or deny spend against program.md")
     return parser
@@ -136,7 +145,7 @@ def _make_step(args: argparse.Namespace, snapshot=None):
     proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
     namespace = _hf_namespace(args, snapshot) if args.backend == "hf" else None
     try:
-        backend = make_backend(args.backend, root=root, namespace=namespace)
+        backend = make_backend(args.backend, root=root, namespace=namespace, uv=None if args.no_uv else "auto")
     except BackendError as exc:  # e.g. huggingface_hub is not installed
         raise ValueError(str(exc)) from exc
     forge = make_forge(args.forge, root=root)
@@ -263,6 +272,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from mlr_action import reproduce
+    from mlr_action.ledger import LedgerError
+
+    try:
+        rep = reproduce.plan(args.repo.resolve(), _program_path(args), args.iter)
+    except LedgerError as exc:
+        print(str(exc), file=sys.stderr)
+        return BAD_INPUT
+    print("\n".join(rep.lines))
+    for problem in rep.problems:
+        print(f"mlr: {problem}", file=sys.stderr)
+    if rep.problems:
+        return BAD_INPUT
+    return reproduce.run(rep, into=args.into, uv=None if args.no_uv else "auto") if args.run else OK
+
+
 def cmd_guard(args: argparse.Namespace) -> int:
     from mlr_action.guard import main as guard_main
 
@@ -276,4 +302,5 @@ COMMANDS = {
     "status": cmd_status,
     "init": cmd_init,
     "guard": cmd_guard,
+    "reproduce": cmd_reproduce,
 }
