@@ -366,8 +366,8 @@ class Step:
         runner, note = getattr(self.backend, "runner", None), getattr(self.backend, "runner_note", None)
         row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id, "commit": self._commit,
                                         "folder_hash": spec.folder_hash, "runner": runner})
-        if note and not result.submitted:
-            result.events.append(f"note: {note}")
+        if note and not any(getattr(e, "runner", None) == runner for e in state.experiments.values() if e.job_id):
+            result.events.append(f"note: {note}")  # once, with the first job it applies to; the summary keeps saying it
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
         result.submitted_ids.append(job_id)

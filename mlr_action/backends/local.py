@@ -85,9 +85,9 @@ class LocalBackend:
         """Why local results may not predict HF's, when they may not; None when uv runs the jobs."""
         if self.uv:
             return None
-        return (f"uv is not installed, so local jobs run with {self.python} (Python {_version(self.python)}) and the "
-                "dependencies the campaign folder declares are not installed as on HF; install uv "
-                "(https://docs.astral.sh/uv/) so local runs resolve them the same way")
+        return (f"local jobs run with {self.python} (Python {_version(self.python)}), not uv (not installed, or "
+                "--no-uv), so the dependencies the campaign folder declares are not installed as on HF; with uv "
+                "(https://docs.astral.sh/uv/) local runs resolve them the same way")
 
     # -- JobBackend ----------------------------------------------------------
 
