@@ -11,7 +11,12 @@ program cannot be read, the comment says so. On a pull request the result is
 one comment, edited in place on every push, and not created for a pull
 request that changes nothing the check reports; a token that cannot comment
 (a fork's) only costs a warning. The result is always in the step summary.
-Exit 0 valid, 2 not.
+It also says what each job would receive from the pull request's commit (the
+campaign folder, its dependencies, the exact command, the private repo it is
+shipped through) and runs the preflight (:mod:`mlr_action.preflight`: local
+imports committed, dependencies declared, size; with ``backend: hf`` the
+allowed flavors against HF's public hardware catalog, read without a token).
+Exit 0 valid, 2 not valid or a preflight problem (every job would fail).
 """
 
 from __future__ import annotations
@@ -52,9 +57,10 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     ghenv.append_summary(body, env)
     ghenv.set_outputs({"state": "", "iter": "", "best-metric": "", "jobs-used": "", "dry-run": "true",
                        "valid": str(program is not None).lower()}, env)
+    failing = [line for line in (checks or []) if line.startswith("problem: ")]
     if ctx.is_pull_request and ctx.pr_number:
         nothing = (program is not None and baseline is not None and baseline.state == "approved"
-                   and not program_changes(baseline.program, program, files))
+                   and not program_changes(baseline.program, program, files) and not failing)
         try:
             done = upsert_comment(api_url=ctx.api_url, repo=ctx.repository, number=ctx.pr_number,
                                   token=inputs.github_token, body=body, create=not nothing)
@@ -64,7 +70,6 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     if program is None:
         ghenv.emit("error", f"{inputs.program} is not valid: " + "; ".join(problems or []), title="program.md")
         return BAD_INPUT
-    failing = [line for line in (checks or []) if line.startswith("problem: ")]
     if failing:
         ghenv.emit("error", f"{inputs.program}: every job would fail: " + "; ".join(failing), title="preflight")
         return BAD_INPUT
@@ -91,7 +96,7 @@ def preflight_for(root: Path, program_name: str, program, *, backend: str) -> li
         return [f"problem: {exc}"]
     script = script_path(program.campaign.script)[0] or program.campaign.script
     plan = recipe(shipped, script, program.campaign)
-    findings = folder_findings(shipped, script, plan, work_tree=None)
+    findings = folder_findings(shipped, script, plan, work_tree=(root / program_name).parent)
     if backend == "hf":
         findings += _catalog(program)
     repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign_id_for(program, root))

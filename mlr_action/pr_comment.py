@@ -15,7 +15,8 @@ Guarantees:
   (given as :class:`FileChanges`, read from git objects by the caller); and
   which prose sections changed (the Claude proposer reads them). When the
   approved program cannot be read, the comment says so instead of showing
-  no change.
+  no change. Given the preflight's lines, it says what each job receives
+  and every problem that would fail every job, each with its fix.
 - Nothing from the pull request is rendered as Markdown or HTML: values,
   names and paths are code spans (:func:`mlr_action.markup.literal`: fenced
   longer than any backtick run inside, non-printable characters escaped, cut

@@ -216,7 +216,8 @@ def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]
                                      f"{plan.image} has them")]
         return [Finding(PROBLEM, f"the code imports {shown} but the folder declares no dependencies, so the job "
                                  "cannot import them: list them in requirements.txt next to program.md (or in a PEP 723 "
-                                 "header in the script, or under `dependencies:` in the Campaign block)")]
+                                 "header in the script, or under `dependencies:` in the Campaign block); a name that is "
+                                 "a module of yours must be committed in the campaign folder")]
     if plan.source == REQUIREMENTS and any(p.startswith("-") for p in plan.packages):
         return []  # includes and index options: what they bring cannot be read here
     unmatched = [n for n in names if _norm(n) not in declared and _norm(ALIASES.get(n, n)) not in declared]
@@ -225,7 +226,8 @@ def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]
     where = {HEADER: f"{script}'s PEP 723 header"}.get(plan.source, plan.source if plan.source != NOTHING
                                                        else "`dependencies:`")
     return [Finding(WARNING, f"{', '.join(unmatched[:12])} imported by the code but not declared in {where} under "
-                             "that name: declare it unless another package brings it (or the image has it)")]
+                             "that name: declare it unless another package brings it (or the image has it); if it "
+                             "is a module of yours, commit it in the campaign folder")]
 
 
 # -- Hugging Face ----------------------------------------------------------------------------------------

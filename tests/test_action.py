@@ -586,3 +586,42 @@ def test_a_runs_folder_committed_as_a_symlink_is_never_written_through(runner, o
     assert runner.run(work, **LOCAL) == 2
     assert "runs is a symlink" in runner.out and "Traceback" not in runner.out
     assert list(outside.iterdir()) == [] and jobs_started(work) == []
+
+
+# --- the preflight in the pull request check -------------------------------------------------
+
+
+def test_validate_fails_a_pull_request_whose_jobs_would_fail_and_says_what_each_job_receives(runner, origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    git(work, "checkout", "-q", "-b", "refactor")
+    (work / "train.py").write_text("import yaml\nfrom helpers import score\nprint(f'eval_accuracy={score()}')\n")
+    (work / "helpers.py").write_text("def score():\n    return 0.5\n")
+    (work / ".gitignore").write_text("helpers.py\n")  # works on the laptop; never committed, so never shipped
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "move the scoring to a module")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == 2
+        [comment] = server.comments[5]
+    body = comment["body"]
+    assert "❌ **Every job would fail**: 2 preflight problems" in body
+    assert "train.py line 2 imports helpers, which is in the work tree but not in the shipped folder" in body
+    assert "the code imports yaml but the folder declares no dependencies" in body
+    assert "command       uv run --no-project train.py" in body and "What each job receives" in body
+    assert "::error title=preflight::" in runner.out
+
+
+def test_validate_checks_the_allowed_flavors_against_the_live_catalog_without_a_token(runner, tmp_path):
+    from hf_server import FakeHubServer
+
+    origin = make_origin(tmp_path, {"program.md": program_text(
+        with_(ENVELOPE, allowed_flavors=["cpu-basic", "h200"], max_timeout="5m"),
+        with_(CAMPAIGN, flavor="cpu-basic", timeout="1m")), "train.py": TRAIN})
+    work = clone(origin, tmp_path / "work")
+    with FakeHubServer(token="unused-" + "x" * 8) as hub, CommentServer() as server:
+        runner.mp.setenv("HF_ENDPOINT", hub.url)
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == 2
+        [comment] = server.comments[5]
+        assert hub.requests == [("GET", "/api/jobs/hardware")]  # the public catalog only: no whoami, no token
+    assert "allowed_flavors: h200 is not in HF's hardware catalog today" in comment["body"]
