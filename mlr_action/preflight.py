@@ -180,8 +180,8 @@ def _relative(folder: ShippedFolder, path: str, dotted: str, level: int) -> list
     found = _module(folder, package, dotted)
     if found is None and "." in dotted:  # `from . import name`: name may be an attribute of the package
         found = _module(folder, package, dotted.rsplit(".", 1)[0])
-    if found is None and folder.get(posixpath.join(package, "__init__.py")) is not None:
-        return [posixpath.join(package, "__init__.py")]
+    if found is None and "." not in dotted and folder.get(posixpath.join(package, "__init__.py")) is not None:
+        return [posixpath.join(package, "__init__.py")]  # `from . import name`: an attribute of the package
     return found
 
 
