@@ -15,8 +15,8 @@ huggingface_hub 2.x (``hf_api.py``, ``_commit_api.py``):
   through the plain commit API; nothing here speaks LFS or Xet).
 - ``POST .../commit/{rev}``: the NDJSON payload (``header``, ``file``
   base64, ``deletedFile``, ``deletedFolder``), answered with ``commitOid``.
-- ``GET /{repo}/resolve/{rev}/{path}`` (``/datasets/...`` for datasets): the
-  file's bytes.
+- ``GET`` and ``HEAD /{repo}/resolve/{rev}/{path}`` (``/datasets/...`` for
+  datasets): the file's bytes, with ``X-Repo-Commit`` and ``ETag``.
 
 :meth:`FakeRepos.mount` writes a repo's files at a revision (under a
 ``path`` prefix) into a folder and makes it read-only, as a job's volume.
@@ -102,12 +102,15 @@ class FakeRepos:
             if action == "commit" and method == "POST":
                 return self._commit(repo_id, repo, revision, body)
         m = re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
-        if m and method == "GET":
+        if m and method in ("GET", "HEAD"):
             repo = self.get("dataset" if m.group(1) else "model", m.group(2))
-            files = repo.files_at(m.group(3)) if repo else None
+            with self._lock:
+                files = repo.files_at(m.group(3)) if repo else None
+                commit = (repo.head if m.group(3) == "main" else m.group(3)) if repo else ""
             if files is None or m.group(4) not in files:
                 return self._error(404, "Entry not found", **{"X-Error-Code": "EntryNotFound"})
-            return self._reply(200, files[m.group(4)], raw=True)
+            data = files[m.group(4)]
+            return self._reply(200, data, raw=True, **{"X-Repo-Commit": commit, "ETag": f'"{blob_id(data)}"'})
         return None
 
     def _create(self, payload: dict[str, Any]) -> Any:

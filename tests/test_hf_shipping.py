@@ -127,3 +127,13 @@ def test_a_volume_that_cannot_be_mounted_fails_the_job(hub, tmp_path):
     hub.jobs[job_id].spec["volumes"][0]["revision"] = "0" * 40
     hub.run(job_id, running_secs=1)
     assert hf.inspect(job_id=job_id).stage is JobStage.ERROR and "failed to mount" in hf.logs(job_id=job_id)
+
+
+def test_the_shipped_files_can_be_downloaded_at_the_pinned_revision(hub, tmp_path):
+    from huggingface_hub import hf_hub_download
+
+    job_id = backend(hub).submit(spec=spec_for(tmp_path / "proj"))
+    volume = hub.jobs[job_id].spec["volumes"][0]
+    path = hf_hub_download("me/mlr-code-proj", f"{volume['path']}/configs/base.yaml", revision=volume["revision"],
+                           endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "cache")
+    assert Path(path).read_text() == PROJECT["configs/base.yaml"]
