@@ -210,7 +210,10 @@ def _read_nofollow(folder: Path, rel: str) -> bytes:
         raise ShipError(f"cannot read {rel} in {folder} ({exc.strerror or exc}); it is not shipped as it is: fix its "
                         "permissions, or remove it from the folder") from None
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(MAX_BYTES + 1)
+        if os.fstat(fh.fileno()).st_size > MAX_BYTES:
+            raise ShipError(f"{rel} in {folder} is over the {MAX_BYTES // 1024 // 1024} MB a job's folder may weigh: "
+                            "keep it out of the folder (download it in the script)")
+        return fh.read()
 
 
 def _git_files(folder: Path) -> list[str] | None:

@@ -85,3 +85,15 @@ def test_the_example_runs_to_the_same_stop_on_hf_and_locally(tmp_path, monkeypat
         stop = [r for r in read_ledger(root / "runs" / "ledger.jsonl") if getattr(r, "event", None) == "stopped"]
         assert stop and stop[-1].reason in ("target", "budget")
         assert not (root / "outputs").exists()  # the job wrote its metrics.json in its own copy of the folder
+
+
+def test_the_example_validates_with_no_preflight_problem_and_names_its_requirements(tmp_path, monkeypatch, capsys):
+    from mlr_action.cli import main
+
+    isolate_git(monkeypatch, tmp_path)
+    root = checkout(tmp_path / "example")
+    assert main(["validate", "--repo", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "dependencies  requirements.txt" in out and "no problem found" in out
+    assert ("command       uv run --no-project --with-requirements requirements.txt train.py --C=<C> --gamma=<gamma> "
+            "--kernel=<kernel> --config=configs/default.yaml") in out
