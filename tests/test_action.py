@@ -305,6 +305,21 @@ def test_validate_outside_a_pull_request_only_reports(runner, origin, tmp_path):
     assert "Nothing that can cost money or change what runs differs from the program approved on `main`." in runner.summary
 
 
+def _comment_on_branch(runner, work: Path, branch: str, files: dict[str, str], *, expect: int) -> str:
+    """Commit ``files`` on a new ``branch``, run the pull request check (exit ``expect``), return its comment."""
+    git(work, "checkout", "-q", "-b", branch)
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", f"the {branch} change")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == expect
+        [comment] = server.comments[5]
+    return comment["body"]
+
+
 def _pull_request(base: str = "main", default: str = "main") -> dict:
     event = {"number": 5, "repository": {"full_name": "me/repo", "default_branch": default},
              "pull_request": {"number": 5, "base": {"ref": base, "repo": {"full_name": "me/repo"}},
@@ -334,18 +349,7 @@ QUIET_CHANGES = {
 @pytest.mark.parametrize("case", QUIET_CHANGES, ids=list(QUIET_CHANGES))
 def test_validate_shows_a_pull_request_that_changes_what_runs_without_touching_the_envelope(runner, origin, tmp_path, case):
     files, lines = QUIET_CHANGES[case]
-    work = clone(origin, tmp_path / "work")
-    git(work, "checkout", "-q", "-b", "quiet")
-    for name, text in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "nothing to see here")
-    with CommentServer() as server:
-        runner.mp.setenv("GITHUB_API_URL", server.url)
-        assert runner.run(work, **_pull_request()) == 0
-        [comment] = server.comments[5]
-    body = comment["body"]
+    body = _comment_on_branch(runner, clone(origin, tmp_path / "work"), "quiet", files, expect=0)
     assert "**Changes against the program approved on `main`**" in body
     assert all(f"- {line}" in body for line in lines), body
     assert "Budget envelope:" not in body  # the envelope is untouched; the rest still shows
@@ -592,18 +596,11 @@ def test_a_runs_folder_committed_as_a_symlink_is_never_written_through(runner, o
 
 
 def test_validate_fails_a_pull_request_whose_jobs_would_fail_and_says_what_each_job_receives(runner, origin, tmp_path):
-    work = clone(origin, tmp_path / "work")
-    git(work, "checkout", "-q", "-b", "refactor")
-    (work / "train.py").write_text("import yaml\nfrom helpers import score\nprint(f'eval_accuracy={score()}')\n")
-    (work / "helpers.py").write_text("def score():\n    return 0.5\n")
-    (work / ".gitignore").write_text("helpers.py\n")  # works on the laptop; never committed, so never shipped
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "move the scoring to a module")
-    with CommentServer() as server:
-        runner.mp.setenv("GITHUB_API_URL", server.url)
-        assert runner.run(work, **_pull_request()) == 2
-        [comment] = server.comments[5]
-    body = comment["body"]
+    body = _comment_on_branch(runner, clone(origin, tmp_path / "work"), "refactor", {
+        "train.py": "import yaml\nfrom helpers import score\nprint(f'eval_accuracy={score()}')\n",
+        "helpers.py": "def score():\n    return 0.5\n",
+        ".gitignore": "helpers.py\n",  # works on the laptop; never committed, so never shipped
+    }, expect=2)
     assert "❌ **Every job would fail**: 2 preflight problems" in body
     assert "train.py line 2 imports helpers, which is in the work tree but not in the shipped folder" in body
     assert "the code imports yaml but the folder declares no dependencies" in body
