@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	rm -rf $(DEMO) && mkdir -p $(dir $(DEMO)) && cp -r examples/digits $(DEMO)
 	$(VENV)/bin/mlr validate --repo $(DEMO)
-	$(VENV)/bin/mlr run --repo $(DEMO) --interval 1
+	$(VENV)/bin/mlr run --repo $(DEMO) --interval 1 --no-uv
 	$(VENV)/bin/mlr status --repo $(DEMO)
 	@echo "\nLedger: $(DEMO)/runs/ledger.jsonl  Summary: $(DEMO)/runs/summary.md"
 

@@ -11,7 +11,12 @@ program cannot be read, the comment says so. On a pull request the result is
 one comment, edited in place on every push, and not created for a pull
 request that changes nothing the check reports; a token that cannot comment
 (a fork's) only costs a warning. The result is always in the step summary.
-Exit 0 valid, 2 not.
+It also says what each job would receive from the pull request's commit (the
+campaign folder, its dependencies, the exact command, the private repo it is
+shipped through) and runs the preflight (:mod:`mlr_action.preflight`: local
+imports committed, dependencies declared, size; with ``backend: hf`` the
+allowed flavors against HF's public hardware catalog, read without a token).
+Exit 0 valid, 2 not valid or a preflight problem (every job would fail).
 """
 
 from __future__ import annotations
@@ -44,16 +49,18 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
         baseline, files = _compare(root, inputs.program, approved_on, program)
     pr = ctx.event.get("pull_request") if isinstance(ctx.event.get("pull_request"), dict) else {}
     head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
+    checks = preflight_for(root, inputs.program, program, backend=inputs.backend) if program is not None else None
     body = render_validation(path=inputs.program, program=program, problems=problems, baseline=baseline, files=files,
-                             target=ctx.pr_base if ctx.is_pull_request else None, sha=head or ctx.sha)
+                             target=ctx.pr_base if ctx.is_pull_request else None, sha=head or ctx.sha, preflight=checks)
     with ghenv.stop_commands():
         ghenv.log(body)
     ghenv.append_summary(body, env)
     ghenv.set_outputs({"state": "", "iter": "", "best-metric": "", "jobs-used": "", "dry-run": "true",
                        "valid": str(program is not None).lower()}, env)
+    failing = [line for line in (checks or []) if line.startswith("problem: ")]
     if ctx.is_pull_request and ctx.pr_number:
         nothing = (program is not None and baseline is not None and baseline.state == "approved"
-                   and not program_changes(baseline.program, program, files))
+                   and not program_changes(baseline.program, program, files) and not failing)
         try:
             done = upsert_comment(api_url=ctx.api_url, repo=ctx.repository, number=ctx.pr_number,
                                   token=inputs.github_token, body=body, create=not nothing)
@@ -63,7 +70,67 @@ def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
     if program is None:
         ghenv.emit("error", f"{inputs.program} is not valid: " + "; ".join(problems or []), title="program.md")
         return BAD_INPUT
+    if failing:
+        ghenv.emit("error", f"{inputs.program}: every job would fail: " + "; ".join(failing), title="preflight")
+        return BAD_INPUT
     return OK
+
+
+def preflight_for(root: Path, program_name: str, program, *, backend: str) -> list[str]:
+    """What each job would receive from this checkout's commit, and the preflight's findings, one line each.
+
+    The folder is read from git objects at HEAD (the pull request's commit), else from the work tree. With
+    ``backend: hf`` the allowed flavors are checked against the live hardware catalog (no token is needed,
+    and none is used: the check has no secrets).
+    """
+    from mlr_action.jobspec import campaign_id_for
+    from mlr_action.preflight import folder_findings
+    from mlr_action.program import script_path
+    from mlr_action.receives import receives_lines
+    from mlr_action.runner import code_repo, recipe
+    from mlr_action.shipped import ShipError
+
+    try:
+        shipped = _head_folder(root, program_name)
+    except ShipError as exc:
+        return [f"problem: {exc}"]
+    script = script_path(program.campaign.script)[0] or program.campaign.script
+    plan = recipe(shipped, script, program.campaign)
+    findings = folder_findings(shipped, script, plan, work_tree=(root / program_name).parent)
+    if backend == "hf":
+        findings += _catalog(program)
+    repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign_id_for(program, root))
+    return receives_lines(program, shipped, plan, script, code_repo=repo_id) + [str(f) for f in findings]
+
+
+def _head_folder(root: Path, program_name: str):
+    from mlr_action.authority import campaign_folder
+    from mlr_action.backends.base import BackendError
+    from mlr_action.gitrepo import GitRepo
+    from mlr_action.shipped import from_commit, from_work_tree
+
+    try:
+        repo = GitRepo.open(root, "origin")
+        head = repo.rev("HEAD")
+        if head is not None:
+            return from_commit(repo.git, head, campaign_folder(repo, program_name))
+    except BackendError:
+        pass
+    return from_work_tree((root / program_name).parent)
+
+
+def _catalog(program):
+    """The allowed flavors against HF's live hardware catalog; a warning when it cannot be read."""
+    from mlr_action.preflight import WARNING, Finding, flavor_findings
+
+    try:
+        from mlr_action.backends import _hf_http
+        from mlr_action.backends.hf import HfBackend
+    except ImportError:
+        return [Finding(WARNING, "huggingface_hub is not installed here: flavors not checked against HF's catalog")]
+    # token=False: the catalog is public, and this check never sends a token (it has none, by design)
+    backend = HfBackend(namespace="-", token=False, policy=_hf_http.Policy(retries=0, timeout_s=10.0))  # type: ignore[arg-type]
+    return flavor_findings(backend, program)
 
 
 def _compare(root: Path, program_name: str, branch: str, program):

@@ -16,9 +16,10 @@ Two modes:
   that need no git still hold (:func:`mlr_action.program.script_path` and the
   work-tree checks of :func:`mlr_action.program.load_program`). No snapshot.
 
-Guarantees: a :class:`Snapshot` is data (the commit id, program.md's text and
-the script's bytes); what a step submits in GitHub mode is those bytes,
-whatever the work tree holds by then. Every refusal names the file, the
+Guarantees: a :class:`Snapshot` is data (the commit id, program.md's text,
+the script's bytes and the campaign folder of that commit,
+:func:`mlr_action.shipped.from_commit`); what a step submits in GitHub mode
+is that folder, read from git objects, whatever the work tree holds by then. Every refusal names the file, the
 commit and the fix. Reading is bounded: program.md by
 :data:`~mlr_action.program.MAX_PROGRAM_BYTES`, the script by :data:`MAX_SCRIPT_BYTES`.
 """
@@ -28,11 +29,12 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlr_action.gitrepo import REGULAR_MODES, GitError, GitRepo
 from mlr_action.program import MAX_PROGRAM_BYTES, Program, ProgramError, parse_program, script_path
+from mlr_action.shipped import ShipError, ShippedFolder, from_commit
 
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024  # a training script is kilobytes; this bounds what a step reads
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -55,6 +57,8 @@ class Snapshot:
     script_path: str | None = None  # the script, relative to the folder that holds program.md
     script: bytes | None = None
     problems: tuple[str, ...] = ()
+    # The campaign folder at ``commit``: what every job of this step runs in (None until the script is found).
+    shipped: ShippedFolder | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
@@ -156,7 +160,11 @@ def _with_script(repo: GitRepo, snapshot: Snapshot, folder: str, script: str) ->
     if data is None:
         return _with(snapshot, problems=[f"script: {script} at {at} is over {MAX_SCRIPT_BYTES} bytes; keep the "
                                          "training script small"])
-    return _with(snapshot, script_path=clean, script=data)
+    try:
+        shipped = from_commit(repo.git, snapshot.commit, folder)
+    except ShipError as exc:
+        return _with(snapshot, script_path=clean, script=data, problems=[str(exc)])
+    return _with(snapshot, script_path=clean, script=data, shipped=shipped)
 
 
 def _read(repo: GitRepo, oid: str, limit: int, what: str) -> bytes | None:

@@ -29,6 +29,8 @@ def _step_options(p: argparse.ArgumentParser) -> None:
                    help="the Claude model for --proposer claude or auto (default: claude-sonnet-5-5)")
     p.add_argument("--forge", choices=["none", "github"], default="none",
                    help="where reports go: none writes them under runs/ (default: none)")
+    p.add_argument("--no-uv", action="store_true",
+                   help="local backend: run jobs with this Python, never uv (the folder's dependencies are not installed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", default=None, help="the training script (default: found in the repository)")
     p.add_argument("--metric", default=None, help="the metric's name (default: read from what the script prints)")
     p.add_argument("--target", type=float, default=None, help="stop when the best metric reaches this (default: none)")
+
+    p = sub.add_parser("reproduce", help="print the exact job of an experiment (the code it ran, the command); --run runs it")
+    _common(p)
+    p.add_argument("iter", type=int, help="the experiment's iter (the ledger's `iter`)")
+    p.add_argument("--run", action="store_true", help="run it here, in a fresh copy of the folder it ran in")
+    p.add_argument("--into", type=Path, default=None, help="with --run: the new or empty folder to run it in")
+    p.add_argument("--no-uv", action="store_true", help="with --run: run with this Python, never uv")
 
     sub.add_parser("guard", help="Claude Code PreToolUse hook: allow or deny spend against program.md")
     return parser
@@ -95,23 +104,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return BAD_INPUT
     print(f"{path} is valid.\n")
-    prices, note = _live_prices(args, program) if args.backend == "hf" else (None, None)
+    backend, prices, note = _live_prices(args, program) if args.backend == "hf" else (None, None, None)
     print(describe_envelope(program, prices))
     if note:
         print(f"\nnote: {note}")
-    return OK
+    from mlr_action.preflight import report
+
+    lines, ok = report(program, folder=path.parent, repo=args.repo.resolve(), backend=backend)
+    print("\n" + "\n".join(lines))
+    return OK if ok else BAD_INPUT
 
 
-def _live_prices(args: argparse.Namespace, program) -> tuple[dict[str, float] | None, str | None]:
-    """The hf backend's live prices, or None and why the estimate uses the built-in table."""
+def _live_prices(args: argparse.Namespace, program):
+    """(the hf backend or None, its live prices or None, why the estimate uses the built-in table)."""
     from mlr_action.backends import BackendError, make_backend
 
+    backend = None
     try:
         backend = make_backend("hf", root=args.repo.resolve(), namespace=program.campaign.namespace)
         prices = backend.prices()
     except BackendError as exc:
-        return None, f"live prices could not be read ({exc}); the estimate uses the built-in price table, rounded up"
-    return prices, None if prices else getattr(backend, "prices_note", None)
+        return backend, None, f"live prices could not be read ({exc}); the estimate uses the built-in price table, rounded up"
+    return backend, prices, None if prices else getattr(backend, "prices_note", None)
 
 
 def _hf_namespace(args: argparse.Namespace, snapshot=None) -> str | None:
@@ -135,7 +149,7 @@ def _make_step(args: argparse.Namespace, snapshot=None):
     proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
     namespace = _hf_namespace(args, snapshot) if args.backend == "hf" else None
     try:
-        backend = make_backend(args.backend, root=root, namespace=namespace)
+        backend = make_backend(args.backend, root=root, namespace=namespace, uv=None if args.no_uv else "auto")
     except BackendError as exc:  # e.g. huggingface_hub is not installed
         raise ValueError(str(exc)) from exc
     forge = make_forge(args.forge, root=root)
@@ -275,6 +289,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from mlr_action import reproduce
+    from mlr_action.ledger import LedgerError
+
+    try:
+        rep = reproduce.plan(args.repo.resolve(), _program_path(args), args.iter)
+    except LedgerError as exc:
+        print(str(exc), file=sys.stderr)
+        return BAD_INPUT
+    print("\n".join(rep.lines))
+    for problem in rep.problems:
+        print(f"mlr: {problem}", file=sys.stderr)
+    if rep.problems:
+        return BAD_INPUT
+    return reproduce.run(rep, into=args.into, uv=None if args.no_uv else "auto") if args.run else OK
+
+
 def cmd_guard(args: argparse.Namespace) -> int:
     from mlr_action.guard import main as guard_main
 
@@ -288,4 +319,5 @@ COMMANDS = {
     "status": cmd_status,
     "init": cmd_init,
     "guard": cmd_guard,
+    "reproduce": cmd_reproduce,
 }

@@ -15,6 +15,12 @@ submit), but ``MLR_OUTPUT_REPO`` is always
 and the iter, so it always matches an ``output_repos`` glob whatever the row
 says. The script's path is absolute but not resolved, so a backend can see
 (and refuse) a script that is a symlink.
+
+The job runs in the campaign folder as shipped (:mod:`mlr_action.shipped`):
+the snapshot's commit in GitHub mode, the work tree's files locally (given by
+the step). The spec carries it, the script's path in it, its digest (the
+row's ``folder_hash``) and the dependency recipe (:mod:`mlr_action.runner`),
+so every backend runs the same files the same way.
 """
 
 from __future__ import annotations
@@ -25,18 +31,24 @@ from typing import TYPE_CHECKING
 
 from mlr_action.backends.base import COMMIT_LABEL, JobSpec, labels_for
 from mlr_action.ledger import ExperimentRow
-from mlr_action.program import Program, output_repo_for
+from mlr_action.program import Program, output_repo_for, script_path
+from mlr_action.runner import recipe
 
 if TYPE_CHECKING:
     from mlr_action.authority import Snapshot
+    from mlr_action.shipped import ShippedFolder
 
 
 def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
-             snapshot: Snapshot | None = None) -> JobSpec:
+             snapshot: Snapshot | None = None, shipped: ShippedFolder | None = None) -> JobSpec:
     """What the job sees (DESIGN.md section 7): --name=value args and the MLR_* environment.
 
-    With a ``snapshot`` (GitHub mode) the spec carries the authorized script's bytes and commit.
+    With a ``snapshot`` (GitHub mode) the spec carries the authorized script's bytes and commit, and the
+    commit's campaign folder; else ``shipped`` (the work tree's, read by the step) is the one the job runs in.
     """
+    if snapshot is not None and snapshot.shipped is not None:
+        shipped = snapshot.shipped
+    script_rel = script_path(program.campaign.script)[0] or program.campaign.script
     values = {**row.config, **program.campaign.fixed}
     folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
     labels = labels_for(campaign_id, row.iter)
@@ -48,6 +60,10 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
         script=str((folder / program.campaign.script).absolute()),  # not resolved: a link stays visible
         script_bytes=snapshot.script if snapshot else None,
         commit=snapshot.commit if snapshot else None,
+        folder=shipped,
+        recipe=recipe(shipped, script_rel, program.campaign) if shipped is not None else None,
+        script_rel=script_rel if shipped is not None else None,
+        folder_hash=shipped.digest if shipped is not None else None,
         args=[f"--{name}={value}" for name, value in values.items()],
         env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter),
              "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign_id, row.iter)},

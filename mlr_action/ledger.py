@@ -75,6 +75,10 @@ class ExperimentRow(BaseModel):
     # (the job carries it as the ``mlr-commit`` label). None for a local step. Recorded by the bot, kept
     # on every later row of the iter; like every row, data for people, never read back as authority.
     commit: str | None = None
+    # The digest of the campaign folder the job ran in (mlr_action.shipped: the same content gives the same
+    # digest, committed or not), and what ran it when that may differ from HF (the local backend without uv).
+    folder_hash: str | None = None
+    runner: str | None = None
 
     @model_validator(mode="after")
     def _chargeable(self) -> ExperimentRow:

@@ -15,7 +15,8 @@ Guarantees:
   (given as :class:`FileChanges`, read from git objects by the caller); and
   which prose sections changed (the Claude proposer reads them). When the
   approved program cannot be read, the comment says so instead of showing
-  no change.
+  no change. Given the preflight's lines, it says what each job receives
+  and every problem that would fail every job, each with its fix.
 - Nothing from the pull request is rendered as Markdown or HTML: values,
   names and paths are code spans (:func:`mlr_action.markup.literal`: fenced
   longer than any backtick run inside, non-printable characters escaped, cut
@@ -60,6 +61,9 @@ _NOTES = {
     "target": "stops the campaign when reached",
     "patience": "stops the campaign after this many experiments without improvement",
     "seed": "which experiments the search proposes",
+    "image": "the container every HF job runs in",
+    "dependencies": "packages installed into every job",
+    "python": "the Python version every job runs with",
 }
 # What a change of these keys means for the budget: the step counts the jobs the backend lists under the
 # campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.
@@ -258,12 +262,14 @@ def _comparison(program, baseline: Baseline | None, files: FileChanges | None) -
 
 def render_validation(*, path: str, program=None, problems: list[str] | None = None, approved=None,
                       base: str | None = None, sha: str = "", baseline: Baseline | None = None,
-                      files: FileChanges | None = None, target: str | None = None) -> str:
+                      files: FileChanges | None = None, target: str | None = None,
+                      preflight: list[str] | None = None) -> str:
     """The comment for ``path``: ``program`` when it is valid, else ``problems``.
 
     ``baseline`` is what is approved on the default branch (``approved`` and ``base`` are the short form: an
     approved program on ``base``, or none there when ``approved`` is None); ``files`` what changed in the campaign
-    folder; ``target`` the branch the pull request merges into, when that is not the default branch.
+    folder; ``target`` the branch the pull request merges into, when that is not the default branch;
+    ``preflight`` what each job would receive and the preflight's findings (``problem: ...`` lines fail it).
     """
     from mlr_action.budget import worst_case
     from mlr_action.durations import format_duration
@@ -290,11 +296,22 @@ def render_validation(*, path: str, program=None, problems: list[str] | None = N
         compared = _comparison(program, baseline, files)
         if compared:
             parts.append(compared)
+        if preflight is not None:
+            parts.append(_preflight(preflight))
         parts.append("<details><summary>Envelope and campaign</summary>\n\n" + _fence(describe_envelope(program))
                      + "\n\n</details>")
     stamp = sha[:7] if re.fullmatch(r"[0-9a-fA-F]{7,64}", sha or "") else "this commit"
     parts.append(f"<sub>mlr-action · checked at {stamp} · this comment is updated in place</sub>")
     return "\n\n".join(parts) + "\n"
+
+
+def _preflight(lines: list[str]) -> str:
+    """The jobs' folder, dependencies and command, and every preflight problem with its fix (shown, never rendered)."""
+    bad = [line for line in lines if line.startswith("problem: ")]
+    head = (f"❌ **Every job would fail**: {len(bad)} preflight problem{'s' * (len(bad) != 1)}, each with its fix:\n"
+            + _fence(_problem_list([line.removeprefix("problem: ") for line in bad])) if bad
+            else "**Preflight:** no problem found in what each job receives.")
+    return head + "\n\n<details><summary>What each job receives</summary>\n\n" + _fence("\n".join(lines)) + "\n\n</details>"
 
 
 # --- the REST API -----------------------------------------------------------------

@@ -97,6 +97,34 @@ Flavor = Annotated[str, BeforeValidator(_flavor)]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
+def _checked(pattern: str, fix: str):
+    """A validator that lets a string matching ``pattern`` through, and otherwise says ``fix``."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str) or not compiled.fullmatch(value):
+            raise ValueError(f"{_shown(value)} {fix}")
+        return value
+
+    return check
+
+
+def _python_version(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{_shown(value)} is a number; quote it, like python: '3.11' (as a number, 3.10 reads as 3.1)")
+    return _checked(r"3\.[0-9]{1,2}(\.[0-9]{1,3})?", "is not a Python version (like '3.11' or '3.12.7')")(value)
+
+
+Image = Annotated[str, BeforeValidator(_checked(
+    r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}",
+    "is not a container image (like pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime); no spaces or quotes"))]
+Dependency = Annotated[str, BeforeValidator(_checked(
+    r"[A-Za-z0-9][^\x00-\x1f\x7f]{0,199}",
+    "is not a package requirement (like torch>=2.4 or transformers==4.46.0); index options such as "
+    "--index-url go in requirements.txt"))]
+PythonVersion = Annotated[str, BeforeValidator(_python_version)]
+
+
 class Envelope(BaseModel):
     """The budget envelope: the authorization to spend. Every limit is a hard ceiling."""
 
@@ -185,6 +213,17 @@ class Campaign(BaseModel):
     namespace: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
         description="HF user or org the jobs run in (--backend hf); the token's own user when absent.",
+    )
+    image: Image | None = Field(
+        None, description="Container image of an HF job (e.g. a PyTorch CUDA image); the uv image when absent. "
+                          "Without uv in it, the job installs its dependencies with pip and runs `python`.",
+    )
+    dependencies: list[Dependency] = Field(
+        default_factory=list, max_length=50,
+        description="Extra packages for every job, on top of what the campaign folder declares (uv run --with).",
+    )
+    python: PythonVersion | None = Field(
+        None, description="Python version the job runs with, like '3.11' (uv run --python); the image's when absent.",
     )
 
     @model_validator(mode="after")

@@ -257,6 +257,11 @@ def result_lines(program: Program, best: ExperimentRow | None) -> list[str]:
     ]
     if best.hub_url:
         lines.append(f"- Hub: {code(redact(best.hub_url))}")
+    from mlr_action.provenance import code_of
+
+    ran = code_of(best)
+    if ran:
+        lines.append(f"- code: {ran} (`mlr reproduce {best.iter}` runs it again)")
     return lines
 
 

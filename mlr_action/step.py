@@ -361,12 +361,28 @@ class Step:
         return [proposal]
 
     def _submit(self, program: Program, state: CampaignState, intent: ExperimentRow, result: StepResult) -> CampaignState:
-        job_id = self.backend.submit(spec=job_spec(program, self._campaign or "", intent, self.root, self.snapshot))
-        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id, "commit": self._commit})
+        spec = job_spec(program, self._campaign or "", intent, self.root, self.snapshot, self._work_tree(program))
+        job_id = self.backend.submit(spec=spec)
+        runner, note = getattr(self.backend, "runner", None), getattr(self.backend, "runner_note", None)
+        row = intent.model_copy(update={"ts": self.ts(), "status": "submitted", "job_id": job_id, "commit": self._commit,
+                                        "folder_hash": spec.folder_hash, "runner": runner})
+        if note and not any(getattr(e, "runner", None) == runner for e in state.experiments.values() if e.job_id):
+            result.events.append(f"note: {note}")  # once, with the first job it applies to; the summary keeps saying it
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
         result.submitted += 1
         result.submitted_ids.append(job_id)
         return self._append(state, [row])
+
+    def _work_tree(self, program: Program):
+        """Local mode: the campaign folder as the work tree has it (read once per step); GitHub mode: None (the
+        snapshot carries the commit's)."""
+        if self.snapshot is not None:
+            return None
+        if getattr(self, "_shipped", None) is None:
+            from mlr_action.shipped import from_work_tree
+
+            self._shipped = from_work_tree(Path(program.root) if program.root not in ("", ".") else self.root)
+        return self._shipped
 
     def _refuse(self, result: StepResult, iteration: int, problems: list[str]) -> None:
         result.events.append(f"iter {iteration} not submitted: " + "; ".join(problems))

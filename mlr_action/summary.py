@@ -9,6 +9,7 @@ Guarantees:
   stopped); once stopped, the stop reason and final writeup; best so far;
   budget used, limit and left; jobs in flight; when an LLM proposer wrote
   rows, its spend, research notes and fallbacks; a table of every experiment;
+  which code the experiments ran and where it changed (:mod:`mlr_action.provenance`);
   a chart of the metric and best so far per iteration.
 - Every string that comes from outside (hypotheses, errors, configs, Hub
   URLs, the prices note) is redacted (:func:`mlr_action.redaction.redact`) and
@@ -34,6 +35,7 @@ from mlr_action.durations import format_duration
 from mlr_action.ledger import FINISHED, ExperimentRow
 from mlr_action.markup import cell, code, plain
 from mlr_action.program import Program
+from mlr_action.provenance import code_section
 from mlr_action.reports import (
     campaign_name,
     final_writeup,
@@ -69,6 +71,7 @@ def render_summary(
         _in_flight(state),
         _proposer(state),
         _experiments(state),
+        code_section(state),
         _chart(program, state),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"

@@ -14,10 +14,15 @@ fields of ``hf_api.py`` and ``_jobs_api.py``:
 - ``GET /api/jobs/{ns}/{id}/logs``: the SSE log stream
   (``data: {"timestamp": ..., "data": line}``), ``?tail=N``.
 - ``GET /api/models/{repo}``, ``GET /api/datasets/{repo}``, ``DELETE /api/repos/delete``.
+- Hub repos (create, info, tree, preupload, commit, resolve): see tests/hf_repos.py.
 
 Nothing runs by itself unless ``autorun`` is set: :meth:`FakeHub.run` executes a
 job's command for real (``bash``, with a ``uv`` shim on ``PATH`` that runs the
-current Python), so a test sees exactly what the job would; :meth:`FakeHub.advance`
+current Python, tests/fake_uv.py), so a test sees exactly what the job would.
+Each of the job's volumes (a repo at a revision, under a ``path``) is written
+to a temporary folder made read-only, and the volume's mount path in the
+command stands for that folder (a test cannot mount at ``/mlr/code``); a
+volume that cannot be mounted fails the job, as on HF; :meth:`FakeHub.advance`
 moves a job by hand. Faults are injected per request (:meth:`FakeHub.fail`,
 :meth:`FakeHub.chaos`, :meth:`FakeHub.hold`). Job durations come from ``clock``.
 """
@@ -32,7 +37,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,7 +45,10 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from fake_uv import make_uv
+from hf_repos import FakeRepos, writable
 
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "DELETED"}
 HARDWARE = [
@@ -111,6 +118,12 @@ def _json(status: int, payload: Any, **headers: str) -> Reply:
     return Reply(status, json.dumps(payload).encode(), dict(headers))
 
 
+def _reply(status: int, payload: Any, *, raw: bool = False, **headers: str) -> Reply:
+    if raw:
+        return Reply(status, payload, dict(headers), content_type="application/octet-stream")
+    return _json(status, payload, **headers)
+
+
 def _error(status: int, message: str, **headers: str) -> Reply:
     return _json(status, {"error": message}, **{"X-Error-Message": message, **headers})
 
@@ -136,10 +149,8 @@ class FakeHub:
         self.injected = 0  # faults chaos injected
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
-        self._shim = Path(tempfile.mkdtemp(prefix="fake-uv-"))
-        shim = self._shim / "uv"
-        shim.write_text(f'#!/bin/sh\n[ "$1" = run ] && shift\nexec "{sys.executable}" "$@"\n')
-        shim.chmod(0o755)
+        self._shim = make_uv(Path(tempfile.mkdtemp(prefix="fake-uv-")))
+        self.git = FakeRepos(namespaces=self.namespaces, reply=_reply, error=_error)
 
     # -- test controls -------------------------------------------------------
 
@@ -208,10 +219,20 @@ class FakeHub:
         env = {"PATH": f"{self._shim}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(workdir),
                "TMPDIR": str(workdir), **job.environment, **job.secrets}
         command = list(job.spec.get("command") or []) + list(job.spec.get("arguments") or [])
+        mounts: list[Path] = []
         try:
+            for n, volume in enumerate(job.spec.get("volumes") or []):
+                where = workdir / f"volume-{n}"
+                why = self.git.mount(volume, where)
+                if why:
+                    return f"Error: failed to mount {why}\n", 1
+                mounts.append(where)
+                command = [w.replace(str(volume["mountPath"]), str(where)) for w in command]
             done = subprocess.run(command, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, timeout=60)
         finally:
+            for where in mounts:
+                writable(where)
             shutil.rmtree(workdir, ignore_errors=True)
         return done.stdout, done.returncode
 
@@ -241,6 +262,9 @@ class FakeHub:
             return self._hardware()
         if auth != f"Bearer {self.token}":
             return _error(401, "Invalid credentials in Authorization header")
+        repo_reply = self.git.route(method, unquote(path), query, body)
+        if repo_reply is not None:
+            return repo_reply
         if method == "GET" and path == "/api/whoami-v2":
             return _json(200, {"type": "user", "name": self.user, "orgs": [{"name": n} for n in self.namespaces - {self.user}]})
         if m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)", path):
@@ -367,6 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -401,7 +428,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if self.command != "HEAD":
+                self.wfile.write(reply.body)
         except OSError:
             self.close_connection = True
 
@@ -421,7 +449,7 @@ class FakeHubServer:
         handler = type("Handler", (_Handler,), {"hub": self.hub})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.hub.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.hub.url = self.hub.git.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeHub:

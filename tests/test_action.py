@@ -147,6 +147,7 @@ def runner(tmp_path, monkeypatch, capsys):
     for name in ("GITHUB_TOKEN", "MLR_LEDGER_BRANCH", "HF_TOKEN", "ANTHROPIC_API_KEY", "GITHUB_API_URL"):
         monkeypatch.setenv(name, "")  # recorded, so what the action sets is undone after the test
         monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: no test reaches the real Hub
     return Runner(tmp_path, monkeypatch, capsys)
 
 
@@ -304,6 +305,21 @@ def test_validate_outside_a_pull_request_only_reports(runner, origin, tmp_path):
     assert "Nothing that can cost money or change what runs differs from the program approved on `main`." in runner.summary
 
 
+def _comment_on_branch(runner, work: Path, branch: str, files: dict[str, str], *, expect: int) -> str:
+    """Commit ``files`` on a new ``branch``, run the pull request check (exit ``expect``), return its comment."""
+    git(work, "checkout", "-q", "-b", branch)
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", f"the {branch} change")
+    with CommentServer() as server:
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == expect
+        [comment] = server.comments[5]
+    return comment["body"]
+
+
 def _pull_request(base: str = "main", default: str = "main") -> dict:
     event = {"number": 5, "repository": {"full_name": "me/repo", "default_branch": default},
              "pull_request": {"number": 5, "base": {"ref": base, "repo": {"full_name": "me/repo"}},
@@ -333,18 +349,7 @@ QUIET_CHANGES = {
 @pytest.mark.parametrize("case", QUIET_CHANGES, ids=list(QUIET_CHANGES))
 def test_validate_shows_a_pull_request_that_changes_what_runs_without_touching_the_envelope(runner, origin, tmp_path, case):
     files, lines = QUIET_CHANGES[case]
-    work = clone(origin, tmp_path / "work")
-    git(work, "checkout", "-q", "-b", "quiet")
-    for name, text in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "nothing to see here")
-    with CommentServer() as server:
-        runner.mp.setenv("GITHUB_API_URL", server.url)
-        assert runner.run(work, **_pull_request()) == 0
-        [comment] = server.comments[5]
-    body = comment["body"]
+    body = _comment_on_branch(runner, clone(origin, tmp_path / "work"), "quiet", files, expect=0)
     assert "**Changes against the program approved on `main`**" in body
     assert all(f"- {line}" in body for line in lines), body
     assert "Budget envelope:" not in body  # the envelope is untouched; the rest still shows
@@ -585,3 +590,35 @@ def test_a_runs_folder_committed_as_a_symlink_is_never_written_through(runner, o
     assert runner.run(work, **LOCAL) == 2
     assert "runs is a symlink" in runner.out and "Traceback" not in runner.out
     assert list(outside.iterdir()) == [] and jobs_started(work) == []
+
+
+# --- the preflight in the pull request check -------------------------------------------------
+
+
+def test_validate_fails_a_pull_request_whose_jobs_would_fail_and_says_what_each_job_receives(runner, origin, tmp_path):
+    body = _comment_on_branch(runner, clone(origin, tmp_path / "work"), "refactor", {
+        "train.py": "import yaml\nfrom helpers import score\nprint(f'eval_accuracy={score()}')\n",
+        "helpers.py": "def score():\n    return 0.5\n",
+        ".gitignore": "helpers.py\n",  # works on the laptop; never committed, so never shipped
+    }, expect=2)
+    assert "❌ **Every job would fail**: 2 preflight problems" in body
+    assert "train.py line 2 imports helpers, which is in the work tree but not in the shipped folder" in body
+    assert "the code imports yaml but the folder declares no dependencies" in body
+    assert "command       uv run --no-project train.py" in body and "What each job receives" in body
+    assert "::error title=preflight::" in runner.out
+
+
+def test_validate_checks_the_allowed_flavors_against_the_live_catalog_without_a_token(runner, tmp_path):
+    from hf_server import FakeHubServer
+
+    origin = make_origin(tmp_path, {"program.md": program_text(
+        with_(ENVELOPE, allowed_flavors=["cpu-basic", "h200"], max_timeout="5m"),
+        with_(CAMPAIGN, flavor="cpu-basic", timeout="1m")), "train.py": TRAIN})
+    work = clone(origin, tmp_path / "work")
+    with FakeHubServer(token="unused-" + "x" * 8) as hub, CommentServer() as server:
+        runner.mp.setenv("HF_ENDPOINT", hub.url)
+        runner.mp.setenv("GITHUB_API_URL", server.url)
+        assert runner.run(work, **_pull_request()) == 2
+        [comment] = server.comments[5]
+        assert hub.requests == [("GET", "/api/jobs/hardware")]  # the public catalog only: no whoami, no token
+    assert "allowed_flavors: h200 is not in HF's hardware catalog today" in comment["body"]

@@ -209,11 +209,14 @@ def test_local_missing_script_is_permanent_and_starts_nothing(local: LocalHarnes
     assert local.backend.list_jobs(campaign="camp") == []
 
 
-def test_local_relative_script_runs_from_the_repo_root(local: LocalHarness) -> None:
-    (local.root / "train.py").write_text("import os\nprint('cwd=' + os.getcwd())\n")
+def test_local_relative_script_is_found_in_the_repo_root_and_runs_in_a_fresh_folder(local: LocalHarness) -> None:
+    (local.root / "train.py").write_text("import os\nprint('cwd=' + os.getcwd())\nprint(sorted(os.listdir()))\n")
+    (local.root / "notes.txt").write_text("not shipped: the spec has no folder, so the script goes alone\n")
     job_id = local.backend.submit(spec=make_spec(local).model_copy(update={"script": "train.py"}))
     assert local.finish(job_id).stage is JobStage.COMPLETED
-    assert f"cwd={local.root.resolve()}" in local.backend.logs(job_id=job_id)
+    logs = local.backend.logs(job_id=job_id)
+    assert f"cwd={local.root.resolve() / '.mlr' / 'jobs' / job_id / 'work'}" in logs
+    assert "['train.py']" in logs
 
 
 def test_local_error_message_names_the_exit_code(local: LocalHarness) -> None:
@@ -265,7 +268,7 @@ time.sleep(60)
 """
 WAIT_FOR_GO = """\
 import pathlib, time
-go = pathlib.Path(__file__).with_name("go")
+go = pathlib.Path({go!r})  # the job runs a copy of its folder: the test signals it at a path of its own
 deadline = time.time() + 20
 while not go.exists() and time.time() < deadline:
     time.sleep(0.01)
@@ -274,7 +277,8 @@ print("survived" if go.exists() else "no go", flush=True)
 
 
 def test_local_job_survives_its_submitter_being_killed(local: LocalHarness) -> None:
-    spec = make_spec(local, WAIT_FOR_GO)
+    go = local.root / "go"
+    spec = make_spec(local, WAIT_FOR_GO.format(go=str(go)))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(local.root), spec.model_dump_json()],
                               stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
@@ -283,7 +287,7 @@ def test_local_job_survives_its_submitter_being_killed(local: LocalHarness) -> N
     assert parent.wait() == -signal.SIGKILL
     parent.stdout.close()
     assert not local.backend.inspect(job_id=job_id).stage.terminal
-    Path(spec.script).with_name("go").touch()
+    go.touch()
     assert local.finish(job_id).stage is JobStage.COMPLETED
     assert "survived" in local.backend.logs(job_id=job_id)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from backend_contract import FAIL, PRINT_ARGS_AND_ENV, SLEEP, BackendContract, m
 from hf_server import FakeHubServer  # noqa: E402
 from mlr_action.backends import _hf_http  # noqa: E402
 from mlr_action.backends.base import JobSpec, JobStage, JobView, PermanentError, TransientError, labels_for  # noqa: E402
-from mlr_action.backends.hf import MAX_SCRIPT_BYTES, HfBackend, prices_per_hour, ship  # noqa: E402
+from mlr_action.backends.hf import HfBackend, prices_per_hour, ship  # noqa: E402
 
 TOKEN = "hf_" + "FakeLoopbackToken0123456789abcdef"  # built, so no token-shaped literal is committed
 
@@ -69,7 +68,7 @@ class TestHfContract(BackendContract):
 # -- what is sent ----------------------------------------------------------------
 
 
-def test_submit_sends_script_inline_to_uv_with_token_only_as_secret(hub, tmp_path: Path) -> None:
+def test_submit_mounts_the_shipped_folder_read_only_with_the_token_only_as_secret(hub, tmp_path: Path) -> None:
     backend = make_backend(hub, namespace="my-org")
     spec = make_spec(HfHarness(hub, tmp_path), iteration=3)
     job_id = backend.submit(spec=spec)
@@ -78,7 +77,13 @@ def test_submit_sends_script_inline_to_uv_with_token_only_as_secret(hub, tmp_pat
     assert job.spec["dockerImage"].startswith("ghcr.io/astral-sh/uv:")
     assert job.spec["command"][:2] == ["bash", "-c"] and "uv run" in job.spec["command"][2]
     assert job.spec["command"][-2:] == ["--lr=0.01", "--epochs=3"]
-    assert base64.b64decode(job.environment["MLR_SCRIPT_B64"]).decode() == PRINT_ARGS_AND_ENV
+    [volume] = job.spec["volumes"]
+    assert volume["type"] == "model" and volume["source"] == "my-org/mlr-code-camp" and volume["readOnly"] is True
+    assert volume["mountPath"] == "/mlr/code" and len(volume["revision"]) == 40
+    repo = hub.git.get("model", "my-org/mlr-code-camp")
+    shipped = repo.files_at(volume["revision"])[f"{volume['path']}/{Path(spec.script).name}"]
+    assert repo.private and shipped == PRINT_ARGS_AND_ENV.encode()
+    assert not any("B64" in name for name in job.environment)  # no code travels in the environment
     assert job.environment["MLR_ITER"] == "3" and job.environment["MLR_OUTPUT_REPO"] == "me/sweep-3"
     assert job.secrets == {"HF_TOKEN": TOKEN}
     assert TOKEN not in str(job.environment) and TOKEN not in str(job.spec["command"])
@@ -102,13 +107,9 @@ def test_args_never_pass_through_a_shell(hub, tmp_path: Path) -> None:
     assert "argv=--name=$(touch pwned); `id` --x=a b" in harness.backend.logs(job_id=job_id)
 
 
-@pytest.mark.parametrize("body, problem", [(None, "does not exist"), ("x" * (MAX_SCRIPT_BYTES + 1), "over the")])
-def test_a_script_that_cannot_be_shipped_fails_before_any_request(hub, tmp_path: Path, body, problem) -> None:
-    path = tmp_path / "train.py"
-    if body is not None:
-        path.write_text(body)
-    spec = make_spec(HfHarness(hub, tmp_path)).model_copy(update={"script": str(path)})
-    with pytest.raises(PermanentError, match=problem):
+def test_a_script_that_cannot_be_shipped_fails_before_any_request(hub, tmp_path: Path) -> None:
+    spec = make_spec(HfHarness(hub, tmp_path)).model_copy(update={"script": str(tmp_path / "missing.py")})
+    with pytest.raises(PermanentError, match="does not exist"):
         make_backend(hub).submit(spec=spec)
     assert hub.requests == [] and hub.jobs == {}
 
@@ -118,8 +119,9 @@ def test_ship_names_the_script_safely(tmp_path: Path) -> None:
     path.write_text("print(1)\n")
     spec = JobSpec(campaign="c", iter=1, script=str(path), args=[], env={}, flavor="cpu-basic", timeout_s=60,
                    labels=labels_for("c", 1))
-    launcher = ship(spec).command[2]
-    assert '"$d/my_train__x_.py"' in launcher and "$(x)" not in launcher
+    shipment = ship(spec)
+    assert [f.path for f in shipment.folder.files] == ["my_train__x_.py"]
+    assert 'my_train__x_.py "$@"' in shipment.command[2] and "$(x)" not in shipment.command[2]
 
 
 # -- inspect, logs -------------------------------------------------------------

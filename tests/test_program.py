@@ -287,3 +287,29 @@ def test_finding_the_blocks_reads_each_token_once_however_many_headings():
     assert Counted.reads == len(tokens)
     assert [b.line for b in found["budget envelope"].blocks] == [text.split("\n").index("max_jobs: 12") + 1]
     assert len(prose) == 20_004 and prose["Heading 19999"] == "*note* 19999"
+
+
+# --- how a job runs: image, dependencies, python --------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"image": "a b"}, "image: 'a b' is not a container image (like pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime)"),
+    ({"image": "x;rm -rf /"}, "image: 'x;rm -rf /' is not a container image"),
+    ({"dependencies": ["--index-url=https://evil.example"]}, "dependencies.0: '--index-url=https://evil.example' is "
+                                                             "not a package requirement"),
+    ({"dependencies": "torch"}, "dependencies: input should be a valid list"),
+    ({"dependencies": ["torch\nnumpy"]}, "dependencies.0: 'torch\\nnumpy' is not a package requirement"),
+    ({"python": 3.10}, "python: 3.1 is a number; quote it, like python: '3.11' (as a number, 3.10 reads as 3.1)"),
+    ({"python": "three"}, "python: 'three' is not a Python version (like '3.11' or '3.12.7')"),
+])
+def test_the_keys_of_how_a_job_runs_are_checked_with_the_fix(changes, expected):
+    problems = problems_of(program_text(ENVELOPE, with_(CAMPAIGN, **changes)))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_the_keys_of_how_a_job_runs_are_read():
+    campaign = parse_program(program_text(ENVELOPE, with_(CAMPAIGN, image="pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime",
+                                                          dependencies=["accelerate>=1.0", "torch; sys_platform == 'linux'"],
+                                                          python="3.12"))).campaign
+    assert campaign.image == "pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime" and campaign.python == "3.12"
+    assert campaign.dependencies == ["accelerate>=1.0", "torch; sys_platform == 'linux'"]

@@ -68,6 +68,7 @@ OUTSIDE_STEP = {
     "ghenv.append_summary": "the action's job summary, written after the step",
     "schema.main": "a developer tool that regenerates program.schema.json",
     "backends._supervise.start": "runs in the local job's supervisor process, not in the step",
+    "reproduce.run": "`mlr reproduce ITER --run` runs one experiment again by hand; it is not a step and spends nothing",
     # The primitives under every writer (mlr_action.safepath): each caller is the boundary, crashing
     # just after one leaves the same world as crashing just after its caller.
     "safepath.replace": "the atomic replace under write_atomic, write_note and repair_ledger",

@@ -296,3 +296,33 @@ def test_format_usd(value, text):
 @pytest.mark.parametrize("raw, shown", [("a|b", "a\\|b"), ("x\ny", "x y"), ("", " "), ("  a \r\n b ", "a b")])
 def test_a_table_cell_is_one_line_with_its_bars_escaped(raw, shown):
     assert cell(raw) == shown
+
+
+# --- which code each experiment ran ----------------------------------------------------------------
+
+A, B = "a" * 64, "b" * 64
+
+
+def test_the_summary_marks_where_the_code_changed_and_the_best_names_its_commit():
+    rows = [started(), done(1, 0.5, "keep", 0.5, commit="1" * 40, folder_hash=A),
+            done(2, 0.4, "discard", 0.5, commit="2" * 40, folder_hash=A),  # the bot's runs/ commit: the same code
+            done(3, 0.7, "keep", 0.7, commit="3" * 40, folder_hash=B),
+            exp(4, "submitted", commit="3" * 40, folder_hash=B)]
+    text = render(rows)
+    code = section(text, "Code")
+    assert "**The code changed 1 time during the campaign**" in code
+    assert "- iters 1–2: commit `111111111111`, folder `aaaaaaaaaaaa`" in code
+    assert "- iters 3–4: commit `333333333333`, folder `bbbbbbbbbbbb` — **code changed here**" in code
+    assert "- code: commit `333333333333`, folder `bbbbbbbbbbbb` (`mlr reproduce 3` runs it again)" in section(text, "Best so far")
+
+
+def test_one_version_of_the_code_and_runs_without_uv_are_said_and_a_row_is_never_markup():
+    rows = [started(), done(1, 0.5, "keep", 0.5, folder_hash=A, runner="python 3.11.7 (no uv)"),
+            done(2, 0.6, "keep", 0.6, folder_hash=A, commit="<img src=x>", runner="uv")]
+    code = section(render(rows), "Code")
+    assert "Every experiment ran the same code: the work tree, folder `aaaaaaaaaaaa`." in code
+    assert "1 experiment ran locally without uv" in code and "<img" not in render(rows)
+
+
+def test_an_older_ledger_without_commits_or_digests_has_no_code_section():
+    assert "## Code" not in render([started(), done(1, 0.5, "keep", 0.5)])

@@ -215,8 +215,12 @@ def test_repairing_the_ledger_never_writes_through_a_planted_temporary_file(tmp_
 # --- the script a local job runs in GitHub mode ---------------------------------------------------------------
 
 
-def test_a_script_replaced_by_a_link_after_the_checkout_is_refused_by_the_local_backend(tmp_path, monkeypatch):
-    """An earlier job's code swaps train.py for a link to identical bytes elsewhere: the next job may not run it."""
+def test_a_script_replaced_by_a_link_after_the_checkout_is_never_what_the_local_backend_runs(tmp_path, monkeypatch):
+    """An earlier job's code swaps train.py for a link to a file elsewhere: the next job runs the committed file.
+
+    The local backend copies the campaign folder from git objects at the authorizing commit into a fresh
+    folder (regular files only), so no link in the work tree is ever followed or run.
+    """
     from mlr_action import authority
     from mlr_action.proposers.search import SearchProposer
     from mlr_action.step import Step
@@ -226,15 +230,16 @@ def test_a_script_replaced_by_a_link_after_the_checkout_is_refused_by_the_local_
     origin = make_origin(tmp_path, {"program.md": PROGRAM, "train.py": TRAIN})
     work = clone(origin, tmp_path / "work")
     snapshot = authority.read_authorized(work, branch="main")
-    (tmp_path / "elsewhere.py").write_text(TRAIN)
+    (tmp_path / "elsewhere.py").write_text("print('not approved')\n")
     (work / "train.py").unlink()
     (work / "train.py").symlink_to(tmp_path / "elsewhere.py")
-    step = Step(root=work, backend=LocalBackend(work), proposer=SearchProposer(), forge=FileForge(work),
+    step = Step(root=work, backend=LocalBackend(work, uv=None), proposer=SearchProposer(), forge=FileForge(work),
                 clock=FakeClock(), snapshot=snapshot)
     result = step.run()
-    assert result.exit_code == 2 and result.submitted == 0, result.events
-    assert any("goes through train.py, which is a symlink" in e for e in result.events), result.events
-    nothing_submitted(work)
+    assert result.exit_code == 0 and result.submitted == 1, result.events
+    [job] = result.submitted_ids
+    copy = work / ".mlr" / "jobs" / job / "work" / "train.py"
+    assert not copy.is_symlink() and copy.read_text() == TRAIN
 
 
 @pytest.mark.parametrize("where", ["runs/../../outside/victim", "/etc/passwd-of-someone", "runs/.."])

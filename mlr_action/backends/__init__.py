@@ -43,13 +43,14 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, *, root: Path, namespace: str | None = None) -> JobBackend:
+def make_backend(name: str, *, root: Path, namespace: str | None = None, uv: str | None = "auto") -> JobBackend:
     """The backend called ``name``; ``root`` is the campaign's repository root (used by ``local``),
-    ``namespace`` the HF user or org jobs run in (``hf``; None: the token's own user)."""
+    ``namespace`` the HF user or org jobs run in (``hf``; None: the token's own user), ``uv`` what runs local
+    jobs (``auto``: uv when it is on PATH; None: this Python)."""
     if name == "local":
         from mlr_action.backends.local import LocalBackend
 
-        return LocalBackend(root)
+        return LocalBackend(root, uv=uv)
     if name == "memory":
         from mlr_action.backends.memory import InMemoryBackend
 

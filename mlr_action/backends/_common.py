@@ -5,12 +5,23 @@ whose timeout is not positive, is refused with :class:`PermanentError` before
 anything is submitted; the labels a job carries always include
 ``mlr-campaign`` and ``mlr-iter``, which is what idempotent submit keys on,
 and ``mlr-timeout`` (seconds), which a backend that does not report a job's
-timeout reads back.
+timeout reads back. Every backend runs the same folder with the same
+dependency recipe (:func:`job_folder`).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from mlr_action.backends.base import CAMPAIGN_LABEL, ITER_LABEL, TIMEOUT_LABEL, JobSpec, PermanentError, labels_for
+
+if TYPE_CHECKING:
+    from mlr_action.runner import Recipe
+    from mlr_action.shipped import ShippedFolder
+
+_NO_KEYS = type("NoCampaignKeys", (), {"dependencies": (), "python": None, "image": None})()
 
 
 def job_labels(spec: JobSpec) -> dict[str, str]:
@@ -35,3 +46,36 @@ def job_key(labels: dict[str, str]) -> tuple[str | None, str | None]:
 def job_env(spec: JobSpec) -> dict[str, str]:
     """The variables the job sees on top of the environment (DESIGN.md section 7)."""
     return {"MLR_CAMPAIGN": spec.campaign, "MLR_ITER": str(spec.iter), **spec.env}
+
+
+def job_folder(spec: JobSpec) -> tuple[ShippedFolder, str, Recipe]:
+    """The folder the job runs in, the script's path in it, and its dependency recipe.
+
+    A spec built without a folder (older callers) runs its script alone: the authorized bytes
+    (``spec.script_bytes``), or else the file at ``spec.script``, read without following a symlink.
+    """
+    from mlr_action import runner, shipped
+
+    folder, script, plan = spec.folder, spec.script_rel, spec.recipe
+    if folder is None or script is None:
+        path = Path(spec.script)
+        data = spec.script_bytes if spec.script_bytes is not None else _read_script(path)
+        script = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name).lstrip(".") or "train.py"
+        script = script if script.endswith(".py") else script + ".py"
+        folder = shipped.one_file(script, data)
+    return folder, script, plan if plan is not None else runner.recipe(folder, script, _NO_KEYS)
+
+
+def _read_script(path: Path) -> bytes:
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise PermanentError(f"the job script {path} does not exist; set `script:` in program.md's Campaign block to a "
+                             "file in the repository; this job was not submitted") from None
+    except OSError as exc:
+        raise PermanentError(f"cannot read the job script {path} ({exc.strerror or exc}; a symlink is never "
+                             "followed); fix it; this job was not submitted") from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()

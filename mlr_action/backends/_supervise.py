@@ -26,6 +26,7 @@ Files in a job directory::
     output.log      the job's stdout and stderr, merged
     supervisor.log  the supervisor's own stderr (empty unless it crashed)
     lock            flock(2) target that serializes status changes
+    work/           the job's folder: the shipped campaign folder, its working directory
 
 POSIX only (fork, setsid, process groups, flock).
 """
@@ -49,6 +50,7 @@ STATUS_FILE = "status.json"
 OUTPUT_FILE = "output.log"
 SUPERVISOR_LOG = "supervisor.log"
 LOCK_FILE = "lock"
+WORK_DIR = "work"
 
 TERMINAL = frozenset({"COMPLETED", "ERROR", "CANCELED", "DELETED"})
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL on timeout: time for the job to flush its logs
@@ -192,7 +194,8 @@ def start(jobdir: Path, spec: dict[str, Any]) -> subprocess.Popen[bytes] | None:
         if is_terminal(read_status(jobdir)):
             return None
         env = {**os.environ, **spec["env"]}
-        command = [spec["python"], spec["script"], *spec["args"]]
+        # An entry written before the job got its own folder names the python and the script instead.
+        command = spec.get("command") or [spec["python"], spec["script"], *spec["args"]]
         try:
             with os.fdopen(os.open(jobdir / OUTPUT_FILE, APPEND, 0o644), "ab") as out:
                 child = subprocess.Popen(command, cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL,

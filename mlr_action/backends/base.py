@@ -22,7 +22,7 @@ Every backend guarantees:
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,6 +70,13 @@ class JobSpec(BaseModel):
     # differs). None in local mode: the file at ``script`` is what runs.
     script_bytes: bytes | None = Field(None, repr=False)
     commit: str | None = None
+    # The campaign folder the job runs in (a mlr_action.shipped.ShippedFolder: the commit's folder in GitHub
+    # mode, the work tree's locally) and how its Python gets its dependencies (a mlr_action.runner.Recipe).
+    # None for a spec built without them (older callers): the backend ships the script alone.
+    folder: Any = Field(None, repr=False, exclude=True)
+    recipe: Any = Field(None, repr=False, exclude=True)
+    script_rel: str | None = None  # the script's path in the folder, POSIX
+    folder_hash: str | None = None  # the folder's digest (recorded on the ledger row)
 
 
 class JobView(BaseModel):

@@ -2,15 +2,19 @@
 
 Guarantees (besides those of :mod:`mlr_action.backends.base`):
 
-- What a job runs: the campaign's script, shipped inline with the job (base64
-  in ``MLR_SCRIPT_B64``, at most :data:`MAX_SCRIPT_BYTES`): in GitHub mode the
-  bytes committed at the tip of the default branch (``JobSpec.script_bytes``),
-  never the work tree's file; locally the file at its path. It is written to a fresh
-  temporary folder and run with ``uv run`` in the uv image, so a PEP 723 header
-  brings the script's own dependencies; the spec's args as ``--name=value``;
-  the ``MLR_*`` environment; ``HF_TOKEN`` only as a job *secret*, never as
-  plain environment; flavor, timeout and labels from the spec. A script that
-  is missing or too large is a :class:`PermanentError` before any request.
+- What a job runs: the campaign folder as shipped (``spec.folder``: the
+  authorized commit's in GitHub mode, the work tree's locally), uploaded once
+  per content to the private repo ``<namespace>/mlr-code-<campaign>`` and
+  mounted read-only at ``/mlr/code`` at a pinned revision
+  (:mod:`mlr_action.backends._hf_code`). The job copies it to a fresh
+  writable folder, changes into it and runs ``spec.script_rel`` with the
+  dependencies of :mod:`mlr_action.runner` (``uv run`` in the uv image or the
+  Campaign's ``image``; pip and ``python`` in an image without uv); the
+  spec's args as ``--name=value``; the ``MLR_*`` environment; ``HF_TOKEN``
+  only as a job *secret*, never as plain environment; flavor, timeout and
+  labels from the spec. No code travels in the environment. A spec without a
+  folder (older callers) ships its script alone; a script that is missing is
+  a :class:`PermanentError` before any request.
 - Exactly once: ``submit`` first looks the job up by its campaign and iter
   labels and returns the existing id; a submit whose outcome is unknown
   (timeout, dropped connection, 5xx) raises :class:`TransientError` and is
@@ -37,20 +41,21 @@ Only this module and ``_hf_http`` import huggingface_hub, and only when
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import httpx2
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
+from mlr_action import runner
+from mlr_action.runner import code_repo
 from mlr_action.backends import _hf_http
-from mlr_action.backends._common import job_env, job_key, job_labels
+from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
+from mlr_action.backends._hf_code import CodeShipper, Missing
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
@@ -62,16 +67,14 @@ from mlr_action.backends.base import (
     PermanentError,
     TransientError,
 )
+from mlr_action.shipped import ShippedFolder
 
 T = TypeVar("T")
 
-UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's DEFAULT_UV_IMAGE
-MAX_SCRIPT_BYTES = 64 * 1024  # base64 of it stays under Linux's 128 KiB limit for one environment variable
+UV_IMAGE = runner.UV_IMAGE
 LOG_TAIL_LINES = 5000  # the metric is the last such line; a log is read from its end
 UNITS_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Writes the script into a fresh folder and runs it with uv; the args arrive as "$@", never through the shell.
-LAUNCHER = 'd="$(mktemp -d)" && printf %s "$MLR_SCRIPT_B64" | base64 -d > "$d/{name}" && exec uv run "$d/{name}" "$@"'
 
 # -- what the user reads when something goes wrong ----------------------------
 
@@ -92,46 +95,29 @@ MESSAGES = {
     "unknown-outcome": ("{action}: the request may have reached HF but its answer was lost ({detail}); the next step "
                         "looks for the job by its labels before submitting again"),
     "network": "could not reach HF at {endpoint} while {action} ({detail}); the next tick retries",
-    "missing-script": ("the job script {script} does not exist; set `script:` in program.md's Campaign block to a file "
-                       "in the repository; this job was not submitted"),
-    "unreadable-script": "cannot read the job script {script} ({why}); fix its permissions; this job was not submitted",
-    "script-too-large": ("the job script {script} is {size} bytes, over the {limit} bytes a job can carry inline; keep "
-                         "the training script small and let it get the rest through its PEP 723 dependencies or "
-                         "from the Hub; this job was not submitted"),
     "prices-fallback": ("live HF prices could not be read ({why}); costs use the built-in price table, rounded up"),
 }
 
 
 @dataclass(frozen=True)
 class Shipment:
-    """The job's command and environment: everything the container needs to run the script."""
+    """What the container gets: its image, the launcher command, the environment, and the folder to mount."""
 
+    image: str
     command: list[str]
     env: dict[str, str]
+    folder: ShippedFolder
 
 
-def ship(spec: JobSpec) -> Shipment:
-    """Pack ``spec``'s script into a command for the uv image; PermanentError when it cannot be shipped.
+def ship(spec: JobSpec, *, image: str = UV_IMAGE) -> Shipment:
+    """The job for ``spec``: its folder and a command that runs the script there; PermanentError when it cannot.
 
-    The bytes are the authorized blob's (``spec.script_bytes``, GitHub mode) or else the file's at ``spec.script``.
+    The folder is ``spec.folder``; a spec built without one ships its script alone (the authorized bytes,
+    ``spec.script_bytes``, or else the file at ``spec.script``).
     """
-    path = Path(spec.script)
-    data = spec.script_bytes if spec.script_bytes is not None else _read_script(path)
-    if len(data) > MAX_SCRIPT_BYTES:
-        raise PermanentError(MESSAGES["script-too-large"].format(script=path, size=len(data), limit=MAX_SCRIPT_BYTES))
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name).lstrip(".") or "train.py"
-    name = name if name.endswith(".py") else name + ".py"
-    command = ["bash", "-c", LAUNCHER.format(name=name), "mlr-job", *spec.args]
-    return Shipment(command=command, env={**job_env(spec), "MLR_SCRIPT_B64": base64.b64encode(data).decode()})
-
-
-def _read_script(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise PermanentError(MESSAGES["missing-script"].format(script=path)) from None
-    except OSError as exc:
-        raise PermanentError(MESSAGES["unreadable-script"].format(script=path, why=exc.strerror or exc)) from None
+    folder, script, plan = job_folder(spec)
+    command = ["bash", "-c", runner.launcher(plan, script), "mlr-job", *spec.args]
+    return Shipment(image=plan.image or image, command=command, env=job_env(spec), folder=folder)
 
 
 def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
@@ -167,21 +153,23 @@ class HfBackend:
         self.policy = policy or _hf_http.Policy()
         _hf_http.install()
         self.api = HfApi(endpoint=self.endpoint, token=token, library_name="mlr-action")
+        self.code = CodeShipper(self.api, self._call)
 
     # -- JobBackend ----------------------------------------------------------
 
     def submit(self, *, spec: JobSpec) -> str:
         labels = job_labels(spec)
-        shipment = ship(spec)
+        shipment = ship(spec, image=self.image)
         token = self.token()
         existing = self._find(labels)
         if existing:
             return existing
+        volume = self.code.volume(shipment.folder, repo_id=self.code_repo(spec.campaign))
         action = f"submitting iter {spec.iter} of campaign {spec.campaign}"
         info = self._call(action, lambda: self.api.run_job(
-            image=self.image, command=shipment.command, env=shipment.env, secrets={"HF_TOKEN": token},
+            image=shipment.image, command=shipment.command, env=shipment.env, secrets={"HF_TOKEN": token},
             flavor=spec.flavor, timeout=spec.timeout_s, labels=labels, namespace=self.namespace(),
-            name=re.sub(r"[^a-zA-Z0-9_-]", "-", f"mlr-{spec.campaign}-{spec.iter}"),
+            name=re.sub(r"[^a-zA-Z0-9_-]", "-", f"mlr-{spec.campaign}-{spec.iter}"), volumes=[volume],
         ), writes=True)
         return self._settle(labels, str(info.id))
 
@@ -240,6 +228,23 @@ class HfBackend:
                            lambda: self.api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True), writes=True)
                 return True
         return False
+
+    # -- preflight (mlr validate --backend hf, the pull request check) -------------
+
+    def account(self) -> tuple[str, list[str]]:
+        """The token's user and the organizations it belongs to (whoami)."""
+        self.token()
+        me = self._call("checking the token (whoami)", lambda: self.api.whoami(cache=True), namespaced=False)
+        return str(me["name"]), [str(o.get("name")) for o in me.get("orgs") or [] if isinstance(o, dict)]
+
+    def flavors(self) -> list[str]:
+        """The flavors of the live hardware catalog."""
+        hardware = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+        return [str(item.name) for item in hardware]
+
+    def code_repo(self, campaign: str) -> str:
+        """The private repo the campaign's folder is shipped through (see :mod:`mlr_action.backends._hf_code`)."""
+        return code_repo(self.namespace(), campaign)
 
     # -- internals -------------------------------------------------------------
 
@@ -323,8 +328,7 @@ class HfBackend:
         return PermanentError(MESSAGES["bad-request"].format(action=action, status=status, detail=detail))
 
 
-class _Missing(Exception):
-    """A 404 where the caller expects one (a job that is gone)."""
+_Missing = Missing  # a 404 where the caller expects one (a job that is gone)
 
 
 def _gone(job_id: str, why: str) -> JobView:

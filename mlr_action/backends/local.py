@@ -4,9 +4,16 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
 
 - ``submit`` returns as soon as the job's supervisor has detached: a step
   never waits for a job, and the job survives the step dying, even by SIGKILL
-  of its whole process group. The job runs ``python <script> <args...>`` in
-  ``root`` with ``os.environ`` plus the spec's env, stdout and stderr merged
-  into one log.
+  of its whole process group. The job runs in a fresh folder
+  (``.mlr/jobs/<job_id>/work``) holding the spec's shipped folder
+  (:mod:`mlr_action.shipped`: in GitHub mode the authorized commit's files,
+  read from git objects; locally the work tree's files that git tracks or
+  would track), never in the work tree, so a file or import missing from
+  what would be committed fails here as it would on HF. It runs ``uv run``
+  with the same recipe as an HF job (:mod:`mlr_action.runner`) when ``uv`` is
+  on PATH; otherwise the current Python, and :attr:`LocalBackend.runner_note`
+  says that the folder's dependencies were not installed. ``os.environ`` plus
+  the spec's env; stdout and stderr merged into one log.
 - Exactly once: the registry entry (``<root>/.mlr/jobs/<job_id>/spec.json``,
   labels included) appears atomically *before* anything starts, and submit is
   idempotent by the ``mlr-campaign`` and ``mlr-iter`` labels, so a step that
@@ -23,10 +30,6 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   linked ``.mlr``, ``.mlr/jobs`` or registry file is refused
   (:class:`~mlr_action.safepath.UnsafePath`), and a job entry that is a link
   is not one of ours (never listed, inspected, canceled or written).
-- GitHub mode (a spec with ``script_bytes``): the job runs the work tree, so
-  ``submit`` refuses (:class:`PermanentError`, nothing started) when the
-  work-tree script is a symlink or differs from the authorized bytes.
-
 POSIX only; see :mod:`mlr_action.backends._supervise` for the job directory.
 """
 
@@ -43,9 +46,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from mlr_action import safepath
+from mlr_action import runner, safepath
 from mlr_action.backends import _supervise as sup
-from mlr_action.backends._common import job_env, job_key, job_labels
+from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     JobSpec,
@@ -54,6 +57,7 @@ from mlr_action.backends.base import (
     PermanentError,
     TransientError,
 )
+from mlr_action.shipped import ShippedFolder
 
 LOG_TAIL_BYTES = 1_000_000  # logs() returns at most this much: the end is where the metric is
 START_GRACE_S = 60.0  # how long an entry may wait for its supervisor before it counts as never started
@@ -64,21 +68,43 @@ _JOB_ID = re.compile(r"^local-[0-9a-f]{12}$")
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path, *, python: str = sys.executable) -> None:
+    def __init__(self, root: Path, *, python: str = sys.executable, uv: str | None = "auto") -> None:
+        """``uv``: the uv to run jobs with; "auto" finds it on PATH; None always runs ``python`` itself."""
         self.root = Path(root).resolve()
         self.python = python
+        self.uv = shutil.which("uv") if uv == "auto" else uv
         self.registry = self.root / ".mlr" / "jobs"
+
+    @property
+    def runner(self) -> str:
+        """What runs the jobs, for the ledger: ``uv`` or ``python X.Y.Z (no uv)``."""
+        return "uv" if self.uv else f"python {_version(self.python)} (no uv)"
+
+    @property
+    def runner_note(self) -> str | None:
+        """Why local results may not predict HF's, when they may not; None when uv runs the jobs."""
+        if self.uv:
+            return None
+        return (f"local jobs run with {self.python} (Python {_version(self.python)}), not uv (not installed, or "
+                "--no-uv), so the dependencies the campaign folder declares are not installed as on HF; with uv "
+                "(https://docs.astral.sh/uv/) local runs resolve them the same way")
 
     # -- JobBackend ----------------------------------------------------------
 
     def submit(self, *, spec: JobSpec) -> str:
-        script = self._script(spec)
+        if spec.folder is None and not Path(spec.script).is_absolute():  # a script alone, relative to the root
+            spec = spec.model_copy(update={"script": str(self.root / spec.script)})
+        folder, script, plan = job_folder(spec)
         labels = job_labels(spec)
+        if self.uv:
+            command = runner.uv_command(plan, script, list(spec.args), uv=self.uv)
+        else:
+            command = [self.python, script, *spec.args]
         with self._registry_lock():
             existing = self._find(labels)
             if existing:
                 return existing
-            jobdir = self._register(spec, labels, script)
+            jobdir = self._register(spec, labels, folder, command)
         self._launch(jobdir)
         return jobdir.name
 
@@ -121,40 +147,34 @@ class LocalBackend:
 
     # -- submit --------------------------------------------------------------
 
-    def _script(self, spec: JobSpec) -> Path:
-        script = Path(spec.script)
-        script = script if script.is_absolute() else self.root / script
-        if not script.is_file():
-            raise PermanentError(
-                f"the job script {script} does not exist; set `script:` in program.md's Campaign block "
-                f"to a file in the repository (paths are relative to the folder holding program.md)"
-            )
-        if spec.script_bytes is not None:
-            _check_authorized(self.root, script, spec)
-        return script
-
     def _find(self, labels: dict[str, str]) -> str | None:
         key = job_key(labels)
         return next((d.name for d, record in self._entries() if job_key(record.get("labels", {})) == key), None)
 
-    def _register(self, spec: JobSpec, labels: dict[str, str], script: Path) -> Path:
-        """Write the whole entry under a hidden name, then rename it into place: it appears at once or not at all."""
+    def _register(self, spec: JobSpec, labels: dict[str, str], folder: ShippedFolder, command: list[str]) -> Path:
+        """Write the whole entry (the job's folder included) under a hidden name, then rename it into place: it
+        appears at once or not at all."""
         job_id = f"local-{uuid.uuid4().hex[:12]}"
         tmp = self.registry / f".tmp-{job_id}"
         tmp.mkdir(parents=True)
+        jobdir = self.registry / job_id
+        try:
+            folder.materialize(tmp / sup.WORK_DIR)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         sup.write_json(tmp / sup.SPEC_FILE, {
             "job_id": job_id,
             "submitted_at": time.time(),
             "labels": labels,
-            "python": self.python,
-            "cwd": str(self.root),
-            "script": str(script),
+            "command": command,
+            "cwd": str(jobdir / sup.WORK_DIR),
             "args": list(spec.args),
             "env": job_env(spec),
             "timeout_s": spec.timeout_s,
+            "runner": self.runner,
             "spec": spec.model_dump(exclude={"script_bytes"}),
         })
-        jobdir = self.registry / job_id
         os.rename(tmp, jobdir)
         return jobdir
 
@@ -244,27 +264,6 @@ class LocalBackend:
             yield
 
 
-def _check_authorized(root: Path, script: Path, spec: JobSpec) -> None:
-    """GitHub mode: this backend runs the work tree, so its script must be the authorized bytes, exactly,
-    reached through no symlink (the script, or a folder between the checkout and it)."""
-    at = f"commit {(spec.commit or '')[:12]}"
-    link = script.name if script.is_symlink() else None
-    if script.is_relative_to(root):
-        try:
-            safepath.check(root, script)
-        except safepath.UnsafePath as exc:
-            link = exc.shown
-    if link:
-        raise PermanentError(f"the job script {script} goes through {link}, which is a symlink in the work tree, so "
-                             f"it is not the script authorized at {at}; restore it (`git checkout -- {link}`); this "
-                             "job was not submitted")
-    if script.read_bytes() != spec.script_bytes:
-        raise PermanentError(f"the job script {script} in the work tree differs from the script authorized at {at} "
-                             "(edited after the check, perhaps by an earlier job's code): the local backend runs the "
-                             f"work tree, so it refuses; restore it (`git checkout -- {script.name}`) and run again; "
-                             "this job was not submitted")
-
-
 def _stale_reason(jobdir: Path, record: dict[str, Any], status: dict[str, Any]) -> str | None:
     """Why a job that is not finished can never finish, or None while it still can."""
     if status.get("supervisor_pid"):
@@ -282,6 +281,18 @@ def _stale_reason(jobdir: Path, record: dict[str, Any], status: dict[str, Any]) 
         return None
     return ("the job was registered but never started (the submitting process probably died before "
             "launching it); it will not run")
+
+
+def _version(python: str) -> str:
+    """The version of the interpreter at ``python`` (this one's without asking when it is this one)."""
+    if python == sys.executable:
+        return ".".join(map(str, sys.version_info[:3]))
+    try:
+        done = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
 
 
 def _tail(path: Path, limit: int) -> str:

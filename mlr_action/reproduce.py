@@ -1,0 +1,157 @@
+"""``mlr reproduce ITER``: the exact job of one experiment, printed, and with ``--run`` run again here.
+
+Guarantees:
+
+- The job is rebuilt from the experiment's own row: its config, and the
+  commit it ran (the campaign folder and program.md are read from git objects
+  at that commit, never from the work tree). A row without a commit (a local
+  run) is rebuilt from the work tree, and says so.
+- The folder's digest is compared with the row's ``folder_hash``: a match is
+  said (``verified``), a mismatch is a problem (with ``--run`` nothing runs).
+- ``--run`` copies the folder to a fresh folder and runs the same command a
+  local job runs (uv when installed, else this Python, as the step does), with
+  the same ``MLR_*`` environment, and says whether the metric it printed is
+  the one the ledger recorded. It spends nothing on any backend.
+- Everything shown from the row is redacted; the row is data, never a path
+  (the folder is the campaign's, whatever the row says).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlr_action.ledger import LEDGER_PATH, read_ledger
+from mlr_action.metric import read_metric
+from mlr_action.program import ProgramError, load_program, output_repo_for, parse_program, script_path
+from mlr_action.receives import command_line, job_args
+from mlr_action.redaction import redact
+from mlr_action.runner import recipe
+from mlr_action.shipped import ShipError, ShippedFolder, from_commit, from_work_tree
+from mlr_action.state import fold
+
+
+@dataclass
+class Reproduction:
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    folder: ShippedFolder | None = None
+    script: str = ""
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    recipe: object = None
+    metric: str = ""
+    recorded: float | None = None
+
+
+def plan(root: Path, program_path: Path, iteration: int) -> Reproduction:
+    """What experiment ``iteration`` ran, rebuilt from its row; ``problems`` say why it cannot be."""
+    from mlr_action.jobspec import campaign_id_for
+
+    rep = Reproduction()
+    state = fold(read_ledger(root / LEDGER_PATH))
+    exp = state.experiments.get(iteration)
+    if exp is None:
+        known = sorted(state.experiments)
+        rep.problems.append(f"there is no iter {iteration} in {LEDGER_PATH}"
+                            + (f" (it has iters {known[0]}–{known[-1]})" if known else " (it has no experiment yet)"))
+        return rep
+    try:
+        program, folder, where = _sources(root, program_path, exp.commit)
+    except (ProgramError, ShipError, _Unreadable) as exc:
+        rep.problems.append(redact(str(exc)))
+        return rep
+    rep.folder, rep.metric, rep.recorded = folder, program.campaign.metric, exp.metric
+    rep.script = script_path(program.campaign.script)[0] or program.campaign.script
+    rep.recipe = recipe(folder, rep.script, program.campaign)
+    rep.args = job_args(program, exp.config)
+    campaign = campaign_id_for(program, root)
+    rep.env = {"MLR_CAMPAIGN": campaign, "MLR_ITER": str(exp.iter),
+               "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign, exp.iter)}
+    result = f"{program.campaign.metric}={exp.metric:g}" if exp.metric is not None else "no metric"
+    rep.lines.append(redact(f"iter {exp.iter}: {exp.status}, {result}" + (f" ({exp.decision})" if exp.decision else "")
+                            + f", job {exp.job_id or '-'} on {exp.flavor or '-'}"))
+    rep.lines.append(f"code      {where}; {_verified(folder, getattr(exp, 'folder_hash', None), rep)}")
+    rep.lines.append(f"command   {command_line(rep.recipe, rep.script, rep.args)}")
+    rep.lines.append("env       " + " ".join(f"{k}={shlex.quote(v)}" for k, v in rep.env.items()))
+    if getattr(exp, "runner", None):
+        rep.lines.append(redact(f"ran with  {exp.runner}"))
+    rep.lines.append(f"again     mlr reproduce {exp.iter} --run   (a fresh copy of that folder, the same command)")
+    return rep
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _sources(root: Path, program_path: Path, commit: str | None) -> tuple[object, ShippedFolder, str]:
+    """(program, folder, where they come from): the commit's when the row has one, else the work tree's."""
+    if not commit:
+        program = load_program(program_path)
+        return program, from_work_tree(program_path.parent), "the work tree (the row records no commit: a local run)"
+    from mlr_action.authority import campaign_folder, in_folder
+    from mlr_action.backends.base import BackendError
+    from mlr_action.gitrepo import GitRepo
+
+    try:
+        repo = GitRepo.open(root, "origin")
+        if repo.rev(commit) is None:
+            raise _Unreadable(f"commit {commit[:12]}, which the experiment ran, is not in this clone: fetch it "
+                              "(`git fetch --unshallow`, or `git fetch origin` on a branch that holds it)")
+        folder_path = campaign_folder(repo, os.path.relpath(program_path.resolve(), root.resolve()))
+        shown = repo.git("show", f"{commit}:{in_folder(folder_path, program_path.name)}", check=False)
+        if shown.returncode != 0:
+            raise _Unreadable(f"commit {commit[:12]} has no {program_path.name} in {folder_path}")
+        program = parse_program(shown.stdout.decode("utf-8", "replace"), root=None, path=f"{commit[:12]}:program.md")
+        folder = from_commit(repo.git, commit, folder_path)
+    except BackendError as exc:
+        raise _Unreadable(str(exc)) from None
+    return program, folder, f"commit {commit[:12]} ({folder_path} as committed there)"
+
+
+def _verified(folder: ShippedFolder, recorded: str | None, rep: Reproduction) -> str:
+    if not recorded:
+        return f"folder {folder.digest[:12]} (the row records no folder digest to compare with)"
+    if folder.digest == recorded:
+        return f"folder {folder.digest[:12]}, verified: the same files the experiment ran"
+    rep.problems.append(f"the folder is {folder.digest[:12]} but the experiment ran {str(recorded)[:12]}: the files "
+                        "changed since (a local run's work tree was edited), so this would not be the same job")
+    return f"folder {folder.digest[:12]}, NOT the {str(recorded)[:12]} the experiment ran"
+
+
+def run(rep: Reproduction, *, into: Path | None = None, uv: str | None = "auto") -> int:
+    """Copy the folder to ``into`` (a fresh folder) and run the job there; the script's exit code."""
+    assert rep.folder is not None
+    where = Path(into) if into else Path(tempfile.mkdtemp(prefix="mlr-reproduce-"))
+    if where.exists() and any(where.iterdir()):
+        print(f"mlr: {where} is not empty; give --into a new or empty folder", file=sys.stderr)
+        return 2
+    rep.folder.materialize(where)
+    uv_path = shutil.which("uv") if uv == "auto" else uv
+    from mlr_action.runner import uv_command
+
+    command = uv_command(rep.recipe, rep.script, rep.args, uv=uv_path) if uv_path else \
+        [sys.executable, rep.script, *rep.args]
+    if not uv_path:
+        print(f"note: uv is not installed: running with {sys.executable}, without installing the folder's dependencies")
+    print(f"running in {where}: {' '.join(shlex.quote(w) for w in command)}", flush=True)
+    proc = subprocess.Popen(command, cwd=where, env={**os.environ, **rep.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    output = []
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace")
+        output.append(line)
+        sys.stdout.write(redact(line))
+    code = proc.wait()
+    value = read_metric("".join(output), rep.metric).value
+    recorded = "no metric" if rep.recorded is None else f"{rep.recorded:g}"
+    got = "no metric line" if value is None else f"{rep.metric}={value:g}"
+    print(f"reproduced: {got} (the ledger recorded {recorded}); exit code {code}")
+    return code
