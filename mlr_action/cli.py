@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tick {tick}: {detail}\n        {step_line(result)}", flush=True)
         if result.exit_code == BAD_INPUT:
             return BAD_INPUT
-        if result.stopped:
+        if result.finished:  # stopped, and the final evaluation (when program.md asks for one) is over
             print(f"campaign stopped after {tick} ticks: see {args.repo / 'runs' / 'summary.md'}")
             return OK
         if args.max_ticks is not None and tick >= args.max_ticks:
