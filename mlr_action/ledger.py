@@ -243,7 +243,15 @@ def dump_row(row: Row) -> str:
         return value
 
     data = clean(row.model_dump(mode="json", exclude_none=False))
+    for key in _UNSET_UNSAID:
+        if data.get(key, 0) is None:
+            del data[key]
     return json.dumps(data, sort_keys=False, allow_nan=False)
+
+
+# Fields a search row does not have: left out when unset, so a campaign without a final block writes the rows it
+# always wrote (the seed's fields are always there, null or not).
+_UNSET_UNSAID = ("final_of", "repeat", "final_seed")
 
 
 def append_rows(path: Path, rows: list[Row], *, root: Path | None = None) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlr_action.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.durations import format_duration
+from mlr_action.final import reserve_note
 from mlr_action.flavors import price_per_hour
 from mlr_action.jobspec import campaign_id_for
 from mlr_action.ledger import LEDGER_PATH, EventRow, Row, read_ledger
@@ -58,6 +59,10 @@ def describe_envelope(program: Program, prices: dict[str, float] | None = None) 
         f"  script {camp.script} on {program.default_flavor}, timeout {format_duration(program.default_timeout_s)}",
         f"  params {', '.join(camp.params)}" + (f"; fixed {', '.join(f'{k}={v}' for k, v in camp.fixed.items())}" if camp.fixed else ""),
     ]
+    if camp.min_delta:
+        lines.append(f"  an improvement must beat the best by more than {camp.min_delta:g} (min_delta)")
+    final = reserve_note(program, prices)
+    lines += ["", "Final evaluation (after the stop)", f"  {final}"] if final else []
     return "\n".join(lines)
 
 
