@@ -122,6 +122,9 @@ def _status(program: Program, found: Outcome) -> str:
         return (f"**Running:** {finished} of {_repeats(program)} repeats finished, {found.in_flight} in flight. It runs "
                 "after the stop, from the reserve, never past the envelope.")
     event = found.event
+    if event is None and found.rows:  # a person stopped the campaign while its repeats ran
+        return (f"**Ended early:** {found.not_run or 'it was stopped'}; {finished} of {_repeats(program)} repeats "
+                "had finished, and the rest were canceled.")
     if event is None:
         return f"**Not run:** {found.not_run or 'it has not started'}."
     if event.reason == "finished":

@@ -47,6 +47,12 @@ class CampaignState:
     finals: dict[int, ExperimentRow] = field(default_factory=dict)  # latest final-evaluation row per iter, by iter
     final_event: EventRow | None = None  # the ``final`` row that ended the final evaluation after the last stop
 
+    @property
+    def final_running(self) -> bool:
+        """Stopped (not by a person) with the final evaluation's repeats in flight: a person may still stop those."""
+        return (self.stopped is not None and self.stopped.reason != "human" and self.final_event is None
+                and any(e.final_of is not None for e in self.in_flight))
+
     def row(self, iteration: int) -> ExperimentRow | None:
         """The latest row of ``iteration``, search or final."""
         return self.experiments.get(iteration) or self.finals.get(iteration)

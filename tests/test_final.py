@@ -286,7 +286,8 @@ def test_a_person_who_stops_during_the_final_evaluation_cancels_its_repeats(tmp_
     state = state_of(root)
     assert result.finished and state.in_flight == []
     assert [r.status for r in state.finals.values()] == ["canceled"] * 3
-    assert "Not run:** a person stopped the campaign" in (root / "runs" / "summary.md").read_text()
+    assert ("**Ended early:** a person stopped the campaign (a stop by a person spends nothing more); 0 of 3 repeats "
+            "had finished, and the rest were canceled.") in (root / "runs" / "summary.md").read_text()
 
 
 # --- final rows never count for the search -----------------------------------------------------------------
@@ -360,3 +361,33 @@ def test_a_ledger_that_marks_a_repeat_as_a_search_result_never_makes_it_the_best
     assert len(theirs) == 3 and not theirs & set(plan.delete)
     assert all("the backend lists no job of this campaign" in plan.keep[repo] for repo in theirs)
     assert all(v.stage is JobStage.COMPLETED for v in listed)
+
+
+def test_the_final_evaluations_rows_are_published_before_its_jobs_are_submitted(tmp_path):
+    """Nothing is spent that cannot be recorded: a push that fails before the repeats leaves them unsubmitted."""
+    root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=3), with_(CAMPAIGN, target=0.9, final=FINAL))
+    step = make_step(root)
+    pushes, failing = [], []
+
+    def publish(message: str) -> None:
+        if failing:
+            raise TransientError("the push was rejected")
+        rows = read_ledger(root / "runs" / "ledger.jsonl")
+        pushes.append((message.splitlines()[0], len(rows), len(step.backend.jobs)))
+
+    step.publish = publish
+    step.run()
+    step.clock.advance(900)
+    finish_jobs(step.backend)
+    searched = len(step.backend.jobs)
+    failing.append(True)
+    result = step.run()  # the stop, the intents of the three repeats, then a push that fails
+    assert result.exit_code == 1 and len(step.backend.jobs) == searched
+    assert "nothing more is spent" in result.events[-1].lower()
+    assert [r.status for r in state_of(root).finals.values()] == ["proposed"] * 3
+    failing.clear()
+    step.run()  # the push goes through first, then the same three repeats are submitted
+    subject, rows, jobs = pushes[-1]
+    assert subject.startswith("mlr: record before submitting 3 final evaluation job(s)") and jobs == searched
+    assert len(step.backend.jobs) == searched + 3 and [r.status for r in state_of(root).finals.values()] == ["submitted"] * 3
+    assert sorted(r.repeat for r in state_of(root).finals.values()) == [1, 2, 3]

@@ -160,6 +160,9 @@ def _controls(state: CampaignState, checkbox: bool) -> str:
     ]
     if state.stopped is not None and state.stopped.reason == "human":
         lines += ["", "**Stopped by a person.** Reopen this issue (or comment `/mlr resume`) to resume."]
+    elif state.final_running:
+        lines += ["", "**Stopped; the final evaluation is running** (the best config again, from the reserve). The stop "
+                  "report below says why it stopped. Comment `/mlr stop` to cancel the final evaluation's jobs."]
     elif state.stopped is not None:
         lines += ["", "**Stopped.** The stop report below says why. Merge a change to program.md (a raised budget, a "
                   "wider search) to resume; closing this issue now changes nothing."]
