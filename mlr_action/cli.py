@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="say what the step would do; submit, spend, commit and post nothing")
 
-    p = sub.add_parser("run", help="repeat steps until the campaign stops (local use)")
+    p = sub.add_parser("run", help="repeat steps until the campaign stops and its final evaluation is over (local use)")
     _step_options(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between steps (default: 2)")
     p.add_argument("--max-ticks", type=int, default=None, help="give up after this many steps")
