@@ -296,17 +296,7 @@ class Step:
             return self._append(state, [stop])
         if plan.waiting:
             result.events.append(plan.waiting)
-        intents: list[ExperimentRow] = []
-        for intent in plan.resubmit:
-            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices), prices=prices)
-            if problems:
-                self._refuse(result, intent.iter, problems)
-                continue
-            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
-            if again is not intent:  # recorded before the publish that precedes the submit
-                state = self._append(state, [again])
-                result.events += [note] if note else []
-            intents.append(again)
+        state, intents = self._readmit(program, state, plan.resubmit, decide.readmit_problems, prices, result)
         if plan.propose:
             state, admitted = self._propose(program, state, plan.propose, prices, result)
             intents += admitted
@@ -315,6 +305,22 @@ class Step:
             for intent in intents:
                 state = self._submit(program, state, intent, result)
         return state
+
+    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...], problems_of,
+                 prices, result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
+        """Intents whose job never reached the backend, checked again (``problems_of``) and made program.md's own."""
+        intents: list[ExperimentRow] = []
+        for intent in resubmit:
+            problems = problems_of(program, state, intent, used=self._usage(program, state, prices), prices=prices)
+            if problems:
+                self._refuse(result, intent.iter, problems)
+                continue
+            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
+            if again is not intent:  # recorded before the publish that precedes the submit
+                state = self._append(state, [again])
+                result.events += [note] if note else []
+            intents.append(again)
+        return state, intents
 
     def _final(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         """The final evaluation after the stop (mlr_action.final): repeats of the best config, from the reserve.
@@ -329,16 +335,7 @@ class Step:
             result.events.append(describe_row(program, plan.done))
             return self._append(state, [plan.done])
         result.events += [plan.waiting] if plan.waiting else []
-        intents = []
-        for intent in plan.resubmit:
-            problems = final.readmit_problems(program, state, intent, used=self._usage(program, state, prices), prices=prices)
-            if problems:
-                self._refuse(result, intent.iter, problems)
-                continue
-            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
-            state = self._append(state, [again] if again is not intent else [])
-            result.events += [note] if note else []
-            intents.append(again)
+        state, intents = self._readmit(program, state, plan.resubmit, final.readmit_problems, prices, result)
         state = self._append(state, list(plan.new))
         intents += plan.new
         if intents:

@@ -18,16 +18,10 @@ from mlr_action.state import config_key, fold
 from mlr_action.views import campaign_status
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 from simulate import finish_jobs, make_step, quadratic_accuracy, run_campaign
+from test_campaign import make_repo
 
 FINAL = {"repeats": 3, "seed_param": "seed", "fixed": {"split": "test"}}
 OPEN = with_(CAMPAIGN, target=None, patience=None)
-
-
-def make_repo(root, envelope=None, campaign=None):
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "train.py").write_text("print('eval_accuracy=0.5')\n")
-    (root / "program.md").write_text(program_text(envelope, campaign))
-    return root
 
 
 def state_of(root):
@@ -273,12 +267,18 @@ def test_it_runs_after_a_stop_on_the_target_patience_budget_or_exhausted_space_o
     assert not final.pending(program, nothing)
 
 
-def test_a_person_who_stops_during_the_final_evaluation_cancels_its_repeats(tmp_path):
+def at_the_stop(tmp_path):
+    """A campaign whose first result reaches its target: the next step stops it and starts three repeats at once."""
     root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=3), with_(CAMPAIGN, target=0.9, final=FINAL))
     step = make_step(root)
     step.run()
     step.clock.advance(900)
     finish_jobs(step.backend)
+    return root, step
+
+
+def test_a_person_who_stops_during_the_final_evaluation_cancels_its_repeats(tmp_path):
+    root, step = at_the_stop(tmp_path)
     step.run()
     assert len(state_of(root).finals) == 3
     append_rows(root / "runs" / "ledger.jsonl", [EventRow(event="stopped", ts="2026-01-01T01:00:00+00:00", reason="human")])
@@ -319,11 +319,7 @@ def test_failed_repeats_count_for_no_error_streak_patience_best_or_proposer_and_
 
 
 def test_a_repeat_whose_rows_were_lost_is_adopted_as_that_repeat_never_run_again(tmp_path):
-    root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=3), with_(CAMPAIGN, target=0.9, final=FINAL))
-    step = make_step(root)
-    step.run()
-    step.clock.advance(900)
-    finish_jobs(step.backend)
+    root, step = at_the_stop(tmp_path)
     step.backend.fail_next("submit", TransientError("the answer was lost"), after=True)
     assert step.run().exit_code == 1  # the first repeat's job exists, its id was never written
     ledger = root / "runs" / "ledger.jsonl"
@@ -365,8 +361,7 @@ def test_a_ledger_that_marks_a_repeat_as_a_search_result_never_makes_it_the_best
 
 def test_the_final_evaluations_rows_are_published_before_its_jobs_are_submitted(tmp_path):
     """Nothing is spent that cannot be recorded: a push that fails before the repeats leaves them unsubmitted."""
-    root = make_repo(tmp_path, with_(ENVELOPE, max_parallel=3), with_(CAMPAIGN, target=0.9, final=FINAL))
-    step = make_step(root)
+    root, step = at_the_stop(tmp_path)
     pushes, failing = [], []
 
     def publish(message: str) -> None:
@@ -376,9 +371,6 @@ def test_the_final_evaluations_rows_are_published_before_its_jobs_are_submitted(
         pushes.append((message.splitlines()[0], len(rows), len(step.backend.jobs)))
 
     step.publish = publish
-    step.run()
-    step.clock.advance(900)
-    finish_jobs(step.backend)
     searched = len(step.backend.jobs)
     failing.append(True)
     result = step.run()  # the stop, the intents of the three repeats, then a push that fails
