@@ -54,14 +54,20 @@ def result_line(program: Program, state: CampaignState) -> str | None:
     name = program.final_metric
     if found.spread is not None:
         head = f"- **final {code(name)}: {spread_text(found.spread)}**"
+    elif found.phase == FINAL:
+        head = f"- final {code(name)}: none yet"
     else:
-        head = f"- final {code(name)}: none yet" if found.phase == FINAL else f"- final {code(name)}: not measured"
+        why = _WHY_NONE.get(found.event.reason if found.event else "", "")
+        head = f"- final {code(name)}: not measured" + (f" ({why})" if why and found.rows == () else "")
     done = sum(1 for r in found.rows if r.status == "completed")
     if found.phase == FINAL:
         head += f" (running: {done} of {_repeats(program)} repeats finished)"
     elif found.not_run and not found.rows:
         head += f" ({found.not_run})"
     return head
+
+
+_WHY_NONE = {"unaffordable": "the envelope could not pay for a repeat", "refused": "it could not run"}
 
 
 def confirmation(program: Program, state: CampaignState) -> str | None:
@@ -95,7 +101,7 @@ def final_section(program: Program, state: CampaignState, prices: dict[str, floa
         return []
     lines = [_status(program, found), ""]
     if found.of is not None and (found.rows or found.not_run is None):
-        lines += [_what_ran(program, found.of), ""]
+        lines += [_what_ran(program, found.of, bool(found.rows)), ""]
     if found.rows:
         lines += [_table(program, found, prices), ""]
         lines += [f"**{code(program.final_metric)}: {spread_text(found.spread)}**; in the search, "
@@ -136,13 +142,14 @@ def _status(program: Program, found: Outcome) -> str:
     return f"**Not run:** {code(shorten(event.detail or event.reason, 400))}."
 
 
-def _what_ran(program: Program, of: ExperimentRow) -> str:
+def _what_ran(program: Program, of: ExperimentRow, found_rows: bool) -> str:
     from mlr_action.reports import format_config
 
     final = program.campaign.final
     assert final is not None
-    parts = [f"The best search result, iter {of.iter} ({code(program.campaign.metric)} {_search_metric(of)}), run "
-             f"again {final.repeats} time{'s' if final.repeats > 1 else ''} with its config {code(format_config(of.config))}"]
+    again = "run again" if found_rows else "to be run again"
+    parts = [f"The best search result, iter {of.iter} ({code(program.campaign.metric)} {_search_metric(of)}), {again} "
+             f"{final.repeats} time{'s' if final.repeats > 1 else ''} with its config {code(format_config(of.config))}"]
     chosen = seeds(program)
     if final.seed_param and chosen:
         parts.append(f"`--{final.seed_param}` set to {', '.join(map(str, chosen))}")

@@ -383,3 +383,18 @@ def test_the_final_evaluations_rows_are_published_before_its_jobs_are_submitted(
     assert subject.startswith("mlr: record before submitting 3 final evaluation job(s)") and jobs == searched
     assert len(step.backend.jobs) == searched + 3 and [r.status for r in state_of(root).finals.values()] == ["submitted"] * 3
     assert sorted(r.repeat for r in state_of(root).finals.values()) == [1, 2, 3]
+
+
+def test_when_the_reserve_pays_for_no_repeat_the_writeup_says_so_and_what_they_would_cost(tmp_path):
+    envelope = with_(ENVELOPE, max_walltime="10h", max_jobs=20)
+    root = make_repo(tmp_path, envelope, with_(OPEN, final={**FINAL, "timeout": "2h"}))
+    step = make_step(root)
+    run_campaign(step, duration_s=3600)
+    state = state_of(root)
+    assert not state.finals and state.final_event.reason == "unaffordable" and state.final_event.would_jobs == 3
+    assert all("mlr-final-of" not in j.labels for j in step.backend.jobs.values())
+    report = (root / "runs" / "stop-report.md").read_text()
+    assert "- final `eval_accuracy`: not measured (the envelope could not pay for a repeat)" in report
+    assert ("the envelope cannot pay for 3 more repeat(s) (0 ran): they would need 3 job(s), 6h of walltime and "
+            f"${3 * 2 * price_per_hour('a10g-large'):.2f} (2h each on a10g-large); left: 11 job(s), 1h") in report
+    assert "to be run again 3 times with its config" in report
