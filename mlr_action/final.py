@@ -200,7 +200,10 @@ def _done(program: Program, state: CampaignState, reason: str, ts: str, *, detai
 def _finished_detail(program: Program, rows: dict[int, ExperimentRow]) -> str:
     spread = Spread.of(rows.values())
     said = f"; {program.final_metric} {spread.text()}" if spread else "; no repeat gave a metric"
-    return f"final evaluation finished: {len(rows)} repeat(s) ran{said}"
+    return f"{len(rows)} repeat(s) ran{said}"
+
+
+WORDS = {"finished": "finished", "unaffordable": "ended short", "refused": "not run"}  # a ``final`` row's reason
 
 
 def _unaffordable(program: Program, state: CampaignState, used: Usage, missing: int, flavor: str, timeout_s: int,

@@ -220,6 +220,10 @@ def _said(text: str) -> str:
 
 def describe_row(program: Program, row: Row) -> str:
     """One line for a ledger row, as a step prints it (the log, the commit message, the step summary)."""
+    if isinstance(row, EventRow) and row.event == "final":
+        from mlr_action.final import WORDS
+
+        return f"final evaluation {WORDS.get(row.reason, 'ended')}: {_said(row.detail or row.reason)}"
     if isinstance(row, EventRow):
         return f"{row.event}: {_said(row.detail or row.reason)}"
     final = row.final_of is not None
