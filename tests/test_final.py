@@ -398,3 +398,40 @@ def test_when_the_reserve_pays_for_no_repeat_the_writeup_says_so_and_what_they_w
     assert ("the envelope cannot pay for 3 more repeat(s) (0 ran): they would need 3 job(s), 6h of walltime and "
             f"${3 * 2 * price_per_hour('a10g-large'):.2f} (2h each on a10g-large); left: 11 job(s), 1h") in report
     assert "to be run again 3 times with its config" in report
+
+
+def test_over_hf_jobs_a_repeat_carries_its_labels_and_is_adopted_from_the_hubs_listing(tmp_path):
+    """The same over the loopback HF Jobs API: the labels go to HF and come back, and adoption reads them."""
+    pytest.importorskip("huggingface_hub")
+    from hf_server import FakeHubServer
+    from simulate import FakeClock
+    from test_hf_campaign import TOKEN, TRAIN
+    from test_hf_campaign import make_step as hf_step
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(TRAIN)
+    (root / "program.md").write_text(program_text(with_(ENVELOPE, max_jobs=4, max_parallel=2),
+                                                  with_(OPEN, final={"repeats": 2, "seed_param": "seed"})))
+    clock = FakeClock()
+    with FakeHubServer(token=TOKEN, clock=clock.seconds) as hub:
+        step = hf_step(root, hub, clock)
+        forgot = False
+        for _ in range(20):
+            result = step.run()
+            if result.finished:
+                break
+            if state_of(root).finals and not forgot:  # the repeats' rows never reach the ledger (a lost push)
+                ledger = root / "runs" / "ledger.jsonl"
+                lines = [line for line in ledger.read_text().splitlines() if json.loads(line).get("final_of") is None]
+                ledger.write_text("\n".join(lines) + "\n")
+                forgot = True
+            clock.advance(900)
+            hub.run_all()
+        jobs = hub.jobs_of(state_of(root).campaign_id)
+    state = state_of(root)
+    assert forgot and result.finished and state.final_event.reason == "finished"
+    pairs = sorted((j.labels.get("mlr-final-of"), j.labels.get("mlr-repeat")) for j in jobs if "mlr-final-of" in j.labels)
+    assert pairs == [(str(state.best.iter), "1"), (str(state.best.iter), "2")]
+    assert sorted(state.repeats_of(state.best.iter)) == [1, 2] and len(jobs) == 4 == len(state.job_rows)
+    assert all("adopted" in r.hypothesis and r.metric is not None for r in state.finals.values())
