@@ -29,7 +29,10 @@ Guarantees (DESIGN.md sections 3 and 9):
 - :func:`budget_problems` is the one check before every submit, shared by the
   step and by ``mlr guard``. The step keeps :data:`RESERVE` of walltime and
   dollars back for the final evaluation and writeup, as the seed did; the
-  job count is a hard count with no reserve.
+  job count is a hard count, of which the search keeps the final
+  evaluation's repeats back (``keep_jobs``). The final evaluation
+  (:mod:`mlr_action.final`) checks with ``reserve=0``: it may spend the
+  reserve, never more than the envelope.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def observed_charge(view: JobView, envelope: Envelope, prices: dict[str, float] 
 def llm_spent(state: CampaignState) -> float:
     """LLM dollars on the ledger: every row's ``llm_usd``, a reservation in full until a later row settles it."""
     total, open_reservations = 0.0, {}
-    for row in state.experiments.values():
+    for row in (*state.experiments.values(), *state.finals.values()):
         total += float(getattr(row, "llm_usd", 0) or 0)
     for event in state.events:
         spent = float(getattr(event, "llm_usd", 0) or 0)
@@ -132,7 +135,7 @@ def usage(
             seconds, dollars, live = max(old_s, seconds), max(old_d, dollars), old_live or live
         charges[view.job_id] = (seconds, dollars, live)
     # An intent that may have reached the backend is charged as a job in flight.
-    intents = [e for e in state.experiments.values() if e.status == "proposed" and not e.job_id]
+    intents = [e for e in state.in_flight if e.status == "proposed" and not e.job_id]
     return Usage(
         jobs=len(charges) + len(intents),
         walltime_s=sum(c[0] for c in charges.values()) + sum(charged_seconds(r) for r in intents),
@@ -165,11 +168,17 @@ def budget_problems(
     timeout_s: int,
     prices: dict[str, float] | None = None,
     reserve: float = RESERVE,
+    keep_jobs: int = 0,
 ) -> list[str]:
-    """Why one more job of ``flavor`` and ``timeout_s`` would not fit; empty when it fits."""
+    """Why one more job of ``flavor`` and ``timeout_s`` would not fit; empty when it fits.
+
+    ``reserve``: the share of walltime and dollars kept back (the final evaluation spends it with 0);
+    ``keep_jobs``: jobs of ``max_jobs`` kept back (the search keeps the final evaluation's repeats).
+    """
     problems = []
-    if used.jobs + 1 > envelope.max_jobs:
-        problems.append(f"max_jobs={envelope.max_jobs} reached ({used.jobs} already submitted)")
+    if used.jobs + 1 > envelope.max_jobs - keep_jobs:
+        kept = f"; {keep_jobs} kept for the final evaluation" if keep_jobs else ""
+        problems.append(f"max_jobs={envelope.max_jobs} reached ({used.jobs} already submitted{kept})")
     wall_cap = envelope.max_walltime * (1 - reserve)
     if used.walltime_s + timeout_s > wall_cap + 1e-9:
         kept = f" with {reserve:.0%} kept in reserve" if reserve else ""

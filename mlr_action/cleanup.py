@@ -12,12 +12,13 @@ Guarantees:
 - A repo is deleted only when all of these hold for its iter: the backend
   lists exactly one job of the campaign (by its labels) for the iter, and it
   finished; replaying the metrics in those jobs' own logs, in iter order,
-  the bot's rule (keep only when strictly better than the running best)
-  makes it a discard; the ledger recorded it finished and discarded; and the
+  the bot's rule (keep only when better than the running best by more than
+  ``min_delta``) makes it a discard; the ledger recorded it finished and discarded; and the
   repo is :func:`~mlr_action.program.output_repo_for` that iter (what the
   job was given as ``MLR_OUTPUT_REPO``), the one its row names, matching an
   ``output_repos`` glob. Never a repo of a kept run (the best included), by
-  the ledger's word or the backend's.
+  the ledger's word or the backend's, and never one of the final
+  evaluation's repeats (its jobs are left out of the replay too).
 - When unsure (no job listed, two jobs for one iter, a job not finished, a
   row that names another repo, a metric the logs do not give), nothing is
   deleted: the repo is recorded as kept, with why.
@@ -73,7 +74,7 @@ def repos_to_delete(program: Program, state: CampaignState, *, listed: list[JobV
         return Cleanup()
     jobs: dict[int, list[JobView]] = {}
     for view in listed:
-        if view.iter is not None:
+        if view.iter is not None and view.final_repeat is None:  # a repeat of the final evaluation is no search result
             jobs.setdefault(view.iter, []).append(view)
     kept = _kept_by_backend(program, jobs, logs) | _kept_by_ledger(state)
     repo_of = {i: output_repo_for(program.envelope, state.campaign_id or "", i) for i in kept}
@@ -127,7 +128,7 @@ def _kept_by_backend(program: Program, jobs: dict[int, list[JobView]], logs: dic
             kept.add(iteration)
             continue
         value = read_metric(logs[view.job_id], program.campaign.metric).value
-        if value is not None and program.better(value, best):
+        if value is not None and program.improves(value, best):
             best = value
             kept.add(iteration)
     return kept

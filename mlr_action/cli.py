@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="say what the step would do; submit, spend, commit and post nothing")
 
-    p = sub.add_parser("run", help="repeat steps until the campaign stops (local use)")
+    p = sub.add_parser("run", help="repeat steps until the campaign stops and its final evaluation is over (local use)")
     _step_options(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between steps (default: 2)")
     p.add_argument("--max-ticks", type=int, default=None, help="give up after this many steps")
@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tick {tick}: {detail}\n        {step_line(result)}", flush=True)
         if result.exit_code == BAD_INPUT:
             return BAD_INPUT
-        if result.stopped:
+        if result.finished:  # stopped, and the final evaluation (when program.md asks for one) is over
             print(f"campaign stopped after {tick} ticks: see {args.repo / 'runs' / 'summary.md'}")
             return OK
         if args.max_ticks is not None and tick >= args.max_ticks:

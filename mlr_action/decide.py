@@ -6,9 +6,14 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
   jobs that carry the campaign's labels but are missing from the ledger (a
   crash between submit and commit), records stage changes, and evaluates
   finished jobs in iter order: the metric from the logs (none means error,
-  never zero), keep only when strictly better than the running best.
+  never zero), keep only when better than the running best by more than
+  ``min_delta`` (strictly better when it is 0). A final evaluation's row
+  (``final_of``) is evaluated on the final metric and never kept, discarded
+  or made the best; a job of ours whose rows were lost is adopted as what
+  its labels say, a search iter or a repeat of the final evaluation.
 - :func:`plan_next` decides whether the campaign stops (target, budget with the
-  reserve kept, patience, repeated errors), waits, resubmits an intent whose
+  reserve kept, and the final evaluation's repeats kept out of ``max_jobs``;
+  patience, repeated errors), waits, resubmits a search intent whose
   job never reached the backend, or asks the proposer for more. The budget and
   the jobs in flight it counts are ``used`` (:func:`mlr_action.budget.usage`:
   at least what the backend reports), never the ledger's word alone.
@@ -48,7 +53,7 @@ def _job_row(row: ExperimentRow, ts: str, **update: Any) -> ExperimentRow:
 
 def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Row:
     """A job of ours that the ledger does not know: attach it to its intent, or record it."""
-    intent = state.experiments.get(view.iter) if view.iter is not None else None
+    intent = state.row(view.iter) if view.iter is not None else None
     status = _STATUS_OF_STAGE.get(view.stage, "submitted")
     commit = view.labels.get(COMMIT_LABEL)  # the commit that authorized the job, as the bot labelled it
     if intent is not None and intent.status == "proposed" and not intent.job_id:
@@ -58,12 +63,14 @@ def _adopt(program: Program, state: CampaignState, view: JobView, ts: str) -> Ro
         # Its rows were lost (a crash or a rejected push before they reached the remote): the job itself
         # says what it runs; what it does not say is charged as the most expensive job the envelope allows.
         timeout_s = view.timeout_s or program.envelope.max_timeout
+        final_of, repeat = view.final_repeat or (None, None)
         return ExperimentRow(
             iter=view.iter, ts=ts, status=status, job_id=view.job_id, config=_config_of(program, view.args),
             timeout=format_duration(timeout_s), timeout_s=timeout_s,
             flavor=view.flavor or max(program.envelope.allowed_flavors, key=lambda f: price_per_hour(f)),
             output_repo=output_repo_for(program.envelope, state.campaign_id or "", view.iter) or None, commit=commit,
-            hypothesis="(adopted: a job of this campaign that was missing from the ledger)",
+            hypothesis="(adopted: a job of this campaign that was missing from the ledger)", final_of=final_of,
+            repeat=repeat,
         )
     return EventRow(
         event="escalated", ts=ts, reason="duplicate-job",
@@ -104,12 +111,16 @@ def _finish(
     if view.stage == JobStage.DELETED and view.duration_s is None:
         # How long a vanished job ran is unknown: no duration, so the budget charges its full timeout.
         base.update(duration_s=None, cost_usd=None)
+    final = row.final_of is not None
+    if final:  # a repeat of the final evaluation: measured, never kept, discarded or made the best
+        base.update(decision=None)
     if view.stage == JobStage.COMPLETED:
-        reading = read_metric(logs, program.campaign.metric)
+        reading = read_metric(logs, program.final_metric if final else program.campaign.metric)
         if reading.value is None:
             return _job_row(row, ts, status="error", error=_error_text(reading.problem, logs), **base)
-        keep = program.better(reading.value, best)
-        base.update(best_so_far=reading.value if keep else best, decision="keep" if keep else "discard")
+        keep = not final and program.improves(reading.value, best)
+        if not final:
+            base.update(best_so_far=reading.value if keep else best, decision="keep" if keep else "discard")
         note = {"hub_url_note": reading.hub_url_note} if reading.hub_url_note else {}  # an off-Hub hub_url, dropped
         return _job_row(row, ts, status="completed", metric=reading.value, hub_url=reading.hub_url or row.hub_url, **note, **base)
     if view.stage == JobStage.CANCELED:
@@ -147,14 +158,14 @@ def reconcile(
             adopted[row.iter] = row
             observed = {view.job_id: view, **observed}
     best = state.best_metric
-    for iteration in sorted({*state.experiments, *adopted}):
-        exp = adopted.get(iteration) or state.experiments[iteration]
-        if exp.status not in ("submitted", "running") or exp.job_id not in observed:
+    for iteration in sorted({*state.experiments, *state.finals, *adopted}):
+        exp = adopted.get(iteration) or state.row(iteration)
+        if exp is None or exp.status not in ("submitted", "running") or exp.job_id not in observed:
             continue
         view = observed[exp.job_id]
         if view.stage.terminal:
             done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices)
-            best = done.best_so_far
+            best = best if exp.final_of is not None else done.best_so_far
             rows.append(done)
         elif _STATUS_OF_STAGE[view.stage] != exp.status:
             rows.append(_job_row(exp, ts, status=_STATUS_OF_STAGE[view.stage]))
@@ -187,7 +198,8 @@ def stop_condition(program: Program, state: CampaignState, used: Usage, prices: 
     streak = state.streak_without_improvement()
     if patience is not None and streak >= patience:
         return "patience", f"{streak} experiments in a row without improvement (patience {patience})"
-    problems = budget_problems(program.envelope, used, flavor=program.default_flavor, timeout_s=program.default_timeout_s, prices=prices)
+    problems = search_budget_problems(program, used, flavor=program.default_flavor, timeout_s=program.default_timeout_s,
+                                      prices=prices)
     if problems:
         return "budget", "; ".join(problems)
     return None
@@ -198,7 +210,8 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
         return Plan(waiting="the campaign has stopped")
     # Jobs in flight as the ledger or the backend says (``used``): a row that marks a live job finished frees no slot.
     in_flight = max(sum(1 for e in state.in_flight if e.job_id), used.in_flight)
-    intents = tuple(e for e in state.in_flight if not e.job_id)
+    # A final evaluation's intent is the final evaluation's to resubmit (mlr_action.final), never the search's.
+    intents = tuple(e for e in state.in_flight if not e.job_id and e.final_of is None)
     if state.paused:
         return Plan(waiting="paused by a person")
     # An intent may already be a job (its submit's answer was lost); it must be
@@ -230,7 +243,7 @@ def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float
     while count < limit:
         planned = Usage(jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
                         cost_usd=used.cost_usd + count * one.cost_usd, llm_usd=used.llm_usd)
-        if budget_problems(program.envelope, planned, flavor=flavor, timeout_s=timeout_s, prices=prices):
+        if search_budget_problems(program, planned, flavor=flavor, timeout_s=timeout_s, prices=prices):
             break
         count += 1
     return count
@@ -244,10 +257,17 @@ def _failed(program: Program, state: CampaignState) -> set[tuple[str, str]]:
     return {(config_key(e.config), e.flavor or program.default_flavor) for e in state.experiments.values() if e.status == "error"}
 
 
-def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage, prices: dict[str, float] | None) -> list[str]:
-    """Every reason ``proposal`` may not be submitted; empty when it may."""
+def search_budget_problems(program: Program, used: Usage, *, flavor: str, timeout_s: int,
+                           prices: dict[str, float] | None) -> list[str]:
+    """Why one more search job would not fit: the reserve kept, and the final evaluation's repeats kept out of max_jobs."""
+    return budget_problems(program.envelope, used, flavor=flavor, timeout_s=timeout_s, prices=prices,
+                           keep_jobs=program.final_jobs)
+
+
+def space_problems(program: Program, config: dict[str, Any]) -> list[str]:
+    """Why ``config`` is not a point of the search space; empty when it is."""
     problems = []
-    space, config = program.campaign.params, proposal.config
+    space = program.campaign.params
     for name in sorted(set(config) - set(space)):
         problems.append(f"{name} is not a param in program.md (the search space is {', '.join(space)})")
     for name, spec in space.items():
@@ -256,6 +276,13 @@ def proposal_problems(program: Program, state: CampaignState, proposal: Proposal
         elif not spec.contains(config[name]):
             allowed = spec.choices if spec.choices is not None else f"{spec.type} in [{spec.low:g}, {spec.high:g}]"
             problems.append(f"{name}={config[name]!r} is outside the search space ({allowed})")
+    return problems
+
+
+def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage, prices: dict[str, float] | None) -> list[str]:
+    """Every reason ``proposal`` may not be submitted; empty when it may."""
+    config = proposal.config
+    problems = space_problems(program, config)
     flavor = proposal.flavor or program.default_flavor
     timeout_s = proposal.timeout_s or program.default_timeout_s
     if flavor not in program.envelope.allowed_flavors:
@@ -266,7 +293,7 @@ def proposal_problems(program: Program, state: CampaignState, proposal: Proposal
         problems.append(f"timeout {format_duration(timeout_s)} is over max_timeout {format_duration(program.envelope.max_timeout)}")
     if (config_key(config), flavor) in _failed(program, state):
         problems.append(f"this exact config already failed on {flavor}; the seed's rule: never retry the identical failing thing")
-    problems += budget_problems(program.envelope, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
+    problems += search_budget_problems(program, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
     return problems
 
 
@@ -278,13 +305,17 @@ def readmit_problems(
     The intent is already charged in ``used``; it is checked against the budget
     without itself, so the envelope it was admitted under is not counted twice.
     """
+    proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
+    return proposal_problems(program, state, proposal, used=without_intent(used, intent, prices), prices=prices)
+
+
+def without_intent(used: Usage, intent: ExperimentRow, prices: dict[str, float] | None) -> Usage:
+    """``used`` less what it charges ``intent`` (an intent is charged as a job in flight, see budget.usage)."""
     own = Usage(jobs=1, walltime_s=charged_seconds(intent), cost_usd=charged_cost(intent, prices))
-    without = Usage(
+    return Usage(
         jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
         cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd, in_flight=used.in_flight,
     )
-    proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
-    return proposal_problems(program, state, proposal, used=without, prices=prices)
 
 
 def readmitted(program: Program, state: CampaignState, intent: ExperimentRow, *, commit: str | None,

@@ -11,6 +11,8 @@ uses (:func:`mlr_action.jobspec.campaign_id_for`: program.md's ``name`` or the
 folder), never the ledger's ``started`` row, and a ledger that names another
 is pointed out. The budget figures are the ledger's view, and the output says
 so, as ``mlr status`` does: a real step also counts what the backend lists.
+After a stop, a pending final evaluation's next move is shown the same way
+(:func:`mlr_action.final.plan`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class DryRun:
 def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "search",
             snapshot: Snapshot | None = None) -> DryRun:
     """What a step would do; with a ``snapshot`` (GitHub mode) on the authorized program.md, else the work tree's."""
-    from mlr_action import decide
+    from mlr_action import decide, final
     from mlr_action.budget import usage
     from mlr_action.jobspec import campaign_id_for
     from mlr_action.ledger import LEDGER_PATH, LedgerError, read_ledger
@@ -81,9 +83,15 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
             "name or the folder) and notes the difference on the ledger")
     for exp in state.in_flight:
         say(f"would inspect iter {exp.iter} ({exp.job_id or 'not yet submitted'}, {exp.status}, {exp.flavor})")
+    if final.pending(program, state):
+        _final(program, state, used, say)
+        return result
     plan = decide.plan_next(program, state, used=used)
     if plan.stop:
         say(f"would stop ({plan.stop}): {plan.detail}")
+        if program.campaign.final is not None and plan.stop in final.ELIGIBLE and state.best is not None:
+            say(f"then would start the final evaluation: {program.final_jobs} repeat(s) of iter {state.best.iter}'s "
+                "config, from the reserve")
     elif plan.waiting:
         say(f"would submit nothing: {plan.waiting}")
     for intent in plan.resubmit:
@@ -91,6 +99,20 @@ def dry_run(root: Path, program_path: Path | None = None, *, proposer: str = "se
     if plan.propose:
         _proposals(program, rows, campaign, plan.propose, proposer, say)
     return result
+
+
+def _final(program, state, used, say) -> None:
+    """What the final evaluation's next move would be (mlr_action.final), on the ledger's view of the budget."""
+    from mlr_action import final
+
+    plan = final.plan(program, state, used=used, prices=None, ts="1970-01-01T00:00:00+00:00")
+    if plan.done is not None:
+        say(f"would end the final evaluation ({plan.done.reason}): {plan.done.detail}")
+    elif plan.waiting:
+        say(f"would submit nothing: {plan.waiting}")
+    for intent in (*plan.resubmit, *plan.new):
+        say(f"would submit iter {intent.iter}: final evaluation of iter {intent.final_of}, repeat {intent.repeat}, "
+            f"on {intent.flavor}, timeout {intent.timeout}")
 
 
 def _proposals(program, rows: list, campaign: str, count: int, proposer: str, say) -> None:

@@ -4,6 +4,9 @@ Guarantees: pure. The job runs ``script`` with every param and fixed value as
 ``--name=value`` (one argv element each, never through a shell) and the
 environment ``MLR_CAMPAIGN``, ``MLR_ITER`` and ``MLR_OUTPUT_REPO``; it carries
 the labels ``mlr-campaign`` and ``mlr-iter`` that reconciliation finds it by.
+A repeat of the final evaluation (a row with ``final_of``) also gets the
+final block's ``fixed`` and its own seed (:func:`mlr_action.final.job_values`)
+and the labels ``mlr-final-of`` and ``mlr-repeat``.
 In GitHub mode the spec also carries the script's bytes and the commit that
 authorized them (:class:`mlr_action.authority.Snapshot`): those bytes are what
 runs, and the job is labelled ``mlr-commit`` with that commit.
@@ -29,7 +32,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlr_action.backends.base import COMMIT_LABEL, JobSpec, labels_for
+from mlr_action.backends.base import COMMIT_LABEL, FINAL_OF_LABEL, REPEAT_LABEL, JobSpec, labels_for
+from mlr_action.final import job_values
 from mlr_action.ledger import ExperimentRow
 from mlr_action.program import Program, output_repo_for, script_path
 from mlr_action.runner import recipe
@@ -49,11 +53,14 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
     if snapshot is not None and snapshot.shipped is not None:
         shipped = snapshot.shipped
     script_rel = script_path(program.campaign.script)[0] or program.campaign.script
-    values = {**row.config, **program.campaign.fixed}
+    final = row.final_of is not None
+    values = job_values(program, row) if final else {**row.config, **program.campaign.fixed}
     folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
     labels = labels_for(campaign_id, row.iter)
     if snapshot:
         labels[COMMIT_LABEL] = snapshot.commit[:40]
+    if final:
+        labels.update({FINAL_OF_LABEL: str(row.final_of), REPEAT_LABEL: str(row.repeat)})
     return JobSpec(
         campaign=campaign_id,
         iter=row.iter,

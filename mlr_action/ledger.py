@@ -7,7 +7,9 @@ Guarantees (DESIGN.md section 3):
   best_so_far, timeout``); a later row for the same ``iter`` is a complete
   snapshot that supersedes the earlier ones. Campaign events (started,
   stopped, paused, resumed, escalated, the proposer's llm and research
-  rows, and deleted Hub repos) are rows with an ``event`` field.
+  rows, deleted Hub repos, and the end of the final evaluation) are rows
+  with an ``event`` field. A row with ``final_of`` is a repeat of the final
+  evaluation, not a search experiment.
 - Appends write whole lines and fsync, so a crash leaves at most one truncated
   last line. The ledger is written only below the campaign folder, never
   through a symlink (:mod:`mlr_action.safepath`). :func:`read_ledger` drops (and :func:`repair_ledger` removes) such
@@ -79,6 +81,11 @@ class ExperimentRow(BaseModel):
     # digest, committed or not), and what ran it when that may differ from HF (the local backend without uv).
     folder_hash: str | None = None
     runner: str | None = None
+    # The final evaluation (mlr_action.final): a row with ``final_of`` is a repeat of that search iter's config,
+    # run after the stop; it never counts for keep/discard, patience, the best so far or the proposer.
+    final_of: int | None = Field(None, ge=1)
+    repeat: int | None = Field(None, ge=1)  # 1-based, of the final block's repeats
+    final_seed: int | None = None  # the seed it was given (for people: the job gets it from program.md)
 
     @model_validator(mode="after")
     def _chargeable(self) -> ExperimentRow:
@@ -111,7 +118,8 @@ class EventRow(BaseModel):
     # "llm": one proposer decision's LLM spend (``llm_usd``), or why search stood in;
     # "research": one research attempt, with ``after`` (finished experiments) and its ``note``.
     # "deleted": Hub repos of discarded runs deleted at the stop (allow_deletes), see mlr_action.cleanup.
-    event: Literal["started", "stopped", "paused", "resumed", "escalated", "llm", "research", "deleted"]
+    # "final": the final evaluation after the stop ended (``reason``: finished, unaffordable, refused).
+    event: Literal["started", "stopped", "paused", "resumed", "escalated", "llm", "research", "deleted", "final"]
     ts: str
     reason: str = ""
     detail: str = ""
@@ -239,7 +247,15 @@ def dump_row(row: Row) -> str:
         return value
 
     data = clean(row.model_dump(mode="json", exclude_none=False))
+    for key in _UNSET_UNSAID:
+        if data.get(key, 0) is None:
+            del data[key]
     return json.dumps(data, sort_keys=False, allow_nan=False)
+
+
+# Fields a search row does not have: left out when unset, so a campaign without a final block writes the rows it
+# always wrote (the seed's fields are always there, null or not).
+_UNSET_UNSAID = ("final_of", "repeat", "final_seed")
 
 
 def append_rows(path: Path, rows: list[Row], *, root: Path | None = None) -> None:

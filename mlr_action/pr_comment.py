@@ -64,6 +64,7 @@ _NOTES = {
     "image": "the container every HF job runs in",
     "dependencies": "packages installed into every job",
     "python": "the Python version every job runs with",
+    "min_delta": "how much better a result must be to count as an improvement",
 }
 # What a change of these keys means for the budget: the step counts the jobs the backend lists under the
 # campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.
@@ -169,6 +170,8 @@ def campaign_changes(old, new) -> list[str]:
                                       {k: _space(v) for k, v in new.campaign.params.items()})
         elif key == "fixed":
             lines += _mapping_changes("fixed", before["fixed"], after["fixed"])
+        elif key == "final":  # the final evaluation: more jobs after the stop, paid from the reserve
+            lines += _mapping_changes("final", _set_keys(before["final"]), _set_keys(after["final"]))
         elif before.get(key) != after.get(key):
             note = f" ({_NOTES[key]})" if key in _NOTES else ""
             line = f"`{key}`{note}: {_show(key, before.get(key))} → {_show(key, after.get(key))}"
@@ -177,6 +180,11 @@ def campaign_changes(old, new) -> list[str]:
                          "so far are counted only as the ledger (`runs/ledger.jsonl`) records them")
             lines.append(line)
     return lines
+
+
+def _set_keys(block: dict[str, Any] | None) -> dict[str, Any]:
+    """A nested block as it is written: only the keys that are set."""
+    return {k: v for k, v in (block or {}).items() if v is not None and v != {}}
 
 
 def _default_line(key: str, old: Any, new: Any, old_set: Any, new_set: Any, fallback: str) -> list[str]:

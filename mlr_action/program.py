@@ -190,6 +190,60 @@ class ParamSpec(BaseModel):
 
 Scalar = str | int | float | bool
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_METRIC = r"^[A-Za-z_][A-Za-z0-9_./-]*$"
+MAX_REPEATS = 50
+
+
+class FinalEvaluation(BaseModel):
+    """The clean final evaluation: the best search config run again after the stop, paid from the reserve.
+
+    Each repeat gets its own seed through ``seed_param`` (the seeds after the search's own, unless ``seeds``
+    lists them) and the arguments in ``fixed`` on top of the Campaign's (a test split, more epochs).
+    """
+
+    model_config = _STRICT
+
+    repeats: int = Field(3, ge=1, le=MAX_REPEATS, description="How many times the best config runs again.")
+    seed_param: str | None = Field(None, description="The argument that carries the seed; each repeat gets its own. "
+                                   "Needed when repeats is over 1.")
+    seeds: list[int] | None = Field(None, min_length=1, max_length=MAX_REPEATS,
+                                    description="The seed of each repeat; by default the repeats seeds after the "
+                                    "search's own (fixed's value of seed_param, or 0).")
+    fixed: dict[str, Scalar] = Field(default_factory=dict, description="Arguments of the final runs only, over the "
+                                     "Campaign's fixed, e.g. split: test or more epochs.")
+    metric: str | None = Field(None, pattern=_METRIC, description="The metric the final runs print; the Campaign's "
+                               "metric when absent.")
+    flavor: Flavor | None = Field(None, description="Flavor of the final runs; the best run's when absent.")
+    timeout: Duration | None = Field(None, description="Timeout of each final run; the best run's when absent.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repeats_from_seeds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("seeds"), list) and "repeats" not in data:
+            return {**data, "repeats": len(data["seeds"])}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FinalEvaluation:
+        bad = [n for n in [*self.fixed, *([self.seed_param] if self.seed_param else [])] if not _NAME.match(n)]
+        if bad:
+            raise ValueError(f"argument names must look like seed or split, not {', '.join(map(repr, bad))}")
+        if self.seeds is not None:
+            if self.seed_param is None:
+                raise ValueError("seeds needs seed_param, the argument that carries the seed (like seed)")
+            if len(self.seeds) != self.repeats:
+                raise ValueError(f"repeats is {self.repeats} but seeds lists {len(self.seeds)}; give one of them, "
+                                 "or make them agree")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError("seeds lists a seed twice; each repeat needs its own")
+        if self.repeats > 1 and self.seed_param is None:
+            raise ValueError(f"repeats is {self.repeats}: each repeat needs its own seed, so name the argument that "
+                             "carries it in seed_param (like seed: the script must accept --seed=<n>), or set "
+                             "repeats: 1")
+        if self.seed_param is not None and self.seed_param in self.fixed:
+            raise ValueError(f"{self.seed_param} is both seed_param and in fixed (each repeat gets its own seed: "
+                             "remove it from fixed)")
+        return self
 
 
 class Campaign(BaseModel):
@@ -197,10 +251,12 @@ class Campaign(BaseModel):
 
     model_config = _STRICT
 
-    metric: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_./-]*$", description="Name of the metric the job prints.")
+    metric: str = Field(pattern=_METRIC, description="Name of the metric the job prints.")
     direction: Literal["maximize", "minimize"] = "maximize"
     target: float | None = Field(None, allow_inf_nan=False, description="Stop when the best metric reaches this.")
     patience: int | None = Field(None, ge=1, description="Stop after this many experiments in a row without improvement.")
+    min_delta: float = Field(0.0, ge=0, allow_inf_nan=False, description="A result is an improvement (kept, and "
+                             "resetting patience) only when it beats the best by more than this.")
     script: str = Field(min_length=1, description="Path of the training script, relative to program.md.")
     params: dict[str, ParamSpec] = Field(
         description="The search space, passed as --name=value; {} runs the script once as it is (a baseline)."
@@ -225,6 +281,8 @@ class Campaign(BaseModel):
     python: PythonVersion | None = Field(
         None, description="Python version the job runs with, like '3.11' (uv run --python); the image's when absent.",
     )
+    final: FinalEvaluation | None = Field(None, description="The clean final evaluation after the stop: the best "
+                                          "config run again from the reserve (none when absent).")
 
     @model_validator(mode="after")
     def _names(self) -> Campaign:
@@ -234,6 +292,14 @@ class Campaign(BaseModel):
         both = sorted(set(self.params) & set(self.fixed))
         if both:
             raise ValueError(f"{', '.join(both)} is in both params and fixed (keep it in one)")
+        final = self.final
+        if final is not None and final.seed_param in self.params:
+            raise ValueError(f"final.seed_param: {final.seed_param} is searched (in params); the final evaluation "
+                             "gives each repeat its own seed, so keep it in fixed or leave it out of params")
+        searched = sorted(set(final.fixed) & set(self.params)) if final is not None else []
+        if searched:
+            raise ValueError(f"final.fixed: {', '.join(searched)} is searched (in params); the final runs keep the "
+                             "best config's value, so set it only in params")
         return self
 
 
@@ -256,6 +322,17 @@ class Program(BaseModel):
         return self.campaign.timeout or self.envelope.max_timeout
 
     @property
+    def final_metric(self) -> str:
+        """The metric the final evaluation's runs print: the final block's, or the campaign's."""
+        final = self.campaign.final
+        return (final.metric if final is not None else None) or self.campaign.metric
+
+    @property
+    def final_jobs(self) -> int:
+        """Jobs of ``max_jobs`` the search keeps back for the final evaluation (its repeats; 0 without one)."""
+        return self.campaign.final.repeats if self.campaign.final is not None else 0
+
+    @property
     def fingerprint(self) -> str:
         """Short hash of the envelope and campaign blocks: changes when the approval changes."""
         import hashlib
@@ -268,6 +345,13 @@ class Program(BaseModel):
         if than is None:
             return True
         return value > than if self.campaign.direction == "maximize" else value < than
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """Does ``value`` beat ``best`` by more than ``min_delta`` (the early-stopping convention)? The first does."""
+        if best is None:
+            return True
+        gain = value - best if self.campaign.direction == "maximize" else best - value
+        return gain > self.campaign.min_delta
 
     def reached_target(self, value: float | None) -> bool:
         target = self.campaign.target
@@ -370,7 +454,8 @@ def _describe(model: type[BaseModel], exc: ValidationError, data: dict) -> list[
         value = err.get("input")
         if kind == "extra_forbidden":
             key = str(err["loc"][-1])
-            known = list(model.model_fields) if len(err["loc"]) == 1 else list(ParamSpec.model_fields)
+            known = list(model.model_fields) if len(err["loc"]) == 1 else list(
+                FinalEvaluation.model_fields if err["loc"][0] == "final" else ParamSpec.model_fields)
             close = difflib.get_close_matches(key, known, n=1)
             fix = f"did you mean {close[0]}?" if close else "allowed keys: " + ", ".join(known)
             if not key.isascii():  # a lookalike letter (Cyrillic а for Latin a) reads as the real key
@@ -425,10 +510,29 @@ def _cross_checks(envelope: Envelope, campaign: Campaign, root: Path | None) -> 
     for glob in envelope.output_repos:
         if "/" not in glob:
             problems.append(f"output_repos: {glob!r} needs an owner, like me/sweep-*")
+    problems += _final_checks(envelope, campaign)
     script, script_problems = script_path(campaign.script)
     problems += script_problems
     if root is not None and not script_problems:
         problems += _script_file_problems(root, script, campaign.script)
+    return problems
+
+
+def _final_checks(envelope: Envelope, campaign: Campaign) -> list[str]:
+    """The final evaluation must fit the envelope it is paid from, and leave the search a job."""
+    final, problems = campaign.final, []
+    if final is None:
+        return problems
+    if final.flavor and final.flavor not in envelope.allowed_flavors:
+        problems.append(f"final.flavor: {final.flavor} is not in allowed_flavors {envelope.allowed_flavors} "
+                        "(add it there or pick an allowed one)")
+    if final.timeout and final.timeout > envelope.max_timeout:
+        problems.append(f"final.timeout: {format_duration(final.timeout)} is over max_timeout "
+                        f"{format_duration(envelope.max_timeout)} (lower it or raise max_timeout)")
+    if final.repeats >= envelope.max_jobs:
+        problems.append(f"final.repeats: {final.repeats} leaves no job of max_jobs {envelope.max_jobs} for the search "
+                        "(the search keeps that many jobs back for the final evaluation): lower repeats or raise "
+                        "max_jobs")
     return problems
 
 

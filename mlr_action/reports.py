@@ -224,7 +224,7 @@ def experiments_line(state: CampaignState) -> str:
     errored = sum(1 for e in experiments if e.status == "error")
     if errored:
         parts.append(f"{errored} ended in error")
-    flying = len(state.in_flight)
+    flying = sum(1 for e in state.in_flight if e.final_of is None)
     if flying:
         parts.append(f"{flying} still in flight")
     return f"{total} ({', '.join(parts)})"
@@ -247,14 +247,24 @@ def budget_spent_line(program: Program, used: Usage) -> str:
     return ", ".join(parts)
 
 
-def result_lines(program: Program, best: ExperimentRow | None) -> list[str]:
-    """The best result as Markdown bullets, or one line saying there is none."""
+def result_lines(program: Program, best: ExperimentRow | None, state: CampaignState | None = None) -> list[str]:
+    """The best result as Markdown bullets, or one line saying there is none.
+
+    With ``state`` (once stopped), the final evaluation's mean and spread stand next to the search metric.
+    """
     if best is None:
         return ["No experiment produced a result that was kept."]
+    from mlr_action.final_report import result_line
+
+    final = result_line(program, state) if state is not None else None
     lines = [
-        f"- **{program.campaign.metric}: {format_metric(best.metric)}** (iter {best.iter})",
+        f"- **{program.campaign.metric}: {format_metric(best.metric)}** (iter {best.iter}, in the search)"
+        if final else f"- **{program.campaign.metric}: {format_metric(best.metric)}** (iter {best.iter})",
+        *([final] if final else []),
         f"- config: {shown_config(best.config)}",
     ]
+    if best.commit:
+        lines.append(f"- commit: {plain(redact(best.commit[:40]))}")
     if best.hub_url:
         lines.append(f"- Hub: {code(redact(best.hub_url))}")
     from mlr_action.provenance import code_of
@@ -265,12 +275,24 @@ def result_lines(program: Program, best: ExperimentRow | None) -> list[str]:
     return lines
 
 
-def final_writeup(program: Program, state: CampaignState, used: Usage) -> list[str]:
-    """Markdown lines: the result, what was run, what it cost, what to do next."""
+def final_writeup(program: Program, state: CampaignState, used: Usage, *, final_section: bool = False,
+                  prices: dict[str, float] | None = None) -> list[str]:
+    """Markdown lines: the result, what was run, what it cost, what to do next.
+
+    ``final_section``: the final evaluation as a section of its own (the stop report; the summary has its own).
+    """
+    from mlr_action.final_report import HEADING, confirmation
+    from mlr_action.final_report import final_section as final_lines
+
     reason = state.stopped.reason if state.stopped else ""
-    lines = ["**Result**", "", *result_lines(program, state.best), ""]
+    lines = ["**Result**", "", *result_lines(program, state.best, state), ""]
+    confirmed = confirmation(program, state)
+    lines += [confirmed, ""] if confirmed else []
     lines += [f"**Experiments:** {experiments_line(state)}.", ""]
     lines += [f"**Budget used:** {budget_spent_line(program, used)}.", ""]
+    section = final_lines(program, state, prices) if final_section else []
+    if section:
+        lines += [f"### {HEADING}", "", *section, ""]
     lines += ["**What you can do next**", ""]
     lines += [f"- {step}" for step in next_steps(reason)]
     return lines
@@ -287,8 +309,9 @@ def render_stop_report(
     used: Usage,
     now: datetime | str,
     stop: EventRow | None = None,
+    prices: dict[str, float] | None = None,
 ) -> tuple[str, str]:
-    """Title and Markdown body of the stop report.
+    """Title and Markdown body of the stop report, with the final evaluation as a section of its own.
 
     ``stop`` is the ``stopped`` event; by default the one in ``state``, so the
     step may render the report before or after it appends that row.
@@ -307,7 +330,7 @@ def render_stop_report(
         lines += ["", f"> {code(shorten(stop.detail, 300))}"]
     if stop is not None and stop.ts:
         lines += ["", f"Stopped at {plain(stop.ts)}. Goal: {_goal(program)}."]
-    lines += ["", *final_writeup(program, state, used), ""]
+    lines += ["", *final_writeup(program, state, used, final_section=True, prices=prices), ""]
     lines.append("The full table of experiments is in `runs/summary.md`; every row is in `runs/ledger.jsonl`.")
     lines += ["", _footer(now)]
     return title, "\n".join(lines) + "\n"

@@ -6,6 +6,13 @@ each ``iter`` the last row wins. A state is never changed after the fold, so
 what is derived from it is computed once (``cached_property``): a step over
 thousands of rows stays linear.
 
+Search rows and the final evaluation's rows (``final_of`` set, see
+:mod:`mlr_action.final`) share one sequence of iters, so their labels never
+collide, but are kept apart: ``experiments`` and everything derived from it
+(the best, keep/discard, patience, the error streak, the configs tried) is
+the search alone; ``finals`` holds the repeats. The budget (``job_rows``) and
+the jobs in flight count both.
+
 The campaign id is the caller's (the step passes the one program.md or the
 folder gives, see :func:`mlr_action.jobspec.campaign_id_for`), never a ledger
 row's: what the ledger's last ``started`` row names is kept apart as
@@ -32,11 +39,27 @@ def config_key(config: dict[str, Any]) -> str:
 class CampaignState:
     campaign_id: str | None = None
     ledger_campaign: str | None = None  # what the ledger's last ``started`` row names: data, never the labels
-    experiments: dict[int, ExperimentRow] = field(default_factory=dict)  # latest row per iter, by iter
-    job_rows: dict[str, ExperimentRow] = field(default_factory=dict)  # latest row per distinct job id
+    experiments: dict[int, ExperimentRow] = field(default_factory=dict)  # latest search row per iter, by iter
+    job_rows: dict[str, ExperimentRow] = field(default_factory=dict)  # latest row per distinct job id (final ones too)
     events: tuple[EventRow, ...] = ()
     stopped: EventRow | None = None
     paused: bool = False
+    finals: dict[int, ExperimentRow] = field(default_factory=dict)  # latest final-evaluation row per iter, by iter
+    final_event: EventRow | None = None  # the ``final`` row that ended the final evaluation after the last stop
+
+    @property
+    def final_running(self) -> bool:
+        """Stopped (not by a person) with the final evaluation's repeats in flight: a person may still stop those."""
+        return (self.stopped is not None and self.stopped.reason != "human" and self.final_event is None
+                and any(e.final_of is not None for e in self.in_flight))
+
+    def row(self, iteration: int) -> ExperimentRow | None:
+        """The latest row of ``iteration``, search or final."""
+        return self.experiments.get(iteration) or self.finals.get(iteration)
+
+    def repeats_of(self, iteration: int) -> dict[int, ExperimentRow]:
+        """The final evaluation's rows of the search result ``iteration``, by repeat (the last row of a repeat wins)."""
+        return {e.repeat or 0: e for e in self.finals.values() if e.final_of == iteration}
 
     @cached_property
     def known_jobs(self) -> set[str]:
@@ -46,11 +69,13 @@ class CampaignState:
 
     @property
     def next_iter(self) -> int:
-        return max(self.experiments, default=0) + 1
+        return max(max(self.experiments, default=0), max(self.finals, default=0)) + 1
 
     @cached_property
     def in_flight(self) -> list[ExperimentRow]:
-        return [e for e in self.experiments.values() if e.status in IN_FLIGHT]
+        """Every row in flight, search and final, by iter: what ``max_parallel`` and the budget count."""
+        rows = {**self.experiments, **self.finals}
+        return [rows[i] for i in sorted(rows) if rows[i].status in IN_FLIGHT]
 
     @cached_property
     def finished(self) -> list[ExperimentRow]:
@@ -100,7 +125,7 @@ def fold(rows: list[Row], campaign_id: str | None = None) -> CampaignState:
     job_rows: dict[str, ExperimentRow] = {}
     events: list[EventRow] = []
     ledger_campaign = None
-    stopped = None
+    stopped = final_event = None
     paused = False
     for row in rows:
         if isinstance(row, EventRow):
@@ -108,24 +133,28 @@ def fold(rows: list[Row], campaign_id: str | None = None) -> CampaignState:
             if row.event == "started" and row.campaign:
                 ledger_campaign = row.campaign
             elif row.event == "stopped":
-                stopped = row
+                stopped, final_event = row, None
             elif row.event == "paused":
                 paused = True
             elif row.event == "resumed":
                 # A person resumed, or program.md changed after a stop (a raised budget).
                 paused = False
-                stopped = None
+                stopped = final_event = None
+            elif row.event == "final" and stopped is not None:
+                final_event = row
             continue
         experiments[row.iter] = row
         if row.job_id:
             job_rows[row.job_id] = row
-    ordered = dict(sorted(experiments.items()))
+    ordered = sorted(experiments.items())
     return CampaignState(
         campaign_id=ledger_campaign if campaign_id is None else campaign_id,
         ledger_campaign=ledger_campaign,
-        experiments=ordered,
+        experiments={i: e for i, e in ordered if e.final_of is None},
+        finals={i: e for i, e in ordered if e.final_of is not None},
         job_rows=job_rows,
         events=tuple(events),
         stopped=stopped,
         paused=paused,
+        final_event=final_event,
     )

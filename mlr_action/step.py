@@ -32,6 +32,11 @@ Guarantees:
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
   the proposer is asked; costs use the backend's live prices when it has
   them, and the summary says when the built-in table stands in.
+- After a stop, a ``final`` block's repeats of the best config run from the
+  reserve (:mod:`mlr_action.final`), with the same order of side effects
+  (intents, one publish, the submits) and never past the envelope; the
+  final evaluation ends with a ``final`` row. A stop by a person cancels
+  what is in flight, final repeats too.
 - With ``allow_deletes``, the Hub repos of discarded runs are deleted after
   the stop (:mod:`mlr_action.cleanup`) and recorded, so never twice: only
   runs the backend lists under the campaign's labels, finished, discarded by
@@ -55,7 +60,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlr_action import decide, safepath
+from mlr_action import decide, final, safepath
 from mlr_action.backends.base import (
     BackendError,
     JobBackend,
@@ -113,6 +118,13 @@ class StepResult:
     def stopped(self) -> bool:
         return self.state is not None and self.state.stopped is not None
 
+    @property
+    def finished(self) -> bool:
+        """Stopped, and the final evaluation (when program.md asks for one) is over: nothing more will happen."""
+        from mlr_action.final import FINISHED_PHASE, phase
+
+        return self.stopped and self.program is not None and phase(self.program, self.state) == FINISHED_PHASE  # type: ignore[arg-type]
+
     def fixed_escalations(self) -> set[str]:
         """Escalation kinds whose cause this step shows is gone, for the forge to close.
 
@@ -159,6 +171,7 @@ class Step:
         result = StepResult(exit_code=OK)
         self._campaign: str | None = None
         self._listed: list[JobView] = []  # what the backend listed under the campaign's labels this tick
+        self._reconciled = False
         try:
             with _lock(self.root):
                 safepath.check_tree(self.root, RUNS)  # runs/ is written below: no link in it, in any mode
@@ -203,14 +216,16 @@ class Step:
         if state.stopped is None:
             state = self._reconcile(program, state, prices, result)
             state = self._advance(program, state, prices, result)
-        elif state.in_flight:
+        if state.stopped is not None and final.pending(program, state):  # the stop may be this step's own
+            state = self._final(program, state, prices, result)
+        elif state.stopped is not None and state.in_flight:
             state = self._wind_down(program, state, prices, result)
         if state.stopped is not None:
             state = self._delete_discarded_repos(program, state, result)
         result.state, result.used = state, self._usage(program, state, prices)
-        self._write_summary(program, state, result.used, result.prices_note)
+        self._write_summary(program, state, result.used, result.prices_note, prices)
         if state.stopped is not None:
-            self._publish_stop_report(program, state, result.used)
+            self._publish_stop_report(program, state, result.used, prices)
         result.events[:] = [_clean(e) for e in result.events]  # the forge puts them in a commit message
         self.forge.finish_step(step=result)  # type: ignore[attr-defined]
 
@@ -258,7 +273,7 @@ class Step:
 
     def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         listed = self.backend.list_jobs(campaign=self._campaign or "")
-        self._listed = listed
+        self._listed, self._reconciled = listed, True
         observed: dict[str, JobView] = {v.job_id: v for v in listed}
         for exp in state.in_flight:
             if exp.job_id and exp.job_id not in observed:
@@ -281,9 +296,22 @@ class Step:
             return self._append(state, [stop])
         if plan.waiting:
             result.events.append(plan.waiting)
+        state, intents = self._readmit(program, state, plan.resubmit, decide.readmit_problems, prices, result)
+        if plan.propose:
+            state, admitted = self._propose(program, state, plan.propose, prices, result)
+            intents += admitted
+        if intents:  # one publish for the tick's intents, then the submits
+            self._record_before(result, f"submitting {len(intents)} job(s)")
+            for intent in intents:
+                state = self._submit(program, state, intent, result)
+        return state
+
+    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...], problems_of,
+                 prices, result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
+        """Intents whose job never reached the backend, checked again (``problems_of``) and made program.md's own."""
         intents: list[ExperimentRow] = []
-        for intent in plan.resubmit:
-            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices), prices=prices)
+        for intent in resubmit:
+            problems = problems_of(program, state, intent, used=self._usage(program, state, prices), prices=prices)
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
@@ -292,11 +320,26 @@ class Step:
                 state = self._append(state, [again])
                 result.events += [note] if note else []
             intents.append(again)
-        if plan.propose:
-            state, admitted = self._propose(program, state, plan.propose, prices, result)
-            intents += admitted
-        if intents:  # one publish for the tick's intents, then the submits
-            self._record_before(result, f"submitting {len(intents)} job(s)")
+        return state, intents
+
+    def _final(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
+        """The final evaluation after the stop (mlr_action.final): repeats of the best config, from the reserve.
+
+        As the search does it: reconcile, then the intent rows, one publish, the submits; or the row that ends it.
+        """
+        if not self._reconciled:
+            state = self._reconcile(program, state, prices, result)
+        plan = final.plan(program, state, used=self._usage(program, state, prices), prices=prices, ts=self.ts(),
+                          commit=self._commit)
+        if plan.done is not None:
+            result.events.append(describe_row(program, plan.done))
+            return self._append(state, [plan.done])
+        result.events += [plan.waiting] if plan.waiting else []
+        state, intents = self._readmit(program, state, plan.resubmit, final.readmit_problems, prices, result)
+        state = self._append(state, list(plan.new))
+        intents += plan.new
+        if intents:
+            self._record_before(result, f"submitting {len(intents)} final evaluation job(s)")
             for intent in intents:
                 state = self._submit(program, state, intent, result)
         return state
@@ -368,7 +411,8 @@ class Step:
                                         "folder_hash": spec.folder_hash, "runner": runner})
         if note and not any(getattr(e, "runner", None) == runner for e in state.experiments.values() if e.job_id):
             result.events.append(f"note: {note}")  # once, with the first job it applies to; the summary keeps saying it
-        result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout})")
+        what = f" (final evaluation of iter {intent.final_of}, repeat {intent.repeat})" if intent.final_of else ""
+        result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout}){what}")
         result.submitted += 1
         result.submitted_ids.append(job_id)
         return self._append(state, [row])
@@ -461,17 +505,18 @@ class Step:
                 state = self._append(state, [row])
         return state
 
-    def _write_summary(self, program: Program, state: CampaignState, used: Usage, prices_note: str | None = None) -> None:
+    def _write_summary(self, program: Program, state: CampaignState, used: Usage, prices_note: str | None = None,
+                       prices: dict[str, float] | None = None) -> None:
         from mlr_action.summary import render_summary
 
         # Stamped with the last row's time, so an unchanged ledger gives an unchanged summary.
-        stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
+        stamps = [r.ts for r in (*state.experiments.values(), *state.finals.values(), *state.events)]
         now = max(stamps) if stamps else self.ts()
-        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now,
+        write_atomic(self.root / SUMMARY_PATH, render_summary(program=program, state=state, used=used, now=now, prices=prices,
                                                               prices_note=prices_note), root=self.root)
 
-    def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage) -> None:
-        title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts())
+    def _publish_stop_report(self, program: Program, state: CampaignState, used: Usage, prices=None) -> None:
+        title, body = _reports().render_stop_report(program=program, state=state, used=used, now=self.ts(), prices=prices)
         self.forge.publish_stop_report(title=title, body=body)  # type: ignore[attr-defined]
 
     def _escalate(self, result: StepResult, kind: str, problems: list[str]) -> None:

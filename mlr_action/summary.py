@@ -6,7 +6,9 @@ Guarantees:
   printed), so the same ledger renders the same file and an unchanged
   campaign never produces a diff beyond the timestamp.
 - Sections, in order: title with the campaign id and state (running, paused,
-  stopped); once stopped, the stop reason and final writeup; best so far;
+  stopped, and whether the final evaluation runs or ran); once stopped, the
+  stop reason and final writeup, and with a ``final`` block the final
+  evaluation with its cost (:mod:`mlr_action.final_report`); best so far;
   budget used, limit and left; jobs in flight; when an LLM proposer wrote
   rows, its spend, research notes and fallbacks; a table of every experiment;
   which code the experiments ran and where it changed (:mod:`mlr_action.provenance`);
@@ -61,11 +63,13 @@ def render_summary(
     used: Usage,
     now: datetime | str,
     prices_note: str | None = None,
+    prices: dict[str, float] | None = None,
 ) -> str:
-    """The Markdown text of runs/summary.md."""
+    """The Markdown text of runs/summary.md; ``prices`` (live, per flavor) price the final evaluation's cost."""
     sections = [
         _title(program, state, now),
         _stopped(program, state, used) if state.stopped else "",
+        _final(program, state, prices),
         _best(program, state),
         _budget(program, used, prices_note),
         _in_flight(state),
@@ -113,7 +117,7 @@ def _goal_line(program: Program) -> str:
 def _title(program: Program, state: CampaignState, now: datetime | str) -> str:
     status = campaign_status(state)
     lines = [
-        f"# Campaign {code(campaign_name(program, state))}: {status}",
+        f"# Campaign {code(campaign_name(program, state))}: {status}{_phase_words(program, state)}",
         "",
         f"Goal: {_goal_line(program)}. Updated {plain(format_now(now))} from `runs/ledger.jsonl`, "
         "the campaign's record; edits to this file are overwritten.",
@@ -137,10 +141,28 @@ def _stopped(program: Program, state: CampaignState, used: Usage) -> str:
     return "\n".join([*lines, "", *final_writeup(program, state, used)])
 
 
+def _phase_words(program: Program, state: CampaignState) -> str:
+    """After the stop, with a ``final`` block: whether the final evaluation runs or is over."""
+    from mlr_action.final import FINAL, phase
+
+    if state.stopped is None or program.campaign.final is None:
+        return ""
+    if phase(program, state) == FINAL:
+        return " · final evaluation running"
+    return " · final evaluation done" if state.final_event is not None else ""
+
+
+def _final(program: Program, state: CampaignState, prices: dict[str, float] | None) -> str:
+    from mlr_action.final_report import HEADING, final_section
+
+    lines = final_section(program, state, prices)
+    return "\n".join([f"## {HEADING}", "", *lines]) if lines else ""
+
+
 def _best(program: Program, state: CampaignState) -> str:
     if state.best is None:
         return "## Best so far\n\nNo result yet."
-    return "\n".join(["## Best so far", "", *result_lines(program, state.best)])
+    return "\n".join(["## Best so far", "", *result_lines(program, state.best, state)])
 
 
 def _left(limit: float, used: float) -> float:
@@ -172,7 +194,9 @@ def _budget(program: Program, used: Usage, prices_note: str | None) -> str:
         rows.append(["LLM dollars", format_usd(used.llm_usd), "no limit", "—"])
     note = (
         "Walltime counts the actual duration of finished jobs and the full timeout of jobs in flight. "
-        f"{RESERVE:.0%} of the walltime and dollars is kept in reserve for the final evaluation and writeup."
+        f"{RESERVE:.0%} of the walltime and dollars is kept in reserve for the final evaluation and writeup"
+        + (f", and the search keeps {program.final_jobs} of max_jobs for the final evaluation's repeats."
+           if program.final_jobs else ".")
     )
     if prices_note:
         note += " " + code(shorten(prices_note, 400))
@@ -229,6 +253,8 @@ def _in_flight(state: CampaignState) -> str:
 
 
 def _experiments(state: CampaignState) -> str:
+    from mlr_action.final_report import metric_cell
+
     if not state.experiments:
         return "## Experiments\n\nNo experiments yet."
     header = ["iter", "status", "decision", "metric", "best so far", "config", "flavor", "duration", "hypothesis", "error"]
@@ -237,7 +263,7 @@ def _experiments(state: CampaignState) -> str:
             str(e.iter),
             e.status,
             e.decision or "—",
-            format_metric(e.metric),
+            metric_cell(state, e),
             format_metric(e.best_so_far),
             shown_config(e.config),
             plain(e.flavor) or "—",
@@ -260,7 +286,7 @@ def chart_points(program: Program, state: CampaignState) -> list[tuple[int, floa
     for e in state.experiments.values():
         if e.status not in FINISHED or e.metric is None or not math.isfinite(e.metric):
             continue
-        if program.better(e.metric, best):
+        if program.improves(e.metric, best):
             best = e.metric
         points.append((e.iter, e.metric, best))
     return points  # type: ignore[return-value]

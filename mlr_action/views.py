@@ -18,6 +18,7 @@ from typing import Any
 
 from mlr_action.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.durations import format_duration
+from mlr_action.final import reserve_note
 from mlr_action.flavors import price_per_hour
 from mlr_action.jobspec import campaign_id_for
 from mlr_action.ledger import LEDGER_PATH, EventRow, Row, read_ledger
@@ -58,6 +59,10 @@ def describe_envelope(program: Program, prices: dict[str, float] | None = None) 
         f"  script {camp.script} on {program.default_flavor}, timeout {format_duration(program.default_timeout_s)}",
         f"  params {', '.join(camp.params) or 'none: the script runs once as it is (a baseline)'}" + (f"; fixed {', '.join(f'{k}={v}' for k, v in camp.fixed.items())}" if camp.fixed else ""),
     ]
+    if camp.min_delta:
+        lines.append(f"  an improvement must beat the best by more than {camp.min_delta:g} (min_delta)")
+    final = reserve_note(program, prices)
+    lines += ["", "Final evaluation (after the stop)", f"  {final}"] if final else []
     return "\n".join(lines)
 
 
@@ -83,7 +88,7 @@ def step_line(result: Any) -> str:
     """One line: exit state, budget used, best so far."""
     if result.program is None or result.used is None:
         return f"[exit {result.exit_code}] {result.spent()}"
-    state = "stopped" if result.stopped else "running"
+    state = ("stopped" if result.finished else "stopped, final evaluation running") if result.stopped else "running"
     return f"[{state}] {budget_text(result.program, result.used)} · {_best_text(result.program, result.state)}"
 
 
@@ -103,8 +108,12 @@ def campaign_status(repo: Path, program_path: Path, *, program: Program | None =
     state = fold(read_ledger(repo / LEDGER_PATH), campaign_id=campaign_id_for(program, repo))
     used = usage(state)  # no backend here: the ledger's view
     best = state.best
+    from mlr_action.final import phase
+
     return {
         "state": _state_name(state),
+        "phase": phase(program, state),  # searching | final_evaluation | finished
+        "final": _final_status(program, state),
         "stop_reason": state.stopped.reason if state.stopped else None,
         "stop_detail": state.stopped.detail if state.stopped else None,
         "campaign": state.campaign_id,
@@ -129,6 +138,24 @@ def campaign_status(repo: Path, program_path: Path, *, program: Program | None =
              "cost_usd": round(charged_cost(e), 4)}
             for e in state.in_flight
         ],
+    }
+
+
+def _final_status(program: Program, state: CampaignState) -> dict[str, Any] | None:
+    """The final evaluation in ``mlr status --json``: None without a ``final`` block."""
+    from mlr_action.final import outcome
+
+    found = outcome(program, state)
+    if found is None:
+        return None
+    spread = found.spread
+    return {
+        "of_iter": found.of.iter if found.of else None, "repeats": program.final_jobs, "ran": len(found.rows),
+        "completed": sum(1 for r in found.rows if r.status == "completed"), "in_flight": found.in_flight,
+        "metric": program.final_metric, "mean": spread.mean if spread else None,
+        "sd": spread.sd if spread else None, "values": list(spread.values) if spread else [],
+        "outcome": found.event.reason if found.event else None, "not_run": found.not_run,
+        "confirmed": found.confirmed, "walltime_s": round(found.walltime_s, 1), "cost_usd": round(found.cost_usd, 4),
     }
 
 
@@ -158,10 +185,27 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  best {status['metric']}={status['best_metric']:g} at iter {status['best_iter']} ({config})")
     else:
         lines.append("  best: none yet")
+    final = status.get("final")
+    if final and status["state"] == "stopped":
+        lines.append("  " + _final_text(final))
     for job in status["in_flight_jobs"]:
         reserved = f", ${job['cost_usd']:.2f} reserved" if job.get("cost_usd") is not None else ""
         lines.append(f"  in flight: iter {job['iter']} {job['job_id'] or '(submitting)'} {job['status']} on {job['flavor']}, timeout {job['timeout']}{reserved}")
     return "\n".join(_CONTROL.sub(" ", line) for line in lines)  # ledger values cannot repaint the terminal
+
+
+def _final_text(final: dict[str, Any]) -> str:
+    if final["mean"] is not None:
+        spread = f" ± {final['sd']:.2g}" if final["sd"] is not None else ""
+        found = f"{final['metric']}={final['mean']:.4g}{spread} over {final['completed']} repeat(s)"
+    else:
+        found = "no result yet" if final["outcome"] is None else "no repeat gave a result"
+    if final["outcome"] is None and final["not_run"]:
+        return f"final evaluation: not run ({final['not_run']})"
+    state = "running" if final["outcome"] is None else final["outcome"]
+    return (f"final evaluation ({state}): {found}, {final['ran']} of {final['repeats']} repeats, "
+            f"${final['cost_usd']:.2f}" + ({True: ", target confirmed", False: ", target not confirmed"}
+                                           .get(final["confirmed"], "")))
 
 
 _CONTROL = re.compile(ANSI_ESCAPE.pattern + r"|[\x00-\x1f\x7f-\x9f]")
@@ -176,13 +220,20 @@ def _said(text: str) -> str:
 
 def describe_row(program: Program, row: Row) -> str:
     """One line for a ledger row, as a step prints it (the log, the commit message, the step summary)."""
+    if isinstance(row, EventRow) and row.event == "final":
+        from mlr_action.final import WORDS
+
+        return f"final evaluation {WORDS.get(row.reason, 'ended')}: {_said(row.detail or row.reason)}"
     if isinstance(row, EventRow):
         return f"{row.event}: {_said(row.detail or row.reason)}"
+    final = row.final_of is not None
+    name = f"iter {row.iter} (final evaluation of iter {row.final_of}, repeat {row.repeat})" if final else f"iter {row.iter}"
     if row.status == "completed":
         note = getattr(row, "hub_url_note", None)
         dropped = " (its hub_url was dropped: not an https URL on the Hub)" if note else ""
-        return f"iter {row.iter} completed: {program.campaign.metric}={row.metric:g} ({row.decision}){dropped}"
+        metric = program.final_metric if final else program.campaign.metric
+        return f"{name} completed: {metric}={row.metric:g}" + ("" if final else f" ({row.decision})") + dropped
     if row.status == "error":
         first = (row.error or "").splitlines()[0] if row.error else "failed"
-        return f"iter {row.iter} failed: {_said(first)}"
-    return f"iter {row.iter} {row.status} ({_said(row.job_id or '')})"
+        return f"{name} failed: {_said(first)}"
+    return f"{name} {row.status} ({_said(row.job_id or '')})"

@@ -139,8 +139,11 @@ def state_at(root: Path) -> CampaignState:
 
 
 def essence(state: CampaignState) -> list[tuple]:
-    """What a campaign found, timestamps aside: the final row of every experiment, and how it stopped."""
+    """What a campaign found, timestamps aside: the final row of every experiment and of every repeat of the final
+    evaluation, how it stopped and how the final evaluation ended."""
     rows = [(e.iter, e.status, e.config, e.metric, e.decision) for e in state.experiments.values()]
+    rows += [(e.iter, e.status, e.config, e.metric, "final", e.final_of, e.repeat) for e in state.finals.values()]
+    rows += [("final", state.final_event.reason)] if state.final_event is not None else []
     return rows + [("stopped", state.stopped.reason if state.stopped else None)]
 
 
@@ -189,6 +192,8 @@ def assert_exactly_once(state: CampaignState, jobs: list[RanJob], *, raced: bool
         if job.job_id in duplicates:
             assert raced and job.canceled and not job.started, f"duplicate {job} ran"
             assert job.job_id not in state.job_rows
+    repeats = [(r.final_of, r.repeat) for r in state.job_rows.values() if r.final_of is not None]
+    assert len(repeats) == len(set(repeats)), f"a repeat of the final evaluation ran twice: {sorted(repeats)}"
 
 
 def charged_truth(job: RanJob) -> float:

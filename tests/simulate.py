@@ -68,12 +68,12 @@ def make_step(root: Path, backend: InMemoryBackend | None = None, clock: FakeClo
 
 
 def run_campaign(step: Step, *, max_ticks: int = 200, **finish) -> list:
-    """Alternate steps and job completions until the campaign stops; the results of every step."""
+    """Alternate steps and job completions until the campaign has finished (its final evaluation too); the results of every step."""
     results = []
     for _ in range(max_ticks):
         result = step.run()
         results.append(result)
-        if result.stopped or result.exit_code == 2:
+        if result.finished or result.exit_code == 2:
             break
         step.clock.advance(900)  # type: ignore[attr-defined]
         finish_jobs(step.backend, **finish)  # type: ignore[arg-type]

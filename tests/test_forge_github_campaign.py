@@ -293,3 +293,20 @@ def test_finish_step_commits_runs_through_the_git_sync(tmp_path, gh):
     subject = git("log", "-1", "--format=%s", "main", cwd=tmp_path / "origin.git").strip()
     assert subject.startswith("mlr: iter 1 submitted")
     assert "runs/ledger.jsonl" in git("show", "--name-only", "--format=", "main", cwd=tmp_path / "origin.git")
+
+
+def test_a_writers_stop_comment_cancels_a_running_final_evaluation(tmp_path, gh):
+    """After the stop the dashboard's controls are spent, except `/mlr stop`, which cancels the final repeats."""
+    camp = make_campaign(tmp_path, gh, with_(CAMPAIGN, target=0.5, final={"repeats": 2, "seed_param": "seed"}))
+    camp.tick()
+    camp.tick(finish=False)  # the stop on the target, and the first repeat in flight
+    assert camp.state.final_running and "the final evaluation is running" in gh.issues[camp.dashboard["number"]]["body"]
+    camp.gh.comment(camp.dashboard["number"], "/mlr stop", by="mallory")
+    camp.tick(finish=False)
+    assert camp.state.final_running  # a reader's command changes nothing
+    camp.gh.comment(camp.dashboard["number"], "/mlr stop", by="alice")
+    camp.tick(finish=False)
+    state = camp.state
+    assert state.stopped.reason == "human" and not state.final_running and state.in_flight == []
+    assert [r.status for r in state.finals.values()] == ["canceled"]
+    assert {j.stage.value for j in camp.backend.jobs.values() if "mlr-final-of" in j.labels} == {"CANCELED"}

@@ -159,11 +159,13 @@ def test_every_campaign_key_is_compared():
     """A key added to the Campaign model later is shown too: the comparison walks the model, not a list."""
     from mlr_action.program import Campaign
 
-    shown = {"flavor": "flavor", "timeout": "timeout", "params": "params.lr", "fixed": "fixed.epochs"}
+    shown = {"flavor": "flavor", "timeout": "timeout", "params": "params.lr", "fixed": "fixed.epochs",
+             "final": "final.repeats"}
     values = {"metric": "loss", "direction": "minimize", "target": 0.5, "patience": 9, "script": "x.py", "name": "n1",
               "seed": 3, "namespace": "org", "flavor": "t4-small", "timeout": "30m", "image": "pytorch/pytorch:2.6",
               "dependencies": ["accelerate"], "python": "3.12",
-              "params": {"lr": {"choices": [1, 2]}}, "fixed": {"epochs": 4}}
+              "params": {"lr": {"choices": [1, 2]}}, "fixed": {"epochs": 4}, "min_delta": 0.01,
+              "final": {"repeats": 2, "seed_param": "seed"}}
     assert set(values) == set(Campaign.model_fields)
     for key, value in values.items():
         lines = program_changes(APPROVED, campaign(**{"flavor": "a10g-large", **{key: value}}) if key != "flavor"

@@ -16,16 +16,21 @@ What is guaranteed, and checked after every step, on the ledger's accounting
 walltime charged, dollars at the backend's prices billed per started minute)
 and of what the LLM billed:
 
-- jobs: at most ``max_jobs`` jobs ever start; every job's flavor is allowed and
+- jobs: at most ``max_jobs`` jobs ever start, and at most ``max_jobs`` less
+  the final block's repeats are search jobs; every job's flavor is allowed and
   its timeout is in (0, max_timeout].
-- walltime and dollars: the envelope is enforced when a job is submitted: it
-  is submitted only if what is charged so far (finished jobs their duration,
-  jobs in flight and intents their full timeout) plus its own timeout fits in
-  ``(1 - RESERVE)`` of the envelope. So, as long as jobs end by their timeout,
-  walltime and dollars stay within ``(1 - RESERVE) x`` the envelope; a job the
-  backend lets run past its timeout is charged its actual duration, and the
-  only way past that bound is such an overrun: at all times
-  ``charged <= (1 - RESERVE) x max + overruns`` (what jobs ran past their timeouts).
+- walltime and dollars: the envelope is enforced when a job is submitted: a
+  search job is submitted only if what is charged so far (finished jobs their
+  duration, jobs in flight and intents their full timeout) plus its own
+  timeout fits in ``(1 - RESERVE)`` of the envelope. So, as long as jobs end by
+  their timeout, the search's walltime and dollars stay within
+  ``(1 - RESERVE) x`` the envelope; a job the backend lets run past its timeout
+  is charged its actual duration, and the only way past that bound is such an
+  overrun: at all times ``search charged <= (1 - RESERVE) x max + overruns``
+  (what jobs ran past their timeouts). In half the campaigns program.md has a
+  ``final`` block: after the stop, its repeats spend the reserve, checked the
+  same way against the whole envelope, so ``everything charged <= max +
+  overruns``; and the search keeps the repeats out of ``max_jobs``.
 - LLM dollars: never past ``max_llm_usd``, on the ledger and in truth, even when
   a step is killed between an LLM answer and its ledger row: every tick's calls
   are covered by a reservation row written before the first of them, charged
@@ -212,7 +217,14 @@ def campaigns(draw) -> dict:
         envelope["max_llm_usd"] = draw(st.sampled_from([0.2, 1.0, 0.05, 0.0]))
     campaign = with_(OPEN, flavor=draw(st.sampled_from(allowed)),
                      timeout=draw(st.sampled_from([60, 61, max_timeout // 4, max_timeout // 2, max_timeout])) or 60,
-                     patience=draw(st.sampled_from([None, 2, 4])))
+                     patience=draw(st.sampled_from([None, 2, 4])), target=draw(st.sampled_from([None, 0.6, 0.9])),
+                     min_delta=draw(st.sampled_from([0, 0, 0.05])))
+    if draw(st.booleans()):  # the final evaluation after the stop, from the reserve
+        repeats = draw(st.integers(1, 3))
+        final = {"repeats": repeats, "seed_param": "seed"} if repeats > 1 else {"repeats": 1}
+        final["flavor"] = draw(st.sampled_from([None, *allowed]))
+        final["timeout"] = draw(st.sampled_from([None, 60, max_timeout]))
+        campaign["final"] = {k: v for k, v in final.items() if v is not None}
     prices = draw(st.one_of(st.none(), st.fixed_dictionaries({f: st.sampled_from([0.0, 0.05, 0.4, 1.5, 9.0]) for f in FLAVORS})))
     return {"envelope": envelope, "campaign": campaign, "prices": prices, "proposer": proposer,
             "adversary": draw(st.sampled_from([False, False, True])), "seed": draw(st.integers(0, 2**32 - 1))}
@@ -240,10 +252,16 @@ class Truth:
     stops: dict[str, int] = field(default_factory=dict)
 
 
+def charged(job: RanJob) -> float:
+    return job.duration_s or 0.0 if job.finished else max(float(job.timeout_s), job.duration_s or 0.0)
+
+
 def check(program, state, world: PricedBackend, now: float, llm: FakeLLM | None, truth: Truth, *,
           tampered: bool = False) -> None:
     env, prices = program.envelope, world.live
     jobs = memory_truth(world, now)
+    repeats = {j.job_id for j in [*world.jobs.values(), *world.vanished.values()] if "mlr-final-of" in j.labels}
+    search = [j for j in jobs if j.job_id not in repeats]
     assert sum(not j.finished for j in jobs) <= env.max_parallel, jobs
     # With a ledger writer at work, the ledger's accounting is the writer's: only the ground truth is checked.
     used = Usage() if tampered else usage(state, prices)
@@ -251,17 +269,23 @@ def check(program, state, world: PricedBackend, now: float, llm: FakeLLM | None,
     truth.overrun_usd = sum(price_per_hour(j.flavor, prices) * max(0.0, math.ceil((j.duration_s or 0.0) / 60) * 60 - j.timeout_s) / 3600
                             for j in jobs if (j.duration_s or 0.0) > j.timeout_s)
     assert used.jobs <= env.max_jobs and sum(j.started for j in jobs) <= env.max_jobs, (used, jobs)
+    assert sum(j.started for j in search) <= env.max_jobs - program.final_jobs, (program.final_jobs, jobs)
     for job in jobs:
         assert job.flavor in env.allowed_flavors and 0 < job.timeout_s <= env.max_timeout, job
-    wall_cap = env.max_walltime * (1 - RESERVE) + truth.overrun_s + 1e-6
+    # The search keeps the reserve; the final evaluation may spend it, never more than the envelope.
+    share = 1.0 if program.campaign.final is not None else 1 - RESERVE
+    wall_cap = env.max_walltime * share + truth.overrun_s + 1e-6
+    search_wall_cap = env.max_walltime * (1 - RESERVE) + truth.overrun_s + 1e-6
     assert used.walltime_s <= wall_cap, (used.walltime_s, wall_cap)
-    walltime = sum(j.duration_s or 0.0 if j.finished else max(float(j.timeout_s), j.duration_s or 0.0) for j in jobs)
-    assert walltime <= wall_cap, (walltime, wall_cap)
+    assert sum(map(charged, jobs)) <= wall_cap, (sum(map(charged, jobs)), wall_cap)
+    assert sum(map(charged, search)) <= search_wall_cap, (sum(map(charged, search)), search_wall_cap)
     if env.max_cost_usd is not None:
-        cost_cap = env.max_cost_usd * (1 - RESERVE) + truth.overrun_usd + 1e-6
+        cost_cap = env.max_cost_usd * share + truth.overrun_usd + 1e-6
         assert used.cost_usd <= cost_cap, (used.cost_usd, cost_cap)
         billed = sum(billed_cost(j, prices) for j in jobs)
         assert billed <= cost_cap, (billed, cost_cap, jobs)
+        search_billed = sum(billed_cost(j, prices) for j in search)
+        assert search_billed <= env.max_cost_usd * (1 - RESERVE) + truth.overrun_usd + 1e-6, (search_billed, jobs)
     if env.max_llm_usd is not None:
         assert used.llm_usd <= env.max_llm_usd + 1e-9, used
         if llm is not None:
@@ -317,6 +341,9 @@ def _steps(root, program, world, llm, bounds, truth, new_step, clock, rng, *, ad
         check(program, state, world, clock.seconds(), llm, truth, tampered=adversary)
         if result is not None and state.stopped is not None and not state.in_flight:
             truth.stops[state.stopped.reason] = truth.stops.get(state.stopped.reason, 0) + 1
+            if state.final_event is not None:
+                key = f"final {state.final_event.reason}"
+                truth.stops[key] = truth.stops.get(key, 0) + 1
             if not adversary:
                 break
         if adversary and rng.random() < 0.7:

@@ -102,6 +102,7 @@ class Scenario:
     # answer and the next tick (see docs/RELIABILITY.md).
     vanish: int | None = None
     program_from: int = 1  # the tick from which program.md exists (before it: onboarding)
+    campaign: dict = field(default_factory=lambda: OPEN)
 
     def forge(self, root: Path) -> FileForge:
         return StoppingForge(root, after=self.stop_after) if self.stop_after else FileForge(root)
@@ -121,11 +122,15 @@ SCENARIOS = [
     # onboarding (no program.md on the first tick), then a person stops it once iters 3 and 4 are in flight
     # (they never finish): both are canceled (or, an intent whose job never reached the backend, closed).
     Scenario("human-stop", with_(ENVELOPE, max_jobs=8, max_parallel=2), stop_after=4, hold_from=3, program_from=2),
+    # the final evaluation (issue 15): the search stops on its budget (two of max_jobs kept back), then two repeats
+    # of the best config run side by side from the reserve, and a final row ends it; no repeat may run twice.
+    Scenario("final", with_(ENVELOPE, max_jobs=4, max_parallel=2),
+             campaign=with_(OPEN, final={"repeats": 2, "seed_param": "seed", "fixed": {"split": "test"}})),
 ]
 
 
 def run_memory(root: Path, scenario: Scenario, bounds: cp.Boundaries) -> Outcome:
-    make_repo(root, scenario.envelope)
+    make_repo(root, scenario.envelope, scenario.campaign)
     program = program_at(root)
     approved = (root / "program.md").read_text()
     if scenario.program_from > 1:
@@ -199,6 +204,8 @@ def crash_each(targets, run, expected, writers) -> list[str]:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_crash_before_and_after_every_boundary_then_continue(tmp_path, scenario, memory_records):
     clean, recorded = memory_records[scenario.name]
+    if scenario.name == "final":  # the clean run got as far as the end of its final evaluation
+        assert ("final", "finished") in clean.essence and sum(len(row) == 7 for row in clean.essence) == 2, clean.essence
     targets = recorded.targets()
     assert len(targets) >= 50, f"suspiciously few boundaries: {len(targets)}"
     writers = _step_writers()

@@ -34,6 +34,10 @@ TIMEOUT_LABEL = "mlr-timeout"
 # GitHub mode: the commit at the tip of the default branch that authorized the job (its first 40 hex digits:
 # the whole sha of a SHA-1 repository, within the length a label value may have).
 COMMIT_LABEL = "mlr-commit"
+# A repeat of the final evaluation (mlr_action.final): the search iter whose config it runs again, and which
+# repeat it is, so a job whose ledger rows were lost is adopted as that repeat, never as a search result.
+FINAL_OF_LABEL = "mlr-final-of"
+REPEAT_LABEL = "mlr-repeat"
 
 
 class JobStage(str, enum.Enum):
@@ -98,10 +102,20 @@ class JobView(BaseModel):
 
     @property
     def iter(self) -> int | None:
-        try:
-            return int(self.labels[ITER_LABEL])
-        except (KeyError, ValueError):
-            return None
+        return _label_int(self.labels, ITER_LABEL)
+
+    @property
+    def final_repeat(self) -> tuple[int, int] | None:
+        """``(final_of, repeat)`` of a final evaluation's job, from its labels; None for a search job."""
+        of, repeat = _label_int(self.labels, FINAL_OF_LABEL), _label_int(self.labels, REPEAT_LABEL)
+        return (of, repeat) if of is not None and repeat is not None and of >= 1 and repeat >= 1 else None
+
+
+def _label_int(labels: dict[str, str], key: str) -> int | None:
+    try:
+        return int(labels[key])
+    except (KeyError, ValueError):
+        return None
 
 
 class BackendError(Exception):

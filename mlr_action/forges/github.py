@@ -330,7 +330,7 @@ class GitHubForge:
     def _sync_dashboard(self, program: Any, state: Any, used: Any) -> Any:
         tick = self._tick
         shown = shown_for(state, seen=tick.seen, events=tick.events, edit=tick.edit)
-        stamps = [r.ts for r in (*state.experiments.values(), *state.events)]
+        stamps = [r.ts for r in (*state.experiments.values(), *state.finals.values(), *state.events)]
         now = max(stamps) if stamps else self.clock().isoformat(timespec="seconds")
 
         def render(checkbox: bool, kept: bool = False, marker: Shown = shown) -> str:

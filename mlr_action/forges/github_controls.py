@@ -166,6 +166,7 @@ class _Tally:
         self.dash, self.writers, self.ts = dash, writers, ts
         self.paused = state.paused
         self.stop_reason = state.stopped.reason if state.stopped else None
+        self.final_running = state.final_running  # after the stop: `/mlr stop` still cancels the final evaluation
         self.where = f"the dashboard issue #{dash.number}"
         self.rows: list[EventRow] = []
         self.ignored: list[Ignored] = []
@@ -222,7 +223,7 @@ class _Tally:
         command = Command(command.comment_id, command.login, verb)
         said = dict(detail=f"@{command.login} commented `/mlr {command.verb}` on {self.where}", by=command.login,
                     comment_id=command.comment_id, control="comment")
-        if command.verb == "stop" and self.stop_reason is None:
+        if command.verb == "stop" and (self.stop_reason is None or self.final_running and self.stop_reason != "human"):
             self.add("stopped", **said)
         elif command.verb == "pause" and self.stop_reason is None and not self.paused:
             self.add("paused", **said)

@@ -18,6 +18,8 @@ Guarantees:
   what the bot last showed), so the same dashboard yields no new rows on the
   next tick, and a control the bot has not mirrored yet (after a failed
   write) is never taken for a person's request.
+- Once stopped, the stop and the final evaluation (with its cost) come first,
+  each as its own section, as in runs/summary.md.
 - The controls sit above everything that grows. :func:`render_dashboard`
   trims the experiments table first, then whole sections, then the tail, to
   stay under GitHub's body limit; the marker and controls are never cut.
@@ -38,6 +40,8 @@ from typing import Mapping
 from mlr_action.budget import Usage
 from mlr_action.durations import format_duration
 from mlr_action.forges.github_messages import PAUSED_LABEL
+from mlr_action.final_report import HEADING as FINAL_HEADING
+from mlr_action.final_report import metric_cell
 from mlr_action.ledger import ExperimentRow
 from mlr_action.markup import cell, code, plain
 from mlr_action.program import Program
@@ -184,6 +188,9 @@ def _controls(state: CampaignState, checkbox: bool) -> str:
     ]
     if state.stopped is not None and state.stopped.reason == "human":
         lines += ["", "**Stopped by a person.** Reopen this issue (or comment `/mlr resume`) to resume."]
+    elif state.final_running:
+        lines += ["", "**Stopped; the final evaluation is running** (the best config again, from the reserve). The stop "
+                  "report below says why it stopped. Comment `/mlr stop` to cancel the final evaluation's jobs."]
     elif state.stopped is not None:
         lines += ["", "**Stopped.** The stop report below says why. Merge a change to program.md (a raised budget, a "
                   "wider search) to resume; closing this issue now changes nothing."]
@@ -199,7 +206,7 @@ def _summary_sections(program: Program, state: CampaignState, used: Usage, now: 
     return sections
 
 
-def _experiments(rows: list[ExperimentRow], total: int) -> str:
+def _experiments(rows: list[ExperimentRow], total: int, state: CampaignState) -> str:
     if not rows:
         return "### Last experiments\n\nNo experiments yet." if total == 0 else (
             f"### Last experiments\n\n{total} experiments: the table is in `runs/summary.md`.")
@@ -207,7 +214,7 @@ def _experiments(rows: list[ExperimentRow], total: int) -> str:
     lines = [f"### Last experiments ({len(rows)} of {total})" if len(rows) < total else "### Experiments", "",
              "| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | ---: | --- | --- | ---: | --- |"]
     for e in rows:
-        cells = [str(e.iter), e.status, e.decision or "—", format_metric(e.metric), format_metric(e.best_so_far),
+        cells = [str(e.iter), e.status, e.decision or "—", metric_cell(state, e), format_metric(e.best_so_far),
                  shown_config(e.config), plain(e.flavor) or "—",
                  format_duration(e.duration_s) if e.duration_s is not None else "—", code(short_error(e.error))]
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
@@ -231,16 +238,16 @@ def render_dashboard(
     ]
     parts = _summary_sections(program, state, used, stamp)
     # Once stopped, the writeup names the best result, so "Best so far" would say it twice.
-    before = [parts.get(k, "") for k in ("Stopped", "Budget", "In flight")] if state.stopped else [
+    before = [parts.get(k, "") for k in ("Stopped", FINAL_HEADING, "Budget", "In flight")] if state.stopped else [
         parts.get(k, "") for k in ("Best so far", "Budget", "In flight")]
     after = [parts.get("Progress", "")]
     experiments = list(state.experiments.values())
     shown_rows = experiments[-last:] if last > 0 else []
     for keep in range(len(shown_rows), -1, -1):
-        text = _join(head, [*before, _experiments(shown_rows[len(shown_rows) - keep:], len(experiments)), *after])
+        text = _join(head, [*before, _experiments(shown_rows[len(shown_rows) - keep:], len(experiments), state), *after])
         if len(text) <= limit:
             return text
-    optional = [*before, _experiments([], len(experiments)), *after]
+    optional = [*before, _experiments([], len(experiments), state), *after]
     while optional:
         optional.pop()
         text = _join(head, optional)

@@ -343,7 +343,8 @@ class _Budget:
 def _room_for_another(program, used: Usage, prices: dict[str, float] | None) -> bool:
     """Could even the smallest job (cheapest allowed flavor, one minute) still fit the budget?"""
     cheapest = min(program.envelope.allowed_flavors, key=lambda flavor: price_per_hour(flavor, prices))
-    return not budget_problems(program.envelope, used, flavor=cheapest, timeout_s=60, prices=prices)
+    return not budget_problems(program.envelope, used, flavor=cheapest, timeout_s=60, prices=prices,
+                               keep_jobs=program.final_jobs)
 
 
 def _pending_rows(program, state: CampaignState, pending: list[Proposal]) -> list[ExperimentRow]:

@@ -34,7 +34,9 @@ def build_schema() -> dict:
 
 
 def _patch(schema: dict, flavors: tuple[str, ...]) -> None:
-    """Durations accept strings like 2h30m or seconds; flavors are an enum."""
+    """Durations accept strings like 2h30m or seconds; flavors are an enum (in nested blocks too: ``final``)."""
+    for nested in schema.get("$defs", {}).values():
+        _patch(nested, flavors)
     duration = {"anyOf": [{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$|^\d+$"}, {"type": "integer", "exclusiveMinimum": 0}]}
     flavor = {"type": "string", "enum": list(flavors)}
     props = schema.get("properties", {})
