@@ -263,8 +263,6 @@ def result_lines(program: Program, best: ExperimentRow | None, state: CampaignSt
         *([final] if final else []),
         f"- config: {shown_config(best.config)}",
     ]
-    if best.commit:
-        lines.append(f"- commit: {plain(redact(best.commit[:40]))}")
     if best.hub_url:
         lines.append(f"- Hub: {code(redact(best.hub_url))}")
     from mlr_action.provenance import code_of
