@@ -6,7 +6,10 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
   jobs that carry the campaign's labels but are missing from the ledger (a
   crash between submit and commit), records stage changes, and evaluates
   finished jobs in iter order: the metric from the logs (none means error,
-  never zero), keep only when strictly better than the running best.
+  never zero), keep only when strictly better than the running best. A
+  finished job whose log is not proven whole yet (``pending``) is left in
+  flight; one whose log could not be read whole in time (``unreadable``) is
+  an error that says so, never a result from part of its log.
 - :func:`plan_next` decides whether the campaign stops (target, budget with the
   reserve kept, patience, repeated errors), waits, resubmits an intent whose
   job never reached the backend, or asks the proposer for more. The budget and
@@ -24,7 +27,7 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlr_action.backends.base import COMMIT_LABEL, JobStage, JobView
@@ -95,7 +98,7 @@ def _config_of(program: Program, args: list[str]) -> dict[str, Any]:
 
 def _finish(
     program: Program, row: ExperimentRow, view: JobView, logs: str, best: float | None, ts: str,
-    prices: dict[str, float] | None,
+    prices: dict[str, float] | None, unreadable: str | None = None,
 ) -> ExperimentRow:
     duration = view.duration_s if view.duration_s is not None else 0.0
     # HF Jobs bill every started minute: the cost is charged in whole minutes, never less than was billed.
@@ -104,6 +107,9 @@ def _finish(
     if view.stage == JobStage.DELETED and view.duration_s is None:
         # How long a vanished job ran is unknown: no duration, so the budget charges its full timeout.
         base.update(duration_s=None, cost_usd=None)
+    if unreadable is not None:
+        said = f"{view.message}; " if view.message and view.stage != JobStage.COMPLETED else ""
+        return _job_row(row, ts, status="error", error=f"{said}the job {view.stage.value.lower()}, but {unreadable}", **base)
     if view.stage == JobStage.COMPLETED:
         reading = read_metric(logs, program.campaign.metric)
         if reading.value is None:
@@ -134,8 +140,10 @@ def reconcile(
     logs: dict[str, str],
     ts: str,
     prices: dict[str, float] | None = None,
+    pending: frozenset[str] = frozenset(),
+    unreadable: dict[str, str] | None = None,
 ) -> list[Row]:
-    """Rows that bring the ledger up to date with what the backend observed."""
+    """Rows that bring the ledger up to date with what the backend observed (``pending``, ``unreadable``: logs)."""
     rows: list[Row] = []
     adopted: dict[int, ExperimentRow] = {}
     for view in sorted(listed, key=lambda v: (v.iter or 0, v.job_id)):
@@ -152,8 +160,11 @@ def reconcile(
         if exp.status not in ("submitted", "running") or exp.job_id not in observed:
             continue
         view = observed[exp.job_id]
+        if view.stage.terminal and exp.job_id in pending:
+            continue  # its log is read again next tick
         if view.stage.terminal:
-            done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices)
+            done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices,
+                           (unreadable or {}).get(exp.job_id))
             best = done.best_so_far
             rows.append(done)
         elif _STATUS_OF_STAGE[view.stage] != exp.status:
@@ -225,11 +236,12 @@ def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float
     proposal refused as a breach of the envelope, when the campaign is simply near the end of its budget.
     """
     flavor, timeout_s = program.default_flavor, program.default_timeout_s
-    one = Usage(jobs=1, walltime_s=timeout_s, cost_usd=price_per_hour(flavor, prices) * billed_hours(timeout_s))
+    job_s = timeout_s + used.starting_s
+    one = Usage(jobs=1, walltime_s=job_s, cost_usd=price_per_hour(flavor, prices) * billed_hours(job_s))
     count = 0
     while count < limit:
-        planned = Usage(jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
-                        cost_usd=used.cost_usd + count * one.cost_usd, llm_usd=used.llm_usd)
+        planned = replace(used, jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
+                          cost_usd=used.cost_usd + count * one.cost_usd)
         if budget_problems(program.envelope, planned, flavor=flavor, timeout_s=timeout_s, prices=prices):
             break
         count += 1
@@ -278,11 +290,10 @@ def readmit_problems(
     The intent is already charged in ``used``; it is checked against the budget
     without itself, so the envelope it was admitted under is not counted twice.
     """
-    own = Usage(jobs=1, walltime_s=charged_seconds(intent), cost_usd=charged_cost(intent, prices))
-    without = Usage(
-        jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
-        cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd, in_flight=used.in_flight,
-    )
+    own = Usage(jobs=1, walltime_s=charged_seconds(intent, used.starting_s),
+                cost_usd=charged_cost(intent, prices, used.starting_s))
+    without = replace(used, jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
+                      cost_usd=used.cost_usd - own.cost_usd)
     proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
     return proposal_problems(program, state, proposal, used=without, prices=prices)
 

@@ -46,7 +46,7 @@ from typing import Any
 from mlr_action.markup import block, literal, visible
 
 MARKER = "<!-- mlr-action:program-validation -->"
-_DURATIONS = ("max_walltime", "max_timeout", "timeout")
+_DURATIONS = ("max_walltime", "max_timeout", "timeout", "scheduling_timeout")
 _MAX_ENTRIES = 40  # lines per map (params, fixed) and paths of files shown: a comment holds 65,536 characters
 _MAX_FILES = 50
 _MAX_PROBLEMS = 40
@@ -60,6 +60,7 @@ _NOTES = {
     "target": "stops the campaign when reached",
     "patience": "stops the campaign after this many experiments without improvement",
     "seed": "which experiments the search proposes",
+    "scheduling_timeout": "how long a job may wait for hardware; every job reserves it in the budget",
 }
 # What a change of these keys means for the budget: the step counts the jobs the backend lists under the
 # campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.

@@ -184,6 +184,12 @@ class Campaign(BaseModel):
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
         description="HF user or org the jobs run in (--backend hf); the token's own user when absent.",
     )
+    # 30 minutes: a job usually leaves SCHEDULING within minutes (a cold pull of a large CUDA image included), so
+    # a limit of 30m is only reached by hardware HF cannot give now; it frees the slot within a tick or two of
+    # that, and bounds what may be billed while a job starts (HF bills "Starting"), which each submit reserves.
+    scheduling_timeout: Duration = Field(
+        1800, description="Cancel a job still waiting to start (SCHEDULING) after this long, e.g. 30m (--backend hf).",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Campaign:

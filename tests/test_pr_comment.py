@@ -161,7 +161,7 @@ def test_every_campaign_key_is_compared():
 
     shown = {"flavor": "flavor", "timeout": "timeout", "params": "params.lr", "fixed": "fixed.epochs"}
     values = {"metric": "loss", "direction": "minimize", "target": 0.5, "patience": 9, "script": "x.py", "name": "n1",
-              "seed": 3, "namespace": "org", "flavor": "t4-small", "timeout": "30m",
+              "seed": 3, "namespace": "org", "flavor": "t4-small", "timeout": "30m", "scheduling_timeout": "45m",
               "params": {"lr": {"choices": [1, 2]}}, "fixed": {"epochs": 4}}
     assert set(values) == set(Campaign.model_fields)
     for key, value in values.items():
