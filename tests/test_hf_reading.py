@@ -325,3 +325,17 @@ def test_a_job_runs_unbuffered_and_without_progress_bars(hub, tmp_path: Path, ki
         log = local.logs(job_id=job_id)
     assert "PYTHONUNBUFFERED=1" in log and "HF_HUB_DISABLE_PROGRESS_BARS=1" in log
     assert "it/s" not in log and "train:" not in log and log.rstrip().endswith("eval_accuracy=0.5")
+
+
+def test_a_step_parses_program_md_once(tmp_path: Path, hub, monkeypatch) -> None:
+    from unittest import mock
+
+    import mlr_action.program as program_module
+    from mlr_action.cli import main
+
+    root = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with mock.patch.object(program_module, "parse_program", wraps=program_module.parse_program) as parse:
+        assert main(["step", "--repo", str(root), "--backend", "hf"]) == 0
+    assert parse.call_count == 1 and len(hub.jobs) == 1
