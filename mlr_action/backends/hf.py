@@ -19,14 +19,11 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   filters again on this side.
 - ``inspect`` reports the stage, the walltime charged and the status message
   ("OOMKilled", ...); a job the Hub no longer knows (404, or an id that is not
-  a job id) is ``DELETED``. HF bills a job while it is *Starting* or
-  *Running*, and its API reports only SCHEDULING (which covers starting, and
-  any wait for hardware) and RUNNING, so the walltime charged is the upper
-  bound: every second from the job's creation to its end (or to now), that
-  is ``durations.total_secs``, or scheduling plus running seconds when that
-  is larger (:func:`_billed`). ``waiting_s`` is how long a job in SCHEDULING
-  has waited; ``bills_starting`` tells the step to reserve the Campaign
-  block's ``scheduling_timeout`` for starting on every job.
+  a job id) is ``DELETED``. HF bills a job while it is *Starting* as well as
+  *Running*, so the walltime charged is the upper bound of that, from the
+  job's creation to its end (:mod:`mlr_action.backends._hf_view`), and
+  ``bills_starting`` tells the step to reserve the Campaign block's
+  ``scheduling_timeout`` for starting on every job.
 - ``logs`` returns a finished job's log only when it is proven whole: the
   replay ended because the service closed it (:mod:`mlr_action.backends._hf_logs`);
   otherwise it raises :class:`LogIncomplete`, and the step reads it again on
@@ -60,7 +57,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -68,12 +65,11 @@ import httpx2
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from mlr_action.backends import _hf_catalog, _hf_http, _hf_logs
+from mlr_action.backends import _hf_catalog, _hf_http, _hf_logs, _hf_view
 from mlr_action.backends._common import job_env, job_key, job_labels
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
-    TIMEOUT_LABEL,
     BackendError,
     JobSpec,
     JobStage,
@@ -159,10 +155,6 @@ def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
     return _hf_catalog.prices_of(_hf_catalog.read_catalog(hardware))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class HfBackend:
     name = "hf"
     bills_starting = True  # HF bills a job while it starts, not only while it runs
@@ -176,7 +168,7 @@ class HfBackend:
         image: str = UV_IMAGE,
         policy: _hf_http.Policy | None = None,
         token_lookup: Callable[[], str | None] = get_token,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = _hf_view.utcnow,
     ) -> None:
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self.image = image
@@ -212,13 +204,13 @@ class HfBackend:
 
     def inspect(self, *, job_id: str) -> JobView:
         if not _JOB_ID.match(job_id):
-            return _gone(job_id, "not an HF job id")
+            return _hf_view.gone(job_id, "not an HF job id")
         try:
             info = self._call(f"inspecting job {job_id}",
                               lambda: self.api.inspect_job(job_id=job_id, namespace=self.namespace()), missing=True)
         except _Missing:
-            return _gone(job_id, "the Hub has no such job (404)")
-        return _view(info, self.clock())
+            return _hf_view.gone(job_id, "the Hub has no such job (404)")
+        return _hf_view.job_view(info, self.clock(), args=_args(info))
 
     def list_jobs(self, *, campaign: str) -> list[JobView]:
         return [v for v in self._list({CAMPAIGN_LABEL: campaign}) if v.labels.get(CAMPAIGN_LABEL) == campaign]
@@ -331,7 +323,7 @@ class HfBackend:
         infos = self._call("listing the campaign's jobs",
                            lambda: list(self.api.list_jobs(labels=labels, namespace=self.namespace())))
         now = self.clock()
-        return sorted((_view(i, now) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
+        return sorted((_hf_view.job_view(i, now, args=_args(i)) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
 
     def _settle(self, labels: dict[str, str], created: str) -> str:
         """The job for these labels once two steps raced past :meth:`_find` and both created one.
@@ -347,7 +339,7 @@ class HfBackend:
                                lambda: list(self.api.list_jobs(labels=wanted, namespace=self.namespace())))
         except BackendError:
             return created
-        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _stage(i) is not JobStage.CANCELED]
+        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _hf_view.stage(i) is not JobStage.CANCELED]
         if len(same) < 2:
             return created
         first = str(min(same, key=lambda i: (i.created_at.timestamp() if i.created_at else float("inf"), str(i.id))).id)
@@ -398,59 +390,6 @@ class HfBackend:
 
 class _Missing(Exception):
     """A 404 where the caller expects one (a job that is gone)."""
-
-
-def _gone(job_id: str, why: str) -> JobView:
-    return JobView(job_id=job_id, stage=JobStage.DELETED, message=why)
-
-
-def _stage(info: Any) -> JobStage:
-    raw = getattr(info.status.stage, "value", info.status.stage)
-    try:
-        return JobStage(str(raw).upper())
-    except ValueError:  # a stage this version does not know: not finished, so charged in full
-        return JobStage.RUNNING
-
-
-def _billed(info: Any, stage: JobStage, now: datetime) -> float | None:
-    """The most HF may bill for the job so far: from its creation to its end (or now), see the module docstring."""
-    durations = info.durations
-    known = [float(v) for v in (getattr(durations, "total_secs", None),) if v is not None]
-    running, scheduling = getattr(durations, "running_secs", None), getattr(durations, "scheduling_secs", None)
-    if running is not None:
-        known.append(float(running) + float(scheduling or 0))
-    end, start = (info.finished_at if stage.terminal else now), (info.created_at or info.started_at)
-    if not known and start is not None and end is not None:  # HF's own count first: our clock may be skewed
-        known.append((end - start).total_seconds())
-    return max(0.0, *known) if known else None
-
-
-def _waiting(info: Any, stage: JobStage, now: datetime) -> float | None:
-    """How long a job in SCHEDULING has waited: since its creation, as HF counts it (or by the clock)."""
-    if stage is not JobStage.SCHEDULING:
-        return None
-    total = getattr(info.durations, "total_secs", None)
-    if total is not None:
-        return float(total)
-    return max(0.0, (now - info.created_at).total_seconds()) if info.created_at is not None else None
-
-
-def _view(info: Any, now: datetime | None = None) -> JobView:
-    stage = _stage(info)
-    now = now or _utcnow()
-    message = info.status.message
-    if stage is JobStage.ERROR and not message:
-        message = "the job failed (HF gave no status message)"
-    return JobView(job_id=str(info.id), stage=stage, labels=dict(info.labels or {}), duration_s=_billed(info, stage, now),
-                   message=message, url=getattr(info, "url", None), args=_args(info), flavor=info.flavor,
-                   timeout_s=_timeout(info.labels or {}), waiting_s=_waiting(info, stage, now),
-                   finished_at=info.finished_at if stage.terminal else None)
-
-
-def _timeout(labels: dict[str, str]) -> int | None:
-    """The timeout the job was submitted with, from its label (HF does not report it); None when unreadable."""
-    text = str(labels.get(TIMEOUT_LABEL, ""))
-    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 10**7 else None
 
 
 def _args(info: Any) -> list[str]:
