@@ -339,3 +339,27 @@ def test_a_step_parses_program_md_once(tmp_path: Path, hub, monkeypatch) -> None
     with mock.patch.object(program_module, "parse_program", wraps=program_module.parse_program) as parse:
         assert main(["step", "--repo", str(root), "--backend", "hf"]) == 0
     assert parse.call_count == 1 and len(hub.jobs) == 1
+
+
+def test_a_tick_in_a_fresh_process_makes_one_request_too(tmp_path: Path, hub, clock) -> None:
+    """As on a fresh runner: no huggingface_hub cache in HF_HOME, a new process, only runs/ carried over."""
+    import os
+    import subprocess
+    import sys
+
+    root = make_repo(tmp_path / "repo")
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("HF_HUB_DISABLE_TELEMETRY", None)
+
+    def tick() -> list[str]:
+        before = len(hub.requests)
+        done = subprocess.run([sys.executable, "-m", "mlr_action", "step", "--repo", str(root), "--backend", "hf"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return [path for _, path in hub.requests[before:]]
+
+    assert "/api/jobs/hardware" in tick()  # the first tick looks things up and submits
+    hub.advance(next(iter(hub.jobs)), "RUNNING")
+    tick()  # records `running`
+    assert tick() == ["/api/jobs/me"]  # nothing to do: the campaign's jobs, and nothing else (no agent registry)
