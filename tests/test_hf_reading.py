@@ -127,8 +127,13 @@ def test_a_slow_answer_within_the_policys_timeout_is_waited_for(hub) -> None:
 
 
 def test_the_sdks_request_hook_stays_in_place(hub) -> None:
+    from huggingface_hub.utils._http import default_client_factory
+
     backend(hub).list_jobs(campaign="camp")
     assert hub.request_headers and all("X-Amzn-Trace-Id" in h for h in hub.request_headers)
+    sdk = default_client_factory()
+    assert get_session().event_hooks == sdk.event_hooks  # every hook the SDK's own client has, and no other
+    sdk.close()
 
 
 # -- what HF bills: starting and running -------------------------------------------------

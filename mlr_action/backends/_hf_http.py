@@ -175,17 +175,13 @@ def install() -> None:
     if _installed:
         return
     from huggingface_hub import set_client_factory
-    from huggingface_hub.utils._http import default_client_factory
-
-    sdk = default_client_factory()  # what the SDK would build: its hooks and options, kept
-    hooks, redirects = sdk.event_hooks, sdk.follow_redirects
-    sdk.close()
+    from huggingface_hub.utils._http import hf_request_event_hook  # what default_client_factory() installs
 
     def client() -> httpx2.Client:
         # A client given its own transport ignores HTTPS_PROXY and NO_PROXY; mount them again.
         mounts = {pattern: PolicyTransport(httpx2.HTTPTransport(proxy=proxy)) for pattern, proxy in _env_proxies().items()}
-        return httpx2.Client(transport=PolicyTransport(), mounts=mounts, event_hooks=hooks, follow_redirects=redirects,
-                             timeout=None)  # the policy sets every request's timeout (see _timeouts)
+        return httpx2.Client(transport=PolicyTransport(), mounts=mounts, event_hooks={"request": [hf_request_event_hook]},
+                             follow_redirects=True, timeout=None)  # the policy sets every request's timeout (_timeouts)
 
     set_client_factory(client)
     _installed = True
