@@ -368,3 +368,29 @@ def test_a_tick_in_a_fresh_process_makes_one_request_too(tmp_path: Path, hub, cl
     hub.advance(next(iter(hub.jobs)), "RUNNING")
     tick()  # records `running`
     assert tick() == ["/api/jobs/me"]  # nothing to do: the campaign's jobs, and nothing else (no agent registry)
+
+
+def test_the_oom_ladder_reads_memory_from_the_live_catalog(tmp_path: Path, hub, clock) -> None:
+    oom = 'print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB", flush=True)\nraise SystemExit(1)\n'
+    envelope = with_(ENVELOPE, max_jobs=2, allowed_flavors=["a10g-large", "l40sx1", "a10g-largex2"])
+    campaign = with_(LOSS, params={"lr": CAMPAIGN["params"]["lr"]}, fixed={})
+
+    def second_flavor(name: str, catalog) -> tuple[str, str]:
+        root = make_repo(tmp_path / name, campaign=campaign, envelope=envelope)
+        (root / "train.py").write_text(oom)
+        hub.hardware, hub.jobs = catalog, {}
+        step = step_for(root, hub, clock)
+        step.run()
+        hub.run_all()
+        clock.advance(900)
+        step.run()
+        second = rows(root).experiments[2]
+        return second.flavor, second.proposer
+
+    from hf_server import HARDWARE
+
+    # l40sx1's one 48 GB GPU is more than a10g-large's 24 GB; a10g-largex2's two 24 GB GPUs are not
+    assert second_flavor("as-listed", list(HARDWARE)) == ("l40sx1", "recovery")
+    # the catalog of the day says l40sx1 has a 24 GB GPU: no flavor has more GPU memory, the proposer decides
+    smaller = [(n, c, r, ("L40S", 1, "24 GB") if n == "l40sx1" else a) for n, c, r, a in HARDWARE]
+    assert second_flavor("smaller", smaller)[1] != "recovery"
