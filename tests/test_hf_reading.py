@@ -13,7 +13,6 @@ pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, get_session  # noqa: E402
 
 from backend_contract import PRINT_ARGS_AND_ENV, write_script  # noqa: E402
-from hf_server import FakeHubServer  # noqa: E402
 from mlr_action.backends import _hf_http  # noqa: E402
 from mlr_action.backends.base import JobSpec, LogIncomplete, TransientError, labels_for  # noqa: E402
 from mlr_action.backends.hf import HfBackend  # noqa: E402
@@ -23,9 +22,8 @@ from mlr_action.proposers.search import SearchProposer  # noqa: E402
 from mlr_action.state import fold  # noqa: E402
 from mlr_action.step import BACKEND_CACHE_PATH, Step  # noqa: E402
 from programs import CAMPAIGN, ENVELOPE, program_text, with_  # noqa: E402
-from simulate import FakeClock  # noqa: E402
+from test_hf_campaign import TOKEN, clock, hub  # noqa: E402,F401  (the loopback hub on a fake clock: fixtures)
 
-TOKEN = "hf_" + "FakeLoopbackToken0123456789abcdef"  # built, so no token-shaped literal is committed
 # A training script as people write them: one validation line per epoch; the result is the last epoch's.
 TRAIN = '''\
 # /// script
@@ -54,17 +52,6 @@ def backend(hub, clock=None, **policy) -> HfBackend:
     options = {"backoff_s": 0.0, "timeout_s": 0.5, "sleep": lambda s: None, **policy}
     extra = {"clock": clock} if clock else {}
     return HfBackend(endpoint=hub.url, token=TOKEN, policy=_hf_http.Policy(**options), **extra)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def hub(clock):
-    with FakeHubServer(token=TOKEN, clock=clock.seconds) as hub:
-        yield hub
 
 
 def spec(tmp_path: Path) -> JobSpec:
