@@ -339,7 +339,8 @@ class FakeHub:
         tail = dict(query).get("tail")
         if tail is not None:
             lines = lines[-int(tail):]
-        events = [f"data: {json.dumps({'timestamp': ts, 'data': line})}\n\n".encode() for ts, line in lines]
+        events = [f"data: {json.dumps({'timestamp': ts, 'data': line}, ensure_ascii=False)}\n\n".encode()
+                  for ts, line in lines]  # raw UTF-8, as a JSON encoder on the server writes it
         stall = self._log_stall(job.id)
         split = len(b"".join(events[:stall.after])) if stall else None
         return Reply(200, b"".join(events), content_type="text/event-stream", split=split, stall=stall)

@@ -70,8 +70,9 @@ def finished_job(hub, tmp_path: Path, lines: list[str]) -> tuple[HfBackend, str]
 
 
 def test_a_whole_replay_is_read_whole(hub, tmp_path: Path) -> None:
-    hf, job_id = finished_job(hub, tmp_path, [*EPOCHS, "val_loss=0.2"])
-    assert hf.logs(job_id=job_id) == "\n".join([*EPOCHS, "val_loss=0.2"]) + "\n"
+    lines = [*EPOCHS, "Époque 5 terminée ✓", "val_loss=0.2"]
+    hf, job_id = finished_job(hub, tmp_path, lines)
+    assert hf.logs(job_id=job_id) == "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("kind, how", [("pause", "stalled"), ("drop", "broke off")])

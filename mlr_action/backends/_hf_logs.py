@@ -43,23 +43,27 @@ def read_log(session: httpx2.Client, url: str, *, headers: dict[str, str], param
     """The job's log lines, proven whole (see the module docstring); raises LogIncomplete or the SDK's HTTP error."""
     from huggingface_hub.utils import hf_raise_for_status
 
-    chunks: list[str] = []
+    chunks: list[bytes] = []
     with session.stream("GET", url, headers=headers, params=params) as response:
         if response.status_code != 200:
             response.read()
             hf_raise_for_status(response)
         try:
-            for chunk in response.iter_text():
+            for chunk in response.iter_bytes():
                 chunks.append(chunk)
         except httpx2.TimeoutException:
             raise _incomplete(job_id, chunks, "stalled: nothing more came within the read timeout, and the "
                                               "service did not end the replay") from None
         except httpx2.HTTPError as exc:  # the connection dropped, or the body ended before its declared end
             raise _incomplete(job_id, chunks, f"broke off ({type(exc).__name__})") from None
-    text = "".join(chunks)
+    text = _text(chunks)
     if text and not text.endswith("\n"):
         raise _incomplete(job_id, chunks, "ended in the middle of an event")
     return parse_events(text)
+
+
+def _text(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", "replace")  # the service sends UTF-8; a cut character is replaced
 
 
 def parse_events(text: str) -> list[str]:
@@ -78,7 +82,7 @@ def parse_events(text: str) -> list[str]:
     return lines
 
 
-def _incomplete(job_id: str, chunks: list[str], how: str) -> LogIncomplete:
-    lines = parse_events("".join(chunks).rpartition("\n")[0])  # a partial last event is not a line read
+def _incomplete(job_id: str, chunks: list[bytes], how: str) -> LogIncomplete:
+    lines = parse_events(_text(chunks).rpartition("\n")[0])  # a partial last event is not a line read
     read = "\n".join(lines) + ("\n" if lines else "")
     return LogIncomplete(f"the log of job {job_id} is not whole: its replay {how} after {len(lines)} lines", text=read)
