@@ -184,11 +184,13 @@ class Campaign(BaseModel):
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
         description="HF user or org the jobs run in (--backend hf); the token's own user when absent.",
     )
-    # 30 minutes: a job usually leaves SCHEDULING within minutes (a cold pull of a large CUDA image included), so
-    # a limit of 30m is only reached by hardware HF cannot give now; it frees the slot within a tick or two of
-    # that, and bounds what may be billed while a job starts (HF bills "Starting"), which each submit reserves.
+    # 10 minutes: a job leaves SCHEDULING within a minute or two when its hardware is free, a cold pull of a large
+    # CUDA image included, so only hardware HF cannot give now reaches the limit, and the slot is free again within
+    # a tick of it. It also bounds what HF may bill while a job starts ("Starting"), which every job in flight
+    # reserves on top of its timeout: 10m keeps that small next to a campaign's walltime (30m would not let a 5m
+    # job of a 30m envelope start at all). Raise it for scarce hardware worth waiting (and reserving) for.
     scheduling_timeout: Duration = Field(
-        1800, description="Cancel a job still waiting to start (SCHEDULING) after this long, e.g. 30m (--backend hf).",
+        600, description="Cancel a job still waiting to start (SCHEDULING) after this long, e.g. 10m (--backend hf).",
     )
 
     @model_validator(mode="after")

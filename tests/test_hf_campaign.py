@@ -143,14 +143,14 @@ def test_a_campaign_runs_to_the_end_and_prices_every_job_from_the_catalog(tmp_pa
 
 def test_max_cost_usd_is_enforced_before_every_submit_at_live_prices(tmp_path: Path, hub, clock) -> None:
     hub.hardware = [("t4-small", 0.01, "15 GB", ("T4", 1, "16 GB")), ("a10g-large", 0.05, "46 GB", ("A10G", 1, "24 GB"))]  # $3/h, twice the built-in price
-    root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=12, max_cost_usd=10))
+    root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=12, max_cost_usd=8))
     run(make_step(root, hub, clock), hub, clock)
     state = state_of(root)
-    # each submit reserves its hour and the 30m it may spend starting (scheduling_timeout): $4.50, on top of
-    # what finished jobs cost ($1.25 each: 25 min, starting included): 4 fit under $9.00
+    # each submit reserves its hour and the 10m it may spend starting (scheduling_timeout): $3.50, on top of
+    # what finished jobs cost ($1.25 each: 25 min, starting included): 3 fit under $7.20
     assert state.stopped.reason == "budget" and "cost" in state.stopped.detail
-    assert len(hub.jobs) == 4
-    assert sum(e.cost_usd for e in state.experiments.values()) == pytest.approx(5.0)
+    assert len(hub.jobs) == 3
+    assert sum(e.cost_usd for e in state.experiments.values()) == pytest.approx(3.75)
 
 
 def test_prices_fall_back_to_the_built_in_table_and_the_summary_says_so(tmp_path: Path, hub, clock) -> None:
@@ -166,7 +166,7 @@ def test_max_parallel_keeps_two_jobs_in_flight_with_both_reserved(tmp_path: Path
     root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=5, max_parallel=2))
     step = make_step(root, hub, clock)
     result = step.run()
-    assert len(hub.jobs) == 2 and result.used.walltime_s == 2 * (3600 + 1800)  # each its timeout and 30m to start
+    assert len(hub.jobs) == 2 and result.used.walltime_s == 2 * (3600 + 600)  # each its timeout and 10m to start
     assert {j.labels["mlr-iter"] for j in hub.jobs.values()} == {"1", "2"}
     run(step, hub, clock)
     state = state_of(root)

@@ -262,6 +262,7 @@ def test_a_tick_with_nothing_to_do_makes_one_request(tmp_path: Path, hub, clock)
 def test_an_edited_cache_is_not_believed(tmp_path: Path, hub, clock, edit) -> None:
     root = make_repo(tmp_path / "repo")
     step_for(root, hub, clock).run()
+    hub.advance(next(iter(hub.jobs)), "RUNNING")
     path = root / BACKEND_CACHE_PATH
     data = json.loads(path.read_text())
     assert data["hardware"][5]["name"] == "a10g-large" and TOKEN not in path.read_text()
@@ -271,7 +272,7 @@ def test_an_edited_cache_is_not_believed(tmp_path: Path, hub, clock, edit) -> No
     before = len(hub.requests)
     result = step_for(root, hub, clock).run()
     assert {"/api/whoami-v2", "/api/jobs/hardware"} <= {p for _, p in hub.requests[before:]}  # looked up again
-    assert result.used.cost_usd == pytest.approx(1.5 * 1.5)  # the live $1.50/h for the hour and the 30m to start
+    assert result.used.cost_usd == pytest.approx(1.5 * 70 / 60)  # the live $1.50/h for the hour and the 10m to start
 
 
 def test_a_cache_sealed_with_another_token_is_not_believed(tmp_path: Path, hub, clock) -> None:

@@ -230,14 +230,14 @@ def test_status_says_its_budget_is_the_ledgers_view_and_the_step_notes_a_renamed
 
 
 def test_hf_jobs_in_flight_are_charged_their_own_timeout_not_the_envelopes_worst(tmp_path, monkeypatch, hub_server):
-    """HF does not report a job's timeout, so the job carries it in a label: three 1h jobs (each with the 30m it may
-    spend starting) fit a 5h envelope whose max_timeout is 2h while they run, where charging each max_timeout would
+    """HF does not report a job's timeout, so the job carries it in a label: three 1h jobs (each with the 10m it may
+    spend starting) fit a 4h envelope whose max_timeout is 2h while they run, where charging each max_timeout would
     let only one run at a time."""
     hub_server.jobs.clear()
     root = tmp_path / "sweep"
     root.mkdir()
     (root / "train.py").write_text("print('eval_accuracy=0.5')\n")
-    envelope = {**ENVELOPE, "max_walltime": "5h", "max_timeout": "2h", "max_parallel": 3, "max_cost_usd": 100}
+    envelope = {**ENVELOPE, "max_walltime": "4h", "max_timeout": "2h", "max_parallel": 3, "max_cost_usd": 100}
     (root / "program.md").write_text(program_text(envelope, CAMPAIGN))
     world = HubWorld(root, hub_server, monkeypatch)
     world.step()
