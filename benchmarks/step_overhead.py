@@ -5,7 +5,8 @@ interleaved so the machine's noise spreads evenly over the scenarios:
 
 - floors: ``python -c pass`` and ``python -c "from huggingface_hub import HfApi"``;
 - a no-op step (one job in flight, nothing to do) on the local backend and on
-  the hf backend (the real ``HfApi`` against ``tests/hf_server.py`` on loopback);
+  the hf backend (the real ``HfApi`` against ``tests/hf_server.py`` on loopback),
+  with the requests the hf one makes, from the loopback server's request log;
 - a step that submits: the first proposal (initial design) and a model-based
   proposal (8 finished experiments, the Gaussian process runs), local and hf;
 - the same with no bytecode cache but the stdlib's (``[no .pyc]``), as on a
@@ -269,6 +270,7 @@ class Bench:
         self.work = work
         self.in_flight: list[tuple[Path, str]] = []  # (repo, job id) of every sleeping job we started
         self.hubs: list = []  # (server, hub): one for the no-op scenario, one the submits may clear
+        self.noop_hf_requests: list[str] = []  # what one no-op hf step asked the loopback server
         self._n = 0
 
     def fresh(self, name: str) -> Path:
@@ -330,6 +332,10 @@ class Bench:
         hub.advance(next(iter(hub.jobs)), "RUNNING")
         warm = run_once(step_cmd(root, "hf"), env=self.hf_env(hub))
         assert warm.returncode == 0, warm.stdout
+        before = len(hub.requests)
+        noop = run_once(step_cmd(root, "hf"), env=self.hf_env(hub))
+        assert noop.returncode == 0, noop.stdout
+        self.noop_hf_requests = [f"{method} {path}" for method, path in hub.requests[before:]]
         return lambda: (step_cmd(root, "hf"), None, self.hf_env(hub))
 
     def submit_hf(self, experiments: int) -> tuple[Callable, Callable]:
@@ -534,6 +540,7 @@ def main() -> None:
                                         else all(v is not False for v in linear.values())},
     }
     results["import_profile_noop_local"] = profile
+    results["noop_hf_requests"] = bench.noop_hf_requests
     print(f"\ntarget no-op <= 2x HfApi import: local {noop_ratio:.2f}x, hf {noop_hf_ratio:.2f}x; without .pyc: local "
           f"{cold_ratios['noop_local']:.2f}x, hf {cold_ratios['noop_hf']:.2f}x (cpu time: "
           + ", ".join(f"{k} {v:.2f}x" for k, v in cpu_ratios.items()) + ") -> "
@@ -541,6 +548,7 @@ def main() -> None:
     print("target growth no worse than linear: cpu-time exponents " + ", ".join(
         f"{k} {'-' if e is None else f'{e:.2f}'}" for k, e in exps.items()) + " -> "
           f"{ {True: 'met', False: 'MISSED', None: 'not judged (--quick: too few sizes)'}[results['targets']['growth_no_worse_than_linear']['met']] }")
+    print(f"no-op hf step requests: {len(bench.noop_hf_requests)} ({', '.join(bench.noop_hf_requests)})")
     print(f"no-op step imports: {profile['total_import_ms']:.0f} ms in total; by package (self ms): "
           + ", ".join(f"{k} {v:.0f}" for k, v in list(profile["by_package_self_ms"].items())[:8]))
     _common.write_results("step_overhead", results, quick=args.quick)

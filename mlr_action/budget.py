@@ -20,6 +20,14 @@ Guarantees (DESIGN.md sections 3 and 9):
 - Walltime charges the actual duration of finished jobs and the *full*
   timeout of jobs in flight (or their duration so far, if that is larger).
   A finished job with no recorded duration is charged its full timeout.
+- A backend that bills the time a job takes to start (HF Jobs bills
+  "Starting" as well as "Running") passes ``starting_s``, the most a job may
+  spend starting (the Campaign block's ``scheduling_timeout``): a job in
+  flight is then charged its timeout plus ``starting_s``, and
+  :func:`budget_problems` asks room for the same before a submit. What a
+  finished job is charged is its duration as the backend reports it, which
+  for HF covers starting too (see mlr_action.backends.hf). ``starting_s`` is
+  kept on :class:`Usage`, so every check made with a ``used`` counts it.
 - Dollars are walltime, in started minutes (as HF Jobs bills), times the
   flavor's price; a row's recorded ``cost_usd`` wins for finished jobs.
 - LLM dollars come from the ledger's rows alone (no backend knows them): every
@@ -59,13 +67,14 @@ class Usage:
     cost_usd: float = 0.0
     llm_usd: float = 0.0
     in_flight: int = 0  # jobs live as the ledger or the backend says (intents aside): what max_parallel counts
+    starting_s: float = 0.0  # what each job in flight, and each further submit, reserves for starting (see above)
 
 
-def charged_seconds(row: ExperimentRow) -> float:
+def charged_seconds(row: ExperimentRow, starting_s: float = 0.0) -> float:
     timeout = row.charged_timeout_s
     if row.status in FINISHED:
-        return row.duration_s if row.duration_s is not None else float(timeout)
-    return max(float(timeout), row.duration_s or 0.0)
+        return row.duration_s if row.duration_s is not None else float(timeout + starting_s)
+    return max(float(timeout) + starting_s, row.duration_s or 0.0)
 
 
 def billed_hours(seconds: float) -> float:
@@ -73,23 +82,24 @@ def billed_hours(seconds: float) -> float:
     return math.ceil(seconds / 60 - 1e-9) / 60
 
 
-def charged_cost(row: ExperimentRow, prices: dict[str, float] | None = None) -> float:
+def charged_cost(row: ExperimentRow, prices: dict[str, float] | None = None, starting_s: float = 0.0) -> float:
     if row.status in FINISHED and row.cost_usd is not None:
         return row.cost_usd
-    return price_per_hour(row.flavor or "", prices) * billed_hours(charged_seconds(row))
+    return price_per_hour(row.flavor or "", prices) * billed_hours(charged_seconds(row, starting_s))
 
 
 def priciest_flavor(envelope: Envelope, prices: dict[str, float] | None = None) -> str:
     return max(envelope.allowed_flavors, key=lambda f: price_per_hour(f, prices))
 
 
-def observed_charge(view: JobView, envelope: Envelope, prices: dict[str, float] | None = None) -> tuple[float, float]:
+def observed_charge(view: JobView, envelope: Envelope, prices: dict[str, float] | None = None,
+                    starting_s: float = 0.0) -> tuple[float, float]:
     """(seconds, dollars) the backend's record of one job charges; what it does not say is the envelope's worst."""
     flavor = view.flavor or priciest_flavor(envelope, prices)
     if view.stage.terminal:
         seconds = view.duration_s or 0.0
     else:
-        seconds = max(float(view.timeout_s or envelope.max_timeout), view.duration_s or 0.0)
+        seconds = max(float(view.timeout_s or envelope.max_timeout) + starting_s, view.duration_s or 0.0)
     return seconds, price_per_hour(flavor, prices) * billed_hours(seconds)
 
 
@@ -116,19 +126,21 @@ def usage(
     *,
     listed: Iterable[JobView] = (),
     envelope: Envelope | None = None,
+    starting_s: float = 0.0,
 ) -> Usage:
     """What the campaign has used: the union of the ledger and the backend's ``listed`` jobs (see the module doc).
 
-    ``envelope`` is needed with ``listed``: it prices what the backend does not say.
+    ``envelope`` is needed with ``listed``: it prices what the backend does not say. ``starting_s``: what a job
+    may be billed while it starts, for a backend that bills it (0 otherwise).
     """
     charges: dict[str, tuple[float, float, bool]] = {
-        job_id: (charged_seconds(row), charged_cost(row, prices), row.status in IN_FLIGHT)
+        job_id: (charged_seconds(row, starting_s), charged_cost(row, prices, starting_s), row.status in IN_FLIGHT)
         for job_id, row in state.job_rows.items()
     }
     for view in listed:
         if envelope is None:
             raise ValueError("usage(listed=...) needs the envelope to charge what the backend does not say")
-        seconds, dollars = observed_charge(view, envelope, prices)
+        seconds, dollars = observed_charge(view, envelope, prices, starting_s)
         live = not view.stage.terminal
         if view.job_id in charges:
             old_s, old_d, old_live = charges[view.job_id]
@@ -138,10 +150,11 @@ def usage(
     intents = [e for e in state.in_flight if e.status == "proposed" and not e.job_id]
     return Usage(
         jobs=len(charges) + len(intents),
-        walltime_s=sum(c[0] for c in charges.values()) + sum(charged_seconds(r) for r in intents),
-        cost_usd=sum(c[1] for c in charges.values()) + sum(charged_cost(r, prices) for r in intents),
+        walltime_s=sum(c[0] for c in charges.values()) + sum(charged_seconds(r, starting_s) for r in intents),
+        cost_usd=sum(c[1] for c in charges.values()) + sum(charged_cost(r, prices, starting_s) for r in intents),
         llm_usd=llm_spent(state),
         in_flight=sum(1 for c in charges.values() if c[2]),
+        starting_s=starting_s,
     )
 
 
@@ -155,8 +168,8 @@ def plus_intents(used: Usage, intents: Iterable[ExperimentRow], prices: dict[str
     return replace(
         used,
         jobs=used.jobs + len(intents),
-        walltime_s=used.walltime_s + sum(charged_seconds(r) for r in intents),
-        cost_usd=used.cost_usd + sum(charged_cost(r, prices) for r in intents),
+        walltime_s=used.walltime_s + sum(charged_seconds(r, used.starting_s) for r in intents),
+        cost_usd=used.cost_usd + sum(charged_cost(r, prices, used.starting_s) for r in intents),
     )
 
 
@@ -170,7 +183,7 @@ def budget_problems(
     reserve: float = RESERVE,
     keep_jobs: int = 0,
 ) -> list[str]:
-    """Why one more job of ``flavor`` and ``timeout_s`` would not fit; empty when it fits.
+    """Why one more job of ``flavor`` and ``timeout_s`` (plus ``used.starting_s`` to start) would not fit; empty when it fits.
 
     ``reserve``: the share of walltime and dollars kept back (the final evaluation spends it with 0);
     ``keep_jobs``: jobs of ``max_jobs`` kept back (the search keeps the final evaluation's repeats).
@@ -180,14 +193,16 @@ def budget_problems(
         kept = f"; {keep_jobs} kept for the final evaluation" if keep_jobs else ""
         problems.append(f"max_jobs={envelope.max_jobs} reached ({used.jobs} already submitted{kept})")
     wall_cap = envelope.max_walltime * (1 - reserve)
-    if used.walltime_s + timeout_s > wall_cap + 1e-9:
+    job_s = timeout_s + used.starting_s
+    if used.walltime_s + job_s > wall_cap + 1e-9:
         kept = f" with {reserve:.0%} kept in reserve" if reserve else ""
+        starting = f" + {format_duration(used.starting_s)} to start" if used.starting_s else ""
         problems.append(
-            f"walltime: {format_duration(used.walltime_s)} used + {format_duration(timeout_s)} timeout "
+            f"walltime: {format_duration(used.walltime_s)} used + {format_duration(timeout_s)} timeout{starting} "
             f"is over max_walltime {format_duration(envelope.max_walltime)}{kept}"
         )
     if envelope.max_cost_usd is not None:
-        cost = price_per_hour(flavor, prices) * billed_hours(timeout_s)
+        cost = price_per_hour(flavor, prices) * billed_hours(job_s)
         cap = envelope.max_cost_usd * (1 - reserve)
         if used.cost_usd + cost > cap + 1e-9:
             problems.append(

@@ -128,12 +128,13 @@ def _live_prices(args: argparse.Namespace, program):
     return backend, prices, None if prices else getattr(backend, "prices_note", None)
 
 
-def _hf_namespace(args: argparse.Namespace, snapshot=None) -> str | None:
-    """The Campaign block's ``namespace``; None when program.md does not validate (the step then spends nothing)."""
+def _parsed_program(args: argparse.Namespace, snapshot=None):
+    """program.md parsed once for the step (the snapshot's in GitHub mode); None when it is missing or does not
+    validate: the step then reads it again and says why, spending nothing."""
     from mlr_action.program import ProgramError, load_program
 
     try:
-        return (snapshot.load() if snapshot else load_program(_program_path(args))).campaign.namespace
+        return snapshot.load() if snapshot else load_program(_program_path(args))
     except ProgramError:
         return None
 
@@ -147,7 +148,8 @@ def _make_step(args: argparse.Namespace, snapshot=None):
 
     root = args.repo.resolve()
     proposer = make_proposer(args.proposer, model=args.model) if args.model else make_proposer(args.proposer)
-    namespace = _hf_namespace(args, snapshot) if args.backend == "hf" else None
+    program = _parsed_program(args, snapshot) if args.backend == "hf" else None  # the hf backend needs its namespace
+    namespace = program.campaign.namespace if program else None
     try:
         backend = make_backend(args.backend, root=root, namespace=namespace, uv=None if args.no_uv else "auto")
     except BackendError as exc:  # e.g. huggingface_hub is not installed
@@ -156,7 +158,7 @@ def _make_step(args: argparse.Namespace, snapshot=None):
     # --forge github pushes runs/ before every spend; with --forge none the fsynced rows on disk are the record.
     publish = None if args.forge == "none" else (lambda message: forge.publish(message=message))
     return Step(root=root, backend=backend, proposer=proposer, forge=forge, program_path=args.program, publish=publish,
-                snapshot=snapshot)
+                snapshot=snapshot, program=program)
 
 
 

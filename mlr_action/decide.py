@@ -10,7 +10,10 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
   ``min_delta`` (strictly better when it is 0). A final evaluation's row
   (``final_of``) is evaluated on the final metric and never kept, discarded
   or made the best; a job of ours whose rows were lost is adopted as what
-  its labels say, a search iter or a repeat of the final evaluation.
+  its labels say, a search iter or a repeat of the final evaluation. A
+  finished job whose log is not proven whole yet (``pending``) is left in
+  flight; one whose log could not be read whole in time (``unreadable``) is
+  an error that says so, never a result from part of its log.
 - :func:`plan_next` decides whether the campaign stops (target, budget with the
   reserve kept, and the final evaluation's repeats kept out of ``max_jobs``;
   patience, repeated errors), waits, resubmits a search intent whose
@@ -29,7 +32,7 @@ Guarantees (DESIGN.md section 4), all without I/O or a clock of its own:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlr_action.backends.base import COMMIT_LABEL, JobStage, JobView
@@ -102,7 +105,7 @@ def _config_of(program: Program, args: list[str]) -> dict[str, Any]:
 
 def _finish(
     program: Program, row: ExperimentRow, view: JobView, logs: str, best: float | None, ts: str,
-    prices: dict[str, float] | None,
+    prices: dict[str, float] | None, unreadable: str | None = None,
 ) -> ExperimentRow:
     duration = view.duration_s if view.duration_s is not None else 0.0
     # HF Jobs bill every started minute: the cost is charged in whole minutes, never less than was billed.
@@ -114,6 +117,9 @@ def _finish(
     final = row.final_of is not None
     if final:  # a repeat of the final evaluation: measured, never kept, discarded or made the best
         base.update(decision=None)
+    if unreadable is not None:
+        said = f"{view.message}; " if view.message and view.stage != JobStage.COMPLETED else ""
+        return _job_row(row, ts, status="error", error=f"{said}the job {view.stage.value.lower()}, but {unreadable}", **base)
     if view.stage == JobStage.COMPLETED:
         reading = read_metric(logs, program.final_metric if final else program.campaign.metric)
         if reading.value is None:
@@ -145,8 +151,10 @@ def reconcile(
     logs: dict[str, str],
     ts: str,
     prices: dict[str, float] | None = None,
+    pending: frozenset[str] = frozenset(),
+    unreadable: dict[str, str] | None = None,
 ) -> list[Row]:
-    """Rows that bring the ledger up to date with what the backend observed."""
+    """Rows that bring the ledger up to date with what the backend observed (``pending``, ``unreadable``: logs)."""
     rows: list[Row] = []
     adopted: dict[int, ExperimentRow] = {}
     for view in sorted(listed, key=lambda v: (v.iter or 0, v.job_id)):
@@ -163,8 +171,11 @@ def reconcile(
         if exp is None or exp.status not in ("submitted", "running") or exp.job_id not in observed:
             continue
         view = observed[exp.job_id]
+        if view.stage.terminal and exp.job_id in pending:
+            continue  # its log is read again next tick
         if view.stage.terminal:
-            done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices)
+            done = _finish(program, exp, view, logs.get(exp.job_id, ""), best, ts, prices,
+                           (unreadable or {}).get(exp.job_id))
             best = best if exp.final_of is not None else done.best_so_far
             rows.append(done)
         elif _STATUS_OF_STAGE[view.stage] != exp.status:
@@ -238,11 +249,12 @@ def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float
     proposal refused as a breach of the envelope, when the campaign is simply near the end of its budget.
     """
     flavor, timeout_s = program.default_flavor, program.default_timeout_s
-    one = Usage(jobs=1, walltime_s=timeout_s, cost_usd=price_per_hour(flavor, prices) * billed_hours(timeout_s))
+    job_s = timeout_s + used.starting_s
+    one = Usage(jobs=1, walltime_s=job_s, cost_usd=price_per_hour(flavor, prices) * billed_hours(job_s))
     count = 0
     while count < limit:
-        planned = Usage(jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
-                        cost_usd=used.cost_usd + count * one.cost_usd, llm_usd=used.llm_usd)
+        planned = replace(used, jobs=used.jobs + count * one.jobs, walltime_s=used.walltime_s + count * one.walltime_s,
+                          cost_usd=used.cost_usd + count * one.cost_usd)
         if search_budget_problems(program, planned, flavor=flavor, timeout_s=timeout_s, prices=prices):
             break
         count += 1
@@ -311,11 +323,10 @@ def readmit_problems(
 
 def without_intent(used: Usage, intent: ExperimentRow, prices: dict[str, float] | None) -> Usage:
     """``used`` less what it charges ``intent`` (an intent is charged as a job in flight, see budget.usage)."""
-    own = Usage(jobs=1, walltime_s=charged_seconds(intent), cost_usd=charged_cost(intent, prices))
-    return Usage(
-        jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
-        cost_usd=used.cost_usd - own.cost_usd, llm_usd=used.llm_usd, in_flight=used.in_flight,
-    )
+    own = Usage(jobs=1, walltime_s=charged_seconds(intent, used.starting_s),
+                cost_usd=charged_cost(intent, prices, used.starting_s))
+    return replace(used, jobs=used.jobs - own.jobs, walltime_s=used.walltime_s - own.walltime_s,
+                   cost_usd=used.cost_usd - own.cost_usd)
 
 
 def readmitted(program: Program, state: CampaignState, intent: ExperimentRow, *, commit: str | None,

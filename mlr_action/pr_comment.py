@@ -47,7 +47,7 @@ from typing import Any
 from mlr_action.markup import block, literal, visible
 
 MARKER = "<!-- mlr-action:program-validation -->"
-_DURATIONS = ("max_walltime", "max_timeout", "timeout")
+_DURATIONS = ("max_walltime", "max_timeout", "timeout", "scheduling_timeout")
 _MAX_ENTRIES = 40  # lines per map (params, fixed) and paths of files shown: a comment holds 65,536 characters
 _MAX_FILES = 50
 _MAX_PROBLEMS = 40
@@ -65,6 +65,7 @@ _NOTES = {
     "dependencies": "packages installed into every job",
     "python": "the Python version every job runs with",
     "min_delta": "how much better a result must be to count as an improvement",
+    "scheduling_timeout": "how long a job may wait for hardware; every job reserves it in the budget",
 }
 # What a change of these keys means for the budget: the step counts the jobs the backend lists under the
 # campaign id's label in the namespace (mlr_action.budget.usage), so after the merge it lists none of the old ones.

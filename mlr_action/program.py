@@ -283,6 +283,14 @@ class Campaign(BaseModel):
     )
     final: FinalEvaluation | None = Field(None, description="The clean final evaluation after the stop: the best "
                                           "config run again from the reserve (none when absent).")
+    # 10 minutes: a job leaves SCHEDULING within a minute or two when its hardware is free, a cold pull of a large
+    # CUDA image included, so only hardware HF cannot give now reaches the limit, and the slot is free again within
+    # a tick of it. It also bounds what HF may bill while a job starts ("Starting"), which every job in flight
+    # reserves on top of its timeout: 10m keeps that small next to a campaign's walltime (30m would not let a 5m
+    # job of a 30m envelope start at all). Raise it for scarce hardware worth waiting (and reserving) for.
+    scheduling_timeout: Duration = Field(
+        600, description="Cancel a job still waiting to start (SCHEDULING) after this long, e.g. 10m (--backend hf).",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Campaign:

@@ -8,9 +8,17 @@ Guarantees:
 - The proposal is the failed config with the first remedy that applies, in
   the seed's order: halve the per-device batch size and double gradient
   accumulation (when those params exist); turn on gradient checkpointing;
-  move to the next larger allowed flavor (in :data:`flavors.KNOWN_FLAVORS`
-  order). Nothing else changes: not the model, dataset, method, sequence
-  length or any other param, and not the timeout.
+  move to a larger allowed flavor. Nothing else changes: not the model,
+  dataset, method, sequence length or any other param, and not the timeout.
+- A larger flavor has more memory *of the kind that ran out*
+  (:func:`memory_kinds`): GPU memory per accelerator for a CUDA-style
+  out-of-memory error, RAM for a killed process (``OOMKilled``, exit code
+  137, ``MemoryError``), both when the text does not say which; and no less
+  of the other kind. The memory comes from the live hardware catalog when the
+  step has it, else from :data:`flavors.BUILTIN_MEMORY`; a flavor whose memory
+  is unknown is never moved to or from. Of those, the cheapest is taken (the
+  smallest step on a tie): never a pricier flavor with less memory, and never
+  several GPUs standing in for a bigger one.
 - A remedy is used only when its result passes
   :func:`mlr_action.decide.proposal_problems` (inside the search space, the
   envelope and the budget; never the identical config on the same flavor
@@ -24,7 +32,7 @@ import re
 from typing import Any
 
 from mlr_action.budget import Usage
-from mlr_action.flavors import KNOWN_FLAVORS
+from mlr_action.flavors import FlavorMemory, memory_of, price_per_hour
 from mlr_action.ledger import ExperimentRow
 from mlr_action.program import Program
 from mlr_action.proposal import Proposal
@@ -40,6 +48,16 @@ _OOM = re.compile(
     r"|exit(?:ed)?(?: with)?(?: status| code)?:?\s*137\b",
     re.IGNORECASE,
 )
+# Which memory ran out. GPU first: torch.OutOfMemoryError ends in "MemoryError" too.
+_GPU_OOM = re.compile(
+    r"CUDA out of memory|CUDA error: out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED"
+    r"|HIP out of memory|MPS backend out of memory|out of memory on device|RESOURCE_EXHAUSTED",
+    re.IGNORECASE,
+)
+_RAM_OOM = re.compile(
+    r"OOM-?Killed|(?<!OutOf)MemoryError|Cannot allocate memory|std::bad_alloc|exit(?:ed)?(?: with)?(?: status| code)?:?\s*137\b",
+    re.IGNORECASE,
+)
 _RECOVERS = re.compile(r"^recovery of iter (\d+)\b")
 _ON = (True, "true", "True", 1, "1", "yes", "on")
 
@@ -49,6 +67,14 @@ def looks_like_oom(error: str | None) -> bool:
     return bool(error) and _OOM.search(error) is not None
 
 
+def memory_kinds(error: str | None) -> frozenset[str]:
+    """The memory an out-of-memory error says ran out: {"gpu"}, {"ram"}, or both when it does not tell."""
+    gpu, ram = bool(_GPU_OOM.search(error or "")), bool(_RAM_OOM.search(error or ""))
+    if gpu != ram:
+        return frozenset({"gpu"} if gpu else {"ram"})
+    return frozenset({"gpu", "ram"})
+
+
 def recovered_iter(row: ExperimentRow) -> int | None:
     """The iter a recovery experiment retried, from the reason it was proposed with."""
     match = _RECOVERS.match(row.reason or "") if row.proposer == PROPOSER else None
@@ -56,9 +82,13 @@ def recovered_iter(row: ExperimentRow) -> int | None:
 
 
 def recovery_proposal(
-    program: Program, state: CampaignState, *, used: Usage, prices: dict[str, float] | None = None
+    program: Program, state: CampaignState, *, used: Usage, prices: dict[str, float] | None = None,
+    memory: dict[str, FlavorMemory] | None = None,
 ) -> Proposal | None:
-    """The next experiment the OOM policy asks for, or None (see the module docstring)."""
+    """The next experiment the OOM policy asks for, or None (see the module docstring).
+
+    ``memory`` is the live hardware catalog's memory per flavor, when the step has it.
+    """
     from mlr_action.decide import proposal_problems
 
     failed = _oom_to_recover(state)
@@ -66,7 +96,8 @@ def recovery_proposal(
         return None
     flavor = failed.flavor or program.default_flavor
     tried = {(config_key(e.config), e.flavor or program.default_flavor) for e in state.experiments.values()}
-    for remedy in (_smaller_batch, _checkpointing, _bigger_flavor):
+    bigger = _bigger_flavor(memory_kinds(failed.error), memory, prices)
+    for remedy in (_smaller_batch, _checkpointing, bigger):
         change = remedy(program, dict(failed.config), flavor)
         if change is None:
             continue
@@ -139,10 +170,33 @@ def _checkpointing(program: Program, config: dict[str, Any], flavor: str) -> tup
     return config, flavor, f"{name} turned on"
 
 
-def _bigger_flavor(program: Program, config: dict[str, Any], flavor: str) -> tuple[dict, str, str] | None:
-    order = {name: i for i, name in enumerate(KNOWN_FLAVORS)}
-    current = order.get(flavor, -1)
-    larger = sorted((f for f in program.envelope.allowed_flavors if order.get(f, -1) > current), key=order.__getitem__)
-    if not larger:
-        return None
-    return config, larger[0], f"the next larger allowed flavor, {larger[0]} instead of {flavor}"
+def _bigger_flavor(kinds: frozenset[str], memory: dict[str, FlavorMemory] | None, prices: dict[str, float] | None):
+    """The remedy that moves to the cheapest allowed flavor with more of the memory in ``kinds`` and no less of any."""
+
+    def remedy(program: Program, config: dict[str, Any], flavor: str) -> tuple[dict, str, str] | None:
+        now = memory_of(flavor, memory)
+        if now is None:
+            return None
+        need = kinds if now.gpus else kinds - {"gpu"}  # a CPU flavor's OOM is a RAM one
+        larger = [(f, m) for f in program.envelope.allowed_flavors
+                  if f != flavor and (m := memory_of(f, memory)) is not None and _more(m, now, need or {"ram"})]
+        if not larger:
+            return None
+        name, got = min(larger, key=lambda fm: (price_per_hour(fm[0], prices), fm[1].gpu_gb, fm[1].ram_gb, fm[0]))
+        what = " and ".join(_amount(k, now, got) for k in sorted(need or {"ram"}))
+        return config, name, f"a flavor with more memory, {name} instead of {flavor} ({what})"
+
+    return remedy
+
+
+def _more(m: FlavorMemory, now: FlavorMemory, need: frozenset[str] | set[str]) -> bool:
+    """More of every kind in ``need``, and no less of either kind."""
+    if m.ram_gb < now.ram_gb or m.gpu_gb < now.gpu_gb:
+        return False
+    return ("ram" not in need or m.ram_gb > now.ram_gb) and ("gpu" not in need or m.gpu_gb > now.gpu_gb)
+
+
+def _amount(kind: str, now: FlavorMemory, got: FlavorMemory) -> str:
+    if kind == "gpu":
+        return f"{got.gpu_gb:g} GB of GPU memory per accelerator instead of {now.gpu_gb:g}"
+    return f"{got.ram_gb:g} GB of RAM instead of {now.ram_gb:g}"

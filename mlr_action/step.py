@@ -30,8 +30,18 @@ Guarantees:
   writes there, at ``runs/`` or inside it is refused (exit 2, nothing
   spent), and every writer refuses one on its own.
 - An out-of-memory failure is answered by :mod:`mlr_action.recovery` before
-  the proposer is asked; costs use the backend's live prices when it has
-  them, and the summary says when the built-in table stands in.
+  the proposer is asked (with the backend's live memory per flavor when it
+  has it); costs use the backend's live prices when it has them, and the
+  summary says when the built-in table stands in.
+- What the backend reports is read right (:mod:`mlr_action.observe`): a job
+  waiting to start longer than ``scheduling_timeout`` is canceled and
+  recorded as an error with what it was charged; a finished job whose log
+  is not proven whole is read again on later ticks, then recorded as an
+  error that says so; a backend that bills starting time has it reserved on
+  every job. program.md is parsed once per step (``Step.program`` may bring
+  it parsed), and what the backend looked up (for HF: the namespace and the
+  price list) is kept in ``runs/backend-cache.json`` for the next tick, whose
+  content the backend alone vouches for (:meth:`HfBackend.use_cache`).
 - After a stop, a ``final`` block's repeats of the best config run from the
   reserve (:mod:`mlr_action.final`), with the same order of side effects
   (intents, one publish, the submits) and never past the envelope; the
@@ -53,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -60,11 +71,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlr_action import decide, final, safepath
+from mlr_action import decide, final, observe, safepath
 from mlr_action.backends.base import (
     BackendError,
     JobBackend,
+    JobStage,
     JobView,
+    LogIncomplete,
     PermanentError,
     TransientError,
 )
@@ -93,6 +106,7 @@ if TYPE_CHECKING:
 
 RUNS = Path("runs")
 SUMMARY_PATH = RUNS / "summary.md"
+BACKEND_CACHE_PATH = RUNS / "backend-cache.json"  # what the backend looked up, sealed by it (see HfBackend.use_cache)
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
 
@@ -154,6 +168,7 @@ class Step:
     # cannot). None: the rows appended and fsynced on disk are the record (a local step). See mlr_action.recording.
     publish: Publish | None = None
     snapshot: Snapshot | None = None  # GitHub mode: program.md and the script as authorized (mlr_action.authority)
+    program: Program | None = None  # program.md already parsed by the caller (from the snapshot or the path above)
 
     @property
     def ledger_path(self) -> Path:
@@ -172,6 +187,7 @@ class Step:
         self._campaign: str | None = None
         self._listed: list[JobView] = []  # what the backend listed under the campaign's labels this tick
         self._reconciled = False
+        self._starting_s = 0.0  # what each job reserves to start, for a backend that bills it (observe.starting_allowance)
         try:
             with _lock(self.root):
                 safepath.check_tree(self.root, RUNS)  # runs/ is written below: no link in it, in any mode
@@ -204,6 +220,8 @@ class Step:
         result.program = program
         repair_ledger(self.ledger_path, root=self.root)
         self._campaign = campaign_id_for(program, self.root)
+        self._starting_s = observe.starting_allowance(program, self.backend)
+        self._load_backend_cache()
         state = self._identify(program, self._fold(), result)
         resumed = decide.resumption(program, state, ts=self.ts())
         if resumed:
@@ -223,6 +241,7 @@ class Step:
         if state.stopped is not None:
             state = self._delete_discarded_repos(program, state, result)
         result.state, result.used = state, self._usage(program, state, prices)
+        self._save_backend_cache()
         self._write_summary(program, state, result.used, result.prices_note, prices)
         if state.stopped is not None:
             self._publish_stop_report(program, state, result.used, prices)
@@ -231,6 +250,8 @@ class Step:
 
     def _load_program(self) -> Program | None:
         """The snapshot's program (GitHub mode) or the work tree's program.md; None when there is none yet."""
+        if self.program is not None:
+            return self.program
         if self.snapshot is not None:
             return None if self.snapshot.text is None else self.snapshot.load()
         path = self.program_path or self.root / "program.md"
@@ -272,21 +293,50 @@ class Step:
         return self._append(state, [row])
 
     def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
-        listed = self.backend.list_jobs(campaign=self._campaign or "")
-        self._listed, self._reconciled = listed, True
-        observed: dict[str, JobView] = {v.job_id: v for v in listed}
-        for exp in state.in_flight:
-            if exp.job_id and exp.job_id not in observed:
-                observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
+        listed, observed, stuck = self._observe(program, state, result)
         wanted = {e.job_id for e in state.in_flight if e.job_id} | {v.job_id for v in listed if v.job_id not in state.known_jobs}
-        logs = {j: _clean(self.backend.logs(job_id=j)) for j in wanted if observed[j].stage.terminal and observed[j].stage.value != "DELETED"}
-        rows = decide.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices)
+        finished = [j for j in wanted - stuck if observed[j].stage.terminal and observed[j].stage is not JobStage.DELETED]
+        logs, pending, unreadable = self._finished_logs(observed, finished, result)
+        rows = decide.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices,
+                                pending=pending, unreadable=unreadable)
         for row in rows:
             if isinstance(row, EventRow) and row.reason == "duplicate-job":
                 with contextlib.suppress(BackendError):
                     self.backend.cancel(job_id=str(getattr(row, "job_id")))
         result.events += [describe_row(program, r) for r in rows]
         return self._append(state, rows)
+
+    def _observe(self, program: Program, state: CampaignState,
+                 result: StepResult) -> tuple[list[JobView], dict[str, JobView], set[str]]:
+        """The campaign's jobs as the backend lists them and each in flight as it reports it, after canceling
+        those that waited too long to start (their ids: recorded as errors, with no log to read)."""
+        listed = self.backend.list_jobs(campaign=self._campaign or "")
+        observed: dict[str, JobView] = {v.job_id: v for v in listed}
+        for exp in state.in_flight:
+            if exp.job_id and exp.job_id not in observed:
+                observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
+        stuck = observe.stuck_jobs(program, state.in_flight, observed)
+        for job_id, why in stuck.items():
+            self.backend.cancel(job_id=job_id)
+            observed[job_id] = observed[job_id].model_copy(update={"stage": JobStage.ERROR, "message": why})
+            result.events.append(f"iter {observed[job_id].iter}: {why}")
+        self._listed = [observed[v.job_id] if v.job_id in stuck else v for v in listed]  # canceled: no slot held
+        self._reconciled = True
+        return listed, observed, set(stuck)
+
+    def _finished_logs(self, observed: dict[str, JobView], job_ids: list[str],
+                       result: StepResult) -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
+        """Logs read whole; jobs whose log is read again next tick; and why the others' never could be."""
+        logs, incomplete = self._read_logs(job_ids)
+        pending, unreadable = set(), {}
+        for job_id, why in incomplete.items():
+            wait, text = observe.log_verdict(observed[job_id], why, now=self.clock())
+            if wait:
+                pending.add(job_id)
+                result.events.append(text)
+            else:
+                unreadable[job_id] = text
+        return logs, frozenset(pending), unreadable
 
     def _advance(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         plan = decide.plan_next(program, state, used=self._usage(program, state, prices), prices=prices)
@@ -397,7 +447,8 @@ class Step:
         """The seed's out-of-memory policy goes before the proposer (see mlr_action.recovery)."""
         from mlr_action.recovery import recovery_proposal
 
-        proposal = recovery_proposal(program, state, used=self._usage(program, state, prices), prices=prices)
+        memory = getattr(self.backend, "flavor_memory", lambda: None)()
+        proposal = recovery_proposal(program, state, used=self._usage(program, state, prices), prices=prices, memory=memory)
         if proposal is None:
             return []
         result.events.append(proposal.reason)
@@ -447,7 +498,33 @@ class Step:
 
     def _usage(self, program: Program, state: CampaignState, prices) -> Usage:
         """The budget used: the ledger and what the backend listed this tick, each job at the larger charge."""
-        return usage(state, prices, listed=self._listed, envelope=program.envelope)
+        return usage(state, prices, listed=self._listed, envelope=program.envelope, starting_s=self._starting_s)
+
+    def _read_logs(self, job_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The logs of finished jobs that were read whole, and why the others were not (see observe.log_verdict)."""
+        logs, incomplete = {}, {}
+        for job_id in job_ids:
+            try:
+                logs[job_id] = _clean(self.backend.logs(job_id=job_id))
+            except LogIncomplete as exc:
+                incomplete[job_id] = _redact(str(exc))
+        return logs, incomplete
+
+    def _load_backend_cache(self) -> None:
+        """Hand the backend what it looked up on an earlier tick; it checks it is its own (anything else: ignored)."""
+        use = getattr(self.backend, "use_cache", None)
+        path = self.root / BACKEND_CACHE_PATH
+        if use is None or not path.is_file():
+            return
+        try:
+            use(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return  # unreadable: the backend looks things up again
+
+    def _save_backend_cache(self) -> None:
+        data = self.backend.cache() if hasattr(self.backend, "cache") else None  # type: ignore[attr-defined]
+        if data is not None:
+            write_atomic(self.root / BACKEND_CACHE_PATH, json.dumps(data, indent=1) + "\n", root=self.root)
 
     def _record_before(self, result: StepResult, what: str) -> None:
         """Nothing is spent that cannot be recorded: publish every row so far before ``what``, or spend nothing."""
@@ -487,7 +564,7 @@ class Step:
         if delete is None or not candidates(program, state):
             return state
         listed = self.backend.list_jobs(campaign=self._campaign or "")
-        logs = {v.job_id: _clean(self.backend.logs(job_id=v.job_id)) for v in listed if v.stage.value == "COMPLETED"}
+        logs, _ = self._read_logs([v.job_id for v in listed if v.stage is JobStage.COMPLETED])  # a log not whole: kept
         plan = repos_to_delete(program, state, listed=listed, logs=logs)
         deleted: list[str] = []
         missing: list[str] = []

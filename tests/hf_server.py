@@ -4,7 +4,8 @@ It speaks the endpoints huggingface_hub 2.x calls, with the paths and JSON
 fields of ``hf_api.py`` and ``_jobs_api.py``:
 
 - ``GET /api/whoami-v2``: the token's user.
-- ``GET /api/jobs/hardware``: the hardware catalog (``unitCostUSD`` per ``unitLabel``).
+- ``GET /api/jobs/hardware``: the hardware catalog (``unitCostUSD`` per ``unitLabel``, ``ram``, and an
+  ``accelerator`` with its total ``vram`` and ``quantity``, as ``JobHardwareInfo`` reads them).
 - ``POST /api/jobs/{ns}``: create a job from the JSON job spec (``command``,
   ``environment``, ``secrets``, ``flavor``, ``timeoutSeconds``, ``labels``,
   ``dockerImage``); answers with the job.
@@ -12,7 +13,9 @@ fields of ``hf_api.py`` and ``_jobs_api.py``:
   stage given, paginated with a ``Link: <...>; rel="next"`` header.
 - ``GET /api/jobs/{ns}/{id}``, ``POST /api/jobs/{ns}/{id}/cancel``.
 - ``GET /api/jobs/{ns}/{id}/logs``: the SSE log stream
-  (``data: {"timestamp": ..., "data": line}``), ``?tail=N``.
+  (``data: {"timestamp": ..., "data": line}``), ``?tail=N``; a finished job's
+  replay ends with the response, as the real service ends it. A replay can be
+  made to pause or break off halfway (:meth:`FakeHub.stall_logs`).
 - ``GET /api/models/{repo}``, ``GET /api/datasets/{repo}``, ``DELETE /api/repos/delete``.
 - Hub repos (create, info, tree, preupload, commit, resolve): see tests/hf_repos.py.
 
@@ -24,7 +27,10 @@ to a temporary folder made read-only, and the volume's mount path in the
 command stands for that folder (a test cannot mount at ``/mlr/code``); a
 volume that cannot be mounted fails the job, as on HF; :meth:`FakeHub.advance`
 moves a job by hand. Faults are injected per request (:meth:`FakeHub.fail`,
-:meth:`FakeHub.chaos`, :meth:`FakeHub.hold`). Job durations come from ``clock``.
+:meth:`FakeHub.chaos`, :meth:`FakeHub.hold`, :meth:`FakeHub.stall_logs`). Job
+durations come from ``clock``, as ``JobDurations`` reports them: seconds
+scheduling (creation to start), running, and in total. Every request is
+logged in ``requests`` (method, path) and its headers in ``request_headers``.
 """
 
 from __future__ import annotations
@@ -52,13 +58,16 @@ from hf_repos import FakeRepos, writable
 
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "DELETED"}
 HARDWARE = [
-    # name, per-minute USD (the real catalog's unit), accelerator
-    ("cpu-basic", 0.0001667, None),
-    ("cpu-upgrade", 0.0005, None),
-    ("t4-small", 0.0066667, "T4"),
-    ("a10g-small", 0.0166667, "A10G"),
-    ("a10g-large", 0.025, "A10G"),
-    ("a100-large", 0.0416667, "A100"),
+    # name, per-minute USD (the real catalog's unit), RAM, accelerator (model, quantity, total VRAM) or None
+    ("cpu-basic", 0.0001667, "16 GB", None),
+    ("cpu-upgrade", 0.0005, "32 GB", None),
+    ("t4-small", 0.0066667, "15 GB", ("T4", 1, "16 GB")),
+    ("t4-medium", 0.01, "30 GB", ("T4", 1, "16 GB")),
+    ("a10g-small", 0.0166667, "15 GB", ("A10G", 1, "24 GB")),
+    ("a10g-large", 0.025, "46 GB", ("A10G", 1, "24 GB")),
+    ("a10g-largex2", 0.05, "92 GB", ("A10G", 2, "48 GB")),
+    ("l40sx1", 0.03, "62 GB", ("L40S", 1, "48 GB")),
+    ("a100-large", 0.0416667, "142 GB", ("A100", 1, "80 GB")),
 ]
 FAULT_KINDS = ("429", "500", "503", "drop", "lost")
 
@@ -107,11 +116,25 @@ class Fault:
 
 
 @dataclass
+class LogStall:
+    """A log replay that pauses (``pause``) or breaks off (``drop``) after ``after`` lines."""
+
+    job_id: str | None  # None: any job
+    after: int
+    seconds: float
+    kind: str  # "pause" or "drop"
+    times: int | None  # None: every replay
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    split: int | None = None  # a byte offset where the body pauses or breaks off
+    stall: LogStall | None = None
 
 
 def _json(status: int, payload: Any, **headers: str) -> Reply:
@@ -140,8 +163,10 @@ class FakeHub:
         self.jobs: dict[str, FakeJob] = {}
         self.repos: set[tuple[str, str]] = set()  # (type, repo_id)
         self.requests: list[tuple[str, str]] = []
+        self.request_headers: list[dict[str, str]] = []
         self.faults: list[Fault] = []
-        self.hardware: list[tuple[str, float, str | None]] | None = list(HARDWARE)
+        self.log_stalls: list[LogStall] = []
+        self.hardware: list[tuple[str, float, str, tuple[str, int, str] | None]] | None = list(HARDWARE)
         self.autorun: float | None = None  # running_secs to charge; None: jobs wait for run()/advance()
         self.url = ""
         self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
@@ -161,6 +186,15 @@ class FakeHub:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def stall_logs(self, *, after: int, job_id: str | None = None, seconds: float = 60.0, kind: str = "pause",
+                   times: int | None = 1) -> LogStall:
+        """Make the next ``times`` log replays (of ``job_id``, or any job) stop after ``after`` lines: ``pause``
+        sends nothing more for ``seconds`` (or until released) and then the rest; ``drop`` closes the connection."""
+        stall = LogStall(job_id, after, seconds, kind, times)
+        with self._lock:
+            self.log_stalls.append(stall)
+        return stall
 
     def hold(self, method: str, path: str, *, after: bool = True) -> Fault:
         """Block the next matching request (after acting on it, when ``after``) until released; then drop it."""
@@ -295,11 +329,11 @@ class FakeHub:
         if self.hardware is None:  # as a Hub without Jobs answers
             return _error(404, "no route for GET /api/jobs/hardware")
         return _json(200, [
-            {"name": name, "prettyName": name.upper(), "cpu": "8 vCPU", "ram": "32 GB",
-             "accelerator": ({"type": "gpu", "model": acc, "quantity": "1", "vram": "24 GB", "manufacturer": "Nvidia"}
-                             if acc else None),
+            {"name": name, "prettyName": name.upper(), "cpu": "8 vCPU", "ram": ram, "ephemeralStorage": "50 GB",
+             "accelerator": ({"type": "gpu", "model": acc[0], "quantity": str(acc[1]), "vram": acc[2],
+                              "manufacturer": "Nvidia"} if acc else None),
              "unitCostMicroUSD": round(cost * 1e6), "unitCostUSD": cost, "unitLabel": "minute"}
-            for name, cost, acc in self.hardware
+            for name, cost, ram, acc in self.hardware
         ])
 
     def _create(self, namespace: str, spec: dict[str, Any]) -> Reply:
@@ -329,8 +363,20 @@ class FakeHub:
         tail = dict(query).get("tail")
         if tail is not None:
             lines = lines[-int(tail):]
-        body = "".join(f"data: {json.dumps({'timestamp': ts, 'data': line})}\n\n" for ts, line in lines)
-        return Reply(200, body.encode(), content_type="text/event-stream")
+        events = [f"data: {json.dumps({'timestamp': ts, 'data': line}, ensure_ascii=False)}\n\n".encode()
+                  for ts, line in lines]  # raw UTF-8, as a JSON encoder on the server writes it
+        stall = self._log_stall(job.id)
+        split = len(b"".join(events[:stall.after])) if stall else None
+        return Reply(200, b"".join(events), content_type="text/event-stream", split=split, stall=stall)
+
+    def _log_stall(self, job_id: str) -> LogStall | None:
+        with self._lock:
+            for stall in self.log_stalls:
+                if stall.times != 0 and stall.job_id in (None, job_id):
+                    if stall.times is not None:
+                        stall.times -= 1
+                    return stall
+        return None
 
     def _repo_info(self, repo_type: str, repo_id: str) -> Reply:
         if (repo_type, repo_id) not in self.repos:
@@ -358,8 +404,7 @@ class FakeHub:
             "environment": job.environment, "secrets": {k: None for k in job.secrets},  # values never come back
             "flavor": job.spec.get("flavor"), "labels": job.labels,
             "status": {"stage": job.stage, "message": job.message},
-            "durations": {"schedulingSecs": 1, "runningSecs": None if running is None else int(running),
-                          "totalSecs": int(now - job.created_at)},
+            "durations": _durations(job, now, running),
             "owner": {"id": "0" * 24, "name": job.namespace, "type": "user"},
             "initiator": {"type": "user", "id": "0" * 24, "name": self.user},
         }
@@ -368,6 +413,17 @@ class FakeHub:
         if job.finished_at is not None:
             info["finishedAt"] = _iso(job.finished_at)
         return info
+
+
+def _durations(job: FakeJob, now: float, running: float | None) -> dict[str, Any]:
+    """As HF counts them: scheduling (creation to start), running, and the total since creation (frozen at the end)."""
+    scheduling = None if job.started_at is None else job.started_at - job.created_at
+    if job.finished_at is not None and running is not None:
+        total = (scheduling or 0) + running  # ``running_secs`` may be fixed by the test, not by the clock
+    else:
+        total = (job.finished_at if job.finished_at is not None else now) - job.created_at
+    return {"schedulingSecs": None if scheduling is None else int(scheduling),
+            "runningSecs": None if running is None else int(running), "totalSecs": int(total)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -397,6 +453,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.hub._lock:
+            self.hub.request_headers.append(dict(self.headers.items()))
         fault = self.hub._fault_for(method, url.path)
         kind = fault.kind if fault else None
         if kind == "drop":
@@ -428,8 +486,17 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command == "HEAD":
+                return
+            if reply.split is None or reply.stall is None:
                 self.wfile.write(reply.body)
+                return
+            self.wfile.write(reply.body[:reply.split])
+            self.wfile.flush()
+            if reply.stall.kind == "drop":
+                return self._drop()
+            reply.stall.release.wait(timeout=reply.stall.seconds)
+            self.wfile.write(reply.body[reply.split:])
         except OSError:
             self.close_connection = True
 
@@ -459,6 +526,8 @@ class FakeHubServer:
     def __exit__(self, *exc: Any) -> None:
         for fault in self.hub.faults:
             fault.release.set()
+        for stall in self.hub.log_stalls:
+            stall.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         shutil.rmtree(self.hub._shim, ignore_errors=True)

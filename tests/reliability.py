@@ -87,6 +87,17 @@ class DeletingBackend(InMemoryBackend):
         self.vanished[job_id] = self.advance(job_id, JobStage.COMPLETED, duration_s=ran_s)
         del self._jobs[job_id]
 
+    # What the HF backend keeps between ticks in runs/backend-cache.json (HfBackend.use_cache, cache): here
+    # something looked up once, so a crash around the step handing it over and writing it is tested too.
+    def use_cache(self, data: Any) -> None:
+        self.cached = data
+
+    def cache(self) -> dict[str, Any] | None:
+        return None if getattr(self, "cached", None) else {"looked_up": "once"}
+
+    def flavor_memory(self) -> None:
+        return None  # no live catalog: the built-in table
+
     def delete_repo(self, *, repo_id: str) -> bool:
         if repo_id not in self.repos:
             return False

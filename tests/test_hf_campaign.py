@@ -130,24 +130,27 @@ def test_a_campaign_runs_to_the_end_and_prices_every_job_from_the_catalog(tmp_pa
     for exp in state.experiments.values():
         job = hub.jobs[exp.job_id]
         assert job.spec["flavor"] == "a10g-large" and job.spec["timeoutSeconds"] == 3600
-        assert exp.duration_s == 600 and exp.cost_usd == pytest.approx(0.25)  # 10 min at $1.50/h (live)
+        # HF bills starting as well as running, and reports only SCHEDULING: the upper bound is charged, the 15 min
+        # each job waited for the next tick (in SCHEDULING here) and its 10 min running, at $1.50/h (live)
+        assert exp.duration_s == 1500 and exp.cost_usd == pytest.approx(0.625)
         assert exp.hub_url == f"https://huggingface.co/{exp.output_repo}" and exp.output_repo.startswith("me/sweep-")
     summary = (root / "runs" / "summary.md").read_text()
-    assert "$1.00" in summary and "built-in price table" not in summary
+    assert "$2.50" in summary and "built-in price table" not in summary
     status = campaign_status(root, root / "program.md")
-    assert status["cost_used_usd"] == pytest.approx(1.0)
-    assert "$1.00" in render_status(status)
+    assert status["cost_used_usd"] == pytest.approx(2.5)
+    assert "$2.50" in render_status(status)
 
 
 def test_max_cost_usd_is_enforced_before_every_submit_at_live_prices(tmp_path: Path, hub, clock) -> None:
-    hub.hardware = [("t4-small", 0.01, "T4"), ("a10g-large", 0.05, "A10G")]  # $3/h, twice the built-in price
-    root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=12, max_cost_usd=5))
+    hub.hardware = [("t4-small", 0.01, "15 GB", ("T4", 1, "16 GB")), ("a10g-large", 0.05, "46 GB", ("A10G", 1, "24 GB"))]  # $3/h, twice the built-in price
+    root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=12, max_cost_usd=8))
     run(make_step(root, hub, clock), hub, clock)
     state = state_of(root)
-    # each submit reserves a full hour ($3) on top of what finished jobs cost ($0.50 each): 4 fit under $4.50
+    # each submit reserves its hour and the 10m it may spend starting (scheduling_timeout): $3.50, on top of
+    # what finished jobs cost ($1.25 each: 25 min, starting included): 3 fit under $7.20
     assert state.stopped.reason == "budget" and "cost" in state.stopped.detail
-    assert len(hub.jobs) == 4
-    assert sum(e.cost_usd for e in state.experiments.values()) == pytest.approx(2.0)
+    assert len(hub.jobs) == 3
+    assert sum(e.cost_usd for e in state.experiments.values()) == pytest.approx(3.75)
 
 
 def test_prices_fall_back_to_the_built_in_table_and_the_summary_says_so(tmp_path: Path, hub, clock) -> None:
@@ -163,7 +166,7 @@ def test_max_parallel_keeps_two_jobs_in_flight_with_both_reserved(tmp_path: Path
     root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=5, max_parallel=2))
     step = make_step(root, hub, clock)
     result = step.run()
-    assert len(hub.jobs) == 2 and result.used.walltime_s == 2 * 3600
+    assert len(hub.jobs) == 2 and result.used.walltime_s == 2 * (3600 + 600)  # each its timeout and 10m to start
     assert {j.labels["mlr-iter"] for j in hub.jobs.values()} == {"1", "2"}
     run(step, hub, clock)
     state = state_of(root)

@@ -162,7 +162,7 @@ def test_every_campaign_key_is_compared():
     shown = {"flavor": "flavor", "timeout": "timeout", "params": "params.lr", "fixed": "fixed.epochs",
              "final": "final.repeats"}
     values = {"metric": "loss", "direction": "minimize", "target": 0.5, "patience": 9, "script": "x.py", "name": "n1",
-              "seed": 3, "namespace": "org", "flavor": "t4-small", "timeout": "30m", "image": "pytorch/pytorch:2.6",
+              "seed": 3, "namespace": "org", "flavor": "t4-small", "timeout": "30m", "scheduling_timeout": "45m", "image": "pytorch/pytorch:2.6",
               "dependencies": ["accelerate"], "python": "3.12",
               "params": {"lr": {"choices": [1, 2]}}, "fixed": {"epochs": 4}, "min_delta": 0.01,
               "final": {"repeats": 2, "seed_param": "seed"}}

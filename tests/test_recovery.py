@@ -8,7 +8,8 @@ from mlr_action.budget import usage
 from mlr_action.decide import proposal_problems
 from mlr_action.ledger import EventRow, experiment_row
 from mlr_action.program import parse_program
-from mlr_action.recovery import looks_like_oom, recovery_proposal
+from mlr_action.flavors import FlavorMemory, memory_of
+from mlr_action.recovery import looks_like_oom, memory_kinds, recovery_proposal
 from mlr_action.state import fold
 from programs import ENVELOPE, program_text, with_
 
@@ -74,11 +75,9 @@ def test_looks_like_oom(text, oom) -> None:
     ({**BASE, "per_device_train_batch_size": 1}, "t4-small", {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "t4-small"),
     # accumulation cannot be doubled inside the space: checkpointing rather than a smaller effective batch
     ({**BASE, "gradient_accumulation_steps": 16}, "t4-small", {**BASE, "gradient_accumulation_steps": 16, "gradient_checkpointing": True}, "t4-small"),
-    # nothing left to shrink: the next larger allowed flavor, same config
+    # nothing left to shrink: the cheapest allowed flavor with more GPU memory, same config
     ({**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "t4-small",
      {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-small"),
-    ({**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-small",
-     {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, "a10g-large"),
 ])
 def test_each_remedy_in_the_seeds_order(failed, flavor, expected, expected_flavor) -> None:
     proposal = recover([done(1, failed, flavor=flavor)])
@@ -96,6 +95,9 @@ def test_each_remedy_in_the_seeds_order(failed, flavor, expected, expected_flavo
                  id="already being recovered"),
     pytest.param([done(1, {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, flavor="a10g-large")],
                  id="nothing left to try"),
+    # a10g-large has more RAM than a10g-small but the same 24 GB GPU: no help for a CUDA out-of-memory error
+    pytest.param([done(1, {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}, flavor="a10g-small")],
+                 id="no allowed flavor has more GPU memory"),
     pytest.param([], id="nothing finished"),
 ])
 def test_no_recovery(rows) -> None:
@@ -142,6 +144,63 @@ def test_the_same_config_on_a_larger_flavor_is_not_the_identical_failing_thing()
     same = proposal_problems(prog, state, Proposal(config=BASE, flavor="t4-small"), used=usage(state), prices=None)
     bigger = proposal_problems(prog, state, Proposal(config=BASE, flavor="a10g-small"), used=usage(state), prices=None)
     assert any("already failed" in p for p in same) and bigger == []
+
+
+SHRUNK = {**BASE, "per_device_train_batch_size": 1, "gradient_checkpointing": True}  # nothing left but the flavor
+
+
+@pytest.mark.parametrize("text, kinds", [
+    (CUDA_OOM, {"gpu"}),
+    ("RuntimeError: CUDA error: out of memory", {"gpu"}),
+    ("torch.cuda.OutOfMemoryError: HIP out of memory", {"gpu"}),
+    ("RuntimeError: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)", {"gpu"}),
+    ("OOMKilled", {"ram"}),
+    ("Job failed with exit code: 137", {"ram"}),
+    ("MemoryError\nUnable to allocate 12.0 GiB for an array", {"ram"}),
+    ("OSError: [Errno 12] Cannot allocate memory", {"ram"}),
+    ("out of memory", {"gpu", "ram"}),  # it does not say which: more of both
+    ("OOMKilled\ntorch.OutOfMemoryError: CUDA out of memory", {"gpu", "ram"}),
+])
+def test_which_memory_ran_out(text, kinds) -> None:
+    assert memory_kinds(text) == kinds
+
+
+@pytest.mark.parametrize("allowed, flavor, error, expected", [
+    # GPU memory per accelerator: four 24 GB A10Gs are not a bigger GPU than one 48 GB L40S, and cost more
+    (["l40sx1", "a10g-largex2", "a10g-largex4"], "l40sx1", CUDA_OOM, None),
+    (["a10g-large", "a10g-largex2", "l40sx1", "a100-large"], "a10g-large", CUDA_OOM, "l40sx1"),  # cheapest with more
+    (["a10g-large", "a10g-largex4", "a100-large"], "a10g-large", CUDA_OOM, "a100-large"),
+    # RAM ran out: more RAM, and never less GPU memory (a10g-small has as little RAM as t4-small)
+    (["t4-small", "a10g-small", "t4-medium"], "t4-small", "OOMKilled", "t4-medium"),
+    (["t4-small", "cpu-xl"], "t4-small", "OOMKilled", None),  # more RAM, but no GPU at all
+    (["cpu-basic", "cpu-upgrade", "t4-small"], "cpu-basic", "Job failed with exit code: 137", "cpu-upgrade"),
+    (["cpu-basic", "cpu-upgrade"], "cpu-basic", "out of memory", "cpu-upgrade"),  # a CPU job's OOM is a RAM one
+    # it does not say which: more of both
+    (["t4-small", "a10g-small", "a10g-large"], "t4-small", "killed: out of memory", "a10g-large"),
+])
+def test_a_bigger_flavor_has_more_of_the_memory_that_ran_out(allowed, flavor, error, expected) -> None:
+    prog = program(envelope=with_(ENVELOPE, allowed_flavors=allowed), campaign=with_(SFT, flavor=allowed[0]))
+    proposal = recover([done(1, SHRUNK, flavor=flavor, error=error)], prog)
+    assert (proposal.flavor if proposal else None) == expected
+    if proposal:
+        assert proposal.config == SHRUNK and "instead of" in proposal.reason
+
+
+def test_the_live_catalogs_memory_decides_over_the_built_in_table() -> None:
+    prog = program()  # t4-small, a10g-small, a10g-large
+    state = fold([EventRow(event="started", ts="t0", campaign="c"), done(1, SHRUNK)])
+    assert recovery_proposal(prog, state, used=usage(state)).flavor == "a10g-small"  # the table: 24 GB, the cheapest
+    # the catalog says a10g-small has no more GPU memory than a T4, and a10g-large has 32 GB
+    live = {"t4-small": FlavorMemory(15, 16, 1), "a10g-small": FlavorMemory(15, 16, 1), "a10g-large": FlavorMemory(46, 32, 1)}
+    assert recovery_proposal(prog, state, used=usage(state), memory=live).flavor == "a10g-large"
+
+
+def test_a_flavor_of_unknown_memory_is_never_a_step() -> None:
+    prog = program(envelope=with_(ENVELOPE, allowed_flavors=["t4-small", "a10g-small"]))
+    state = fold([EventRow(event="started", ts="t0", campaign="c"), done(1, SHRUNK)])
+    live = {"t4-small": FlavorMemory(15, 16, 1)}  # a10g-small missing from the catalog: the built-in table stands in
+    assert recovery_proposal(prog, state, used=usage(state), memory=live).flavor == "a10g-small"
+    assert memory_of("no-such-flavor", live) is None
 
 
 # allow_deletes: see test_ledger_rows_are_data.py (the backend's record decides, never a ledger row).

@@ -198,7 +198,7 @@ def hub_server():
 def test_a_ledger_writer_never_makes_hf_jobs_spend_past_the_envelope(tmp_path, monkeypatch, hub_server, name):
     hub_server.jobs.clear()
     world = HubWorld(make_repo(tmp_path / "sweep"), hub_server, monkeypatch)
-    prices = {name: per_minute * 60 for name, per_minute, _ in hub_server.hardware}
+    prices = {name: per_minute * 60 for name, per_minute, *_ in hub_server.hardware}
     codes = run_attacked(world, ATTACKS[name], prices)
     assert set(codes) <= {0, 2}, codes
     assert len(hub_server.jobs) >= 1
@@ -230,8 +230,9 @@ def test_status_says_its_budget_is_the_ledgers_view_and_the_step_notes_a_renamed
 
 
 def test_hf_jobs_in_flight_are_charged_their_own_timeout_not_the_envelopes_worst(tmp_path, monkeypatch, hub_server):
-    """HF does not report a job's timeout, so the job carries it in a label: three 1h jobs fit a 4h envelope whose
-    max_timeout is 2h while they run, where charging each max_timeout would let only one run at a time."""
+    """HF does not report a job's timeout, so the job carries it in a label: three 1h jobs (each with the 10m it may
+    spend starting) fit a 4h envelope whose max_timeout is 2h while they run, where charging each max_timeout would
+    let only one run at a time."""
     hub_server.jobs.clear()
     root = tmp_path / "sweep"
     root.mkdir()

@@ -8,6 +8,7 @@ is called); :func:`make_backend` imports just the backend asked for.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from mlr_action.backends.base import (
@@ -61,7 +62,14 @@ def make_backend(name: str, *, root: Path, namespace: str | None = None, uv: str
 
 
 def _make_hf(namespace: str | None) -> JobBackend:
-    """``mlr_action.backends.hf.HfBackend(namespace=...)``; it reads HF_TOKEN and HF_ENDPOINT from the environment."""
+    """``mlr_action.backends.hf.HfBackend(namespace=...)``; it reads HF_TOKEN and HF_ENDPOINT from the environment.
+
+    huggingface_hub adds telemetry to its user agent, and for it fetches a registry of AI coding agents from the Hub
+    once a day per machine (``/api/agent-harnesses``, up to 3 s). A fresh runner has no copy, so every tick would make
+    that request too. The bot is not a coding agent: the telemetry is off unless the environment turns it on (read
+    when huggingface_hub is imported, which is here).
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         hf = importlib.import_module("mlr_action.backends.hf")
     except ModuleNotFoundError as exc:

@@ -6,7 +6,8 @@ anything is submitted; the labels a job carries always include
 ``mlr-campaign`` and ``mlr-iter``, which is what idempotent submit keys on,
 and ``mlr-timeout`` (seconds), which a backend that does not report a job's
 timeout reads back. Every backend runs the same folder with the same
-dependency recipe (:func:`job_folder`).
+dependency recipe (:func:`job_folder`) and gives a job the same environment
+(:func:`job_env`), so a local run predicts an HF one.
 """
 
 from __future__ import annotations
@@ -43,9 +44,22 @@ def job_key(labels: dict[str, str]) -> tuple[str | None, str | None]:
     return labels.get(CAMPAIGN_LABEL), labels.get(ITER_LABEL)
 
 
+# What every job runs with unless its spec says otherwise: Python output reaches the log as it is printed (a job
+# killed for its memory loses no buffered line, and a replay stops nowhere mid-line), and no progress bars, whose
+# redraws flood a log that is not a terminal and push the metric line out of the tail that is read.
+JOB_ENV_DEFAULTS = {
+    "PYTHONUNBUFFERED": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub downloads and uploads (datasets, transformers use it too)
+    "TQDM_DISABLE": "1",  # every tqdm bar (tqdm reads TQDM_* for its defaults)
+    "TQDM_MININTERVAL": "60",  # and at most a line a minute from a bar a script turns back on
+    "UV_NO_PROGRESS": "1",
+    "PIP_PROGRESS_BAR": "off",
+}
+
+
 def job_env(spec: JobSpec) -> dict[str, str]:
-    """The variables the job sees on top of the environment (DESIGN.md section 7)."""
-    return {"MLR_CAMPAIGN": spec.campaign, "MLR_ITER": str(spec.iter), **spec.env}
+    """The variables the job sees on top of the environment (DESIGN.md section 7), hygiene defaults first."""
+    return {**JOB_ENV_DEFAULTS, "MLR_CAMPAIGN": spec.campaign, "MLR_ITER": str(spec.iter), **spec.env}
 
 
 def job_folder(spec: JobSpec) -> tuple[ShippedFolder, str, Recipe]:

@@ -5,7 +5,10 @@ no timeout, and retries some calls itself for as long as a ``Retry-After``
 says. A cron step must not hang or sleep for an hour, so :func:`install`
 replaces that client (``huggingface_hub.set_client_factory``, once per
 process) with one whose transport keeps the rules of the :class:`Policy` in
-force for the call (:func:`applied`; each backend applies its own):
+force for the call (:func:`applied`; each backend applies its own). The
+client is otherwise the SDK's own: its request hooks (offline mode, request
+ids, debug logging), its redirects, and no timeout of the client's own, so
+httpx's 5-second default never cuts a request the policy allows:
 
 - Every request has a timeout (``timeout_s``, or the SDK's own when shorter;
   connecting gets at most 10 s).
@@ -172,11 +175,13 @@ def install() -> None:
     if _installed:
         return
     from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import hf_request_event_hook  # what default_client_factory() installs
 
     def client() -> httpx2.Client:
         # A client given its own transport ignores HTTPS_PROXY and NO_PROXY; mount them again.
         mounts = {pattern: PolicyTransport(httpx2.HTTPTransport(proxy=proxy)) for pattern, proxy in _env_proxies().items()}
-        return httpx2.Client(transport=PolicyTransport(), mounts=mounts, follow_redirects=True)
+        return httpx2.Client(transport=PolicyTransport(), mounts=mounts, event_hooks={"request": [hf_request_event_hook]},
+                             follow_redirects=True, timeout=None)  # the policy sets every request's timeout (_timeouts)
 
     set_client_factory(client)
     _installed = True

@@ -14,7 +14,10 @@ Every backend guarantees:
 - ``inspect`` returns the job's stage and, once it has started, the walltime
   charged so far (``duration_s``); a job the backend no longer knows is
   reported as ``DELETED``, never as an exception.
-- ``logs`` returns the job's output so far (stdout and stderr, as text).
+- ``logs`` returns the job's output so far (stdout and stderr, as text). A
+  backend that cannot prove it read a finished job's whole log raises
+  :class:`LogIncomplete` (a :class:`TransientError`) instead of returning part
+  of it: a result is never read from a cut-off log.
 - Transient failures (network, rate limits, 5xx) raise :class:`TransientError`;
   anything that will fail the same way again raises :class:`PermanentError`.
 """
@@ -22,6 +25,7 @@ Every backend guarantees:
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +103,9 @@ class JobView(BaseModel):
     args: list[str] = Field(default_factory=list)  # the spec's --name=value args
     flavor: str | None = None
     timeout_s: int | None = None
+    # Seconds the job has waited to start (SCHEDULING), when the backend says; what a scheduling limit is read on.
+    waiting_s: float | None = None
+    finished_at: datetime | None = None  # when it reached its terminal stage, when the backend says
 
     @property
     def iter(self) -> int | None:
@@ -128,6 +135,17 @@ class TransientError(BackendError):
 
 class PermanentError(BackendError):
     """Retrying will fail the same way (bad token, no credits, bad namespace)."""
+
+
+class LogIncomplete(TransientError):
+    """The log of a finished job could not be proven whole (the replay stalled or broke off): read it again later.
+
+    ``text`` is what was read (never to be evaluated as the result); ``str(exc)`` says why it is not whole.
+    """
+
+    def __init__(self, message: str, *, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
 
 
 class JobBackend(Protocol):

@@ -21,16 +21,31 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   never sent twice within a call, so the step finds the job by its labels on
   the next tick. ``list_jobs`` asks ``HfApi.list_jobs(labels=...)`` and
   filters again on this side.
-- ``inspect`` reports the stage, ``durations.running_secs`` as the walltime
-  charged and the status message ("OOMKilled", ...); a job the Hub no longer
-  knows (404, or an id that is not a job id) is ``DELETED``.
+- ``inspect`` reports the stage, the walltime charged and the status message
+  ("OOMKilled", ...); a job the Hub no longer knows (404, or an id that is not
+  a job id) is ``DELETED``. HF bills a job while it is *Starting* as well as
+  *Running*, so the walltime charged is the upper bound of that, from the
+  job's creation to its end (:mod:`mlr_action.backends._hf_view`), and
+  ``bills_starting`` tells the step to reserve the Campaign block's
+  ``scheduling_timeout`` for starting on every job.
+- ``logs`` returns a finished job's log only when it is proven whole: the
+  replay ended because the service closed it (:mod:`mlr_action.backends._hf_logs`);
+  otherwise it raises :class:`LogIncomplete`, and the step reads it again on
+  a later tick. The last :data:`LOG_TAIL_LINES` lines are read.
 - Errors say what to do: 401/403 name the token permission needed, 402 where
   to add credits, 404 the namespace to fix (all :class:`PermanentError`);
   429, 5xx and network failures are :class:`TransientError` after the bounded
   retries of :mod:`mlr_action.backends._hf_http`. No message carries a token.
-- ``prices()`` are live USD per hour from the hardware catalog; when the
-  catalog cannot be read it returns None and :attr:`HfBackend.prices_note`
-  says why (the step then prices from the built-in table and says so).
+- ``prices()`` are live USD per hour from the hardware catalog, read at most
+  once an hour; when the catalog cannot be read it returns None and
+  :attr:`HfBackend.prices_note` says why (the step then prices from the
+  built-in table and says so). :meth:`HfBackend.flavor_memory` gives the same
+  catalog's RAM and GPU memory per accelerator, for the out-of-memory ladder.
+- What was looked up (the token's namespace, the catalog) survives the
+  process in a cache the step keeps in ``runs/`` (:meth:`HfBackend.use_cache`,
+  :meth:`HfBackend.cache`), sealed with the token
+  (:mod:`mlr_action.backends._hf_catalog`): a tick with nothing to do makes
+  one request, the listing of the campaign's jobs.
 - The token comes from ``HF_TOKEN`` (or huggingface_hub's own lookup), the
   endpoint from ``HF_ENDPOINT``; the namespace from the Campaign block's
   ``namespace`` or, when absent, the token's own user.
@@ -45,6 +60,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 import httpx2
@@ -53,27 +69,27 @@ from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from mlr_action import runner
 from mlr_action.runner import code_repo
-from mlr_action.backends import _hf_http
+from mlr_action.backends import _hf_catalog, _hf_http, _hf_logs, _hf_view
 from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
 from mlr_action.backends._hf_code import CodeShipper, Missing
 from mlr_action.backends.base import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
-    TIMEOUT_LABEL,
     BackendError,
     JobSpec,
     JobStage,
     JobView,
+    LogIncomplete,
     PermanentError,
     TransientError,
 )
+from mlr_action.flavors import FlavorMemory
 from mlr_action.shipped import ShippedFolder
 
 T = TypeVar("T")
 
 UV_IMAGE = runner.UV_IMAGE
 LOG_TAIL_LINES = 5000  # the metric is the last such line; a log is read from its end
-UNITS_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # -- what the user reads when something goes wrong ----------------------------
@@ -122,17 +138,12 @@ def ship(spec: JobSpec, *, image: str = UV_IMAGE) -> Shipment:
 
 def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
     """USD per hour by flavor from the hardware catalog (which prices per ``unit_label``)."""
-    out = {}
-    for item in hardware:
-        factor = UNITS_PER_HOUR.get(str(getattr(item, "unit_label", "")).lower())
-        cost = getattr(item, "unit_cost_usd", None)
-        if factor is not None and isinstance(cost, (int, float)) and cost >= 0:
-            out[str(item.name)] = round(float(cost) * factor, 6)
-    return out
+    return _hf_catalog.prices_of(_hf_catalog.read_catalog(hardware))
 
 
 class HfBackend:
     name = "hf"
+    bills_starting = True  # HF bills a job while it starts, not only while it runs
 
     def __init__(
         self,
@@ -143,11 +154,17 @@ class HfBackend:
         image: str = UV_IMAGE,
         policy: _hf_http.Policy | None = None,
         token_lookup: Callable[[], str | None] = get_token,
+        clock: Callable[[], datetime] = _hf_view.utcnow,
     ) -> None:
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self.image = image
         self.prices_note: str | None = None
+        self.clock = clock
         self._namespace = namespace
+        self._whoami: str | None = None  # the token's user, when it was asked (or read from the cache)
+        self._hardware: list[_hf_catalog.Hardware] | None = None
+        self._hardware_read_at: datetime | None = None
+        self._cache_changed = False
         self._token = token
         self._token_lookup = token_lookup  # HF_TOKEN, OIDC, then the token file of `hf auth login`
         self.policy = policy or _hf_http.Policy()
@@ -175,23 +192,28 @@ class HfBackend:
 
     def inspect(self, *, job_id: str) -> JobView:
         if not _JOB_ID.match(job_id):
-            return _gone(job_id, "not an HF job id")
+            return _hf_view.gone(job_id, "not an HF job id")
         try:
             info = self._call(f"inspecting job {job_id}",
                               lambda: self.api.inspect_job(job_id=job_id, namespace=self.namespace()), missing=True)
         except _Missing:
-            return _gone(job_id, "the Hub has no such job (404)")
-        return _view(info)
+            return _hf_view.gone(job_id, "the Hub has no such job (404)")
+        return _hf_view.job_view(info, self.clock(), args=_args(info))
 
     def list_jobs(self, *, campaign: str) -> list[JobView]:
         return [v for v in self._list({CAMPAIGN_LABEL: campaign}) if v.labels.get(CAMPAIGN_LABEL) == campaign]
 
     def logs(self, *, job_id: str) -> str:
+        """The job's log, proven whole; :class:`LogIncomplete` when the replay stalled or broke off."""
+        from huggingface_hub.utils import build_hf_headers, get_session
+
         if not _JOB_ID.match(job_id):
             return ""
+        url = f"{self.api.endpoint}/api/jobs/{self.namespace()}/{job_id}/logs"
+        headers = build_hf_headers(token=self.token(), library_name="mlr-action")
         try:
-            lines = self._call(f"reading the logs of job {job_id}", lambda: list(self.api.fetch_job_logs(
-                job_id=job_id, namespace=self.namespace(), follow=False, tail=LOG_TAIL_LINES)), missing=True)
+            lines = self._call(f"reading the logs of job {job_id}", lambda: _hf_logs.read_log(
+                get_session(), url, headers=headers, params={"tail": LOG_TAIL_LINES}, job_id=job_id), missing=True)
         except _Missing:
             return ""
         return "".join(f"{line}\n" for line in lines)
@@ -207,14 +229,53 @@ class HfBackend:
             return
 
     def prices(self) -> dict[str, float] | None:
+        """Live USD per hour by flavor (the catalog, read at most hourly); None, with ``prices_note``, when unknown."""
+        hardware = self._catalog()
+        if hardware is None:
+            return None
+        prices = _hf_catalog.prices_of(hardware)
+        self.prices_note = None if prices else MESSAGES["prices-fallback"].format(why="the catalog listed no prices")
+        return prices or None
+
+    def flavor_memory(self) -> dict[str, FlavorMemory] | None:
+        """RAM and GPU memory per accelerator by flavor, from the catalog :meth:`prices` read; None before or without it."""
+        return _hf_catalog.memory_of_catalog(self._hardware) if self._hardware is not None else None
+
+    # -- what a tick need not ask again (kept by the step in runs/) ---------------
+
+    def use_cache(self, data: Any) -> None:
+        """Take the namespace and a catalog under an hour old from ``data``, when this token sealed it; else nothing."""
+        token = self._token or os.environ.get("HF_TOKEN") or self._token_lookup()
+        cached = _hf_catalog.unseal(data, token=token, endpoint=self.api.endpoint) if token else None
+        if cached is None:
+            return
+        if cached.namespace and self._namespace is None:
+            self._namespace = self._whoami = cached.namespace
+        if cached.hardware is not None and self._fresh(cached.read_at):
+            self._hardware, self._hardware_read_at = cached.hardware, cached.read_at
+
+    def cache(self) -> dict[str, Any] | None:
+        """What to keep for the next tick, sealed; None when nothing new was looked up."""
+        if not self._cache_changed:
+            return None
+        return _hf_catalog.seal(token=self.token(), endpoint=self.api.endpoint, namespace=self._whoami,
+                                hardware=self._hardware, read_at=self._hardware_read_at)
+
+    def _fresh(self, read_at: datetime | None) -> bool:
+        age = (self.clock() - read_at).total_seconds() if read_at is not None else -1.0
+        return 0 <= age < _hf_catalog.MAX_AGE_S
+
+    def _catalog(self) -> list[_hf_catalog.Hardware] | None:
+        if self._hardware is not None and self._fresh(self._hardware_read_at):
+            return self._hardware
         try:
-            hardware = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+            items = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
         except BackendError as exc:
             self.prices_note = MESSAGES["prices-fallback"].format(why=str(exc).rstrip("."))
             return None
-        prices = prices_per_hour(hardware)
-        self.prices_note = None if prices else MESSAGES["prices-fallback"].format(why="the catalog listed no prices")
-        return prices or None
+        self._hardware, self._hardware_read_at = _hf_catalog.read_catalog(items), self.clock()
+        self._cache_changed = True
+        return self._hardware
 
     # -- Hub repos (allow_deletes) ---------------------------------------------
 
@@ -259,13 +320,15 @@ class HfBackend:
         if self._namespace is None:
             self.token()
             me = self._call("checking the token (whoami)", lambda: self.api.whoami(cache=True), namespaced=False)
-            self._namespace = str(me["name"])
+            self._namespace = self._whoami = str(me["name"])
+            self._cache_changed = True
         return self._namespace
 
     def _list(self, labels: dict[str, str]) -> list[JobView]:
         infos = self._call("listing the campaign's jobs",
                            lambda: list(self.api.list_jobs(labels=labels, namespace=self.namespace())))
-        return sorted((_view(i) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
+        now = self.clock()
+        return sorted((_hf_view.job_view(i, now, args=_args(i)) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
 
     def _settle(self, labels: dict[str, str], created: str) -> str:
         """The job for these labels once two steps raced past :meth:`_find` and both created one.
@@ -281,7 +344,7 @@ class HfBackend:
                                lambda: list(self.api.list_jobs(labels=wanted, namespace=self.namespace())))
         except BackendError:
             return created
-        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _stage(i) is not JobStage.CANCELED]
+        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _hf_view.stage(i) is not JobStage.CANCELED]
         if len(same) < 2:
             return created
         first = str(min(same, key=lambda i: (i.created_at.timestamp() if i.created_at else float("inf"), str(i.id))).id)
@@ -302,6 +365,8 @@ class HfBackend:
         try:
             with _hf_http.applied(self.policy):
                 return fn()
+        except LogIncomplete:
+            raise
         except TransientError as exc:
             raise TransientError(f"{action}: {exc}") from exc
         except LocalTokenNotFoundError:
@@ -329,43 +394,6 @@ class HfBackend:
 
 
 _Missing = Missing  # a 404 where the caller expects one (a job that is gone)
-
-
-def _gone(job_id: str, why: str) -> JobView:
-    return JobView(job_id=job_id, stage=JobStage.DELETED, message=why)
-
-
-def _stage(info: Any) -> JobStage:
-    raw = getattr(info.status.stage, "value", info.status.stage)
-    try:
-        return JobStage(str(raw).upper())
-    except ValueError:  # a stage this version does not know: not finished, so charged in full
-        return JobStage.RUNNING
-
-
-def _duration(info: Any) -> float | None:
-    durations = info.durations
-    if durations is not None and durations.running_secs is not None:
-        return float(durations.running_secs)
-    if info.started_at is not None and info.finished_at is not None:
-        return max(0.0, (info.finished_at - info.started_at).total_seconds())
-    return None
-
-
-def _view(info: Any) -> JobView:
-    stage = _stage(info)
-    message = info.status.message
-    if stage is JobStage.ERROR and not message:
-        message = "the job failed (HF gave no status message)"
-    return JobView(job_id=str(info.id), stage=stage, labels=dict(info.labels or {}), duration_s=_duration(info),
-                   message=message, url=getattr(info, "url", None), args=_args(info), flavor=info.flavor,
-                   timeout_s=_timeout(info.labels or {}))
-
-
-def _timeout(labels: dict[str, str]) -> int | None:
-    """The timeout the job was submitted with, from its label (HF does not report it); None when unreadable."""
-    text = str(labels.get(TIMEOUT_LABEL, ""))
-    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 10**7 else None
 
 
 def _args(info: Any) -> list[str]:

@@ -40,7 +40,7 @@ def _patch(schema: dict, flavors: tuple[str, ...]) -> None:
     duration = {"anyOf": [{"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$|^\d+$"}, {"type": "integer", "exclusiveMinimum": 0}]}
     flavor = {"type": "string", "enum": list(flavors)}
     props = schema.get("properties", {})
-    for key in ("max_walltime", "max_timeout", "timeout"):
+    for key in ("max_walltime", "max_timeout", "timeout", "scheduling_timeout"):
         if key in props:
             desc = props[key].get("description")
             nullable = key == "timeout"
