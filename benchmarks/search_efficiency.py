@@ -51,7 +51,7 @@ from search_problems import PROBLEMS, SYNTHETIC, Problem
 
 import yaml
 
-CACHE = RESULTS / ".cache" / "search_efficiency"
+CACHE = Path(os.environ.get("SEARCH_BENCH_CACHE") or RESULTS / ".cache" / "search_efficiency")
 
 
 # --- the real task ------------------------------------------------------------------------
@@ -128,18 +128,14 @@ def _through_json(row):
 VARIANT: dict[str, Any] = {}  # what-if runs only (--set): never what ships
 
 
-SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.gp", "mlr_action.proposers.space")
+SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.gp", "mlr_action.proposers.pick",
+                  "mlr_action.proposers.space")
 
 
 def _search_modules() -> list[Any]:
     import importlib
-    import pkgutil
 
-    import mlr_action.proposers as package
-
-    names = list(SEARCH_MODULES) + [f"mlr_action.proposers.{m.name}" for m in pkgutil.iter_modules(package.__path__)
-                                    if m.name.startswith("search_") or m.name in ("failures", "acquisition")]
-    return [importlib.import_module(n) for n in dict.fromkeys(names) if importlib.util.find_spec(n)]
+    return [importlib.import_module(n) for n in SEARCH_MODULES if importlib.util.find_spec(n)]
 
 
 def apply_variant(variant: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ from typing import Any
 
 from mlr_action.ledger import IN_FLIGHT
 from mlr_action.proposal import Proposal, Proposer
-from mlr_action.proposers.gp import model_pick, spread_pick
+from mlr_action.proposers.pick import model_pick, spread_pick
 from mlr_action.proposers.space import (
     choice_index,
     coerce,
@@ -86,6 +86,7 @@ from mlr_action.proposers.space import (
 MIN_MODEL = 3  # finished experiments the model needs; fewer: space-filling samples
 MAX_ASKS = 4  # asks of the study per proposal before falling back to random samples
 MAX_RANDOM = 64  # seeded random draws after that
+MAX_CHECKS = 4  # configs tried per slot when the step's check refuses them
 ENUMERATE_LIMIT = 4096  # finite spaces up to this size are enumerated when all else repeats
 
 
@@ -169,6 +170,13 @@ def ledger_trials(program, state) -> tuple[list[Any], int]:
     return trials, skipped
 
 
+def is_failure(trial) -> bool:
+    """A ledger experiment whose job failed (error, or finished without a metric); not a canceled one."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") in ("error", "completed")
+
+
 @functools.cache
 def _sampler_class():
     import numpy as np
@@ -196,8 +204,9 @@ def _sampler_class():
             complete = [(c, t.value) for c, t in zip(configs, trials) if t.state == TrialState.COMPLETE]
             if len(complete) >= MIN_MODEL:
                 pending = [c for c, t in zip(configs, trials) if t.state == TrialState.RUNNING]
+                failed = [c for c, t in zip(configs, trials) if is_failure(t)]
                 try:
-                    config, better = model_pick(self.params, complete, pending, self.gen, self.is_new, self.maximize)
+                    config, better = model_pick(self.params, complete, failed, pending, self.gen, self.is_new, self.maximize)
                     self.note = "exploit" if better else "explore"
                     return to_study(self.params, config) if config else {}
                 except (ArithmeticError, ValueError, np.linalg.LinAlgError):  # degenerate data: spread instead
@@ -293,20 +302,30 @@ class _Round:
         left = [c for c in (dict(zip(self.params, combo)) for combo in itertools.product(*values)) if self._new(c)]
         return self._take(rng.choice(left)) if left else None
 
-    def propose(self, count: int) -> list[Proposal]:
+    def propose(self, count: int, check=None) -> list[Proposal]:
+        """Up to ``count`` proposals; one that ``check`` refuses is replaced, at most ``MAX_CHECKS`` times a slot."""
         out: list[Proposal] = []
         for slot in range(count):
-            index = len(self.state.experiments) + slot
-            if (config := self._from_design(index)) is not None:
-                why = f"Initial design point {index + 1} of {self.n_initial}: spread the search space."
-            elif (config := self._from_study()) is not None:
-                why = self._hypothesis(self.sampler.note)
-            elif (config := self._from_random(slot)) is not None:
-                why = "Random sample: the model found no untried config."
-            else:
+            for _attempt in range(MAX_CHECKS):  # refused every time (the budget, say): the last goes, the step says why
+                proposal = self._next(slot, len(out))
+                if proposal is None or check is None or not check(proposal):
+                    break
+            if proposal is None:
                 break  # every config of this space has been tried or is in flight
-            out.append(Proposal(config=config, hypothesis=why, reason=self._reason(), proposer="search"))
+            out.append(proposal)
         return out
+
+    def _next(self, slot: int, made: int) -> Proposal | None:
+        index = len(self.state.experiments) + made
+        if (config := self._from_design(index)) is not None:
+            why = f"Initial design point {index + 1} of {self.n_initial}: spread the search space."
+        elif (config := self._from_study()) is not None:
+            why = self._hypothesis(self.sampler.note)
+        elif (config := self._from_random(slot)) is not None:
+            why = "Random sample: the model found no untried config."
+        else:
+            return None
+        return Proposal(config=config, hypothesis=why, reason=self._reason(), proposer="search")
 
     def _ledger_trials(self, *states) -> list[Any]:
         trials = self.study.get_trials(deepcopy=False)
@@ -360,4 +379,4 @@ class SearchProposer(Proposer):
 
         with _quiet(optuna):
             n_initial = self.n_initial or initial_design_size(program.campaign.params)
-            return _Round(program, state, n_initial).propose(count)
+            return _Round(program, state, n_initial).propose(count, check)
