@@ -242,11 +242,43 @@ def one_run(task: tuple[Problem, str, int, int, dict]) -> dict[str, Any]:
     true = [_evaluate(problem, c) for c in configs]
     observed = [None if t is None else t + _noise(problem, seed, i) for i, t in enumerate(true, start=1)]
     model_times = times[10:] if method in ("tpe", "gp") else times  # Optuna's first 10 asks are random draws
+    kinds = [problem.failure_kind(c) if problem.name != "digits" else None for c in configs]
     return {"problem": problem.name, "method": method, "seed": seed, "true": true, "observed": observed,
+            "failure_kinds": kinds,
             "configs": configs, "seconds": time.perf_counter() - start,
             "seconds_per_proposal": sum(times) / max(1, len(times)),
             "seconds_per_model_proposal": sum(model_times) / max(1, len(model_times)),
             "max_seconds_per_proposal": max(times, default=0.0)}
+
+
+def proposal_time(problem: Problem, finished: int = 50, repeats: int = 5) -> dict[str, Any]:
+    """Seconds of one ``propose`` call with ``finished`` experiments in the ledger (every 5th failed) and 2 in flight."""
+    from mlr_action.ledger import EventRow, experiment_row
+    from mlr_action.proposers.search import SearchProposer
+    from mlr_action.state import fold
+
+    program = program_for(problem, 0)
+    gen = random.Random(0)
+    rows: list = [EventRow(event="started", ts="2026-01-01T00:00:00+00:00", campaign=program.campaign.name)]
+    from mlr_action.proposers.space import from_unit
+
+    for i in range(1, finished + 3):
+        config = {n: from_unit(s, gen.random()) for n, s in program.campaign.params.items()}
+        true = _evaluate(problem, config)
+        status = "running" if i > finished else ("error" if true is None or i % 5 == 0 else "completed")
+        rows.append(experiment_row(iter=i, ts="2026-01-01T00:00:00+00:00", status=status, config=config,
+                                   timeout_s=3600, flavor="cpu-basic",
+                                   metric=true + _noise(problem, 0, i) if status == "completed" else None))
+    state = fold(rows)
+    out: dict[str, Any] = {"finished": finished, "in_flight": 2}
+    for count in (1, 4):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            SearchProposer().propose(program=program, state=state, count=count)
+            times.append(time.perf_counter() - start)
+        out[f"count_{count}"] = _common.summary(times)
+    return out
 
 
 # --- the cache: one file per problem, method, seed, budget and code ------------------------------
@@ -373,17 +405,24 @@ def report(problems, runs, methods, args, **settings) -> None:
     print("\nMedian regret [95% interval of the median] of the incumbent")
     print(table(["problem", "evals", *[METHOD_LABELS[m] for m in methods], *[f"ratio vs {b}" for b in base],
                  "wins vs TPE"], regret_rows(problems, results["problems"], methods)))
-    fail_rows = [[n, m, f"{f['share']:.0%}" if f["share"] is not None else "-", f["runs_with_a_failure"],
+    fail_rows = [[n, m, f"{f['seen_share']:.0%}" if f["seen_share"] is not None else "-",
+                  f"{f['share']:.0%}" if f["share"] is not None else "-", f["runs_with_a_failure"],
                   f["runs_over_a_fifth"], f["all_failures"]]
                  for n, r in results["problems"].items() for m in methods
                  if (f := r["budgets"][str(max(BUDGETS))].get(m, {}).get("failures"))]
     if fail_rows:
-        print(f"\nFailures in {max(BUDGETS)} evaluations: share of evaluations after a run's first failure that failed")
-        print(table(["problem", "method", "share failed after the first", "runs with a failure",
+        print(f"\nFailures in {max(BUDGETS)} evaluations: share of the evaluations after a run's first failure that failed "
+              "in a region (kind of failure) already seen, and in any")
+        print(table(["problem", "method", "in a seen region", "any", "runs with a failure",
                      "runs over a fifth", "failed evaluations in all"], fail_rows))
     print("\nSeconds per proposal (median over runs of the mean per run): " + "; ".join(
         f"{n}: " + ", ".join(f"{m} {r['seconds_per_proposal'][m] * 1000:.0f} ms" for m in r["seconds_per_proposal"])
         for n, r in results["problems"].items()))
+    timed = [pr for pr in problems if pr.name in ("training", "mixed_b")]
+    results["proposal_seconds_at_50_finished"] = {pr.name: proposal_time(pr) for pr in timed}
+    for name, t in results["proposal_seconds_at_50_finished"].items():
+        print(f"one proposal at 50 finished experiments, {name}: {_common.med_range(t['count_1'], 1000, '{:.0f}')} ms; "
+              f"four at once: {_common.med_range(t['count_4'], 1000, '{:.0f}')} ms")
     results["targets"] = targets(results["problems"])
     t = results["targets"]
     print(f"\ntarget <= 0.80x TPE at 12 and 24 on every problem: {'met' if t['vs_tpe']['met'] else 'MISSED'}; "

@@ -1,7 +1,8 @@
 """The problems of figure 2 (benchmarks/search_efficiency.py): noisy functions over campaign-like spaces.
 
 Each problem is a search space as program.md declares it, a true value per
-config (``None`` where the job fails: training diverged or ran out of memory),
+config (or, where the job fails, the kind of failure as a string: "diverged",
+"oom"; each kind is one failure region),
 observation noise, and whether it was held out: the search proposer was
 designed on the problems with ``held_out=False`` only; the held-out ones were
 written before the proposer was changed and were run only to confirm.
@@ -33,7 +34,14 @@ class Problem:
     failed_value: float | None = None  # the true value charged to a run with no successful evaluation yet
 
     def true_value(self, config: dict[str, Any]) -> Optional[float]:
-        return SYNTHETIC[self.name](config)
+        """The true metric, None where the job fails."""
+        value = SYNTHETIC[self.name](config)
+        return None if isinstance(value, str) else value
+
+    def failure_kind(self, config: dict[str, Any]) -> Optional[str]:
+        """Which failure region ``config`` is in (None: the job succeeds)."""
+        value = SYNTHETIC[self.name](config) if self.name in SYNTHETIC else 0.0
+        return value if isinstance(value, str) else None
 
 
 # --- rugged continuous functions ------------------------------------------------------
@@ -114,7 +122,7 @@ _TRAIN_BASE = {"sgd": -0.01, "adam": 0.0, "adamw": 0.008}
 _TRAIN_SCHED = {"constant": -0.012, "linear": 0.0, "cosine": 0.004}
 
 
-def training(c: dict) -> Optional[float]:
+def training(c: dict) -> float | str:
     """Image-classifier accuracy (the issue's surface): optimizer x step size x batch interact; divergence fails.
 
     SGD's best step size grows linearly with the batch, Adam's with its square
@@ -125,7 +133,7 @@ def training(c: dict) -> Optional[float]:
     scale = bs / 128 if opt == "sgd" else math.sqrt(bs / 128)
     u = math.log10(c["lr"]) - math.log10(_TRAIN_LR[opt] * scale)
     if u > _TRAIN_CLIFF[opt]:
-        return None  # loss is nan: the job exits without a metric
+        return "diverged"  # loss is nan: the job exits without a metric
     acc = 0.93 + _TRAIN_BASE[opt] + _TRAIN_SCHED[c["scheduler"]]
     acc -= 0.05 * u * u + 0.04 * max(0.0, u - 0.2) ** 2
     w_best = 1e-2 if opt == "adamw" else 1e-4
@@ -138,14 +146,14 @@ _PRE_CLIFF = {"adam": 3e-3, "lion": 4e-4, "adafactor": 1e-2}
 _PRE_BASE = {"adam": 0.0, "lion": -0.03, "adafactor": 0.05}
 
 
-def pretrain(c: dict) -> Optional[float]:
+def pretrain(c: dict) -> float | str:
     """Validation loss of a small language model (design set): warm-up moves the divergence cliff; a big batch OOMs."""
     opt, bs = c["optimizer"], c["batch_size"]
     if bs * (1 + c["dropout"]) > 200:  # activations no longer fit in memory
-        return None
+        return "oom"
     cliff = _PRE_CLIFF[opt] * (1 + c["warmup_steps"] / 500)
     if c["lr"] > cliff:
-        return None
+        return "diverged"
     u = math.log10(c["lr"]) - math.log10(cliff / 2.5)
     loss = 2.8 + _PRE_BASE[opt] + 0.35 * u * u
     loss += 0.25 * (c["dropout"] - 0.1) ** 2 / 0.04 * 0.2
@@ -184,7 +192,7 @@ def mixed_b(c: dict) -> float:
     return loss  # n_jobs, verbosity and cache_ratio do nothing
 
 
-SYNTHETIC: dict[str, Callable[[dict], Optional[float]]] = {
+SYNTHETIC: dict[str, Callable[[dict], Any]] = {
     f.__name__: f for f in (branin, hartmann3, hartmann6, levy4, ackley5, styblinski_tang4, finetune, mlp,
                             training, pretrain, mixed_a, mixed_b)
 }

@@ -38,12 +38,12 @@ import itertools
 import math
 from typing import Any
 
-PRIOR_SHIFT = 1.0  # prior mean: this many warped units worse than the median
+PRIOR_SHIFT = 2.0  # prior mean: this many warped units worse than the median
 NOISE_FLOOR = 1e-4  # noise variance floor (warped units), keeps the factorization stable
 LENGTH_PRIOR_SD = 1.0  # log-normal prior on length scales: sd in log space
-LENGTH_PRIOR_MEDIAN = 0.5  # ... and its median, times sqrt(number of params)
-FIT_PASSES = 3
-GOOD_CLIP = 20.0  # warped targets better than minus this are clipped to it  # coordinate-search passes over the hyperparameters
+LENGTH_PRIOR_MEDIAN = 0.3  # ... and its median, times sqrt(number of params)
+FIT_PASSES = 3  # coordinate-search passes over the hyperparameters
+GOOD_CLIP = 20.0  # warped targets better than minus this are clipped to it
 
 
 def warp_targets(y):
@@ -205,7 +205,7 @@ def model_subset(complete: list, maximize: bool, limit: int) -> list:
 
 
 class FailureModel:
-    """Probability that a job fails at a point: a GP on 0/1 failure labels of every finished experiment.
+    """Probability that a job fails at a point: a GP on the 0/1 failure labels of every finished experiment.
 
     A regression on the labels (least-squares classification) with its own
     length scales, fitted like the objective's, around the campaign's failure

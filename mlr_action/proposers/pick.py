@@ -34,6 +34,7 @@ N_LOCAL = 100  # trust-region candidates per anchor and scale
 LOCAL_SCALES = (0.03, 0.08, 0.2)  # trust-region step sizes (unit-cube sd at the mean length scale)
 N_REFINE = 5  # best candidates refined by a finer local round
 FAILURE_WEIGHT = 1.0  # exponent of P(success) in the score
+FAILURE_CAP = 0.2  # candidates more likely than this to fail come last
 # The GP is cubic in its points: past this many finished experiments it is fit
 # on the best half and the most recent half of them, so a step stays fast on a
 # campaign of thousands of rows (see docs/BENCHMARKS.md, figure 1).
@@ -129,6 +130,8 @@ class _Scorer:
         if self.failures is not None:
             p_fail = self.failures.probability(x)
             score = score + FAILURE_WEIGHT * np.log(np.maximum(1.0 - p_fail, 1e-6))
+            if (p_fail <= FAILURE_CAP).any():  # likely to fail: last, after every candidate that is not
+                score = np.where(p_fail <= FAILURE_CAP, score, score - 1e3)
         return score, mean
 
 

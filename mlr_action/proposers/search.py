@@ -90,9 +90,12 @@ MAX_CHECKS = 4  # configs tried per slot when the step's check refuses them
 ENUMERATE_LIMIT = 4096  # finite spaces up to this size are enumerated when all else repeats
 
 
+DESIGN_MIN, DESIGN_MAX = 4, 6  # initial design: one more point than params, within these
+
+
 def initial_design_size(params: dict) -> int:
-    """Points of the initial design: one more than the params, between 4 and 6."""
-    return max(4, min(len(params) + 1, 6))
+    """Points of the initial design: one more than the params, between ``DESIGN_MIN`` and ``DESIGN_MAX``."""
+    return max(DESIGN_MIN, min(len(params) + 1, DESIGN_MAX))
 
 
 # --- Optuna ----------------------------------------------------------------------
