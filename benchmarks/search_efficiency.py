@@ -128,7 +128,7 @@ def _through_json(row):
 VARIANT: dict[str, Any] = {}  # what-if runs only (--set): never what ships
 
 
-SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.gp", "mlr_action.proposers.pick",
+SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.study", "mlr_action.proposers.gp", "mlr_action.proposers.pick",
                   "mlr_action.proposers.space")
 
 

@@ -356,7 +356,7 @@ def test_failed_jobs_steer_the_search_away_from_where_they_failed():
 
 
 def test_the_failure_model_counts_errors_and_missing_metrics_but_not_cancels():
-    from mlr_action.proposers.search import is_failure
+    from mlr_action.proposers.study import is_failure
 
     prog = program(SMALL)
     rows = [

@@ -14,12 +14,14 @@ The model, and why:
   Matern 5/2 of a distance summed over params, each param with its own length
   scale (ARD). A categorical param contributes ``[a != b] / l**2``: a
   Hamming-distance kernel with one length per param, so "how much does the
-  optimizer matter" is one learned number, and a continuous param's effect is
-  still shared across categories through the product kernel. A length scale
+  optimizer matter" is one learned number, while what is learned about a
+  continuous param carries across categories in proportion to it (the
+  distances add inside one kernel). A length scale
   that grows long switches a param off: irrelevant params stop costing
   evaluations.
 - Length scales, signal scale and noise are fitted by maximum a posteriori on
-  the marginal likelihood (coordinate search in log space from a grid start):
+  the marginal likelihood (coordinate search in log space from a grid start;
+  length scales log-normal around ``LENGTH_PRIOR_MEDIAN * sqrt(params)``):
   noise is a free parameter, so a lucky result is explained as noise rather
   than chased, and the incumbent of expected improvement is the best
   *posterior mean* at a tried point, not the best observed value.
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 PRIOR_SHIFT = 2.0  # prior mean: this many warped units worse than the median
 NOISE_FLOOR = 1e-4  # noise variance floor (warped units), keeps the factorization stable

@@ -16,9 +16,11 @@ How (see :mod:`mlr_action.proposers.gp` for the model):
 - Score: ``log EI + log P(success)``. EI is of the posterior mean's best at a
   tried point (robust to a lucky noisy value), computed in log space so
   candidates far in the tail still rank; P(success) comes from
-  :func:`mlr_action.proposers.gp.probability_of_failure` over every finished
-  experiment, so failed jobs (diverged, out of memory, no metric) push the
-  search away from where they happened (constrained expected improvement).
+  :class:`mlr_action.proposers.gp.FailureModel` over every finished
+  experiment (constrained expected improvement), and a candidate more likely
+  than ``FAILURE_CAP`` to fail comes after every one that is not: failed jobs
+  (diverged, out of memory, no metric) push the search away from where they
+  happened, even when the best results sit right next to them.
 """
 
 from __future__ import annotations
