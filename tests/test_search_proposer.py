@@ -422,13 +422,14 @@ def test_a_proposal_the_check_refuses_is_replaced():
     refused: list = []
 
     def check(proposal):
-        if proposal.config["scheduler"] == "linear":
+        if proposal.config["scheduler"] in ("linear", "cosine"):
             refused.append(proposal.config)
-            return ["scheduler=linear is refused here"]
+            return [f"scheduler={proposal.config['scheduler']} is refused here"]
         return []
 
     for n in (0, 10):
         proposals = SearchProposer().propose(program=prog, state=fold(toy_rows(n)), count=4, check=check)
-        assert len(proposals) == 4 and all(p.config["scheduler"] != "linear" for p in proposals)
+        assert len(proposals) == 4 and not any(check(p) for p in proposals)
+    assert refused  # it was asked, and it moved on
     always = SearchProposer().propose(program=prog, state=fold(toy_rows(10)), count=2, check=lambda p: ["over budget"])
     assert len(always) == 2  # refused whatever it proposes: it still answers, and the step says why

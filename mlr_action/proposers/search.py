@@ -84,7 +84,7 @@ __all__ = ["MIN_MODEL", "SearchProposer", "initial_design_size", "ledger_trials"
 
 MAX_ASKS = 4  # asks of the study per proposal before falling back to random samples
 MAX_RANDOM = 64  # seeded random draws after that
-MAX_CHECKS = 4  # configs tried per slot when the step's check refuses them
+MAX_CHECKS = 8  # configs tried per slot when the step's check refuses them
 ENUMERATE_LIMIT = 4096  # finite spaces up to this size are enumerated when all else repeats
 
 
