@@ -44,6 +44,7 @@ NOISE_FLOOR = 1e-4  # noise variance floor (warped units), keeps the factorizati
 LENGTH_PRIOR_SD = 1.0  # log-normal prior on length scales: sd in log space
 LENGTH_PRIOR_MEDIAN = 0.3  # ... and its median, times sqrt(number of params)
 FIT_PASSES = 3  # coordinate-search passes over the hyperparameters
+FIT_POINTS = 60  # at most this many points for the hyperparameter fit (the model itself uses them all)
 GOOD_CLIP = 20.0  # warped targets better than minus this are clipped to it
 
 
@@ -85,6 +86,17 @@ def group_distances(a, b, groups):
     return out
 
 
+def _fit_points(y):
+    """Which points the hyperparameters are fitted on: all, or the best half and the latest half of FIT_POINTS."""
+    import numpy as np
+
+    n = len(y)
+    if n <= FIT_POINTS:
+        return np.arange(n)
+    keep = set(np.argsort(y, kind="stable")[: FIT_POINTS // 2].tolist()) | set(range(n - FIT_POINTS // 2, n))
+    return np.array(sorted(keep))
+
+
 class GaussianProcess:
     """A GP on per-param column groups (see the module docstring); hyperparameters by MAP."""
 
@@ -95,7 +107,9 @@ class GaussianProcess:
         self.groups = groups
         self.prior_mean = PRIOR_SHIFT if prior_mean is None else prior_mean  # unexplored regions: on the bad side
         self.y = np.asarray(y, dtype=float) - self.prior_mean
-        self._d2 = group_distances(self.x, self.x, groups)
+        fit = _fit_points(self.y)  # hyperparameters from at most FIT_POINTS points, so a fit stays fast
+        self._fit_y = self.y[fit]
+        self._d2 = group_distances(self.x[fit], self.x[fit], groups)
         self.lengths, self.signal, self.noise = self._fit()
         self._factor()
 
@@ -104,14 +118,14 @@ class GaussianProcess:
     def _objective(self, log_lengths, log_signal, log_noise) -> float:
         import numpy as np
 
-        n, p = len(self.y), len(self.groups)
+        n, p = len(self._fit_y), len(self.groups)
         signal, noise = math.exp(log_signal), math.exp(log_noise) + NOISE_FLOOR
         cov = signal * _matern52(self._d2 @ np.exp(-2.0 * log_lengths)) + noise * np.eye(n)
         try:
             chol = np.linalg.cholesky(cov)
         except np.linalg.LinAlgError:
             return math.inf
-        white = np.linalg.solve(chol, self.y)
+        white = np.linalg.solve(chol, self._fit_y)
         centre = math.log(LENGTH_PRIOR_MEDIAN * math.sqrt(p))
         prior = 0.5 * (((log_lengths - centre) / LENGTH_PRIOR_SD) ** 2).sum()
         prior += 0.5 * (log_signal / 1.0) ** 2  # signal variance around 1 (targets are scaled)

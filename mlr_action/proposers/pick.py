@@ -147,16 +147,16 @@ def model_pick(params, complete, failed, pending, gen, is_new, maximize: bool):
 
     sign = -1.0 if maximize else 1.0
     complete = model_subset(complete, maximize, MAX_MODEL_POINTS)
-    failed, pending = failed[-MAX_MODEL_POINTS:], pending[-MAX_MODEL_POINTS:]
+    failed, pending = failed[-(MAX_MODEL_POINTS // 2):], pending[-MAX_MODEL_POINTS:]
     cols = groups(params)
     x = np.array([_feature_row(params, c) for c, _ in complete])
     gp = GaussianProcess(x, warp_targets([sign * v for _, v in complete]), cols)
     fitted, _ = gp.predict(x)
     best = float(fitted.min())  # the best predicted at a tried point: robust to a lucky noisy value
     failures = None
-    if failed:
-        done_x = np.vstack([x, np.array([_feature_row(params, c) for c in failed])])
-        failures = FailureModel(done_x, [0.0] * len(x) + [1.0] * len(failed), cols)
+    if failed:  # the latest successes and failures, at most MAX_MODEL_POINTS in all
+        ok_x, fail_x = x[-(MAX_MODEL_POINTS // 2):], np.array([_feature_row(params, c) for c in failed])
+        failures = FailureModel(np.vstack([ok_x, fail_x]), [0.0] * len(ok_x) + [1.0] * len(fail_x), cols)
     if pending:
         gp.believe(np.array([_feature_row(params, c) for c in pending]))
     score = _Scorer(params, gp, best, failures)
