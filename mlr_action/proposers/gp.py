@@ -80,9 +80,13 @@ def group_distances(a, b, groups):
     import numpy as np
 
     out = np.empty((len(a), len(b), len(groups)))
+    numeric = [p for p, cols in enumerate(groups) if len(cols) == 1]
+    if numeric:
+        cols = [groups[p][0] for p in numeric]
+        out[:, :, numeric] = (a[:, None, cols] - b[None, :, cols]) ** 2
     for p, cols in enumerate(groups):
-        diff = a[:, None, cols] - b[None, :, cols]
-        out[:, :, p] = (diff * diff).sum(-1) * (0.5 if len(cols) > 1 else 1.0)
+        if len(cols) > 1:
+            out[:, :, p] = 1.0 - a[:, cols] @ b[:, cols].T
     return out
 
 
