@@ -24,7 +24,7 @@ evaluation index, same draw). Runs are cached per problem, method, seed and
 code (``benchmarks/results/.cache/``), so an interrupted run resumes.
 
     nice python benchmarks/search_efficiency.py [--quick] [--seeds 30] [--digits-seeds 20] [--workers 2]
-        [--only P,Q] [--methods search,tpe,gp,random] [--gp-seeds N]
+        [--only P,Q] [--methods search,tpe,gp,random] [--gp-seeds N] [--time-seeds 3] [--design] [--set NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -281,6 +281,32 @@ def proposal_time(problem: Problem, finished: int = 50, repeats: int = 5) -> dic
     return out
 
 
+def time_side_by_side(problems: list[Problem], seeds: int, methods: tuple[str, ...]) -> dict[str, Any]:
+    """Seconds per model-guided proposal, every method run back to back in this process (same load), uncached.
+
+    Optuna's first 10 asks are random draws, so only its later asks count; the
+    search proposer's count from its first model-guided one (after the design).
+    """
+    out: dict[str, Any] = {}
+    for pr in problems:
+        times: dict[str, list[float]] = {m: [] for m in methods if m != "random"}
+        for seed in range(seeds):
+            for m in times:
+                if m == "search":
+                    configs, t = run_search(pr, seed, max(BUDGETS))
+                    times[m] += t[initial_design(pr):]
+                else:
+                    times[m] += run_optuna(pr, seed, max(BUDGETS), m)[1][10:]
+        out[pr.name] = {m: _common.summary(t) for m, t in times.items()}
+    return out
+
+
+def initial_design(problem: Problem) -> int:
+    from mlr_action.proposers.search import initial_design_size
+
+    return initial_design_size(program_for(problem, 0).campaign.params)
+
+
 # --- the cache: one file per problem, method, seed, budget and code ------------------------------
 
 
@@ -364,6 +390,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="what-if: set a constant of the search proposer's modules for the run (repeatable)")
     p.add_argument("--no-write", action="store_true", help="print the tables only (a design iteration)")
+    p.add_argument("--time-seeds", type=int, default=3,
+                   help="seeds of the side-by-side timing (training, mixed_b, hartmann6; every method; 0 skips it)")
     args = p.parse_args()
     variant: dict[str, Any] = {}
     for item in args.set:
@@ -418,6 +446,12 @@ def report(problems, runs, methods, args, **settings) -> None:
     print("\nSeconds per proposal (median over runs of the mean per run): " + "; ".join(
         f"{n}: " + ", ".join(f"{m} {r['seconds_per_proposal'][m] * 1000:.0f} ms" for m in r["seconds_per_proposal"])
         for n, r in results["problems"].items()))
+    if args.time_seeds:
+        side = [pr for pr in problems if pr.name in ("training", "mixed_b", "hartmann6")]
+        results["seconds_per_model_proposal_side_by_side"] = t = time_side_by_side(side, args.time_seeds, methods)
+        print(f"\nSeconds per model-guided proposal, methods back to back ({args.time_seeds} seeds): " + "; ".join(
+            f"{n}: " + ", ".join(f"{m} {_common.med_range(v, 1000, '{:.0f}')} ms" for m, v in ms.items())
+            for n, ms in t.items()))
     timed = [pr for pr in problems if pr.name in ("training", "mixed_b")]
     results["proposal_seconds_at_50_finished"] = {pr.name: proposal_time(pr) for pr in timed}
     for name, t in results["proposal_seconds_at_50_finished"].items():
