@@ -23,7 +23,7 @@ the optimum. Noise draws are shared between methods (same seed, same
 evaluation index, same draw). Runs are cached per problem, method, seed and
 code (``benchmarks/results/.cache/``), so an interrupted run resumes.
 
-    nice python benchmarks/search_efficiency.py [--quick] [--seeds 30] [--digits-seeds 20] [--workers 2]
+    nice python benchmarks/search_efficiency.py [--quick] [--seeds 30] [--digits-seeds 10] [--workers 2]
         [--only P,Q] [--methods search,tpe,gp,random] [--gp-seeds N] [--time-seeds 3] [--design] [--set NAME=VALUE]
 """
 
@@ -382,7 +382,7 @@ def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=None, help="seeds per synthetic problem (default 30; --quick 3)")
     p.add_argument("--gp-seeds", type=int, default=None, help="seeds for GPSampler (default: --seeds)")
-    p.add_argument("--digits-seeds", type=int, default=None, help="seeds for the real task (default 20; --quick 2; 0 skips it)")
+    p.add_argument("--digits-seeds", type=int, default=None, help="seeds for the real task (default 10; --quick 2; 0 skips it)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     p.add_argument("--only", default=None, help="comma-separated problems to run (default: all)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
@@ -399,7 +399,7 @@ def main() -> None:
         variant[name] = json.loads(value)
     seeds = args.seeds or (3 if args.quick else 30)
     gp_seeds = args.gp_seeds if args.gp_seeds is not None else seeds
-    digits_seeds = args.digits_seeds if args.digits_seeds is not None else (2 if args.quick else 20)
+    digits_seeds = args.digits_seeds if args.digits_seeds is not None else (2 if args.quick else 10)
     evals = max(BUDGETS)
     methods = tuple(m for m in args.methods.split(",") if m in METHODS)
     if "gp" in methods and not _torch_available():
