@@ -127,7 +127,8 @@ def targets(problems: dict[str, dict]) -> dict[str, Any]:
     gp_met = {n: all(v is None or v <= 1.0 for v in ks.values()) for n, ks in vs_gp.items()}
     return {
         "vs_tpe": {"ratios": vs_tpe, "met_per_problem": tpe_met, "met": all(tpe_met.values())},
-        "vs_gp": {"ratios": vs_gp, "met_per_problem": gp_met, "met": all(gp_met.values())},
+        "vs_gp": {"ratios": vs_gp, "met_per_problem": gp_met,
+                  "met": all(gp_met.values()) if any(v is not None for ks in vs_gp.values() for v in ks.values()) else None},
         "failure_share": {"shares": fail, "met": all(v is None or v <= FAILURE_SHARE for v in fail.values())},
         "geometric_mean_vs_tpe": {k: _geo([ks[k] for ks in vs_tpe.values() if k in ks]) for k in map(str, BUDGETS)},
     }
