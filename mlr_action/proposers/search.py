@@ -29,8 +29,8 @@ Guarantees:
   declared value itself. ``flavor`` and ``timeout_s`` are left to the step.
 - Optuna and numpy are imported inside :meth:`SearchProposer.propose`;
   optuna's logging is at WARNING and its ExperimentalWarning silenced for the
-  call only. A proposal takes tens of milliseconds, about 0.1 s at 50
-  finished experiments (docs/BENCHMARKS.md, figure 2).
+  call only. A proposal takes 10-50 ms, with 50 finished experiments too
+  (docs/BENCHMARKS.md, figure 2).
 
 What it does, and why. Budgets are 12-24 evaluations, each a GPU job, in
 spaces like real hyperparameter searches: a log-scale step size whose best
@@ -63,9 +63,13 @@ of memory, a few percent of noise.
 
 Why not Optuna's samplers: ``TPESampler()`` and ``GPSampler()`` sample their
 first 10 trials at random, so at 12 evaluations they are random search plus
-two model picks, and they learn nothing from failed trials. ``GPSampler``
-also needs torch and takes 0.1-2 s a proposal. Figure 2 of docs/BENCHMARKS.md
-measures all three on 12 problems (5 used to design this, 7 held out).
+two model picks, and they learn nothing from failed trials (after a first
+failure they fail again 2.5-5 times as often as this proposer). ``GPSampler``
+also needs torch and takes 10-40 times as long. Figure 2 of
+docs/BENCHMARKS.md measures all three on 13 problems (5 used to design this,
+8 held out), and says where this proposer falls short: at 12 evaluations on
+rugged 4-6 dimensional functions, and where nine optimizer x scheduler pairs
+interact (it refines the first good optimizer it finds).
 """
 
 from __future__ import annotations
