@@ -64,7 +64,7 @@ of memory, a few percent of noise.
 Why not Optuna's samplers: ``TPESampler()`` and ``GPSampler()`` sample their
 first 10 trials at random, so at 12 evaluations they are random search plus
 two model picks, and they learn nothing from failed trials (after a first
-failure they fail again 2.5-5 times as often as this proposer). ``GPSampler``
+failure they fail again 2-5 times as often as this proposer). ``GPSampler``
 also needs torch and takes 10-40 times as long. Figure 2 of
 docs/BENCHMARKS.md measures all three on 13 problems (5 used to design this,
 8 held out), and says where this proposer falls short: at 12 evaluations on
