@@ -80,7 +80,7 @@ def _search_hash() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for name in ("search.py", "gp.py", "space.py"):
+    for name in ("search.py", "study.py", "gp.py", "pick.py", "space.py"):
         path = REPO / "mlr_action" / "proposers" / name
         if path.exists():
             digest.update(path.read_bytes())

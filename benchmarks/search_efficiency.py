@@ -1,26 +1,30 @@
 """Figure 2: how good is the best config the search proposer finds in 12 and 24 evaluations?
 
-The proposer (``--proposer search``) against random search and Optuna's
-default sampler (``TPESampler()``), on noisy synthetic functions in mixed
-spaces like a campaign's params (log floats, ints, choices) and on the
-example's real training task (``examples/digits/train.py``, in-process).
+The proposer (``--proposer search``) against random search, Optuna's default
+sampler (``TPESampler()``) and Optuna's Gaussian-process sampler
+(``GPSampler()``, which needs torch: without it that column is skipped), on
+the problems of ``search_problems.py`` (noisy functions over campaign-like
+spaces: log floats, log ints, choices that interact with them, irrelevant
+params, regions where the job fails) and on the example's real training task
+(``examples/digits/train.py``, in-process).
 
 The proposer is driven the way a campaign drives it: every evaluation is
 recorded as ledger rows (an intent, then the completed row with metric,
-decision and best so far, each through JSON as the ledger stores it), the
-rows are folded into campaign state, and ``SearchProposer().propose(program=,
-state=, count=1)`` is asked for the next config (``max_parallel: 1``). The
-proposer's seed is ``campaign.seed``, set to the run's seed.
+decision and best so far, or an error row without a metric when the job
+failed, each through JSON as the ledger stores it), the rows are folded into
+campaign state, and ``SearchProposer().propose(program=, state=, count=1)`` is
+asked for the next config (``max_parallel: 1``). Its seed is
+``campaign.seed``, set to the run's seed. Optuna's samplers are told a failed
+job as a FAIL trial.
 
 For each run the incumbent after k evaluations is the config with the best
 *observed* (noisy) value; its regret is the distance of its *true* value from
 the optimum. Noise draws are shared between methods (same seed, same
-evaluation index, same draw). Reported: median regret and median true value of
-the incumbent over seeds, with quartiles, and how often the proposer beat each
-baseline on the same seed. Target: clearly better than random, and at least
-20% lower median regret than ``TPESampler()`` at 12 evaluations.
+evaluation index, same draw). Runs are cached per problem, method, seed and
+code (``benchmarks/results/.cache/``), so an interrupted run resumes.
 
-    python benchmarks/search_efficiency.py [--quick] [--seeds 30] [--digits-seeds 20] [--workers 2]
+    nice python benchmarks/search_efficiency.py [--quick] [--seeds 30] [--digits-seeds 10] [--workers 2]
+        [--only P,Q] [--methods search,tpe,gp,random] [--gp-seeds N] [--time-seeds 3] [--design] [--set NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -28,107 +32,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import io
 import json
 import logging
-import math
 import os
 import random
-import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import _common
-from _common import REPO, table
+from _common import REPO, RESULTS, table
+from search_analysis import BASELINES, BUDGETS, METHOD_LABELS, METHODS, analyse, regret_rows, targets
+from search_problems import PROBLEMS, SYNTHETIC, Problem
 
 import yaml
 
-BUDGETS = (12, 24)
-METHODS = ("search", "tpe", "random")
-METHOD_LABELS = {"search": "search proposer", "tpe": "TPESampler()", "random": "random"}
+CACHE = Path(os.environ.get("SEARCH_BENCH_CACHE") or RESULTS / ".cache" / "search_efficiency")
 
 
-# --- the functions ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    name: str
-    params: dict[str, dict]  # as in program.md's Campaign block
-    direction: str  # maximize | minimize
-    optimum: float | None  # None: estimated as the best true value any run saw
-    noise_sd: float
-    description: str
-    held_out: bool  # not one of the functions the proposer's sampler was tuned on
-    fixed: dict[str, Any] | None = None
-
-    def true_value(self, config: dict[str, Any]) -> float:
-        return SYNTHETIC[self.name](config)
-
-
-def branin(c: dict) -> float:
-    x1, x2 = c["x1"], c["x2"]
-    b, cc, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1 ** 2 + cc * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-
-
-_H6_A = [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
-_H6_P = [[0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886], [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
-         [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650], [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381]]
-_H6_ALPHA = [1.0, 1.2, 3.0, 3.2]
-
-
-def hartmann6(c: dict) -> float:
-    x = [c[f"x{i}"] for i in range(1, 7)]
-    return -sum(a * math.exp(-sum(A * (xi - P) ** 2 for A, xi, P in zip(As, x, Ps)))
-                for a, As, Ps in zip(_H6_ALPHA, _H6_A, _H6_P))
-
-
-def finetune(c: dict) -> float:
-    """Fine-tuning accuracy: the best step size grows with the batch; too large a step diverges."""
-    u = math.log10(c["lr"]) - (math.log10(2e-4) + 0.15 * math.log2(c["batch_size"] / 16))
-    acc = 0.93 - 0.06 * u * u - 0.25 * max(0.0, u - 0.4) ** 2
-    acc -= 0.01 * math.log2(c["batch_size"] / 24) ** 2
-    acc -= 0.5 * (c["warmup_ratio"] - 0.06) ** 2
-    return acc + (0.01 if c["scheduler"] == "cosine" else 0.0)
-
-
-_MLP_LR = {"relu": 3e-3, "tanh": 1e-3, "logistic": 1e-2}
-_MLP_BASE = {"relu": 0.0, "tanh": -0.006, "logistic": -0.02}
-
-
-def mlp(c: dict) -> float:
-    """A digits-like surface: each activation has its own best step size; too small a net or too much L2 hurts."""
-    act = c["activation"]
-    acc = 0.975 + _MLP_BASE[act] - 0.04 * (math.log10(c["learning_rate_init"]) - math.log10(_MLP_LR[act])) ** 2
-    acc -= 0.012 * max(0.0, math.log2(64 / c["hidden"])) ** 2 + 0.003 * max(0.0, math.log2(c["hidden"] / 128)) ** 2
-    acc -= 0.01 * max(0.0, math.log10(c["alpha"]) + 3) ** 2
-    return acc
-
-
-SYNTHETIC: dict[str, Callable[[dict], float]] = {"branin": branin, "hartmann6": hartmann6, "finetune": finetune, "mlp": mlp}
-
-FLOAT = {"type": "float"}
-PROBLEMS = [
-    Problem("branin", {"x1": {**FLOAT, "low": -5, "high": 10}, "x2": {**FLOAT, "low": 0, "high": 15}},
-            "minimize", 0.397887, 0.5, "2 floats, noise sd 0.5", held_out=False),
-    Problem("hartmann6", {f"x{i}": {**FLOAT, "low": 0, "high": 1} for i in range(1, 7)},
-            "minimize", -3.32237, 0.05, "6 floats, noise sd 0.05", held_out=True),
-    Problem("finetune", {"lr": {**FLOAT, "low": 1e-5, "high": 1e-3, "log": True},
-                         "batch_size": {"type": "int", "low": 4, "high": 64},
-                         "scheduler": {"choices": ["linear", "cosine"]},
-                         "warmup_ratio": {**FLOAT, "low": 0.0, "high": 0.2}},
-            "maximize", 0.94, 0.005, "log float, int, 2-way choice, float; noise sd 0.005", held_out=True),
-    Problem("mlp", {"learning_rate_init": {**FLOAT, "low": 1e-4, "high": 1e-1, "log": True},
-                    "hidden": {"type": "int", "low": 8, "high": 256, "log": True},
-                    "alpha": {**FLOAT, "low": 1e-6, "high": 1e-1, "log": True},
-                    "activation": {"choices": ["relu", "tanh", "logistic"]}},
-            "maximize", 0.975, 0.003, "2 log floats, log int, 3-way choice; noise sd 0.003", held_out=True),
-]
-
+# --- the real task ------------------------------------------------------------------------
 
 def digits_problem() -> Problem:
     """The example campaign's own search space and fixed values, from examples/digits/program.md."""
@@ -174,7 +100,8 @@ def _noise(problem: Problem, seed: int, index: int) -> float:
     return random.Random(digest).gauss(0.0, problem.noise_sd)
 
 
-def _evaluate(problem: Problem, config: dict[str, Any]) -> float:
+def _evaluate(problem: Problem, config: dict[str, Any]) -> float | None:
+    """The true value of ``config``; None when the job fails."""
     if problem.name == "digits":
         return digits_value(config, problem.fixed or {})
     return problem.true_value(config)
@@ -186,7 +113,7 @@ def program_for(problem: Problem, seed: int):
     envelope = {"max_jobs": 1000, "max_walltime": "1000h", "allowed_flavors": ["cpu-basic"], "max_timeout": "1h",
                 "output_repos": []}
     campaign = {"metric": "value", "direction": problem.direction, "script": "train.py", "params": problem.params,
-                "fixed": problem.fixed or {}, "timeout": "1h", "name": f"bench-{problem.name}", "seed": seed}
+                "fixed": problem.fixed or {}, "timeout": "1h", "name": f"bench-{problem.name.replace('_', '-')}", "seed": seed}
     text = (f"# {problem.name}\n\n## Budget envelope\n\n```yaml\n{yaml.safe_dump(envelope)}```\n\n"
             f"## Campaign\n\n```yaml\n{yaml.safe_dump(campaign, sort_keys=False)}```\n")
     return parse_program(text)
@@ -198,22 +125,17 @@ def _through_json(row):
     return parse_row(json.loads(dump_row(row)))
 
 
-VARIANT: dict[str, Any] = {}  # what-if runs only (--n-initial, --set): never what ships
+VARIANT: dict[str, Any] = {}  # what-if runs only (--set): never what ships
 
 
-SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.gp", "mlr_action.proposers.space")
+SEARCH_MODULES = ("mlr_action.proposers.search", "mlr_action.proposers.study", "mlr_action.proposers.gp", "mlr_action.proposers.pick",
+                  "mlr_action.proposers.space")
 
 
 def _search_modules() -> list[Any]:
     import importlib
 
-    out = []
-    for name in SEARCH_MODULES:
-        try:
-            out.append(importlib.import_module(name))
-        except ModuleNotFoundError:  # an older layout kept everything in search.py
-            pass
-    return out
+    return [importlib.import_module(n) for n in SEARCH_MODULES if importlib.util.find_spec(n)]
 
 
 def apply_variant(variant: dict[str, Any]) -> None:
@@ -221,45 +143,47 @@ def apply_variant(variant: dict[str, Any]) -> None:
     VARIANT.clear()
     VARIANT.update(variant)
     for name, value in variant.items():
-        if name == "n_initial":
-            continue
         owners = [m for m in _search_modules() if hasattr(m, name)]
         if not owners:
-            raise SystemExit(f"--set {name}: no such constant in {', '.join(SEARCH_MODULES)}")
+            raise SystemExit(f"--set {name}: no such constant in the search proposer's modules")
         for module in owners:  # where it is defined and where it was imported by name
             setattr(module, name, value)
 
 
-def run_search(problem: Problem, seed: int, evals: int) -> tuple[list[dict], float]:
-    """The search proposer over ledger rows; the configs in order, and the mean seconds per proposal."""
+def run_search(problem: Problem, seed: int, evals: int) -> tuple[list[dict], list[float]]:
+    """The search proposer over ledger rows; the configs in order, and the seconds of each proposal."""
     from mlr_action.ledger import EventRow, experiment_row
     from mlr_action.proposers.search import SearchProposer
     from mlr_action.state import fold
 
     program = program_for(problem, seed)
-    rows: list = [EventRow(event="started", ts="2026-01-01T00:00:00+00:00", campaign=f"bench-{problem.name}")]
-    configs, best, spent = [], None, 0.0
+    rows: list = [EventRow(event="started", ts="2026-01-01T00:00:00+00:00", campaign=program.campaign.name)]
+    configs, best, times = [], None, []
     for i in range(1, evals + 1):
         state = fold(rows)
         start = time.perf_counter()
-        proposer = SearchProposer(n_initial=VARIANT["n_initial"]) if "n_initial" in VARIANT else SearchProposer()
-        proposals = proposer.propose(program=program, state=state, count=1)
-        spent += time.perf_counter() - start
+        proposals = SearchProposer().propose(program=program, state=state, count=1)
+        times.append(time.perf_counter() - start)
         if not proposals:
             break
         config = dict(proposals[0].config)
-        observed = _evaluate(problem, config) + _noise(problem, seed, i)
-        keep = program.better(observed, best)
-        best = observed if keep else best
+        true = _evaluate(problem, config)
         ts = f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00+00:00"
         intent = experiment_row(iter=i, ts=ts, status="proposed", config=config, timeout_s=3600, flavor="cpu-basic",
                                 hypothesis=proposals[0].hypothesis, proposer="search")
-        done = intent.model_copy(update={"status": "completed", "job_id": f"job-{i}", "metric": observed,
-                                         "decision": "keep" if keep else "discard", "best_so_far": best,
-                                         "duration_s": 60.0})
+        if true is None:
+            done = intent.model_copy(update={"status": "error", "job_id": f"job-{i}", "duration_s": 60.0,
+                                             "error": "job exited 1: loss is nan", "best_so_far": best})
+        else:
+            observed = true + _noise(problem, seed, i)
+            keep = program.better(observed, best)
+            best = observed if keep else best
+            done = intent.model_copy(update={"status": "completed", "job_id": f"job-{i}", "metric": observed,
+                                             "decision": "keep" if keep else "discard", "best_so_far": best,
+                                             "duration_s": 60.0})
         rows += [_through_json(intent), _through_json(done)]
         configs.append(config)
-    return configs, spent / max(1, len(configs))
+    return configs, times
 
 
 def _distributions(problem: Problem) -> dict[str, Any]:
@@ -276,22 +200,36 @@ def _distributions(problem: Problem) -> dict[str, Any]:
     return out
 
 
-def run_optuna(problem: Problem, seed: int, evals: int, method: str) -> tuple[list[dict], float]:
+def _sampler(method: str, seed: int):
     import optuna
 
-    optuna.logging.set_verbosity(logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.RandomSampler(seed=seed)
-    study = optuna.create_study(direction=problem.direction, sampler=sampler)
+    if method == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if method == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def run_optuna(problem: Problem, seed: int, evals: int, method: str) -> tuple[list[dict], list[float]]:
+    import optuna
+
+    optuna.logging.set_verbosity(logging.ERROR)
+    warnings.simplefilter("ignore")  # GPSampler is experimental and says so on every ask
+    study = optuna.create_study(direction=problem.direction, sampler=_sampler(method, seed))
     dists = _distributions(problem)
-    configs, spent = [], 0.0
+    configs, times = [], []
     for i in range(1, evals + 1):
         start = time.perf_counter()
         trial = study.ask(dists)
-        spent += time.perf_counter() - start
+        times.append(time.perf_counter() - start)
         config = dict(trial.params)
-        study.tell(trial, _evaluate(problem, config) + _noise(problem, seed, i))
+        true = _evaluate(problem, config)
+        if true is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, true + _noise(problem, seed, i))
         configs.append(config)
-    return configs, spent / evals
+    return configs, times
 
 
 def one_run(task: tuple[Problem, str, int, int, dict]) -> dict[str, Any]:
@@ -299,166 +237,237 @@ def one_run(task: tuple[Problem, str, int, int, dict]) -> dict[str, Any]:
     if variant:
         apply_variant(variant)
     start = time.perf_counter()
-    if method == "search":
-        configs, per_proposal = run_search(problem, seed, evals)
-    else:
-        configs, per_proposal = run_optuna(problem, seed, evals, method)
+    runner = run_search if method == "search" else (lambda p, s, e: run_optuna(p, s, e, method))
+    configs, times = runner(problem, seed, evals)
     true = [_evaluate(problem, c) for c in configs]
-    observed = [t + _noise(problem, seed, i) for i, t in enumerate(true, start=1)]
-    best = (max if problem.direction == "maximize" else min)(range(len(observed)), key=observed.__getitem__)
+    observed = [None if t is None else t + _noise(problem, seed, i) for i, t in enumerate(true, start=1)]
+    model_times = times[10:] if method in ("tpe", "gp") else times  # Optuna's first 10 asks are random draws
+    kinds = [problem.failure_kind(c) if problem.name != "digits" else None for c in configs]
     return {"problem": problem.name, "method": method, "seed": seed, "true": true, "observed": observed,
-            "best_config": configs[best], "seconds": time.perf_counter() - start, "seconds_per_proposal": per_proposal}
+            "failure_kinds": kinds,
+            "configs": configs, "seconds": time.perf_counter() - start,
+            "seconds_per_proposal": sum(times) / max(1, len(times)),
+            "seconds_per_model_proposal": sum(model_times) / max(1, len(model_times)),
+            "max_seconds_per_proposal": max(times, default=0.0)}
 
 
-# --- analysis ------------------------------------------------------------------------
+def proposal_time(problem: Problem, finished: int = 50, repeats: int = 5) -> dict[str, Any]:
+    """Seconds of one ``propose`` call with ``finished`` experiments in the ledger (every 5th failed) and 2 in flight."""
+    from mlr_action.ledger import EventRow, experiment_row
+    from mlr_action.proposers.search import SearchProposer
+    from mlr_action.state import fold
 
+    program = program_for(problem, 0)
+    gen = random.Random(0)
+    rows: list = [EventRow(event="started", ts="2026-01-01T00:00:00+00:00", campaign=program.campaign.name)]
+    from mlr_action.proposers.space import from_unit
 
-def incumbent_value(run: dict, k: int, direction: str) -> float:
-    """True value of the config with the best observed value among the first ``k``."""
-    observed, true = run["observed"][:k], run["true"][:k]
-    pick = max if direction == "maximize" else min
-    i = pick(range(len(observed)), key=lambda j: observed[j])
-    return true[i]
-
-
-def regret(value: float, optimum: float, direction: str) -> float:
-    return max(0.0, optimum - value) if direction == "maximize" else max(0.0, value - optimum)
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) < 4:
-        m = statistics.median(values)
-        return min(values), m, max(values)
-    q = statistics.quantiles(values, n=4)
-    return q[0], statistics.median(values), q[2]
-
-
-def analyse(problem: Problem, runs: list[dict]) -> dict[str, Any]:
-    optimum = problem.optimum
-    if optimum is None:
-        every = [v for r in runs for v in r["true"]]
-        optimum = max(every) if problem.direction == "maximize" else min(every)
-    out: dict[str, Any] = {"optimum": optimum, "optimum_known": problem.optimum is not None, "budgets": {}}
-    by_method = {m: sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"]) for m in METHODS}
-    for k in BUDGETS:
-        entry: dict[str, Any] = {}
-        regrets = {}
-        for m, rs in by_method.items():
-            values = [incumbent_value(r, k, problem.direction) for r in rs]
-            regrets[m] = [regret(v, optimum, problem.direction) for v in values]
-            q1, med, q3 = quartiles(regrets[m])
-            entry[m] = {"median_regret": med, "q1_regret": q1, "q3_regret": q3,
-                        "median_value": statistics.median(values), "seeds": len(values)}
-        for base in ("tpe", "random"):
-            ours, theirs = regrets["search"], regrets[base]
-            ratio = entry["search"]["median_regret"] / entry[base]["median_regret"] if entry[base]["median_regret"] else None
-            wins = sum(a < b for a, b in zip(ours, theirs)) + 0.5 * sum(a == b for a, b in zip(ours, theirs))
-            entry[f"vs_{base}"] = {"median_regret_ratio": ratio, "win_rate": wins / len(ours)}
-        out["budgets"][str(k)] = entry
-    out["seconds_per_proposal"] = {m: statistics.median(r["seconds_per_proposal"] for r in rs) for m, rs in by_method.items()}
+    for i in range(1, finished + 3):
+        config = {n: from_unit(s, gen.random()) for n, s in program.campaign.params.items()}
+        true = _evaluate(problem, config)
+        status = "running" if i > finished else ("error" if true is None or i % 5 == 0 else "completed")
+        rows.append(experiment_row(iter=i, ts="2026-01-01T00:00:00+00:00", status=status, config=config,
+                                   timeout_s=3600, flavor="cpu-basic",
+                                   metric=true + _noise(problem, 0, i) if status == "completed" else None))
+    state = fold(rows)
+    out: dict[str, Any] = {"finished": finished, "in_flight": 2}
+    for count in (1, 4):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            SearchProposer().propose(program=program, state=state, count=count)
+            times.append(time.perf_counter() - start)
+        out[f"count_{count}"] = _common.summary(times)
     return out
 
 
+def time_side_by_side(problems: list[Problem], seeds: int, methods: tuple[str, ...]) -> dict[str, Any]:
+    """Seconds per model-guided proposal, every method run back to back in this process (same load), uncached.
+
+    Optuna's first 10 asks are random draws, so only its later asks count; the
+    search proposer's count from its first model-guided one (after the design).
+    """
+    out: dict[str, Any] = {}
+    for pr in problems:
+        times: dict[str, list[float]] = {m: [] for m in methods if m != "random"}
+        for seed in range(seeds):
+            for m in times:
+                if m == "search":
+                    configs, t = run_search(pr, seed, max(BUDGETS))
+                    times[m] += t[initial_design(pr):]
+                else:
+                    times[m] += run_optuna(pr, seed, max(BUDGETS), m)[1][10:]
+        out[pr.name] = {m: _common.summary(t) for m, t in times.items()}
+    return out
+
+
+def initial_design(problem: Problem) -> int:
+    from mlr_action.proposers.search import initial_design_size
+
+    return initial_design_size(program_for(problem, 0).campaign.params)
+
+
+# --- the cache: one file per problem, method, seed, budget and code ------------------------------
+
+
+def _code_tag(problem: Problem, method: str) -> str:
+    """What a cached run depends on: the problem's definition, and the proposer's code or Optuna's version."""
+    import optuna
+
+    digest = hashlib.sha256(repr(problem).encode())
+    if problem.name in SYNTHETIC:
+        digest.update(inspect.getsource(SYNTHETIC[problem.name]).encode())
+    digest.update(search_version()["sha256"].encode() if method == "search" else optuna.__version__.encode())
+    digest.update(json.dumps(VARIANT, sort_keys=True).encode() if method == "search" else b"")
+    return digest.hexdigest()[:12]
+
+
+def _cache_path(task) -> Path:
+    problem, method, seed, evals, _variant = task
+    return CACHE / f"{problem.name}.{method}.{seed}.{evals}.{_code_tag(problem, method)}.json"
+
+
+def run_all(tasks: list, workers: int) -> list[dict]:
+    """Every task's run: from the cache when it has one, else computed (in a pool) and cached."""
+    runs, todo = [], []
+    for task in tasks:
+        path = _cache_path(task)
+        if path.exists():
+            runs.append(json.loads(path.read_text()))
+        else:
+            todo.append((task, path))
+    print(f"{len(tasks)} runs: {len(runs)} cached, {len(todo)} to do on {workers} workers ...", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(one_run, task): path for task, path in todo}
+        for i, future in enumerate(as_completed(futures), start=1):
+            run = _rounded(future.result())
+            futures[future].write_text(json.dumps(run))
+            runs.append(run)
+            if i % 25 == 0 or i == len(todo):
+                print(f"  {i}/{len(todo)} runs ({time.perf_counter() - start:.0f} s)", flush=True)
+    return runs
+
+
 def _rounded(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as stored: values to 6 significant digits (the analysis used the full ones)."""
-    r6 = lambda v: float(f"{v:.6g}")  # noqa: E731
+    """A run as stored: values to 6 significant digits."""
+    r6 = lambda v: None if v is None else float(f"{v:.6g}")  # noqa: E731
     return {**run, "true": [r6(v) for v in run["true"]], "observed": [r6(v) for v in run["observed"]],
-            "seconds": round(run["seconds"], 3), "seconds_per_proposal": round(run["seconds_per_proposal"], 4)}
+            "seconds": round(run["seconds"], 3),
+            **{k: round(run[k], 4) for k in ("seconds_per_proposal", "seconds_per_model_proposal",
+                                             "max_seconds_per_proposal")}}
 
 
 def search_version() -> dict[str, Any]:
-    """Which proposer was measured: it is still being tuned, so a hash of its modules goes with the numbers."""
+    """Which proposer was measured: a hash of its modules and their constants."""
     digest = hashlib.sha256()
     knobs: dict[str, Any] = {}
     for module in _search_modules():
         digest.update(Path(module.__file__).read_bytes())
         knobs.update({f"{module.__name__.rsplit('.', 1)[-1]}.{n}": getattr(module, n) for n in dir(module)
                       if n.isupper() and isinstance(getattr(module, n), (int, float, str))})
-    return {"sha256": digest.hexdigest()[:12], "modules": [m.__name__ for m in _search_modules()], "module_constants": knobs}
+    return {"sha256": digest.hexdigest()[:12], "modules": [m.__name__ for m in _search_modules()],
+            "module_constants": knobs}
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=None, help="seeds per synthetic function (default 30; --quick 3)")
-    p.add_argument("--digits-seeds", type=int, default=None, help="seeds for the real task (default 20; --quick 2; 0 skips it)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per synthetic problem (default 30; --quick 3)")
+    p.add_argument("--gp-seeds", type=int, default=None, help="seeds for GPSampler (default: --seeds)")
+    p.add_argument("--digits-seeds", type=int, default=None, help="seeds for the real task (default 10; --quick 2; 0 skips it)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     p.add_argument("--only", default=None, help="comma-separated problems to run (default: all)")
-    p.add_argument("--n-initial", type=int, default=None, help="what-if: SearchProposer(n_initial=N)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
+    p.add_argument("--design", action="store_true", help="the design problems only (held_out=False)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="what-if: set a constant of mlr_action/proposers/search.py for the run (repeatable)")
+                   help="what-if: set a constant of the search proposer's modules for the run (repeatable)")
+    p.add_argument("--no-write", action="store_true", help="print the tables only (a design iteration)")
+    p.add_argument("--time-seeds", type=int, default=3,
+                   help="seeds of the side-by-side timing (training, mixed_b, hartmann6; every method; 0 skips it)")
     args = p.parse_args()
-    variant: dict[str, Any] = {"n_initial": args.n_initial} if args.n_initial else {}
+    variant: dict[str, Any] = {}
     for item in args.set:
         name, _, value = item.partition("=")
         variant[name] = json.loads(value)
     seeds = args.seeds or (3 if args.quick else 30)
-    digits_seeds = args.digits_seeds if args.digits_seeds is not None else (2 if args.quick else 20)
-    evals = 12 if args.quick else max(BUDGETS)
+    gp_seeds = args.gp_seeds if args.gp_seeds is not None else seeds
+    digits_seeds = args.digits_seeds if args.digits_seeds is not None else (2 if args.quick else 10)
+    evals = max(BUDGETS)
+    methods = tuple(m for m in args.methods.split(",") if m in METHODS)
+    if "gp" in methods and not _torch_available():
+        print("GPSampler needs torch (pip install torch): its column is skipped")
+        methods = tuple(m for m in methods if m != "gp")
     problems = list(PROBLEMS) + ([digits_problem()] if digits_seeds else [])
     if args.only:
         problems = [pr for pr in problems if pr.name in args.only.split(",")]
-    tasks = [(pr, m, s, evals, variant) for pr in problems for s in range(digits_seeds if pr.name == "digits" else seeds)
-             for m in METHODS]
-    # the slow real-task runs first, so the pool is not left waiting on them at the end
-    tasks.sort(key=lambda t: t[0].name != "digits")
-    print(f"{len(tasks)} runs of {evals} evaluations on {args.workers} workers ...", flush=True)
-    start = time.perf_counter()
-    runs: list[dict] = []
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for i, run in enumerate(pool.map(one_run, tasks, chunksize=1), start=1):
-            runs.append(run)
-            if i % 50 == 0 or i == len(tasks):
-                print(f"  {i}/{len(tasks)} runs ({time.perf_counter() - start:.0f} s)", flush=True)
-    budgets = [k for k in BUDGETS if k <= evals]
-    results: dict[str, Any] = {"seeds": seeds, "digits_seeds": digits_seeds, "evaluations": evals,
-                               "search_proposer": search_version(), "variant": variant, "problems": {},
-                               "runs": [_rounded(r) for r in runs]}
-    rows = []
+    if args.design:
+        problems = [pr for pr in problems if not pr.held_out]
+    tasks = []
     for pr in problems:
-        res = analyse(pr, [r for r in runs if r["problem"] == pr.name])
+        n = digits_seeds if pr.name == "digits" else seeds
+        for m in methods:
+            tasks += [(pr, m, s, evals, variant if m == "search" else {}) for s in range(min(n, gp_seeds) if m == "gp" else n)]
+    tasks.sort(key=lambda t: t[0].name != "digits")  # the slow real task first, so the pool is not left waiting on it
+    if variant:
+        apply_variant(variant)  # so the cache key names the variant
+    runs = run_all(tasks, args.workers)
+    report(problems, runs, methods, args, seeds=seeds, gp_seeds=gp_seeds, digits_seeds=digits_seeds, evals=evals,
+           variant=variant)
+
+
+def report(problems, runs, methods, args, **settings) -> None:
+    results: dict[str, Any] = {**settings, "methods": methods, "search_proposer": search_version(), "problems": {}}
+    for pr in problems:
+        res = analyse(pr, [r for r in runs if r["problem"] == pr.name], methods)
         res.update(description=pr.description, direction=pr.direction, held_out=pr.held_out)
         results["problems"][pr.name] = res
-        for k in budgets:
-            e = res["budgets"][str(k)]
-            rows.append([pr.name + ("" if pr.held_out else " (tuned on)"), k]
-                        + [f"{e[m]['median_regret']:.3g} [{e[m]['q1_regret']:.2g}-{e[m]['q3_regret']:.2g}]" for m in METHODS]
-                        + [f"{e['vs_tpe']['median_regret_ratio']:.2f}" if e["vs_tpe"]["median_regret_ratio"] is not None else "-",
-                           f"{e['vs_tpe']['win_rate']:.0%}",
-                           f"{e['vs_random']['median_regret_ratio']:.2f}" if e["vs_random"]["median_regret_ratio"] is not None else "-",
-                           f"{e['vs_random']['win_rate']:.0%}"])
-    print(f"\nMedian regret [quartiles] of the incumbent over seeds ({seeds} per synthetic function, {digits_seeds} for digits)")
-    print(table(["problem", "evals", *[METHOD_LABELS[m] for m in METHODS], "ratio vs TPE", "wins vs TPE",
-                 "ratio vs random", "wins vs random"], rows))
-    value_rows = [[pr.name, k] + [f"{results['problems'][pr.name]['budgets'][str(k)][m]['median_value']:.4g}" for m in METHODS]
-                  for pr in problems for k in budgets]
-    print("\nMedian true value of the incumbent (optimum: "
-          + ", ".join(f"{n} {r['optimum']:.4g}{'' if r['optimum_known'] else ' (best seen)'}" for n, r in results["problems"].items()) + ")")
-    print(table(["problem", "evals", *[METHOD_LABELS[m] for m in METHODS]], value_rows))
-
-    at12 = {n: r["budgets"]["12"] for n, r in results["problems"].items() if "12" in r["budgets"]}
-    ratios = {n: e["vs_tpe"]["median_regret_ratio"] for n, e in at12.items()}
-    valid = [v for v in ratios.values() if v]
-    geo = math.exp(statistics.mean(math.log(v) for v in valid)) if valid else None
-    results["targets"] = {
-        "vs_tpe_at_12": {"ratios": ratios, "geometric_mean": geo,
-                         "met_per_problem": {n: (v is not None and v <= 0.8) for n, v in ratios.items()},
-                         "met": bool(valid) and all(v is not None and v <= 0.8 for v in ratios.values())},
-        "vs_random_at_12": {n: e["vs_random"] for n, e in at12.items()},
-        # better than random: lower median regret and more than half the seeds won, on every problem and budget
-        "better_than_random": all(
-            e["vs_random"]["win_rate"] > 0.5 and (e["vs_random"]["median_regret_ratio"] or 0) < 1
-            for r in results["problems"].values() for e in r["budgets"].values()),
-    }
-    met_count = sum(results["targets"]["vs_tpe_at_12"]["met_per_problem"].values())
-    print("\ntarget <= 0.80x TPE median regret at 12: " + ", ".join(
-        f"{n} {v:.2f}" if v is not None else f"{n} -" for n, v in ratios.items())
-        + (f"; geometric mean {geo:.2f}" if geo else "") + f"; met on {met_count} of {len(ratios)} problems"
-        + f" -> {'met' if results['targets']['vs_tpe_at_12']['met'] else 'MISSED'}")
-    print(f"better than random (every problem, 12 and {evals}): {results['targets']['better_than_random']}")
-    print("seconds per proposal (median): " + ", ".join(
-        f"{n} {r['seconds_per_proposal']['search'] * 1000:.0f} ms" for n, r in results["problems"].items()))
-    print(f"search.py measured: {results['search_proposer']['sha256']}")
-    name = "search_efficiency" + ("".join(f".{k}={v}" for k, v in variant.items()) if variant else "")
+    base = [b for b in BASELINES if b in methods]
+    print("\nMedian regret [95% interval of the median] of the incumbent")
+    print(table(["problem", "evals", *[METHOD_LABELS[m] for m in methods], *[f"ratio vs {b}" for b in base],
+                 "wins vs TPE"], regret_rows(problems, results["problems"], methods)))
+    fail_rows = [[n, m, f"{f['seen_share']:.0%}" if f["seen_share"] is not None else "-",
+                  f"{f['share']:.0%}" if f["share"] is not None else "-", f["runs_with_a_failure"],
+                  f["runs_over_a_fifth"], f["all_failures"]]
+                 for n, r in results["problems"].items() for m in methods
+                 if (f := r["budgets"][str(max(BUDGETS))].get(m, {}).get("failures"))]
+    if fail_rows:
+        print(f"\nFailures in {max(BUDGETS)} evaluations: share of the evaluations after a run's first failure that failed "
+              "in a region (kind of failure) already seen, and in any")
+        print(table(["problem", "method", "in a seen region", "any", "runs with a failure",
+                     "runs over a fifth", "failed evaluations in all"], fail_rows))
+    print("\nSeconds per proposal (median over runs of the mean per run): " + "; ".join(
+        f"{n}: " + ", ".join(f"{m} {r['seconds_per_proposal'][m] * 1000:.0f} ms" for m in r["seconds_per_proposal"])
+        for n, r in results["problems"].items()))
+    if args.time_seeds:
+        side = [pr for pr in problems if pr.name in ("training", "mixed_b", "hartmann6")]
+        results["seconds_per_model_proposal_side_by_side"] = t = time_side_by_side(side, args.time_seeds, methods)
+        print(f"\nSeconds per model-guided proposal, methods back to back ({args.time_seeds} seeds): " + "; ".join(
+            f"{n}: " + ", ".join(f"{m} {_common.med_range(v, 1000, '{:.0f}')} ms" for m, v in ms.items())
+            for n, ms in t.items()))
+    timed = [pr for pr in problems if pr.name in ("training", "mixed_b")]
+    results["proposal_seconds_at_50_finished"] = {pr.name: proposal_time(pr) for pr in timed}
+    for name, t in results["proposal_seconds_at_50_finished"].items():
+        print(f"one proposal at 50 finished experiments, {name}: {_common.med_range(t['count_1'], 1000, '{:.0f}')} ms; "
+              f"four at once: {_common.med_range(t['count_4'], 1000, '{:.0f}')} ms")
+    results["targets"] = targets(results["problems"])
+    t = results["targets"]
+    print(f"\ntarget <= 0.80x TPE at 12 and 24 on every problem: {'met' if t['vs_tpe']['met'] else 'MISSED'}; "
+          f"no worse than GPSampler: {'not measured' if t['vs_gp']['met'] is None else 'met' if t['vs_gp']['met'] else 'MISSED'}; "
+          f"failure share <= 1/5: {'met' if t['failure_share']['met'] else 'MISSED'}")
+    print(f"search proposer measured: {results['search_proposer']['sha256']}")
+    if args.no_write:
+        return
+    results["runs"] = [{k: v for k, v in r.items() if k != "configs"} for r in runs
+                       if r["problem"] in results["problems"]]
+    name = "search_efficiency" + ("".join(f".{k}={v}" for k, v in settings["variant"].items()) if settings["variant"] else "")
     _common.write_results(name, results, quick=args.quick)
 
 

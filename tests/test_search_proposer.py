@@ -322,12 +322,114 @@ def test_accepts_the_validator_hook():
 
 
 def test_the_model_is_fit_on_a_bounded_subset_that_keeps_the_best_and_the_latest():
-    from mlr_action.proposers.gp import MAX_MODEL_POINTS, model_subset
+    from mlr_action.proposers.gp import model_subset
+    from mlr_action.proposers.pick import MAX_MODEL_POINTS
 
     complete = [({"x": i}, float((i * 37) % 101)) for i in range(1000)]
-    subset = model_subset(complete, maximize=True)
+    subset = model_subset(complete, True, MAX_MODEL_POINTS)
     assert len(subset) <= MAX_MODEL_POINTS
     assert max(v for _, v in subset) == max(v for _, v in complete)
     assert subset[-1] == complete[-1] and subset == sorted(subset, key=lambda cv: cv[0]["x"])
-    assert model_subset(complete[:50], maximize=False) == complete[:50]
-    assert min(v for _, v in model_subset(complete, maximize=False)) == min(v for _, v in complete)
+    assert model_subset(complete[:50], False, MAX_MODEL_POINTS) == complete[:50]
+    assert min(v for _, v in model_subset(complete, False, MAX_MODEL_POINTS)) == min(v for _, v in complete)
+
+
+# --- mixed spaces, failures, noise (issue 14) ---------------------------------------------
+
+
+def test_failed_jobs_steer_the_search_away_from_where_they_failed():
+    """A divergence cliff at x > 0.6 next to the optimum at 0.5: after the first failure, few more."""
+    prog = program("  x: {type: float, low: 0, high: 1}\n  y: {type: float, low: 0, high: 1}")
+    rows: list = []
+    for i in range(1, 21):
+        [p] = propose(prog, rows)
+        x, y = p.config["x"], p.config["y"]
+        if x > 0.6:  # diverged: the job exits without a metric
+            rows.append(row(i, p.config, status="error"))
+        else:
+            rows.append(row(i, p.config, metric=1.0 - (x - 0.5) ** 2 - (y - 0.5) ** 2))
+    failed = [r.status == "error" for r in rows]
+    after = failed[failed.index(True) + 1:]
+    assert sum(after) <= len(after) / 5, [round(r.config["x"], 2) for r in rows]
+    best = max((r for r in rows if r.metric is not None), key=lambda r: r.metric)
+    assert abs(best.config["x"] - 0.5) < 0.1 and abs(best.config["y"] - 0.5) < 0.15
+
+
+def test_the_failure_model_counts_errors_and_missing_metrics_but_not_cancels():
+    from mlr_action.proposers.study import is_failure
+
+    prog = program(SMALL)
+    rows = [
+        row(1, {"depth": 1, "act": "relu"}, metric=0.5),
+        row(2, {"depth": 2, "act": "relu"}, status="error"),
+        row(3, {"depth": 3, "act": "gelu"}, status="completed", metric=None),
+        row(4, {"depth": 1, "act": "gelu"}, status="canceled"),
+    ]
+    trials, _ = ledger_trials(prog, fold(rows))
+    assert [is_failure(t) for t in trials] == [False, True, True, False]
+
+
+def test_a_lucky_single_result_is_not_chased():
+    """One high value among low neighbours reads as noise: the model goes where the trend is, not to the outlier."""
+    prog = program("  x: {type: float, low: 0, high: 1}")
+    trend = [(0.05, 0.05), (0.12, 0.13), (0.18, 0.17), (0.24, 0.25), (0.3, 0.29), (0.45, 0.46), (0.55, 0.54),
+             (0.62, 0.63)]
+    rows = [row(i, {"x": x}, metric=v) for i, (x, v) in enumerate(trend, start=1)]
+    rows.append(row(len(rows) + 1, {"x": 0.15}, metric=0.7))  # a lucky draw: its neighbours say ~0.15
+    [p] = propose(prog, rows)
+    assert p.config["x"] > 0.62
+
+
+def test_an_irrelevant_param_gets_a_long_length_scale():
+    import numpy as np
+
+    from mlr_action.proposers.gp import GaussianProcess, warp_targets
+
+    gen = np.random.default_rng(0)
+    x = gen.random((16, 3))  # columns: relevant, irrelevant, relevant
+    y = np.sin(6 * x[:, 0]) + (x[:, 2] - 0.5) ** 2 * 4
+    gp = GaussianProcess(x, warp_targets(y), [[0], [1], [2]])
+    assert gp.lengths[1] > 2 * max(gp.lengths[0], gp.lengths[2])
+
+
+def test_a_category_that_matters_gets_a_short_length_scale_and_one_that_does_not_a_long_one():
+    import numpy as np
+
+    from mlr_action.proposers.gp import GaussianProcess, warp_targets
+
+    gen = np.random.default_rng(1)
+    lr, opt, junk = gen.random(18), gen.integers(0, 3, 18), gen.integers(0, 2, 18)
+    best = np.array([0.2, 0.5, 0.8])[opt]  # each optimizer wants its own step size
+    x = np.column_stack([lr, np.eye(3)[opt], np.eye(2)[junk]])
+    gp = GaussianProcess(x, warp_targets((lr - best) ** 2), [[0], [1, 2, 3], [4, 5]])
+    assert gp.lengths[1] < gp.lengths[2]
+
+
+@pytest.mark.parametrize("metric", [1e300, -1e300, 1e-300, 5e15])
+def test_an_extreme_metric_in_the_ledger_neither_crashes_nor_leaves_the_space(metric):
+    prog = program()
+    rows = toy_rows(8)
+    rows[3] = rows[3].model_copy(update={"metric": metric})
+    proposals = propose(prog, rows, count=2)
+    assert len(proposals) == 2
+    for p in proposals:
+        assert_in_space(prog, p.config)
+    assert propose(prog, rows, count=2) == proposals  # and it stays deterministic
+
+
+def test_a_proposal_the_check_refuses_is_replaced():
+    prog = program()
+    refused: list = []
+
+    def check(proposal):
+        if proposal.config["scheduler"] in ("linear", "cosine"):
+            refused.append(proposal.config)
+            return [f"scheduler={proposal.config['scheduler']} is refused here"]
+        return []
+
+    for n in (0, 10):
+        proposals = SearchProposer().propose(program=prog, state=fold(toy_rows(n)), count=4, check=check)
+        assert len(proposals) == 4 and not any(check(p) for p in proposals)
+    assert refused  # it was asked, and it moved on
+    always = SearchProposer().propose(program=prog, state=fold(toy_rows(10)), count=2, check=lambda p: ["over budget"])
+    assert len(always) == 2  # refused whatever it proposes: it still answers, and the step says why

@@ -1,229 +1,103 @@
-"""The search proposer: Optuna ask-and-tell over the campaign's search space.
+"""The search proposer: Bayesian optimization for mixed spaces, over a study rebuilt from the ledger.
 
 Guarantees:
 
-- Stateless. Every call rebuilds an in-memory study from the ledger: each
-  experiment, in iter order, becomes one trial. Completed rows with a metric
-  are COMPLETE with that value; error, canceled and metric-less rows are FAIL
-  (failed experiments are told to the study as failures); in-flight rows
-  (proposed, submitted, running) are RUNNING and the model treats them as if
-  they had returned its own prediction, so parallel proposals spread out.
-  Rows whose config no longer fits the space (program.md was edited) stay out
-  of the model but still count as tried.
-- Reproducible. The sampler seed derives from ``campaign.seed`` and the number
-  of experiments, so the same ledger gives the same proposals.
+- Stateless. Every call rebuilds an in-memory Optuna study from the ledger
+  (:mod:`mlr_action.proposers.study`): each experiment, in iter order, becomes
+  one trial. Completed rows with a metric are COMPLETE with that value; error
+  rows and completed rows without a finite metric are failures, which the
+  model uses (below); canceled rows are FAIL and only count as tried;
+  in-flight rows (proposed, submitted, running) are RUNNING and the model
+  treats them as if they had returned its own prediction, so parallel
+  proposals spread out. Rows whose config no longer fits the space (program.md
+  was edited, or a hostile row) stay out of the model but still count as
+  tried; any finite metric, however extreme, is a number the model can take.
+- Reproducible. The random generator's seed derives from ``campaign.seed``
+  and the number of experiments, so the same ledger gives the same proposals.
 - Never a duplicate. A config equal (:func:`space_key`: ``state.config_key``
   over the current params) to one tried, failed or in flight is never
   proposed: the model skips such candidates, the study is asked again a
   bounded number of times, then seeded random samples are drawn, and a small
   finite space is enumerated. When every config has been tried, fewer
   proposals (possibly none) are returned.
+- Checked. A proposal the step's ``check`` refuses is replaced by the next
+  best, at most ``MAX_CHECKS`` times a slot (the last is returned: the step
+  refuses it and says why, as when the budget is spent).
 - Typed. A config holds exactly the campaign's params: ints are ``int``,
   floats are ``float`` inside ``[low, high]`` (on the ``step`` grid when one is
   given, rounded to 4 significant digits otherwise), categoricals are the
   declared value itself. ``flavor`` and ``timeout_s`` are left to the step.
 - Optuna and numpy are imported inside :meth:`SearchProposer.propose`;
   optuna's logging is at WARNING and its ExperimentalWarning silenced for the
-  call only.
+  call only. A proposal takes 10-50 ms, with 50 finished experiments too
+  (docs/BENCHMARKS.md, figure 2).
 
-Sampler choice. Budgets are 12-24 evaluations, each one a GPU job, so the
-first evaluations must already count. The design is a maximin Latin hypercube
-(:func:`initial_design_size`: one more point than params, 4 to 6; seeded by
-``campaign.seed`` only, so it is one coherent set across steps), then a
-Gaussian process with expected improvement (:class:`GaussianProcess`: Matern
-5/2, per-dimension length scales and noise by MAP on a grid, a pessimistic
-prior mean, numpy only). Optuna's GPSampler needs torch, which we do not ship;
-TPE needs more points than we have. Measured with throwaway scripts at 12
-evaluations (median regret of the config with the best *observed* value, true
-value minus optimum; seeds 0-19, then 0-59):
+What it does, and why. Budgets are 12-24 evaluations, each a GPU job, in
+spaces like real hyperparameter searches: a log-scale step size whose best
+value moves with the optimizer and the batch size, log-scale integers,
+choices, params that do nothing, regions where the job diverges or runs out
+of memory, a few percent of noise.
 
-    function (params; noise sd)               random        TPESampler()    this
-    branin (2 float; 0.5)                     3.82 / 4.55   2.11 / 3.34     1.14 / 0.84
-    hartmann3 (3 float; 0.1)                  1.25 / 1.09   1.22 / 0.92     0.22 / 0.22
-    hp-like (log float, log int, 3 choices;   0.024/0.021   0.021/0.021     0.004/0.005
-      0.01)
-    levy (int, float; 0.1)                    1.64 / 1.90   1.19 / 1.33     0.12 / 0.06
-    sphere5 (5 float; 0.05)                   0.17 / 0.17   0.11 / 0.13     0.08 / 0.09
-    hartmann6 (6 float; 0.1)                  2.52 / 2.51   2.21 / 2.21     2.45 / 2.26
+1. A maximin Latin hypercube of one more point than params, 4 to 6
+   (:func:`initial_design_size`; seeded by ``campaign.seed`` only, so it is
+   one coherent set across steps). Log params are spread on the log scale.
+2. Then a Gaussian process (:mod:`mlr_action.proposers.gp`): inputs warped to
+   the unit cube (log scale for log params, ints mid-bucket, choices
+   one-hot), a Matern 5/2 kernel with one length scale per param, a choice
+   contributing a Hamming distance (so how much the optimizer matters is one
+   learned number, and what is learned about the step size carries across
+   optimizers in proportion to it), length scales, signal and noise by maximum a
+   posteriori (a param that does nothing gets a long length scale and stops
+   costing evaluations; noise is fitted, so a lucky result is explained as
+   noise), targets warped (median-centred, the bad tail log-compressed) and
+   a pessimistic prior mean (unexplored is assumed poor until the data says
+   otherwise: with ~10 points this spends evaluations near good ones).
+3. The next config maximizes ``log EI + log P(success)``
+   (:mod:`mlr_action.proposers.pick`): expected improvement over the best
+   *posterior mean* at a tried point (not the best observed value, which may
+   be a lucky draw), times the probability the job succeeds from a second
+   GP fitted to the failure labels of every finished experiment; candidates
+   more likely than ``FAILURE_CAP`` to fail come last. Candidates are uniform
+   samples plus a trust region around the three best points whose step per
+   param follows its length scale, refined once.
 
-``TPESampler()`` defaults (10 random startup trials) are close to random
-search at 12 evaluations. Multivariate TPE after the same design was tried and
-sits in between (branin 1.96, hartmann3 0.62, hp-like 0.012 over 50 seeds).
-The weak spot is 5-6 dimensions at 12 evaluations: on multimodal functions
-there (hartmann6, Styblinski-Tang 6-D, Ackley 5-D) no method tried beats
-random by much; by 24 evaluations the model pulls ahead (hartmann6 about half
-of TPE's regret). A proposal costs 15-50 ms.
+Why not Optuna's samplers: ``TPESampler()`` and ``GPSampler()`` sample their
+first 10 trials at random, so at 12 evaluations they are random search plus
+two model picks, and they learn nothing from failed trials (after a first
+failure they fail again 2-5 times as often as this proposer). ``GPSampler``
+also needs torch and takes 10-40 times as long. Figure 2 of
+docs/BENCHMARKS.md measures all three on 13 problems (5 used to design this,
+8 held out), and says where this proposer falls short: at 12 evaluations on
+rugged 4-6 dimensional functions, and where nine optimizer x scheduler pairs
+interact (it refines the first good optimizer it finds).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
-import logging
 import math
 import random
-import warnings
 from typing import Any
 
-from mlr_action.ledger import IN_FLIGHT
 from mlr_action.proposal import Proposal, Proposer
-from mlr_action.proposers.gp import model_pick, spread_pick
-from mlr_action.proposers.space import (
-    choice_index,
-    coerce,
-    derive_seed,
-    finish_value,
-    finite_values,
-    from_unit,
-    int_step,
-    latin_hypercube,
-    space_key,
-)
+from mlr_action.proposers.space import derive_seed, finite_values, from_unit, latin_hypercube, space_key
+from mlr_action.proposers.study import MIN_MODEL, quiet, sampler_class, distributions, from_study, ledger_trials, to_study
 
+__all__ = ["MIN_MODEL", "SearchProposer", "initial_design_size", "ledger_trials", "space_key"]
 
-
-MIN_MODEL = 3  # finished experiments the model needs; fewer: space-filling samples
 MAX_ASKS = 4  # asks of the study per proposal before falling back to random samples
 MAX_RANDOM = 64  # seeded random draws after that
+MAX_CHECKS = 8  # configs tried per slot when the step's check refuses them
 ENUMERATE_LIMIT = 4096  # finite spaces up to this size are enumerated when all else repeats
 
 
+DESIGN_MIN, DESIGN_MAX = 4, 6  # initial design: one more point than params, within these
+
+
 def initial_design_size(params: dict) -> int:
-    """Points of the initial design: one more than the params, between 4 and 6."""
-    return max(4, min(len(params) + 1, 6))
-
-
-# --- Optuna ----------------------------------------------------------------------
-
-
-def distributions(params: dict) -> dict[str, Any]:
-    """Optuna distributions of the space, in the study's own terms (see :func:`to_study`).
-
-    Choices are told by index, since optuna finds a choice by ``==`` and would
-    take ``true`` for ``1``; ``log`` with ``step`` samples on the log scale and
-    snaps; a range the step does not divide ends at its last grid point.
-    """
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out: dict[str, Any] = {}
-    for name, spec in params.items():
-        if spec.kind == "categorical":
-            out[name] = CategoricalDistribution(list(range(len(spec.choices))))
-        elif spec.kind == "int":
-            step = 1 if spec.log else int_step(spec)
-            high = int(spec.low) + (int(spec.high) - int(spec.low)) // step * step
-            out[name] = IntDistribution(int(spec.low), high, log=spec.log, step=step)
-        elif spec.step and not spec.log:
-            high = finite_values(spec)[-1]
-            out[name] = FloatDistribution(spec.low, max(high, spec.low), step=spec.step)
-        else:
-            out[name] = FloatDistribution(spec.low, spec.high, log=spec.log)
-    return out
-
-
-def to_study(params: dict, config: dict[str, Any]) -> dict[str, Any]:
-    """A typed config as study params: choices become their index."""
-    return {
-        name: choice_index(spec, config[name]) if spec.kind == "categorical" else config[name]
-        for name, spec in params.items()
-    }
-
-
-def from_study(params: dict, values: dict[str, Any]) -> dict[str, Any]:
-    """Study params back to a typed config: the declared choice itself, not a look-alike."""
-    return {
-        name: spec.choices[values[name]] if spec.kind == "categorical" else finish_value(spec, values[name])
-        for name, spec in params.items()
-    }
-
-
-def ledger_trials(program, state) -> tuple[list[Any], int]:
-    """The ledger's experiments as optuna trials, and how many did not fit the space."""
-    import optuna
-    from optuna.trial import TrialState
-
-    params = program.campaign.params
-    dists = distributions(params)
-    trials, skipped = [], 0
-    for row in state.experiments.values():
-        typed = {n: coerce(s, row.config.get(n)) for n, s in params.items()}
-        if row.status in IN_FLIGHT:
-            kind, value = TrialState.RUNNING, None
-        elif row.status == "completed" and row.metric is not None and math.isfinite(row.metric):
-            kind, value = TrialState.COMPLETE, float(row.metric)
-        else:
-            kind, value = TrialState.FAIL, None
-        if any(v is None for v in typed.values()):
-            skipped += 1
-            continue
-        try:
-            trials.append(
-                optuna.trial.create_trial(
-                    state=kind, value=value, params=to_study(params, typed), distributions=dists,
-                    user_attrs={"iter": row.iter, "status": row.status},
-                )
-            )
-        except ValueError:  # e.g. off the step grid optuna keeps
-            skipped += 1
-    return trials, skipped
-
-
-@functools.cache
-def _sampler_class():
-    import numpy as np
-    import optuna
-    from optuna.trial import TrialState
-
-    class ModelSampler(optuna.samplers.BaseSampler):
-        """GP expected improvement over the whole space; space-filling until MIN_MODEL finished.
-
-        ``note`` says what the last ask did: exploit, explore, spread or random.
-        """
-
-        def __init__(self, params, dists, seed, is_new, maximize):
-            self.params, self.dists, self.is_new, self.maximize = params, dists, is_new, maximize
-            self.gen = np.random.default_rng(seed)
-            self.fallback = optuna.samplers.RandomSampler(seed=seed)
-            self.note = ""
-
-        def infer_relative_search_space(self, study, trial):
-            return dict(self.dists)
-
-        def sample_relative(self, study, trial, search_space):
-            trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number and t.params]
-            configs = [from_study(self.params, t.params) for t in trials]
-            complete = [(c, t.value) for c, t in zip(configs, trials) if t.state == TrialState.COMPLETE]
-            if len(complete) >= MIN_MODEL:
-                pending = [c for c, t in zip(configs, trials) if t.state == TrialState.RUNNING]
-                try:
-                    config, better = model_pick(self.params, complete, pending, self.gen, self.is_new, self.maximize)
-                    self.note = "exploit" if better else "explore"
-                    return to_study(self.params, config) if config else {}
-                except (ArithmeticError, ValueError, np.linalg.LinAlgError):  # degenerate data: spread instead
-                    self.note = "unfit"
-            else:
-                self.note = "spread"
-            config = spread_pick(self.params, configs, self.gen, self.is_new)
-            return to_study(self.params, config) if config else {}
-
-        def sample_independent(self, study, trial, param_name, param_distribution):
-            self.note = "random"
-            return self.fallback.sample_independent(study, trial, param_name, param_distribution)
-
-    return ModelSampler
-
-
-@contextlib.contextmanager
-def _quiet(optuna):
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    """Points of the initial design: one more than the params, between ``DESIGN_MIN`` and ``DESIGN_MAX``."""
+    return max(DESIGN_MIN, min(len(params) + 1, DESIGN_MAX))
 
 
 # --- One call --------------------------------------------------------------------
@@ -240,7 +114,7 @@ class _Round:
         self.dists = distributions(self.params)
         self.taken = {space_key(self.params, e.config) for e in state.experiments.values()}
         self.seed = derive_seed(campaign.seed, len(state.experiments))
-        self.sampler = _sampler_class()(
+        self.sampler = sampler_class()(
             self.params, self.dists, self.seed, self._new, campaign.direction == "maximize"
         )
         self.study = optuna.create_study(direction=campaign.direction, sampler=self.sampler)
@@ -293,20 +167,30 @@ class _Round:
         left = [c for c in (dict(zip(self.params, combo)) for combo in itertools.product(*values)) if self._new(c)]
         return self._take(rng.choice(left)) if left else None
 
-    def propose(self, count: int) -> list[Proposal]:
+    def propose(self, count: int, check=None) -> list[Proposal]:
+        """Up to ``count`` proposals; one that ``check`` refuses is replaced, at most ``MAX_CHECKS`` times a slot."""
         out: list[Proposal] = []
         for slot in range(count):
-            index = len(self.state.experiments) + slot
-            if (config := self._from_design(index)) is not None:
-                why = f"Initial design point {index + 1} of {self.n_initial}: spread the search space."
-            elif (config := self._from_study()) is not None:
-                why = self._hypothesis(self.sampler.note)
-            elif (config := self._from_random(slot)) is not None:
-                why = "Random sample: the model found no untried config."
-            else:
+            for _attempt in range(MAX_CHECKS):  # refused every time (the budget, say): the last goes, the step says why
+                proposal = self._next(slot, len(out))
+                if proposal is None or check is None or not check(proposal):
+                    break
+            if proposal is None:
                 break  # every config of this space has been tried or is in flight
-            out.append(Proposal(config=config, hypothesis=why, reason=self._reason(), proposer="search"))
+            out.append(proposal)
         return out
+
+    def _next(self, slot: int, made: int) -> Proposal | None:
+        index = len(self.state.experiments) + made
+        if (config := self._from_design(index)) is not None:
+            why = f"Initial design point {index + 1} of {self.n_initial}: spread the search space."
+        elif (config := self._from_study()) is not None:
+            why = self._hypothesis(self.sampler.note)
+        elif (config := self._from_random(slot)) is not None:
+            why = "Random sample: the model found no untried config."
+        else:
+            return None
+        return Proposal(config=config, hypothesis=why, reason=self._reason(), proposer="search")
 
     def _ledger_trials(self, *states) -> list[Any]:
         trials = self.study.get_trials(deepcopy=False)
@@ -362,6 +246,6 @@ class SearchProposer(Proposer):
                 reason="params is empty: one run, then the search space is used up.", proposer="search")]
         import optuna
 
-        with _quiet(optuna):
+        with quiet(optuna):
             n_initial = self.n_initial or initial_design_size(program.campaign.params)
-            return _Round(program, state, n_initial).propose(count)
+            return _Round(program, state, n_initial).propose(count, check)
