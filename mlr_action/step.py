@@ -109,6 +109,7 @@ class StepResult:
     submitted_ids: list[str] = field(default_factory=list)  # their ids
     llm_usd: float = 0.0  # LLM spend this step recorded
     recorded: int = 0  # how many of ``events`` a publish of runs/ in this step has committed
+    observed: list[JobView] = field(default_factory=list)  # what the backend listed at the reconcile (mlr_action.linger)
 
     def spent(self) -> str:
         """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
@@ -274,6 +275,7 @@ class Step:
     def _reconcile(self, program: Program, state: CampaignState, prices, result: StepResult) -> CampaignState:
         listed = self.backend.list_jobs(campaign=self._campaign or "")
         self._listed, self._reconciled = listed, True
+        result.observed = listed
         observed: dict[str, JobView] = {v.job_id: v for v in listed}
         for exp in state.in_flight:
             if exp.job_id and exp.job_id not in observed:
