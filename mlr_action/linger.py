@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mlr_action.state import CampaignState
     from mlr_action.step import StepResult
 
+MAX_LINGER_S = 5 * 3600  # GitHub ends a job after 6 hours; a tick needs time after its linger
 POLL_MIN_S = 10.0  # never ask the backend more often than this
 POLL_MAX_S = 60.0  # a job that ends earlier than predicted is seen within this
 
@@ -64,6 +65,22 @@ class Done:
     flavor: str | None
     config: tuple
     duration_s: float
+
+
+def parse_linger(text: str) -> int:
+    """A linger in seconds: a duration (``10m``), or ``0``/``off`` for never; ValueError saying what is wrong."""
+    from mlr_action.durations import parse_duration
+
+    text = text.strip()
+    if text.lower() in ("0", "off", "false", "none", ""):
+        return 0
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration") from None
+    if seconds > MAX_LINGER_S:
+        raise ValueError(f"{text} is over 5h (GitHub ends a job after 6 hours)")
+    return seconds
 
 
 # -- the prediction (pure) --------------------------------------------------------------------------------------
