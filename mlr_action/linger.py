@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from mlr_action.step import StepResult
 
 MAX_LINGER_S = 5 * 3600  # GitHub ends a job after 6 hours; a tick needs time after its linger
-POLL_MIN_S = 10.0  # never ask the backend more often than this
+POLL_MIN_S = 10.0  # never ask the backend more often than this (1 s for jobs of seconds: see poll_floor)
 POLL_MAX_S = 60.0  # a job that ends earlier than predicted is seen within this
 
 
@@ -120,11 +120,17 @@ def due(jobs: Iterable[Seen], history: Iterable[Done], now: float, until: float)
     return [job for _, job in sorted(ends, key=lambda pair: pair[0])]
 
 
-def next_check(end: float, now: float, until: float) -> float | None:
+def poll_floor(history: Iterable[Done]) -> float:
+    """The shortest wait between two looks: a tenth of a typical job, from 1 s to :data:`POLL_MIN_S`."""
+    durations = [d.duration_s for d in history]
+    return min(POLL_MIN_S, max(1.0, statistics.median(durations) / 10)) if durations else POLL_MIN_S
+
+
+def next_check(end: float, now: float, until: float, *, floor: float = POLL_MIN_S) -> float | None:
     """When to look again for a job predicted to end at ``end``; None when ``until`` has passed."""
     if now >= until:
         return None
-    return min(max(end, now + POLL_MIN_S), now + POLL_MAX_S, until)
+    return min(max(end, now + floor), now + POLL_MAX_S, until)
 
 
 # -- what a step left (pure) ------------------------------------------------------------------------------------
@@ -211,7 +217,7 @@ def _wait(jobs: list[Seen], history: list[Done], *, inspect: Callable[[str], Job
     while following:
         now = linger.clock()
         soonest = min(predict_end(j, history, now) or linger.until for j in following.values())
-        wake = next_check(soonest, now, linger.until)
+        wake = next_check(soonest, now, linger.until, floor=poll_floor(history))
         if wake is None:
             break
         linger.sleep(wake - now)

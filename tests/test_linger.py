@@ -9,7 +9,7 @@ import pytest
 from mlr_action.backends.base import JobStage, JobView, TransientError
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.linger import (POLL_MAX_S, POLL_MIN_S, Done, Linger, Seen, due, expected_total, follow, next_check,
-                               predict_end)
+                               parse_linger, poll_floor, predict_end)
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 from simulate import FakeClock, JobWorld, make_step
 
@@ -71,6 +71,23 @@ def test_due_keeps_the_jobs_predicted_to_end_in_the_window_soonest_first():
 ])
 def test_the_next_look_is_clamped_between_the_polls_and_never_past_until(end, now, until, wake):
     assert next_check(end, now, until) == wake
+
+
+@pytest.mark.parametrize("durations, floor", [
+    ([], POLL_MIN_S), ([1800.0, 2000.0], POLL_MIN_S), ([30.0], 3.0), ([2.0, 3.0], 1.0)])
+def test_short_jobs_are_looked_at_more_often_never_more_than_once_a_second(durations, floor):
+    assert poll_floor([Done(A10G, LR1, d) for d in durations]) == floor
+    assert next_check(0.0, 0.0, 600.0, floor=floor) == floor
+
+
+@pytest.mark.parametrize("text, seconds", [("10m", 600), ("0", 0), ("off", 0), (" 90 ", 90), ("5h", 18000),
+                                           ("5h1s", None), ("soon", None), ("-1m", None)])
+def test_a_linger_is_a_duration_up_to_5h_or_off(text, seconds):
+    if seconds is None:
+        with pytest.raises(ValueError):
+            parse_linger(text)
+    else:
+        assert parse_linger(text) == seconds
 
 
 # -- the loop, on a fake clock over the in-memory backend --------------------------------------------------------
