@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 MAX_LINGER_S = 5 * 3600  # GitHub ends a job after 6 hours; a tick needs time after its linger
 POLL_MIN_S = 10.0  # never ask the backend more often than this (1 s for jobs of seconds: see poll_floor)
-POLL_MAX_S = 60.0  # a job that ends earlier than predicted is seen within this
+POLL_MAX_S = 60.0
+OVERDUE = 1.5  # a job that ran up to this many times the longest finished one is still expected to end soon  # a job that ends earlier than predicted is seen within this
 
 
 @dataclass(frozen=True)
@@ -86,17 +87,25 @@ def parse_linger(text: str) -> int:
 # -- the prediction (pure) --------------------------------------------------------------------------------------
 
 
+def _tiers(history: Iterable[Done], flavor: str | None, config: tuple) -> tuple[list[Done], ...]:
+    done = list(history)
+    return [d for d in done if d.flavor == flavor and d.config == config], [d for d in done if d.flavor == flavor], done
+
+
 def expected_total(ran_s: float, history: Iterable[Done], *, flavor: str | None, config: tuple) -> float | None:
     """How long a job that has run ``ran_s`` should run in all: the median of the finished jobs' durations
     longer than ``ran_s``, from the first of these that has one: the same flavor and config, the same flavor,
-    any job. None when no finished job ran longer."""
-    done = list(history)
-    tiers = ([d for d in done if d.flavor == flavor and d.config == config], [d for d in done if d.flavor == flavor], done)
+    any job. A job that ran longer than all of them but at most :data:`OVERDUE` times the longest is
+    expected to end within a tenth of a typical one. None otherwise (nothing says)."""
+    tiers = _tiers(history, flavor, config)
     for tier in tiers:
         longer = [d.duration_s for d in tier if d.duration_s > ran_s]
         if longer:
             return float(statistics.median(longer))
-    return None
+    typical = next((statistics.median(d.duration_s for d in tier) for tier in tiers if tier), None)
+    if typical is None or ran_s > OVERDUE * max(d.duration_s for d in tiers[-1]):
+        return None
+    return ran_s + typical / 10
 
 
 def predict_end(job: Seen, history: Iterable[Done], now: float) -> float | None:

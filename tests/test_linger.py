@@ -30,7 +30,9 @@ HISTORY = [Done(A10G, LR1, 1000.0), Done(A10G, LR2, 1800.0), Done(A10G, LR2, 190
     (1200, A10G, LR1, 1850.0),  # ran longer than its twin: the flavor's jobs that ran longer still
     (1850, A10G, LR2, 1900.0),  # only the durations longer than what it ran so far count
     (2500, A10G, LR2, 3000.0),  # longer than every a10g job: any job that ran longer
-    (3500, A10G, LR2, None),  # longer than every job: nothing says
+    (3500, A10G, LR2, 3685.0),  # longer than every job (but not 1.5 times the longest): a tenth of its twins' more
+    (4600, A10G, LR2, None),  # past 1.5 times the longest job: nothing says
+    (10, "a100-large", (), 1850.0),
 ])
 def test_the_expected_duration_comes_from_the_closest_finished_jobs_that_ran_longer(ran, flavor, config, expected):
     assert expected_total(ran, HISTORY, flavor=flavor, config=config) == expected
@@ -46,7 +48,8 @@ def job(ran=0.0, *, started=True, timeout=3600, flavor=A10G, config=LR1, job_id=
     (job(3000, timeout=3600), [], 600.0),  # no finished job: the timeout is all that says
     (job(0, started=False), [], None),  # scheduling, no history: nothing says (its timeout has not started)
     (job(0, started=False, timeout=60), HISTORY, 1000.0),  # scheduling: as if it started now, no timeout bound
-    (job(5000, timeout=None), HISTORY, None),  # longer than every job, no timeout: nothing says
+    (job(5000, timeout=None), HISTORY, None),  # far longer than every job, no timeout: nothing says
+    (job(3100, timeout=None), HISTORY, 100.0),  # a little longer than every job: a tenth of its twin's duration
     (job(1000, timeout=1000), HISTORY, 0.0),  # due now
 ])
 def test_a_job_ends_by_its_prediction_or_its_timeout_whichever_is_sooner(seen, history, end):
