@@ -184,6 +184,7 @@ def main() -> None:
     p.add_argument("--startup-minutes", type=float, default=2, help="from submit to the job running (scheduling, image)")
     p.add_argument("--cron-minutes", type=float, default=15)
     p.add_argument("--linger-minutes", type=float, nargs="*", default=[5, 10])
+    p.add_argument("--wake-cron-minutes", type=float, default=60, help="the wake-up again, with this cron as the fallback")
     p.add_argument("--recheck-minutes", type=float, default=5, help="the seed: how long it waits again when a job runs on")
     p.add_argument("--pickup-seconds", type=float, default=20, help="from a trigger to its runner starting")
     p.add_argument("--setup-seconds", type=float, default=30, help="checkout and the action's cached environment")
@@ -197,17 +198,19 @@ def main() -> None:
     opts = {"pickup_s": args.pickup_seconds, "setup_s": args.setup_seconds, "step_s": args.step_seconds,
             "finish_s": args.finish_seconds, "dispatch_s": args.dispatch_seconds,
             "expected_s": (args.job_minutes + args.startup_minutes) * 60, "recheck_s": args.recheck_minutes * 60}
-    cases = [("seed", 0.0), ("cron", 0.0), *[("linger", m * 60) for m in args.linger_minutes], ("wakeup", 0.0)]
+    cron = args.cron_minutes
+    cases = [("seed", 0.0, cron), ("cron", 0.0, cron), *[("linger", m * 60, cron) for m in args.linger_minutes],
+             ("wakeup", 0.0, cron), ("wakeup", 0.0, args.wake_cron_minutes)]
     results: dict[str, Any] = {"jobs": jobs, "run_minutes": [s / 60 for s in run_s], "startup_minutes": args.startup_minutes,
                                "cron_minutes": args.cron_minutes, "options": opts, "cases": []}
     rows = []
     for parallel in (1, 4):
-        for mode, linger_s in cases:
-            r = simulate(mode, jobs=jobs, parallel=parallel, run_s=run_s, startup_s=startup_s, cron_s=args.cron_minutes * 60,
+        for mode, linger_s, cron_minutes in cases:
+            r = simulate(mode, jobs=jobs, parallel=parallel, run_s=run_s, startup_s=startup_s, cron_s=cron_minutes * 60,
                          linger_s=linger_s, opts=opts)
-            r["linger_minutes"] = linger_s / 60
+            r.update(linger_minutes=linger_s / 60, cron_minutes=cron_minutes)
             results["cases"].append(r)
-            rows.append([_label(mode, linger_s, args.cron_minutes), parallel, f"{r['makespan_h']:.2f}",
+            rows.append([_label(mode, linger_s, cron_minutes), parallel, f"{r['makespan_h']:.2f}",
                          "-" if r["over_job_sum"] is None else f"+{r['over_job_sum']:.1%}",
                          f"{r['slot_idle_fraction']:.0%}",
                          "n/a" if r["runner_minutes"] is None else f"{r['runner_minutes']} ({r['workflow_runs']} runs)"])
@@ -219,8 +222,9 @@ def main() -> None:
 
 
 def _label(mode: str, linger_s: float, cron: float) -> str:
-    return {"seed": "the seed's wake-up at the expected duration", "cron": f"cron every {cron:g} min",
-            "linger": f"cron + linger {linger_s / 60:g} min", "wakeup": f"cron + the job wake-up"}[mode]
+    return {"seed": "the seed's wake-up at the expected duration", "cron": f"cron {cron:g} min alone",
+            "linger": f"cron {cron:g} min + linger {linger_s / 60:g} min",
+            "wakeup": f"cron {cron:g} min + the job wake-up"}[mode]
 
 
 if __name__ == "__main__":
