@@ -13,8 +13,9 @@ Guarantees:
   :func:`mlr_action.authority.stale_reasons`: a checkout that is not the tip
   of the default branch) runs as a dry run and says why. ``program.md`` and
   the script are read from git objects at that tip, never from the work tree.
-- One ``mlr step`` runs. After a step that may spend, ``runs/`` is committed
-  and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
+- One ``mlr step`` runs, and with the ``linger`` input the steps that follow
+  a job about to end (:mod:`mlr_action.tick`). After each step that may
+  spend, ``runs/`` is committed and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
   forge may already have done it); with ``ledger-branch`` the ledger is read
   from that branch before the step and written to it after.
 - The outputs ``state``, ``iter``, ``best-metric``, ``jobs-used`` (and

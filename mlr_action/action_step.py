@@ -15,8 +15,16 @@ Guarantees (on top of :mod:`mlr_action.action`'s):
   the bot's own push of runs/ during the step never makes the tick stale.
 - runs/ is data: the ledger branch's tree and the work tree's runs/ are
   checked before anything is written (:mod:`mlr_action.gitsync`).
-- A spending step ends with :func:`mlr_action.gitsync.publish_runs`, even when
-  the step failed part-way, so rows written before a transient error are kept.
+- Every spending step ends with :func:`mlr_action.gitsync.publish_runs`, even
+  when the step failed part-way, so rows written before a transient error are
+  kept; a tick that lingers (:mod:`mlr_action.tick`) pushes after each of its
+  steps, and stops at the first that does not end in 0.
+- A run whose commit is behind the tip only by commits to the campaign's
+  ``runs/`` (queued behind a tick that pushed them) is brought to the tip and
+  spends as a tick there (:mod:`mlr_action.catchup`); any other difference
+  keeps it stale.
+- The job wake-up (``wake-up``, ``MLR_WAKE_TOKEN``) dispatches the workflow
+  file this run came from (``GITHUB_WORKFLOW_REF``), on the default branch.
 - Every refusal is an :class:`~mlr_action.action.ActionError` (a message with
   its fix and an exit code) that says truthfully what this run spent.
 """

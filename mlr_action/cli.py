@@ -153,6 +153,13 @@ def _hf_namespace(args: argparse.Namespace, snapshot=None) -> str | None:
         return None
 
 
+def _wake(args: argparse.Namespace, snapshot):
+    from mlr_action.wakeup import for_step
+
+    return for_step(args.wake_workflow, backend=args.backend, branch=snapshot.branch if snapshot else None,
+                    env=os.environ)
+
+
 def _make_step(args: argparse.Namespace, snapshot=None):
     """The step ``args`` ask for; with a ``snapshot`` (GitHub mode) it spends on that authorized program.md."""
     from mlr_action.backends import BackendError, make_backend
@@ -173,19 +180,6 @@ def _make_step(args: argparse.Namespace, snapshot=None):
     publish = None if args.forge == "none" else (lambda message: forge.publish(message=message))
     return Step(root=root, backend=backend, proposer=proposer, forge=forge, program_path=args.program, publish=publish,
                 snapshot=snapshot)
-
-
-def _wake(args: argparse.Namespace, snapshot):
-    """The job wake-up ``--wake-workflow`` asks for (mlr_action.wakeup); ValueError naming every problem."""
-    from mlr_action.wakeup import wake_for
-
-    if args.backend != "hf" or snapshot is None:
-        raise ValueError("--wake-workflow needs --backend hf and --forge github (the dispatched run spends from the "
-                         "default branch, which only GitHub mode reads)")
-    wake, problems = wake_for(os.environ, workflow=args.wake_workflow, ref=snapshot.branch)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return wake
 
 
 def _authorized(args: argparse.Namespace):

@@ -88,6 +88,17 @@ def wake_for(env: Mapping[str, str], *, workflow: str, ref: str) -> tuple[Wake |
     return Wake(url=url, ref=ref, token=token), []
 
 
+def for_step(workflow: str, *, backend: str, branch: str | None, env: Mapping[str, str]) -> Wake:
+    """The wake-up ``mlr step --wake-workflow`` asks for; ValueError naming every problem and its fix."""
+    if backend != "hf" or branch is None:
+        raise ValueError("--wake-workflow needs --backend hf and --forge github (the dispatched run spends from the "
+                         "default branch, which only GitHub mode reads)")
+    wake, problems = wake_for(env, workflow=workflow, ref=branch)
+    if wake is None:
+        raise ValueError("; ".join(problems))
+    return wake
+
+
 # The launcher runs this with the job's python after the script exits (standard library only; the token is read
 # from the environment and never printed).
 DISPATCH_PY = r'''
