@@ -6,15 +6,16 @@ Guarantees:
   does only that, with the standard library, before the environment is
   built). All problems are reported at once, each as ``::error::`` with its
   fix and in the step summary; the exit code is then 2 and nothing is spent.
-- Tokens (the ``github-token`` input, ``HF_TOKEN``, ``ANTHROPIC_API_KEY``)
-  are masked before anything is printed.
+- Tokens (the ``github-token`` input, ``HF_TOKEN``, ``ANTHROPIC_API_KEY``,
+  ``MLR_WAKE_TOKEN``) are masked before anything is printed.
 - A run that is not allowed to spend (:func:`mlr_action.ghenv.spend_blockers`:
   a pull request, a fork, another ref than the default branch; and
   :func:`mlr_action.authority.stale_reasons`: a checkout that is not the tip
   of the default branch) runs as a dry run and says why. ``program.md`` and
   the script are read from git objects at that tip, never from the work tree.
-- One ``mlr step`` runs. After a step that may spend, ``runs/`` is committed
-  and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
+- One ``mlr step`` runs, and with the ``linger`` input the steps that follow
+  a job about to end (:mod:`mlr_action.tick`). After each step that may
+  spend, ``runs/`` is committed and pushed (:func:`mlr_action.gitsync.publish_runs`, idempotent: the github
   forge may already have done it); with ``ledger-branch`` the ledger is read
   from that branch before the step and written to it after.
 - The outputs ``state``, ``iter``, ``best-metric``, ``jobs-used`` (and
@@ -47,11 +48,12 @@ ENUMS = {
     "backend": ("hf", "local"),
     "proposer": ("auto", "search", "claude"),
     "forge": ("github", "none"),
+    "wake-up": ("auto", "true", "false"),
 }
 DEFAULTS = {"command": "step", "program": "program.md", "working-directory": ".", "backend": "hf",
             "proposer": "auto", "model": "", "forge": "github", "github-token": "", "dry-run": "false",
-            "ledger-branch": ""}
-SECRET_ENV = ("INPUT_GITHUB_TOKEN", "GITHUB_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY")
+            "ledger-branch": "", "linger": "10m", "wake-up": "auto"}
+SECRET_ENV = ("INPUT_GITHUB_TOKEN", "GITHUB_TOKEN", "HF_TOKEN", "ANTHROPIC_API_KEY", "MLR_WAKE_TOKEN")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 
 
@@ -85,6 +87,8 @@ class Inputs:
     github_token: str
     dry_run: bool
     ledger_branch: str
+    linger_s: int = 0  # follow a job due within this many seconds (mlr_action.linger); 0: never
+    wake_up: str = "false"  # auto, true, false (mlr_action.wakeup)
 
 
 def env_name(name: str) -> str:
@@ -115,6 +119,11 @@ def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
     if raw["ledger-branch"] and not valid_branch_name(raw["ledger-branch"]):
         problems.append(Problem(f"input ledger-branch: {raw['ledger-branch']!r} is not a valid branch name",
                                 "use a plain branch name such as mlr-ledger (no spaces, `..`, `~^:?*[\\`)"))
+    linger_s, problem = parse_linger(raw["linger"])
+    problems += [problem] if problem else []
+    if raw["wake-up"] == "true" and raw["backend"] != "hf":
+        problems.append(Problem(f"input wake-up: true needs backend hf (backend is {raw['backend']})",
+                                "set `backend: hf`, or `wake-up: auto` (on only with backend hf and MLR_WAKE_TOKEN)"))
     problems += _event_problems(env)
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     folder = workspace / raw["working-directory"]
@@ -130,7 +139,19 @@ def read_inputs(env: Mapping[str, str]) -> tuple[Inputs | None, list[Problem]]:
         return None, problems
     return Inputs(command=raw["command"], program=raw["program"], working_directory=raw["working-directory"],
                   backend=raw["backend"], proposer=raw["proposer"], model=raw["model"], forge=raw["forge"],
-                  github_token=raw["github-token"], dry_run=dry == "true", ledger_branch=raw["ledger-branch"]), []
+                  github_token=raw["github-token"], dry_run=dry == "true", ledger_branch=raw["ledger-branch"],
+                  linger_s=linger_s, wake_up=raw["wake-up"]), []
+
+
+def parse_linger(value: str) -> tuple[int, Problem | None]:
+    """The linger input in seconds (:func:`mlr_action.linger.parse_linger`), or the problem with its fix."""
+    from mlr_action.linger import parse_linger as seconds_of
+
+    try:
+        return seconds_of(value), None
+    except ValueError as exc:
+        return 0, Problem(f"input linger: {exc}", "set `linger:` to a duration such as 10m (or 0 to never linger), "
+                          "under the job's `timeout-minutes` with about 5 minutes to spare")
 
 
 def _path_problems(name: str, value: str, relative_to: str) -> list[Problem]:
@@ -187,6 +208,11 @@ def credential_problems(inputs: Inputs, env: Mapping[str, str], *, may_spend: bo
         problems.append(Problem("backend hf needs HF_TOKEN and it is empty",
                                 "add a repository secret HF_TOKEN (a Hugging Face token with Jobs access) and pass "
                                 "it to this step: `env: HF_TOKEN: ${{ secrets.HF_TOKEN }}`"))
+    if inputs.wake_up == "true" and not env.get("MLR_WAKE_TOKEN", "").strip():
+        problems.append(Problem("wake-up is true and MLR_WAKE_TOKEN is empty",
+                                "add a repository secret MLR_WAKE_TOKEN (a fine-grained token for this repository with "
+                                "only 'Actions: write') and pass it with `env: MLR_WAKE_TOKEN: ${{ secrets.MLR_WAKE_TOKEN }}`, "
+                                "or set `wake-up: auto`"))
     if inputs.proposer == "claude" and not env.get("ANTHROPIC_API_KEY", "").strip():
         problems.append(Problem("proposer claude needs ANTHROPIC_API_KEY and it is empty",
                                 "add a repository secret ANTHROPIC_API_KEY and pass it with "

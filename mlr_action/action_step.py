@@ -15,8 +15,16 @@ Guarantees (on top of :mod:`mlr_action.action`'s):
   the bot's own push of runs/ during the step never makes the tick stale.
 - runs/ is data: the ledger branch's tree and the work tree's runs/ are
   checked before anything is written (:mod:`mlr_action.gitsync`).
-- A spending step ends with :func:`mlr_action.gitsync.publish_runs`, even when
-  the step failed part-way, so rows written before a transient error are kept.
+- Every spending step ends with :func:`mlr_action.gitsync.publish_runs`, even
+  when the step failed part-way, so rows written before a transient error are
+  kept; a tick that lingers (:mod:`mlr_action.tick`) pushes after each of its
+  steps, and stops at the first that does not end in 0.
+- A run whose commit is behind the tip only by commits to the campaign's
+  ``runs/`` (queued behind a tick that pushed them) is brought to the tip and
+  spends as a tick there (:mod:`mlr_action.catchup`); any other difference
+  keeps it stale.
+- The job wake-up (``wake-up``, ``MLR_WAKE_TOKEN``) dispatches the workflow
+  file this run came from (``GITHUB_WORKFLOW_REF``), on the default branch.
 - Every refusal is an :class:`~mlr_action.action.ActionError` (a message with
   its fix and an exit code) that says truthfully what this run spent.
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
@@ -45,7 +54,7 @@ RETRY = "the next tick retries; if it keeps failing, check the checkout's remote
 
 
 def run_step(inputs: Inputs, env: Mapping[str, str]) -> int:
-    from mlr_action import authority, gitsync
+    from mlr_action import authority, catchup, gitsync
 
     ctx = ghenv.RunContext.from_env(env)
     root = (ctx.workspace / inputs.working_directory).resolve()
@@ -62,7 +71,12 @@ def run_step(inputs: Inputs, env: Mapping[str, str]) -> int:
         blockers = ghenv.spend_blockers(ctx, default_branch=default, checkout_branch=branch)
         snapshot = authority.read_authorized(root, branch=default, program=inputs.program)
         if not blockers:  # a pull request or another ref already never spends: no need to say it twice
-            blockers = authority.stale_reasons(snapshot, sha=ctx.sha)
+            sha = ctx.sha
+            if catchup.caught_up(snapshot, sha or None):  # queued behind a tick that pushed runs/: at the tip
+                ghenv.log(f"this run is for {sha[:12]}, behind {default} ({snapshot.commit[:12]}) only by commits to "
+                          "runs/: runs/ was brought to the tip, and the run goes on as a tick at the tip")
+                sha = snapshot.commit
+            blockers = authority.stale_reasons(snapshot, sha=sha)
     return _tick(inputs, env, root, snapshot, dry=inputs.dry_run or bool(blockers), blockers=blockers)
 
 
@@ -106,47 +120,88 @@ def _tick(inputs: Inputs, env: Mapping[str, str], root: Path, snapshot: Snapshot
     for reason in blockers:
         ghenv.emit("notice", f"dry run: {reason}", title="mlr-action spends nothing here")
     spent = NOTHING_SPENT
-    if dry:
-        from mlr_action.dryrun import dry_run
-
-        report = dry_run(root, snapshot=snapshot, proposer=inputs.proposer)
-        events, exit_code, recorded = report.lines, report.exit_code, 0
-    else:
-        events, exit_code, spent, recorded = _spend(inputs, root, snapshot, env)
-    events = [redact(e) for e in events]  # the log, the commit message and the step summary all quote them
     try:
-        with ghenv.stop_commands():
-            for line in events:
-                ghenv.log(line)
-        if not dry:
-            exit_code = _publish(root, inputs, events, exit_code, since=recorded)
+        if dry:
+            from mlr_action.dryrun import dry_run
+
+            report = dry_run(root, snapshot=snapshot, proposer=inputs.proposer)
+            events, exit_code = _log(report.lines), report.exit_code
+        else:  # each step's events are logged and runs/ pushed as soon as that step ends
+            events, exit_code, spent = _spend(inputs, root, snapshot, env)
         return _report(root, snapshot, events, exit_code, dry=dry, why=why, spent=spent, env=env)
+    except ActionError:
+        raise
     except Exception as exc:  # after the step: say what it spent, whatever failed
         raise ActionError(unexpected(exc, env), TRANSIENT, spent=spent) from None
 
 
-def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str, int]:
-    """One real step, in this process, on the authorized snapshot; the forge and gitsync read GITHUB_TOKEN and
-    MLR_LEDGER_BRANCH. (events, exit code, what the step spent, how many events its publishes committed)."""
-    from mlr_action import gitsync
+def _log(lines: list[str]) -> list[str]:
+    """Redacted, printed where the runner obeys no workflow command in them (they quote jobs and the ledger)."""
+    lines = [redact(line) for line in lines]
+    with ghenv.stop_commands():
+        for line in lines:
+            ghenv.log(line)
+    return lines
+
+
+def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str]) -> tuple[list[str], int, str]:
+    """The tick's real steps, in this process, on the authorized snapshot: one, then those lingering brings
+    (:mod:`mlr_action.tick`); after each, its events are logged and runs/ is committed and pushed. The forge and
+    gitsync read GITHUB_TOKEN and MLR_LEDGER_BRANCH. (every event, the last exit code, what the tick spent)."""
+    from mlr_action import gitsync, tick
     from mlr_action.cli import _make_step, build_parser
     from mlr_action.gitsync import LEDGER_BRANCH_ENV
+    from mlr_action.spent import spent_text
+    from mlr_action.step import StepResult
 
+    started = time.time()
     os.environ[LEDGER_BRANCH_ENV] = inputs.ledger_branch
     argv = ["step", "--repo", str(root), "--program", str(root / inputs.program), "--backend", inputs.backend,
-            "--proposer", inputs.proposer, "--forge", inputs.forge, *(["--model", inputs.model] if inputs.model else [])]
+            "--proposer", inputs.proposer, "--forge", inputs.forge, *(["--model", inputs.model] if inputs.model else []),
+            *_wake_argv(inputs, env)]
     try:
         step = _make_step(build_parser().parse_args(argv), snapshot=snapshot)
     except (ValueError, ImportError) as exc:
-        raise ActionError(Problem(f"the step could not start: {exc}", "check the backend, proposer and forge inputs"))
+        raise ActionError(Problem(f"the step could not start: {exc}", "check the backend, proposer, forge and "
+                                  "wake-up inputs and the secrets passed to the step"))
     # Nothing is spent that cannot be recorded: runs/ is pushed before every submit and LLM call, whatever the forge.
     step.publish = lambda message: gitsync.publish_runs(root, message=message, branch=inputs.ledger_branch)
-    try:
-        result = step.run()
-    except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
-        problem = unexpected(exc, env)
-        return [problem.what], TRANSIENT, "what this step spent, if anything, is in runs/ledger.jsonl", 0
-    return list(result.events), result.exit_code, result.spent(), result.recorded
+    events: list[str] = []
+    unknown: list[str] = []  # a step that crashed: what it spent is in the ledger only
+
+    def run() -> StepResult:
+        try:
+            return step.run()
+        except Exception as exc:  # a bug: still commit what the step wrote (a submitted job's row), then say so
+            unknown.append("what this step spent, if anything, is in runs/ledger.jsonl")
+            return StepResult(exit_code=TRANSIENT, events=[unexpected(exc, env).what])
+
+    def after(result: StepResult) -> None:
+        said = _log(list(result.events))
+        events.extend(said)
+        result.exit_code = _publish(root, inputs, said, result.exit_code, since=result.recorded)
+
+    results = tick.steps(step, linger_s=inputs.linger_s, started=started, say=lambda line: events.extend(_log([line])),
+                         after=after, run=run)
+    spent = unknown[0] if unknown else spent_text(jobs=[j for r in results for j in r.submitted_ids],
+                                                  llm_usd=sum(r.llm_usd for r in results))
+    return events, results[-1].exit_code, spent
+
+
+def _wake_argv(inputs: Inputs, env: Mapping[str, str]) -> list[str]:
+    """``--wake-workflow`` for the job wake-up: on with wake-up true, or auto with backend hf and MLR_WAKE_TOKEN."""
+    from mlr_action.wakeup import TOKEN_ENV, workflow_of
+
+    on = inputs.wake_up == "true" or (inputs.wake_up == "auto" and inputs.backend == "hf"
+                                      and bool(env.get(TOKEN_ENV, "").strip()))
+    if not on:
+        return []
+    workflow = workflow_of(env.get("GITHUB_WORKFLOW_REF", ""), env.get("GITHUB_REPOSITORY", ""))
+    if workflow is None:
+        raise ActionError(Problem("the job wake-up cannot tell which workflow this run is (GITHUB_WORKFLOW_REF is "
+                                  f"{env.get('GITHUB_WORKFLOW_REF', '')!r})", "run mlr-action from a workflow file "
+                                  "of this repository's .github/workflows/, or set `wake-up: false`"))
+    return ["--wake-workflow", workflow]
 
 
 def _publish(root: Path, inputs: Inputs, events: list[str], exit_code: int, *, since: int) -> int:

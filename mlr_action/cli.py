@@ -31,6 +31,21 @@ def _step_options(p: argparse.ArgumentParser) -> None:
                    help="where reports go: none writes them under runs/ (default: none)")
     p.add_argument("--no-uv", action="store_true",
                    help="local backend: run jobs with this Python, never uv (the folder's dependencies are not installed)")
+    p.add_argument("--linger", type=_linger, default=0, metavar="DURATION",
+                   help="follow a job predicted to end within DURATION (like 10m), then take the next step at once "
+                        "(default: 0, never)")
+    p.add_argument("--wake-workflow", default=None, metavar="FILE",
+                   help="hf backend with --forge github: each job dispatches this workflow of $GITHUB_REPOSITORY "
+                        "(like mlr.yml) on the default branch when it ends, with the token in MLR_WAKE_TOKEN")
+
+
+def _linger(text: str) -> int:
+    from mlr_action.linger import parse_linger
+
+    try:
+        return parse_linger(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give a duration such as 10m, or 0 to never linger") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +154,13 @@ def _parsed_program(args: argparse.Namespace, snapshot=None):
         return None
 
 
+def _wake(args: argparse.Namespace, snapshot):
+    from mlr_action.wakeup import for_step
+
+    return for_step(args.wake_workflow, backend=args.backend, branch=snapshot.branch if snapshot else None,
+                    env=os.environ)
+
+
 def _make_step(args: argparse.Namespace, snapshot=None):
     """The step ``args`` ask for; with a ``snapshot`` (GitHub mode) it spends on that authorized program.md."""
     from mlr_action.backends import BackendError, make_backend
@@ -151,7 +173,8 @@ def _make_step(args: argparse.Namespace, snapshot=None):
     program = _parsed_program(args, snapshot) if args.backend == "hf" else None  # the hf backend needs its namespace
     namespace = program.campaign.namespace if program else None
     try:
-        backend = make_backend(args.backend, root=root, namespace=namespace, uv=None if args.no_uv else "auto")
+        backend = make_backend(args.backend, root=root, namespace=namespace, uv=None if args.no_uv else "auto",
+                               **({"wake": _wake(args, snapshot)} if args.wake_workflow else {}))
     except BackendError as exc:  # e.g. huggingface_hub is not installed
         raise ValueError(str(exc)) from exc
     forge = make_forge(args.forge, root=root)
@@ -161,13 +184,12 @@ def _make_step(args: argparse.Namespace, snapshot=None):
                 snapshot=snapshot, program=program)
 
 
-
 def _authorized(args: argparse.Namespace):
     """GitHub mode (``--forge github``): the snapshot at the tip of the remote's default branch, or why not.
 
     (snapshot, []) when this checkout is that tip; (None, reasons) when it must spend nothing.
     """
-    from mlr_action import authority, gitsync
+    from mlr_action import authority, catchup, gitsync
     from mlr_action.backends.base import BackendError
 
     root = args.repo.resolve()
@@ -179,6 +201,8 @@ def _authorized(args: argparse.Namespace):
         program = os.path.relpath(_program_path(args).resolve(), root)
         snapshot = authority.read_authorized(root, branch=branch, program=program)
         reasons = authority.stale_reasons(snapshot)
+        if reasons and catchup.caught_up(snapshot, None):  # behind only by commits to runs/ (mlr_action.catchup)
+            reasons = authority.stale_reasons(snapshot)
     except BackendError as exc:  # GitError included
         return None, [str(exc)]
     return (None, reasons) if reasons else (snapshot, [])
@@ -201,8 +225,10 @@ def _startup_error(exc: Exception) -> int:
 
 
 def cmd_step(args: argparse.Namespace) -> int:
+    from mlr_action import tick
     from mlr_action.views import step_line
 
+    started = time.time()
     if args.dry_run:
         from mlr_action.dryrun import dry_run
 
@@ -215,27 +241,29 @@ def cmd_step(args: argparse.Namespace) -> int:
         return _startup_error(exc)
     if step is None:
         return BAD_INPUT
-    result = step.run()
-    for event in result.events:
-        print(event)
-    print(step_line(result))
-    return result.exit_code
+    results = tick.steps(step, linger_s=args.linger, started=started, say=print,
+                         after=lambda result: print("\n".join(result.events)) if result.events else None)
+    print(step_line(results[-1]))
+    return results[-1].exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mlr_action import tick as ticks
     from mlr_action.views import step_line
 
     tick = 0
     while True:
         tick += 1
+        started = time.time()
         try:  # GitHub mode re-reads the authority every tick: the tip may have moved
             step = _step_for(args)
         except (ValueError, ImportError) as exc:
             return _startup_error(exc)
         if step is None:
             return BAD_INPUT
-        result = step.run()
-        detail = "; ".join(result.events) or "nothing to do"
+        results = ticks.steps(step, linger_s=args.linger, started=started, say=lambda line: print(f"        {line}"))
+        result = results[-1]
+        detail = "; ".join(e for r in results for e in r.events) or "nothing to do"
         print(f"tick {tick}: {detail}\n        {step_line(result)}", flush=True)
         if result.exit_code == BAD_INPUT:
             return BAD_INPUT

@@ -57,6 +57,7 @@ SECRET_ENV_VARS = (
     "INPUT_GITHUB_TOKEN",
     "GH_TOKEN",
     "ANTHROPIC_API_KEY",
+    "MLR_WAKE_TOKEN",  # the job wake-up's GitHub token (mlr_action.wakeup)
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
 )

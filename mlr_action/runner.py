@@ -37,6 +37,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from mlr_action.shipped import ShippedFolder
+from mlr_action.wakeup import DISPATCH_PY
 
 HEADER, REQUIREMENTS, PYPROJECT, NOTHING = "script header", "requirements.txt", "pyproject.toml", "none"
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's DEFAULT_UV_IMAGE
@@ -155,10 +156,12 @@ def uv_command(plan: Recipe, script: str, args: list[str], *, uv: str = "uv") ->
     return [uv, "run", *plan.uv_args(), script, *args]
 
 
-def launcher(plan: Recipe, script: str, *, mount: str = MOUNT) -> str:
+def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = False) -> str:
     """The bash program an HF job runs: copy the read-only folder to a writable one, go there, run the script.
 
     The job's args follow as ``"$@"``. With uv in the image: ``uv run``; else pip, then the image's python.
+    With ``wake`` (:mod:`mlr_action.wakeup`), the script runs as a child that gets the job's TERM and INT, then
+    the workflow is dispatched whatever the script's exit status, and the job exits with that status.
     """
     q = shlex.quote
     steps = [
@@ -167,10 +170,26 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT) -> str:
         f'cp -R {q(mount)}/. "$d"',
         'chmod -R u+w "$d"',
         'cd "$d"',
-        f'if command -v uv >/dev/null 2>&1; then exec uv run {" ".join(map(q, plan.uv_args()))} {q(script)} "$@"; fi',
     ]
+    run = [f'if command -v uv >/dev/null 2>&1; then exec uv run {" ".join(map(q, plan.uv_args()))} {q(script)} "$@"; fi']
     pip = plan.pip_args()
     if pip:
-        steps.append("python -m pip install --quiet --disable-pip-version-check " + " ".join(map(q, pip)))
-    steps.append(f'exec python {q(script)} "$@"')
-    return "\n".join(steps)
+        run.append("python -m pip install --quiet --disable-pip-version-check " + " ".join(map(q, pip))
+                   + (" || exit $?" if wake else ""))
+    run.append(f'exec python {q(script)} "$@"')
+    if not wake:
+        return "\n".join(steps + run)
+    return "\n".join(steps + [
+        "mlr_job() {", *(f"  {line}" for line in run), "}",
+        "set +e",
+        'mlr_job "$@" &',
+        "child=$!",
+        """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""",
+        'wait "$child"; status=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        "if command -v python3 >/dev/null 2>&1; then py=python3; elif command -v python >/dev/null 2>&1; then py=python; "
+        'else py=""; fi',
+        f'if [ -n "$py" ]; then "$py" -c {q(DISPATCH_PY)}; '
+        f'elif command -v uv >/dev/null 2>&1; then uv run --no-project python -c {q(DISPATCH_PY)}; fi',
+        'exit "$status"',
+    ])

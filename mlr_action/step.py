@@ -123,6 +123,7 @@ class StepResult:
     submitted_ids: list[str] = field(default_factory=list)  # their ids
     llm_usd: float = 0.0  # LLM spend this step recorded
     recorded: int = 0  # how many of ``events`` a publish of runs/ in this step has committed
+    observed: list[JobView] = field(default_factory=list)  # what the backend listed at the reconcile (mlr_action.linger)
 
     def spent(self) -> str:
         """What this step spent, truthfully: "nothing was spent" only when it submitted and paid for nothing."""
@@ -322,6 +323,7 @@ class Step:
             result.events.append(f"iter {observed[job_id].iter}: {why}")
         self._listed = [observed[v.job_id] if v.job_id in stuck else v for v in listed]  # canceled: no slot held
         self._reconciled = True
+        result.observed = self._listed
         return listed, observed, set(stuck)
 
     def _finished_logs(self, observed: dict[str, JobView], job_ids: list[str],

@@ -3,7 +3,8 @@
 Speaks real HTTP on 127.0.0.1 (an ephemeral port) so the forge runs through
 the real PyGithub client with ``base_url``. Covers the repository, issues
 (list with state/labels/pagination, create, get, edit), issue comments,
-labels, pulls, git refs, contents, the collaborator permission, an issue's
+labels, pulls, git refs, contents, the collaborator permission, workflow
+dispatches (``dispatches``; a token of ``action_tokens`` may do only that), an issue's
 events (``closed``, ``reopened``, ``labeled``, ``unlabeled`` with their
 ``actor``) and, over GraphQL, the same events as ``timelineItems`` (read
 forward from a cursor, or the newest), its body's edit history
@@ -75,12 +76,18 @@ class Failure:
 class FakeGitHub:
     def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
                  default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True,
-                 edit_texts: str = "body"):
+                 edit_texts: str = "body", workflows: dict[str, set[str]] | None = None,
+                 action_tokens: tuple[str, ...] = ()):
         self.owner, self.name, self.token = owner, name, token
         self.default_branch = default_branch
         self.actions_may_open_prs = actions_may_open_prs
         self.edits_newest_first = edits_newest_first  # the order of userContentEdits (GitHub does not document it)
         self.edit_texts = edit_texts  # what UserContentEdit.diff holds: "body" (as GitHub does) or "diff" (a patch)
+        # workflow_dispatch: the workflow files that have the trigger, with the inputs each declares, and the
+        # tokens that may only run workflows (a fine-grained token with "Actions: write": anything else is 403)
+        self.workflows = {"mlr.yml": {"reason"}} if workflows is None else workflows
+        self.action_tokens = set(action_tokens)
+        self.dispatches: list[dict] = []  # {workflow, ref, inputs, token} of each accepted dispatch
         self.clock = itertools.count(1)  # edits and events get strictly increasing times, a second apart
         self.lock = threading.RLock()
         self.numbers = itertools.count(1)
@@ -309,7 +316,12 @@ class FakeGitHub:
                 with fake.lock:
                     fake.log.append((method, path))
                     auth = self.headers.get("Authorization", "")
-                    if auth not in (f"token {fake.token}", f"Bearer {fake.token}"):
+                    scheme, _, presented = auth.partition(" ")
+                    if presented in fake.action_tokens and scheme in ("token", "Bearer"):
+                        if not (method == "POST" and re.fullmatch(r"/repos/[^/]+/[^/]+/actions/workflows/[^/]+/dispatches", path)):
+                            return self._reply(403, {"message": "Resource not accessible by personal access token"})
+                        body["_token"] = presented
+                    elif auth not in (f"token {fake.token}", f"Bearer {fake.token}"):
                         return self._reply(401, {"message": "Bad credentials"})
                     for failure in fake.failures:
                         if failure.times > 0 and failure.method == method and failure.path.search(path):
@@ -380,6 +392,8 @@ class FakeGitHub:
         rest = path[len(prefix):]
         api = self.base_url + prefix
         ok = lambda data, status=200: (status, data, {})  # noqa: E731
+        if m := re.fullmatch(r"/actions/workflows/([^/]+)/dispatches", rest):
+            return self._dispatch(m.group(1), body) if method == "POST" else (404, {"message": "Not Found"}, {})
         if rest == "" and method == "GET":
             return ok({"id": 1, "name": self.name, "full_name": self.repository, "owner": _user(self.owner),
                        "default_branch": self.default_branch, "url": api, "private": False,
@@ -491,6 +505,20 @@ class FakeGitHub:
             self.pulls[issue["number"]] = pull
             return ok(pull, 201)
         return 404, {"message": "Not Found"}, {}
+
+    def _dispatch(self, workflow: str, body: dict) -> tuple[int, Any, dict]:
+        """POST .../actions/workflows/{workflow}/dispatches: 204, as GitHub answers a run it queued."""
+        if workflow not in self.workflows:
+            return 404, {"message": "Not Found"}, {}
+        ref = str(body.get("ref") or "")
+        if ref.removeprefix("refs/heads/") not in {self.default_branch, *self.refs}:
+            return 422, {"message": f"No ref found for: {ref}"}, {}
+        inputs = body.get("inputs") or {}
+        unexpected = sorted(set(inputs) - self.workflows[workflow])
+        if unexpected:
+            return 422, {"message": f"Unexpected inputs provided: {unexpected}"}, {}
+        self.dispatches.append({"workflow": workflow, "ref": ref, "inputs": inputs, "token": body.get("_token")})
+        return 204, None, {}
 
     def _graphql(self, query: str, variables: dict) -> tuple[int, Any, dict]:
         """Only what the forge asks: an issue's ``userContentEdits`` (under any aliases, by first or last) and

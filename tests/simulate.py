@@ -78,3 +78,64 @@ def run_campaign(step: Step, *, max_ticks: int = 200, **finish) -> list:
         step.clock.advance(900)  # type: ignore[attr-defined]
         finish_jobs(step.backend, **finish)  # type: ignore[arg-type]
     return results
+
+
+@dataclass
+class JobWorld:
+    """Moves the in-memory backend's jobs on a fake clock, as time passes: each job starts ``queue_s`` after its
+    submit and runs ``duration(n)`` seconds (``n``: its 0-based order of submission), then prints ``logs``.
+
+    :meth:`sleep` is a ``sleep`` for :mod:`mlr_action.linger`: it moves the clock through every start and end on
+    the way, at its own time. ``runs`` holds each job's (start, end) in clock seconds.
+    """
+
+    backend: InMemoryBackend
+    clock: FakeClock
+    duration: object = lambda n: 600.0  # Callable[[int], float]
+    queue_s: float = 0.0
+    logs: str = "eval_accuracy=0.5\n"
+    runs: dict = field(default_factory=dict)
+    started: set = field(default_factory=set)
+    ended: set = field(default_factory=set)
+
+    def _plan(self) -> None:
+        for n, job in enumerate(self.backend.jobs.values()):
+            if job.job_id not in self.runs and not job.stage.terminal:
+                start = job.submitted_at + self.queue_s
+                self.runs[job.job_id] = (start, start + self.duration(n))  # type: ignore[operator]
+
+    def _events(self, until: float) -> list:
+        self._plan()
+        events = [(s, 0, j) for j, (s, _) in self.runs.items() if j not in self.started and s <= until]
+        events += [(e, 1, j) for j, (_, e) in self.runs.items() if j not in self.ended and e <= until]
+        return sorted(events)
+
+    def next_event(self) -> float | None:
+        """When the next job starts or ends (clock seconds); None when nothing is pending."""
+        self._plan()
+        times = [s for j, (s, _) in self.runs.items() if j not in self.started]
+        times += [e for j, (_, e) in self.runs.items() if j not in self.ended]
+        return min(times, default=None)
+
+    def run_until(self, when: float) -> None:
+        """Move the clock to ``when``, starting and ending every job due on the way at its own time."""
+        while True:
+            events = self._events(when)
+            if not events:
+                break
+            at, kind, job_id = events[0]
+            self.clock.now = datetime.fromtimestamp(max(at, self.clock.seconds()), timezone.utc)
+            if self.backend.jobs[job_id].stage.terminal:  # canceled meanwhile
+                self.started.add(job_id)
+                self.ended.add(job_id)
+            elif kind == 0:
+                self.backend.advance(job_id, JobStage.RUNNING)
+                self.started.add(job_id)
+            else:
+                start, end = self.runs[job_id]
+                self.backend.advance(job_id, JobStage.COMPLETED, duration_s=end - start, logs=self.logs)
+                self.ended.add(job_id)
+        self.clock.now = datetime.fromtimestamp(max(when, self.clock.seconds()), timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        self.run_until(self.clock.seconds() + max(0.0, seconds))

@@ -156,7 +156,7 @@ def origin(tmp_path):
     return make_origin(tmp_path, {"program.md": PROGRAM, "train.py": TRAIN})
 
 
-LOCAL = dict(backend="local", proposer="search", forge="none")
+LOCAL = dict(backend="local", proposer="search", forge="none", linger="0")  # one step per run (tests/test_tick.py lingers)
 
 
 def test_bad_inputs_fail_first_with_every_fix_in_the_log_and_the_summary(runner, tmp_path):

@@ -81,7 +81,13 @@ def test_the_user_workflow():
     assert "workflow_dispatch" in on and on["push"]["paths"] == ["program.md"]
     assert doc["concurrency"] == {"group": "mlr-${{ github.repository }}", "cancel-in-progress": False}
     [step] = [s for s in steps_of(doc) if s.get("uses", "").startswith("mlr-action/")]
-    assert step["env"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}", "ANTHROPIC_API_KEY": "${{ secrets.ANTHROPIC_API_KEY }}"}
+    assert step["env"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}", "ANTHROPIC_API_KEY": "${{ secrets.ANTHROPIC_API_KEY }}",
+                           "MLR_WAKE_TOKEN": "${{ secrets.MLR_WAKE_TOKEN }}"}
+    # the job wake-up dispatches this workflow with a `reason` input (mlr_action.wakeup), and its runs wait in
+    # the concurrency group like any other
+    assert on["workflow_dispatch"]["inputs"]["reason"]["required"] is False
+    [job] = doc["jobs"].values()
+    assert job["timeout-minutes"] >= 10 + 5, "the default linger (10m) plus the step fits the job's time limit"
     assert "secrets." not in yaml.safe_dump(step.get("with", {}))
 
 

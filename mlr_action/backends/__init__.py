@@ -44,7 +44,8 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, *, root: Path, namespace: str | None = None, uv: str | None = "auto") -> JobBackend:
+def make_backend(name: str, *, root: Path, namespace: str | None = None, uv: str | None = "auto",
+                 wake: object = None) -> JobBackend:
     """The backend called ``name``; ``root`` is the campaign's repository root (used by ``local``),
     ``namespace`` the HF user or org jobs run in (``hf``; None: the token's own user), ``uv`` what runs local
     jobs (``auto``: uv when it is on PATH; None: this Python)."""
@@ -57,11 +58,11 @@ def make_backend(name: str, *, root: Path, namespace: str | None = None, uv: str
 
         return InMemoryBackend()
     if name == "hf":
-        return _make_hf(namespace)
+        return _make_hf(namespace, wake)
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 
 
-def _make_hf(namespace: str | None) -> JobBackend:
+def _make_hf(namespace: str | None, wake: object = None) -> JobBackend:
     """``mlr_action.backends.hf.HfBackend(namespace=...)``; it reads HF_TOKEN and HF_ENDPOINT from the environment.
 
     huggingface_hub adds telemetry to its user agent, and for it fetches a registry of AI coding agents from the Hub
@@ -80,4 +81,4 @@ def _make_hf(namespace: str | None) -> JobBackend:
         raise PermanentError(
             "the hf backend is not available yet in this version of mlr-action; use --backend local"
         ) from exc
-    return hf.HfBackend(namespace=namespace)
+    return hf.HfBackend(namespace=namespace, wake=wake)

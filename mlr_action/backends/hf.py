@@ -11,7 +11,8 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   dependencies of :mod:`mlr_action.runner` (``uv run`` in the uv image or the
   Campaign's ``image``; pip and ``python`` in an image without uv); the
   spec's args as ``--name=value``; the ``MLR_*`` environment; ``HF_TOKEN``
-  only as a job *secret*, never as plain environment; flavor, timeout and
+  (and, with the job wake-up, ``MLR_WAKE_TOKEN``) only as a job *secret*,
+  never as plain environment; flavor, timeout and
   labels from the spec. No code travels in the environment. A spec without a
   folder (older callers) ships its script alone; a script that is missing is
   a :class:`PermanentError` before any request.
@@ -85,6 +86,7 @@ from mlr_action.backends.base import (
 )
 from mlr_action.flavors import FlavorMemory
 from mlr_action.shipped import ShippedFolder
+from mlr_action.wakeup import Wake
 
 T = TypeVar("T")
 
@@ -125,15 +127,17 @@ class Shipment:
     folder: ShippedFolder
 
 
-def ship(spec: JobSpec, *, image: str = UV_IMAGE) -> Shipment:
+def ship(spec: JobSpec, *, image: str = UV_IMAGE, wake: Wake | None = None) -> Shipment:
     """The job for ``spec``: its folder and a command that runs the script there; PermanentError when it cannot.
 
     The folder is ``spec.folder``; a spec built without one ships its script alone (the authorized bytes,
-    ``spec.script_bytes``, or else the file at ``spec.script``).
+    ``spec.script_bytes``, or else the file at ``spec.script``). With ``wake``, the launcher dispatches the
+    workflow when the script exits, and the environment says where (the token goes as a secret, in submit).
     """
     folder, script, plan = job_folder(spec)
-    command = ["bash", "-c", runner.launcher(plan, script), "mlr-job", *spec.args]
-    return Shipment(image=plan.image or image, command=command, env=job_env(spec), folder=folder)
+    command = ["bash", "-c", runner.launcher(plan, script, wake=wake is not None), "mlr-job", *spec.args]
+    env = {**job_env(spec), **(wake.env() if wake else {})}
+    return Shipment(image=plan.image or image, command=command, env=env, folder=folder)
 
 
 def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
@@ -155,6 +159,7 @@ class HfBackend:
         policy: _hf_http.Policy | None = None,
         token_lookup: Callable[[], str | None] = get_token,
         clock: Callable[[], datetime] = _hf_view.utcnow,
+        wake: Wake | None = None,
     ) -> None:
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self.image = image
@@ -168,6 +173,7 @@ class HfBackend:
         self._token = token
         self._token_lookup = token_lookup  # HF_TOKEN, OIDC, then the token file of `hf auth login`
         self.policy = policy or _hf_http.Policy()
+        self.wake = wake  # each job starts the next tick when it ends (mlr_action.wakeup)
         _hf_http.install()
         self.api = HfApi(endpoint=self.endpoint, token=token, library_name="mlr-action")
         self.code = CodeShipper(self.api, self._call)
@@ -176,7 +182,7 @@ class HfBackend:
 
     def submit(self, *, spec: JobSpec) -> str:
         labels = job_labels(spec)
-        shipment = ship(spec, image=self.image)
+        shipment = ship(spec, image=self.image, wake=self.wake)
         token = self.token()
         existing = self._find(labels)
         if existing:
@@ -184,7 +190,7 @@ class HfBackend:
         volume = self.code.volume(shipment.folder, repo_id=self.code_repo(spec.campaign))
         action = f"submitting iter {spec.iter} of campaign {spec.campaign}"
         info = self._call(action, lambda: self.api.run_job(
-            image=shipment.image, command=shipment.command, env=shipment.env, secrets={"HF_TOKEN": token},
+            image=shipment.image, command=shipment.command, env=shipment.env, secrets={"HF_TOKEN": token, **(self.wake.secrets() if self.wake else {})},
             flavor=spec.flavor, timeout=spec.timeout_s, labels=labels, namespace=self.namespace(),
             name=re.sub(r"[^a-zA-Z0-9_-]", "-", f"mlr-{spec.campaign}-{spec.iter}"), volumes=[volume],
         ), writes=True)
