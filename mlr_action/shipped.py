@@ -18,7 +18,9 @@ shipped (a Hub repo cannot hold them, and a link may point anywhere); they are
 listed in ``skipped`` so ``mlr validate`` names them. A path is a plain
 relative POSIX path (no ``..``, no empty or ``.`` part), whatever a crafted
 tree says. :attr:`ShippedFolder.digest` is a hash of every path and its git
-(SHA-1) blob id, so the same content gives the same digest from any source,
+(SHA-1) blob id, so the same content gives the same digest from any source;
+:meth:`ShippedFolder.code_digest` (what a ledger row records) is the same
+without ``program.md``, whose budget is not code,
 and :meth:`ShippedFolder.data` checks every file's bytes against its blob id
 when it reads them: a file edited between the listing and the upload or copy
 is refused, never shipped under the old id. Reading is bounded by
@@ -42,6 +44,7 @@ MAX_FILES = 2000
 MAX_BYTES = 100 * 1024 * 1024  # what a job's folder may weigh: code and configs, not data sets or weights
 LARGE_BYTES = 10 * 1024 * 1024  # mlr validate warns above this
 NOT_SHIPPED = ("runs", ".mlr")  # at the top of the campaign folder: the ledger and reports, the bot's state
+PROGRAM_NAME = "program.md"  # shipped, but left out of the code digest
 _REGULAR = ("100644", "100755")
 _KINDS = {"120000": "a symlink", "160000": "a submodule"}
 
@@ -74,8 +77,17 @@ class ShippedFolder:
 
     @property
     def digest(self) -> str:
-        """sha256 of every ``path oid`` line: the same content gives the same digest from any source."""
-        lines = "".join(f"{f.path}\0{f.oid}\n" for f in self.files)
+        """sha256 of every ``path oid`` line: the same content gives the same digest from any source (what an
+        upload is keyed on; :meth:`code_digest` is what a row records)."""
+        return self.code_digest(program="")
+
+    def code_digest(self, program: str = PROGRAM_NAME) -> str:
+        """The digest of the code alone (the row's ``folder_hash``): every file but ``program`` at the top.
+
+        program.md is shipped (the job may read it) but is not code: raising its budget mid-campaign must not
+        read as a code change. ``runs/`` and ``.mlr/`` are never in the folder.
+        """
+        lines = "".join(f"{f.path}\0{f.oid}\n" for f in self.files if f.path != program)
         return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
 
     @property
