@@ -84,8 +84,9 @@ def plan(root: Path, program_path: Path, iteration: int) -> Reproduction:
                "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign, exp.iter)}
     result = f"{rep.metric}={exp.metric:g}" if exp.metric is not None else "no metric"
     what = f" (final evaluation of iter {exp.final_of}, repeat {exp.repeat})" if final else ""
-    rep.lines.append(redact(f"iter {exp.iter}{what}: {exp.status}, {result}" + (f" ({exp.decision})" if exp.decision else "")
-                            + f", job {exp.job_id or '-'} on {exp.flavor or '-'}"))
+    decision = f" ({exp.decision})" if exp.decision else ""
+    rep.lines.append(redact(f"iter {exp.iter}{what}: {exp.status}, {result}{decision}, "
+                            f"job {exp.job_id or '-'} on {exp.flavor or '-'}"))
     rep.lines.append(f"code      {where}; {_compared(folder, exp.folder_hash, program_path.name, rep)}")
     if rep.untrusted:
         rep.lines.append(f"trust     {rep.untrusted}")
@@ -101,7 +102,8 @@ class _Unreadable(Exception):
     pass
 
 
-def _sources(root: Path, program_path: Path, commit: str | None, rep: Reproduction) -> tuple[object, ShippedFolder, str]:
+def _sources(root: Path, program_path: Path, commit: str | None,
+             rep: Reproduction) -> tuple[object, ShippedFolder, str]:
     """(program, folder, where they come from): the commit's when the row has one, else the work tree's."""
     if not commit:
         program = load_program(program_path)
