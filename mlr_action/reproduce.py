@@ -5,7 +5,8 @@ Guarantees:
 - The job is rebuilt from the experiment's own row, a search row or a final evaluation's repeat (then with the
   final block's ``fixed`` and that repeat's seed, as the step ran it: :func:`mlr_action.jobspec.args_of`): its
   config, and the commit it ran (the campaign folder and program.md are read from git objects at that commit,
-  never from the work tree). A row without a commit (a local run) is rebuilt from the work tree, and says so.
+  never from the work tree). A row without a commit (a local run) is rebuilt from what a local step ships now
+  (:func:`mlr_action.committed.local_snapshot`: HEAD's folder in git, else the files on disk), and says so.
 - The row is data anyone with push access can write (DESIGN.md section 9): its ``commit`` must be a full
   object name, and ``--run`` runs it only when it is on the default branch
   (:mod:`mlr_action.reproduce_trust`); otherwise nothing runs and the text says how to proceed by hand.
@@ -38,7 +39,8 @@ from mlr_action.receives import command_line
 from mlr_action.reproduce_trust import commit_problem, unmerged_reason
 from mlr_action.redaction import redact
 from mlr_action.runner import recipe
-from mlr_action.shipped import ShipError, ShippedFolder, from_commit, from_work_tree
+from mlr_action.committed import local_snapshot
+from mlr_action.shipped import ShipError, ShippedFolder, from_commit
 from mlr_action.state import fold
 
 
@@ -105,9 +107,11 @@ class _Unreadable(Exception):
 def _sources(root: Path, program_path: Path, commit: str | None,
              rep: Reproduction) -> tuple[object, ShippedFolder, str]:
     """(program, folder, where they come from): the commit's when the row has one, else the work tree's."""
-    if not commit:
+    if not commit:  # a local run: the folder a local step ships now (HEAD's in git), which the digest checks
         program = load_program(program_path)
-        return program, from_work_tree(program_path.parent), "the work tree (the row records no commit: a local run)"
+        folder = local_snapshot(program_path.parent)
+        where = f"{folder.source} at HEAD" if folder.commit else "the work tree"
+        return program, folder, f"{where} (the row records no commit: a local run)"
     problem = commit_problem(commit)
     if problem:
         raise _Unreadable(problem)

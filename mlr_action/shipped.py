@@ -74,6 +74,7 @@ class ShippedFolder:
     commit: str | None = None
     skipped: tuple[str, ...] = ()  # "link.py (a symlink)": present in the folder, not shipped
     reader: Callable[[ShippedFile], bytes] = field(default=lambda f: b"", repr=False, compare=False)
+    note: str | None = field(default=None, compare=False)  # for the step: what a local snapshot left out
 
     @property
     def digest(self) -> str:
