@@ -208,25 +208,33 @@ def from_work_tree(folder: Path) -> ShippedFolder:
     _bounded(sizes, source)
     files = []
     for entry in sizes:
-        content = _read_nofollow(folder, entry.path)
+        content = _read_shipped(folder, entry.path)
         files.append(ShippedFile(entry.path, blob_id(content), len(content)))
-    return ShippedFolder(tuple(files), source, None, tuple(skipped), reader=lambda f: _read_nofollow(folder, f.path))
+    return ShippedFolder(tuple(files), source, None, tuple(skipped), reader=lambda f: _read_shipped(folder, f.path))
 
 
-def _read_nofollow(folder: Path, rel: str) -> bytes:
-    """The file's bytes; every part of the path is opened without following a link."""
+def read_nofollow(folder: Path, rel: str) -> bytes:
+    """The bytes of ``rel`` under ``folder``, every part of ``rel`` opened without following a link.
+
+    :class:`OSError` when it cannot be read (the caller says why in its own words); :class:`ShipError` when it
+    is over :data:`MAX_BYTES`. The one reader of a file a job is given from disk (the backends' script alone too).
+    """
     parts = rel.split("/")
-    try:
-        with safepath.folder(folder, "/".join(parts[:-1]) or ".", create=False) as dir_fd:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        raise ShipError(f"cannot read {rel} in {folder} ({exc.strerror or exc}); it is not shipped as it is: fix its "
-                        "permissions, or remove it from the folder") from None
+    with safepath.folder(folder, "/".join(parts[:-1]) or ".", create=False) as dir_fd:
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as fh:
         if os.fstat(fh.fileno()).st_size > MAX_BYTES:
             raise ShipError(f"{rel} in {folder} is over the {MAX_BYTES // 1024 // 1024} MB a job's folder may weigh: "
                             "keep it out of the folder (download it in the script)")
         return fh.read()
+
+
+def _read_shipped(folder: Path, rel: str) -> bytes:
+    try:
+        return read_nofollow(folder, rel)
+    except OSError as exc:
+        raise ShipError(f"cannot read {rel} in {folder} ({exc.strerror or exc}); it is not shipped as it is: fix its "
+                        "permissions, or remove it from the folder") from None
 
 
 def _git_files(folder: Path) -> list[str] | None:
