@@ -32,14 +32,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlr_action.committed import local_snapshot
 from mlr_action.ledger import LEDGER_PATH, read_ledger
 from mlr_action.metric import read_metric
 from mlr_action.program import ProgramError, load_program, output_repo_for, parse_program, script_path
 from mlr_action.receives import command_line
-from mlr_action.reproduce_trust import commit_problem, unmerged_reason
 from mlr_action.redaction import redact
+from mlr_action.reproduce_trust import commit_problem, unmerged_reason
 from mlr_action.runner import recipe
-from mlr_action.committed import local_snapshot
 from mlr_action.shipped import ShipError, ShippedFolder, from_commit
 from mlr_action.state import fold
 
