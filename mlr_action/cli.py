@@ -333,6 +333,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"mlr: {problem}", file=sys.stderr)
     if rep.problems:
         return BAD_INPUT
+    if args.run and rep.untrusted:
+        print(f"mlr: --run refused: {rep.untrusted}", file=sys.stderr)
+        return BAD_INPUT
     return reproduce.run(rep, into=args.into, uv=None if args.no_uv else "auto") if args.run else OK
 
 

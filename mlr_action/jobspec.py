@@ -54,7 +54,6 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
         shipped = snapshot.shipped
     script_rel = script_path(program.campaign.script)[0] or program.campaign.script
     final = row.final_of is not None
-    values = job_values(program, row) if final else {**row.config, **program.campaign.fixed}
     folder = Path(program.root) if program.root not in ("", ".") else root  # script: is relative to program.md's
     labels = labels_for(campaign_id, row.iter)
     if snapshot:
@@ -70,14 +69,21 @@ def job_spec(program: Program, campaign_id: str, row: ExperimentRow, root: Path,
         folder=shipped,
         recipe=recipe(shipped, script_rel, program.campaign) if shipped is not None else None,
         script_rel=script_rel if shipped is not None else None,
-        folder_hash=shipped.digest if shipped is not None else None,
-        args=[f"--{name}={value}" for name, value in values.items()],
+        folder_hash=shipped.code_digest() if shipped is not None else None,
+        args=args_of(program, row),
         env={"MLR_CAMPAIGN": campaign_id, "MLR_ITER": str(row.iter),
              "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign_id, row.iter)},
         flavor=row.flavor or program.default_flavor,
         timeout_s=row.charged_timeout_s,
         labels=labels,
     )
+
+
+def args_of(program: Program, row: ExperimentRow) -> list[str]:
+    """The job's ``--name=value`` args: the row's config, then ``fixed``; a final evaluation's repeat also gets
+    the final block's ``fixed`` and its seed (:func:`mlr_action.final.job_values`)."""
+    values = job_values(program, row) if row.final_of is not None else {**row.config, **program.campaign.fixed}
+    return [f"--{name}={value}" for name, value in values.items()]
 
 
 def campaign_id_for(program: Program, root: Path) -> str:

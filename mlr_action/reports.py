@@ -269,7 +269,8 @@ def result_lines(program: Program, best: ExperimentRow | None, state: CampaignSt
 
     ran = code_of(best)
     if ran:
-        lines.append(f"- code: {ran} (`mlr reproduce {best.iter}` runs it again)")
+        lines.append(f"- code: {ran} (`mlr reproduce {best.iter}` prints its job; "
+                     f"`mlr reproduce {best.iter} --run` runs it again)")
     return lines
 
 

@@ -2,12 +2,17 @@
 
 Guarantees:
 
-- The job is rebuilt from the experiment's own row: its config, and the
-  commit it ran (the campaign folder and program.md are read from git objects
-  at that commit, never from the work tree). A row without a commit (a local
-  run) is rebuilt from the work tree, and says so.
-- The folder's digest is compared with the row's ``folder_hash``: a match is
-  said (``verified``), a mismatch is a problem (with ``--run`` nothing runs).
+- The job is rebuilt from the experiment's own row, a search row or a final evaluation's repeat (then with the
+  final block's ``fixed`` and that repeat's seed, as the step ran it: :func:`mlr_action.jobspec.args_of`): its
+  config, and the commit it ran (the campaign folder and program.md are read from git objects at that commit,
+  never from the work tree). A row without a commit (a local run) is rebuilt from what a local step ships now
+  (:func:`mlr_action.committed.local_snapshot`: HEAD's folder in git, else the files on disk), and says so.
+- The row is data anyone with push access can write (DESIGN.md section 9): its ``commit`` must be a full
+  object name, and ``--run`` runs it only when it is on the default branch
+  (:mod:`mlr_action.reproduce_trust`); otherwise nothing runs and the text says how to proceed by hand.
+- The folder's code digest is recomputed and compared with the row's ``folder_hash``. It is called
+  ``verified`` only when recomputed from the commit's git objects; a mismatch is a problem (with ``--run``
+  nothing runs).
 - ``--run`` copies the folder to a fresh folder and runs the same command a
   local job runs (uv when installed, else this Python, as the step does), with
   the same ``MLR_*`` environment, and says whether the metric it printed is
@@ -27,13 +32,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlr_action.committed import local_snapshot
 from mlr_action.ledger import LEDGER_PATH, read_ledger
 from mlr_action.metric import read_metric
 from mlr_action.program import ProgramError, load_program, output_repo_for, parse_program, script_path
-from mlr_action.receives import command_line, job_args
+from mlr_action.receives import command_line
 from mlr_action.redaction import redact
+from mlr_action.reproduce_trust import commit_problem, unmerged_reason
 from mlr_action.runner import recipe
-from mlr_action.shipped import ShipError, ShippedFolder, from_commit, from_work_tree
+from mlr_action.shipped import ShipError, ShippedFolder, from_commit
 from mlr_action.state import fold
 
 
@@ -48,36 +55,43 @@ class Reproduction:
     recipe: object = None
     metric: str = ""
     recorded: float | None = None
+    untrusted: str | None = None  # why ``--run`` must not run the row's commit (not merged code)
 
 
 def plan(root: Path, program_path: Path, iteration: int) -> Reproduction:
     """What experiment ``iteration`` ran, rebuilt from its row; ``problems`` say why it cannot be."""
-    from mlr_action.jobspec import campaign_id_for
+    from mlr_action.jobspec import args_of, campaign_id_for
 
     rep = Reproduction()
     state = fold(read_ledger(root / LEDGER_PATH))
-    exp = state.experiments.get(iteration)
+    exp = state.row(iteration)  # a search row or a final evaluation's repeat
     if exp is None:
-        known = sorted(state.experiments)
+        known = sorted({*state.experiments, *state.finals})
         rep.problems.append(f"there is no iter {iteration} in {LEDGER_PATH}"
                             + (f" (it has iters {known[0]}–{known[-1]})" if known else " (it has no experiment yet)"))
         return rep
     try:
-        program, folder, where = _sources(root, program_path, exp.commit)
+        program, folder, where = _sources(root, program_path, exp.commit, rep)
     except (ProgramError, ShipError, _Unreadable) as exc:
         rep.problems.append(redact(str(exc)))
         return rep
-    rep.folder, rep.metric, rep.recorded = folder, program.campaign.metric, exp.metric
+    final = exp.final_of is not None
+    rep.folder, rep.recorded = folder, exp.metric
+    rep.metric = program.final_metric if final else program.campaign.metric
     rep.script = script_path(program.campaign.script)[0] or program.campaign.script
     rep.recipe = recipe(folder, rep.script, program.campaign)
-    rep.args = job_args(program, exp.config)
+    rep.args = args_of(program, exp)
     campaign = campaign_id_for(program, root)
     rep.env = {"MLR_CAMPAIGN": campaign, "MLR_ITER": str(exp.iter),
                "MLR_OUTPUT_REPO": output_repo_for(program.envelope, campaign, exp.iter)}
-    result = f"{program.campaign.metric}={exp.metric:g}" if exp.metric is not None else "no metric"
-    rep.lines.append(redact(f"iter {exp.iter}: {exp.status}, {result}" + (f" ({exp.decision})" if exp.decision else "")
-                            + f", job {exp.job_id or '-'} on {exp.flavor or '-'}"))
-    rep.lines.append(f"code      {where}; {_verified(folder, getattr(exp, 'folder_hash', None), rep)}")
+    result = f"{rep.metric}={exp.metric:g}" if exp.metric is not None else "no metric"
+    what = f" (final evaluation of iter {exp.final_of}, repeat {exp.repeat})" if final else ""
+    decision = f" ({exp.decision})" if exp.decision else ""
+    rep.lines.append(redact(f"iter {exp.iter}{what}: {exp.status}, {result}{decision}, "
+                            f"job {exp.job_id or '-'} on {exp.flavor or '-'}"))
+    rep.lines.append(f"code      {where}; {_compared(folder, exp.folder_hash, program_path.name, rep)}")
+    if rep.untrusted:
+        rep.lines.append(f"trust     {rep.untrusted}")
     rep.lines.append(f"command   {command_line(rep.recipe, rep.script, rep.args)}")
     rep.lines.append("env       " + " ".join(f"{k}={shlex.quote(v)}" for k, v in rep.env.items()))
     if getattr(exp, "runner", None):
@@ -90,11 +104,17 @@ class _Unreadable(Exception):
     pass
 
 
-def _sources(root: Path, program_path: Path, commit: str | None) -> tuple[object, ShippedFolder, str]:
+def _sources(root: Path, program_path: Path, commit: str | None,
+             rep: Reproduction) -> tuple[object, ShippedFolder, str]:
     """(program, folder, where they come from): the commit's when the row has one, else the work tree's."""
-    if not commit:
+    if not commit:  # a local run: the folder a local step ships now (HEAD's in git), which the digest checks
         program = load_program(program_path)
-        return program, from_work_tree(program_path.parent), "the work tree (the row records no commit: a local run)"
+        folder = local_snapshot(program_path.parent)
+        where = f"{folder.source} at HEAD" if folder.commit else "the work tree"
+        return program, folder, f"{where} (the row records no commit: a local run)"
+    problem = commit_problem(commit)
+    if problem:
+        raise _Unreadable(problem)
     from mlr_action.authority import campaign_folder, in_folder
     from mlr_action.backends.base import BackendError
     from mlr_action.gitrepo import GitRepo
@@ -104,6 +124,7 @@ def _sources(root: Path, program_path: Path, commit: str | None) -> tuple[object
         if repo.rev(commit) is None:
             raise _Unreadable(f"commit {commit[:12]}, which the experiment ran, is not in this clone: fetch it "
                               "(`git fetch --unshallow`, or `git fetch origin` on a branch that holds it)")
+        rep.untrusted = unmerged_reason(repo, commit)
         folder_path = campaign_folder(repo, os.path.relpath(program_path.resolve(), root.resolve()))
         shown = repo.git("show", f"{commit}:{in_folder(folder_path, program_path.name)}", check=False)
         if shown.returncode != 0:
@@ -115,14 +136,20 @@ def _sources(root: Path, program_path: Path, commit: str | None) -> tuple[object
     return program, folder, f"commit {commit[:12]} ({folder_path} as committed there)"
 
 
-def _verified(folder: ShippedFolder, recorded: str | None, rep: Reproduction) -> str:
+def _compared(folder: ShippedFolder, recorded: str | None, program_name: str, rep: Reproduction) -> str:
+    """The folder's digest, recomputed here, against the one the row recorded (the row is data: "verified" only
+    when the digest was recomputed from git objects; rows before program.md was left out recorded the whole
+    folder's digest, which is accepted too)."""
+    digest = folder.code_digest(program_name)
     if not recorded:
-        return f"folder {folder.digest[:12]} (the row records no folder digest to compare with)"
-    if folder.digest == recorded:
-        return f"folder {folder.digest[:12]}, verified: the same files the experiment ran"
-    rep.problems.append(f"the folder is {folder.digest[:12]} but the experiment ran {str(recorded)[:12]}: the files "
+        return f"folder {digest[:12]} (recomputed; the row records no folder digest to compare with)"
+    if recorded in (digest, folder.digest):
+        if folder.commit:
+            return f"folder {digest[:12]}, verified: recomputed from the commit's git objects, it matches the row's"
+        return f"folder {digest[:12]}: recomputed from {folder.source}, it matches the digest the row recorded"
+    rep.problems.append(f"the folder is {digest[:12]} but the row recorded {str(recorded)[:12]}: the files "
                         "changed since (a local run's work tree was edited), so this would not be the same job")
-    return f"folder {folder.digest[:12]}, NOT the {str(recorded)[:12]} the experiment ran"
+    return f"folder {digest[:12]}, NOT the {str(recorded)[:12]} the row recorded"
 
 
 def run(rep: Reproduction, *, into: Path | None = None, uv: str | None = "auto") -> int:

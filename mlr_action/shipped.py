@@ -18,7 +18,9 @@ shipped (a Hub repo cannot hold them, and a link may point anywhere); they are
 listed in ``skipped`` so ``mlr validate`` names them. A path is a plain
 relative POSIX path (no ``..``, no empty or ``.`` part), whatever a crafted
 tree says. :attr:`ShippedFolder.digest` is a hash of every path and its git
-(SHA-1) blob id, so the same content gives the same digest from any source,
+(SHA-1) blob id, so the same content gives the same digest from any source;
+:meth:`ShippedFolder.code_digest` (what a ledger row records) is the same
+without ``program.md``, whose budget is not code,
 and :meth:`ShippedFolder.data` checks every file's bytes against its blob id
 when it reads them: a file edited between the listing and the upload or copy
 is refused, never shipped under the old id. Reading is bounded by
@@ -42,6 +44,7 @@ MAX_FILES = 2000
 MAX_BYTES = 100 * 1024 * 1024  # what a job's folder may weigh: code and configs, not data sets or weights
 LARGE_BYTES = 10 * 1024 * 1024  # mlr validate warns above this
 NOT_SHIPPED = ("runs", ".mlr")  # at the top of the campaign folder: the ledger and reports, the bot's state
+PROGRAM_NAME = "program.md"  # shipped, but left out of the code digest
 _REGULAR = ("100644", "100755")
 _KINDS = {"120000": "a symlink", "160000": "a submodule"}
 
@@ -71,11 +74,21 @@ class ShippedFolder:
     commit: str | None = None
     skipped: tuple[str, ...] = ()  # "link.py (a symlink)": present in the folder, not shipped
     reader: Callable[[ShippedFile], bytes] = field(default=lambda f: b"", repr=False, compare=False)
+    note: str | None = field(default=None, compare=False)  # for the step: what a local snapshot left out
 
     @property
     def digest(self) -> str:
-        """sha256 of every ``path oid`` line: the same content gives the same digest from any source."""
-        lines = "".join(f"{f.path}\0{f.oid}\n" for f in self.files)
+        """sha256 of every ``path oid`` line: the same content gives the same digest from any source (what an
+        upload is keyed on; :meth:`code_digest` is what a row records)."""
+        return self.code_digest(program="")
+
+    def code_digest(self, program: str = PROGRAM_NAME) -> str:
+        """The digest of the code alone (the row's ``folder_hash``): every file but ``program`` at the top.
+
+        program.md is shipped (the job may read it) but is not code: raising its budget mid-campaign must not
+        read as a code change. ``runs/`` and ``.mlr/`` are never in the folder.
+        """
+        lines = "".join(f"{f.path}\0{f.oid}\n" for f in self.files if f.path != program)
         return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
 
     @property
@@ -195,25 +208,33 @@ def from_work_tree(folder: Path) -> ShippedFolder:
     _bounded(sizes, source)
     files = []
     for entry in sizes:
-        content = _read_nofollow(folder, entry.path)
+        content = _read_shipped(folder, entry.path)
         files.append(ShippedFile(entry.path, blob_id(content), len(content)))
-    return ShippedFolder(tuple(files), source, None, tuple(skipped), reader=lambda f: _read_nofollow(folder, f.path))
+    return ShippedFolder(tuple(files), source, None, tuple(skipped), reader=lambda f: _read_shipped(folder, f.path))
 
 
-def _read_nofollow(folder: Path, rel: str) -> bytes:
-    """The file's bytes; every part of the path is opened without following a link."""
+def read_nofollow(folder: Path, rel: str) -> bytes:
+    """The bytes of ``rel`` under ``folder``, every part of ``rel`` opened without following a link.
+
+    :class:`OSError` when it cannot be read (the caller says why in its own words); :class:`ShipError` when it
+    is over :data:`MAX_BYTES`. The one reader of a file a job is given from disk (the backends' script alone too).
+    """
     parts = rel.split("/")
-    try:
-        with safepath.folder(folder, "/".join(parts[:-1]) or ".", create=False) as dir_fd:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        raise ShipError(f"cannot read {rel} in {folder} ({exc.strerror or exc}); it is not shipped as it is: fix its "
-                        "permissions, or remove it from the folder") from None
+    with safepath.folder(folder, "/".join(parts[:-1]) or ".", create=False) as dir_fd:
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as fh:
         if os.fstat(fh.fileno()).st_size > MAX_BYTES:
             raise ShipError(f"{rel} in {folder} is over the {MAX_BYTES // 1024 // 1024} MB a job's folder may weigh: "
                             "keep it out of the folder (download it in the script)")
         return fh.read()
+
+
+def _read_shipped(folder: Path, rel: str) -> bytes:
+    try:
+        return read_nofollow(folder, rel)
+    except OSError as exc:
+        raise ShipError(f"cannot read {rel} in {folder} ({exc.strerror or exc}); it is not shipped as it is: fix its "
+                        "permissions, or remove it from the folder") from None
 
 
 def _git_files(folder: Path) -> list[str] | None:

@@ -465,6 +465,7 @@ class Step:
         if note and not any(getattr(e, "runner", None) == runner for e in state.experiments.values() if e.job_id):
             result.events.append(f"note: {note}")  # once, with the first job it applies to; the summary keeps saying it
         what = f" (final evaluation of iter {intent.final_of}, repeat {intent.repeat})" if intent.final_of else ""
+        result.events += [f"note: {n}" for n in [getattr(spec.folder, "note", None)] if n and f"note: {n}" not in result.events]
         result.events.append(f"iter {intent.iter} submitted {job_id} ({intent.flavor}, {intent.timeout}){what}")
         result.submitted += 1
         result.submitted_ids.append(job_id)
@@ -476,9 +477,9 @@ class Step:
         if self.snapshot is not None:
             return None
         if getattr(self, "_shipped", None) is None:
-            from mlr_action.shipped import from_work_tree
+            from mlr_action.committed import local_snapshot
 
-            self._shipped = from_work_tree(Path(program.root) if program.root not in ("", ".") else self.root)
+            self._shipped = local_snapshot(Path(program.root) if program.root not in ("", ".") else self.root)
         return self._shipped
 
     def _refuse(self, result: StepResult, iteration: int, problems: list[str]) -> None:

@@ -82,7 +82,7 @@ def test_the_result_gives_the_final_metric_next_to_the_search_metric_config_comm
         "- **final `test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats, range 0.95 to 0.96)**",
         "- config: `lr=0.0003, batch_size=32, scheduler=cosine`",
         "- Hub: `https://huggingface.co/me/sweep-001`",
-        "- code: commit `0123456789ab` (`mlr reproduce 1` runs it again)",
+        "- code: commit `0123456789ab` (`mlr reproduce 1` prints its job; `mlr reproduce 1 --run` runs it again)",
     ]
     summary = pages(finished_state())["summary"]
     assert "| 1 | completed | keep | 0.97 (final 0.955 ± 0.0071, n=2) |" in summary  # the spread next to the metric

@@ -48,6 +48,8 @@ def test_a_module_git_ignores_fails_locally_as_it_would_on_hf(tmp_path, monkeypa
     isolate_git(monkeypatch, tmp_path)
     root = write(tmp_path / "repo", {**FILES, ".gitignore": "helpers.py\n"})
     git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
     backend = LocalBackend(root, uv=None)
     [exp] = step_until_done(Step(root=root, backend=backend, proposer=SearchProposer(), forge=FileForge(root),
                                  clock=FakeClock()), root)
@@ -61,7 +63,7 @@ def test_local_jobs_run_the_folder_with_uv_and_its_declared_dependencies(tmp_pat
     backend = LocalBackend(root, uv=str(uv))
     step = Step(root=root, backend=backend, proposer=SearchProposer(), forge=FileForge(root), clock=FakeClock())
     first = step.run()
-    assert not any(e.startswith("note:") for e in first.events)  # uv runs it: nothing to warn of
+    assert not any(e.startswith("note: local jobs run with") for e in first.events)  # uv runs it: nothing to warn of
     [exp] = step_until_done(step, root)
     logs = backend.logs(job_id=exp.job_id)
     assert exp.status == "completed" and exp.metric == 0.5, logs
@@ -100,4 +102,50 @@ def test_in_github_mode_the_job_runs_the_commits_folder_and_the_row_records_comm
     [exp] = step_until_done(Step(root=work, backend=backend, proposer=SearchProposer(), forge=FileForge(work),
                                  clock=FakeClock(), snapshot=snapshot), work)
     assert exp.metric == 0.5  # the committed helpers.py, never the work tree's
-    assert exp.commit == snapshot.commit and exp.folder_hash == snapshot.shipped.digest
+    assert exp.commit == snapshot.commit and exp.folder_hash == snapshot.shipped.code_digest()
+
+
+# --- a local step runs the committed folder, as HF does ---------------------------------------------------------
+
+
+def test_a_local_step_in_git_runs_the_committed_folder_and_says_what_it_left_out(tmp_path, monkeypatch):
+    isolate_git(monkeypatch, tmp_path)
+    root = write(tmp_path / "repo", FILES)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    secret = "hf_" + "x" * 8 + "fake"  # built at run time, never a real token
+    write(root, {".env": f"HF_TOKEN={secret}\n", "notes.py": "# not committed\n",
+                 "helpers.py": "def score():\n    return 0.0  # edited, not committed\n"})
+    backend = LocalBackend(root, uv=None)
+    step = Step(root=root, backend=backend, proposer=SearchProposer(), forge=FileForge(root), clock=FakeClock())
+    first = step.run()
+    [note] = [e for e in first.events if "left out" in e]
+    head = git(root, "rev-parse", "HEAD")
+    assert f"as committed at HEAD ({head[:12]})" in note
+    assert "2 untracked files (.env, notes.py)" in note and "the uncommitted changes to 1 file (helpers.py)" in note
+    [exp] = step_until_done(step, root)
+    work = root / ".mlr" / "jobs" / exp.job_id / "work"
+    assert exp.metric == 0.5  # the committed helpers.py, as HF would run it
+    assert not (work / ".env").exists() and not (work / "notes.py").exists()
+    assert secret not in note
+
+
+def test_a_git_repository_with_no_commit_is_told_to_commit(tmp_path, monkeypatch):
+    isolate_git(monkeypatch, tmp_path)
+    root = write(tmp_path / "repo", FILES)
+    git(root, "init", "-q", "-b", "main")
+    result = Step(root=root, backend=LocalBackend(root, uv=None), proposer=SearchProposer(), forge=FileForge(root),
+                  clock=FakeClock()).run()
+    assert any("no commit yet: commit the campaign folder" in e for e in result.events), result.events
+    assert not (root / ".mlr" / "jobs").exists() or not any((root / ".mlr" / "jobs").glob("local-*"))
+
+
+def test_outside_git_the_files_on_disk_run_and_the_step_says_so(tmp_path):
+    root = write(tmp_path / "plain", {**FILES, "extra.txt": "on disk\n"})
+    backend = LocalBackend(root, uv=None)
+    step = Step(root=root, backend=backend, proposer=SearchProposer(), forge=FileForge(root), clock=FakeClock())
+    first = step.run()
+    assert any("not in a git repository, so local jobs run its files as they are on disk" in e for e in first.events)
+    [exp] = step_until_done(step, root)
+    assert (root / ".mlr" / "jobs" / exp.job_id / "work" / "extra.txt").exists()

@@ -213,3 +213,34 @@ def test_the_real_uv_takes_the_commands_as_given(files, tmp_path):
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok ['--lr=0.1']"
+
+
+# --- the code digest a row records leaves program.md out (its budget is not code) ---------------------------
+
+
+def test_a_budget_change_in_program_md_is_not_a_code_change_and_a_script_change_is(tmp_path):
+    from mlr_action.jobspec import job_spec
+    from mlr_action.ledger import experiment_row
+    from mlr_action.program import parse_program
+    from mlr_action.provenance import code_section
+    from mlr_action.state import fold
+    from programs import ENVELOPE, program_text, with_
+
+    root = write(tmp_path / "c", {"train.py": "print('eval_accuracy=0.5')\n"})
+
+    def row_with(max_jobs: int, iteration: int):
+        text = program_text(with_(ENVELOPE, max_jobs=max_jobs))
+        (root / "program.md").write_text(text)
+        program = parse_program(text)
+        intent = experiment_row(iter=iteration, ts="2026-01-01T00:00:00+00:00", status="submitted",
+                                config={"lr": 1e-4, "batch_size": 8, "scheduler": "linear"}, timeout_s=60,
+                                flavor="t4-small")
+        spec = job_spec(program, "c", intent, root, shipped=from_work_tree(root))
+        return intent.model_copy(update={"job_id": f"j{iteration}", "folder_hash": spec.folder_hash})
+
+    rows = [row_with(12, 1), row_with(40, 2)]  # the budget raised mid-campaign
+    assert "code changed" not in code_section(fold(rows)) and "the same code" in code_section(fold(rows))
+    (root / "train.py").write_text("print('eval_accuracy=0.6')\n")
+    rows.append(row_with(40, 3))
+    assert "- iters 3: the work tree, folder" in code_section(fold(rows))
+    assert "**code changed here**" in code_section(fold(rows))

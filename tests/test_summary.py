@@ -313,7 +313,7 @@ def test_the_summary_marks_where_the_code_changed_and_the_best_names_its_commit(
     assert "**The code changed 1 time during the campaign**" in code
     assert "- iters 1–2: commit `111111111111`, folder `aaaaaaaaaaaa`" in code
     assert "- iters 3–4: commit `333333333333`, folder `bbbbbbbbbbbb` — **code changed here**" in code
-    assert "- code: commit `333333333333`, folder `bbbbbbbbbbbb` (`mlr reproduce 3` runs it again)" in section(text, "Best so far")
+    assert "- code: commit `333333333333`, folder `bbbbbbbbbbbb` (`mlr reproduce 3` prints its job; `mlr reproduce 3 --run` runs it again)" in section(text, "Best so far")
 
 
 def test_one_version_of_the_code_and_runs_without_uv_are_said_and_a_row_is_never_markup():

@@ -81,15 +81,13 @@ def job_folder(spec: JobSpec) -> tuple[ShippedFolder, str, Recipe]:
 
 
 def _read_script(path: Path) -> bytes:
-    import os
+    from mlr_action.shipped import read_nofollow
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return read_nofollow(path.parent, path.name)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise PermanentError(f"the job script {path} does not exist; set `script:` in program.md's Campaign block to a "
                              "file in the repository; this job was not submitted") from None
     except OSError as exc:
         raise PermanentError(f"cannot read the job script {path} ({exc.strerror or exc}; a symlink is never "
                              "followed); fix it; this job was not submitted") from None
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()

@@ -7,9 +7,10 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   of its whole process group. The job runs in a fresh folder
   (``.mlr/jobs/<job_id>/work``) holding the spec's shipped folder
   (:mod:`mlr_action.shipped`: in GitHub mode the authorized commit's files,
-  read from git objects; locally the work tree's files that git tracks or
-  would track), never in the work tree, so a file or import missing from
-  what would be committed fails here as it would on HF. It runs ``uv run``
+  read from git objects; in a local step the folder as committed at
+  ``HEAD``, or the files on disk outside git, :mod:`mlr_action.committed`),
+  never in the work tree, so a file or import that is not committed fails
+  here as it would on HF, and an untracked file (a ``.env``) never reaches a job. It runs ``uv run``
   with the same recipe as an HF job (:mod:`mlr_action.runner`) when ``uv`` is
   on PATH; otherwise the current Python, and :attr:`LocalBackend.runner_note`
   says that the folder's dependencies were not installed. ``os.environ`` plus
