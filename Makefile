@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	rm -rf $(DEMO) && mkdir -p $(dir $(DEMO)) && cp -r examples/digits $(DEMO)
+	cd $(DEMO) && git init -q && git add -A && git -c user.name=mlr-demo -c user.email=mlr-demo@localhost commit -q -m 'The digits campaign'
 	$(VENV)/bin/mlr validate --repo $(DEMO)
 	$(VENV)/bin/mlr run --repo $(DEMO) --interval 1 --no-uv
 	$(VENV)/bin/mlr status --repo $(DEMO)
