@@ -14,7 +14,8 @@ Two parts:
 Guarantees: a :class:`Finding` is one line for people; a ``problem`` says what
 is wrong and the fix, a ``warning`` what may be wrong, an ``info`` what will
 happen. Nothing here writes or spends; an import inside ``try``/``except
-ImportError`` counts as optional.
+ImportError`` counts as optional; a file too deeply nested (or too large)
+for Python's parser is a problem that says so, never a traceback.
 """
 
 from __future__ import annotations
@@ -92,7 +93,15 @@ def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tupl
     seen, queue, missing, third = {script}, [script], [], {}
     while queue and len(seen) <= MAX_MODULES:
         path = queue.pop(0)
-        for name, line, level in _imported(folder.text(path) or "", path):
+        try:
+            imported = _imported(folder.text(path) or "", path)
+        except (RecursionError, MemoryError) as exc:  # a pathological file: said, never a traceback
+            missing.append(Finding(PROBLEM, f"{path} is too deeply nested or too large for Python's parser "
+                                            f"({type(exc).__name__}), so its imports cannot be checked, and Python may "
+                                            "not run it either: split the deeply nested expression into smaller "
+                                            "statements"))
+            continue
+        for name, line, level in imported:
             if level:
                 target = _relative(folder, path, name, level)
                 if target is None:
@@ -120,7 +129,10 @@ def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tupl
 
 
 def _imported(source: str, path: str) -> list[tuple[str, int, int]]:
-    """(module, line, level) of every import that is not optional; a file that does not parse has none."""
+    """(module, line, level) of every import that is not optional; a file that does not parse has none.
+
+    RecursionError and MemoryError (a file nested too deeply for the parser) are the caller's to report.
+    """
     try:
         tree = ast.parse(source, filename=path)
     except (SyntaxError, ValueError):
