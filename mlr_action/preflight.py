@@ -282,33 +282,41 @@ def flavor_findings(backend: Any, program: Any) -> list[Finding]:
 # -- the report ---------------------------------------------------------------------------------------------
 
 
+def checked(program: Any, shipped: ShippedFolder, *, work_tree: Path, repo: Path) -> tuple[list[str], list[Finding], str]:
+    """What a job receives from ``shipped`` (one line each), the folder's findings, and the campaign id.
+
+    The one core of ``mlr validate`` (:func:`report`) and the pull request check
+    (:func:`mlr_action.action_validate.preflight_for`); each adds its own HF checks.
+    """
+    from mlr_action.jobspec import campaign_id_for
+    from mlr_action.program import script_path
+    from mlr_action.receives import receives_lines
+    from mlr_action.runner import code_repo, recipe
+
+    script = script_path(program.campaign.script)[0] or program.campaign.script
+    plan = recipe(shipped, script, program.campaign)
+    findings = folder_findings(shipped, script, plan, work_tree=work_tree)
+    campaign = campaign_id_for(program, repo)
+    repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign)
+    return receives_lines(program, shipped, plan, script, code_repo=repo_id), findings, campaign
+
+
 def report(program: Any, *, folder: Path, repo: Path, backend: Any = None) -> tuple[list[str], bool]:
     """The lines of ``mlr validate``'s "What a job receives" and "Preflight" sections, and whether no problem.
 
     ``folder`` holds program.md (the work tree's files are read as git would commit them); ``backend``, the hf
     backend, adds the token, namespace and flavor checks.
     """
-    from mlr_action.jobspec import campaign_id_for
-    from mlr_action.program import script_path
-    from mlr_action.receives import receives_lines
-    from mlr_action.runner import recipe
     from mlr_action.shipped import ShipError, from_work_tree
 
     try:
         shipped = from_work_tree(folder)
     except ShipError as exc:
         return ["Preflight", f"  problem: {exc}"], False
-    script = script_path(program.campaign.script)[0] or program.campaign.script
-    plan = recipe(shipped, script, program.campaign)
-    findings = folder_findings(shipped, script, plan, work_tree=folder)
-    from mlr_action.runner import code_repo as repo_name
-
-    campaign = campaign_id_for(program, repo)
-    code_repo = repo_name(program.campaign.namespace or "<the token's user>", campaign)
+    receives, findings, campaign = checked(program, shipped, work_tree=folder, repo=repo)
     if backend is not None:
         findings += hf_findings(backend, program, campaign)
-    lines = ["What a job receives", *(f"  {line}" for line in receives_lines(program, shipped, plan, script,
-                                                                            code_repo=code_repo))]
+    lines = ["What a job receives", *(f"  {line}" for line in receives)]
     lines += ["", "Preflight", *(f"  {f}" for f in findings)]
     bad = problems(findings)
     lines.append(f"  {len(bad)} problem{'s' * (len(bad) != 1)}: fix each before approving" if bad
