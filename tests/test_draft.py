@@ -188,6 +188,28 @@ def test_a_hostile_script_cannot_render_anything_on_the_pull_request(tmp_path):
     assert parse_program(drafted, root=tmp_path).campaign.params.keys() == {"lr"}
 
 
+def test_a_subcommand_help_strings_and_metric_names_from_the_script_are_shown_never_rendered(tmp_path):
+    """Every text the script controls (a subcommand's name, argument names and help, metric names) is code."""
+    evil = " ".join(HOSTILE)
+    (tmp_path / "train.py").write_text(
+        "import argparse\n"
+        "p = argparse.ArgumentParser(description=" + repr(evil) + ")\n"
+        "p.add_argument('--lr', type=float, default=1e-3, help=" + repr(evil) + ")\n"
+        "sub = p.add_subparsers(dest='cmd', help=" + repr(evil) + ")\n"
+        "t = sub.add_parser(" + repr("train " + evil) + ", help=" + repr(evil) + ")\n"
+        "t.add_argument('--epochs', type=int, default=3, help=" + repr(evil) + ")\n"
+        "a = p.parse_args()\n"
+        "print(f'val_loss={a.lr}')\n"
+        "print(f" + repr(HOSTILE[1] + " = {a.lr}") + ")\n"
+    )
+    gh, pull, drafted = onboard(tmp_path)
+    assert "belongs to the subcommand" in pull["body"]  # the reason is shown, its name as code
+    assert rendered_from_outside(pull["body"]) == []
+    (issue,) = [i for i in gh.issues.values() if "mlr-onboarding" in [label["name"] for label in i["labels"]]]
+    assert rendered_from_outside(issue["body"]) == []
+    assert "evil.example" not in drafted and "octocat" not in drafted
+
+
 def test_mlr_init_prints_no_control_character_from_the_script(tmp_path, capsys):
     (tmp_path / "train.py").write_text("print(f'val_loss={1} \x1b]0;owned\x07 \x1b[2J')\n")
     assert cli.main(["init", "--repo", str(tmp_path)]) == 0
