@@ -40,6 +40,11 @@ ALIASES = {
     "OpenSSL": "pyopenssl", "Crypto": "pycryptodome", "dotenv": "python-dotenv", "jwt": "pyjwt",
     "sentencepiece": "sentencepiece", "fitz": "pymupdf", "serial": "pyserial", "wandb": "wandb",
 }
+def distribution(module: str) -> str:
+    """The distribution that installs the top-level module ``module`` (``sklearn`` -> ``scikit-learn``)."""
+    return ALIASES.get(module, module)
+
+
 _OPTIONAL = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 
@@ -87,8 +92,17 @@ def _absent_fix(path: str, work_tree: Path | None) -> str:
     return f"add {path} to the campaign folder and commit it"
 
 
-def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tuple[list[Finding], dict[str, str]]:
-    """Missing local modules (problems), and third-party imports (top name -> the file that imports it)."""
+def third_party(folder: ShippedFolder, script: str, work_tree: Path | None = None) -> dict[str, tuple[str, int]]:
+    """The third-party imports of ``script`` and the local modules it imports: top name -> (file, line) of the first.
+
+    What :func:`folder_findings` asks a declaration for (the standard library, the folder's own modules and
+    optional imports left out); :mod:`mlr_action.draft_deps` drafts ``dependencies:`` from it.
+    """
+    return _imports(folder, script, work_tree)[1]
+
+
+def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tuple[list[Finding], dict[str, tuple[str, int]]]:
+    """Missing local modules (problems), and third-party imports (top name -> the file and line that import it)."""
     base = posixpath.dirname(script)  # `python path/train.py` puts path/ first on sys.path
     seen, queue, missing, third = {script}, [script], [], {}
     while queue and len(seen) <= MAX_MODULES:
@@ -119,7 +133,7 @@ def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tupl
                                                         f"but not in the shipped folder ({folder.source}): commit it "
                                                         "(and make sure .gitignore does not exclude it)"))
                     else:
-                        third.setdefault(top, path)
+                        third.setdefault(top, (path, line))
                     continue
             for found in target:
                 if found not in seen:
@@ -215,7 +229,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]:
+def _declared(third: dict[str, tuple[str, int]], plan: Recipe, script: str) -> list[Finding]:
     """Third-party imports against what the folder and the Campaign block declare."""
     if not third:
         return []
@@ -232,7 +246,7 @@ def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]
                                  "a module of yours must be committed in the campaign folder")]
     if plan.source == REQUIREMENTS and any(p.startswith("-") for p in plan.packages):
         return []  # includes and index options: what they bring cannot be read here
-    unmatched = [n for n in names if _norm(n) not in declared and _norm(ALIASES.get(n, n)) not in declared]
+    unmatched = [n for n in names if _norm(n) not in declared and _norm(distribution(n)) not in declared]
     if not unmatched:
         return []
     where = {HEADER: f"{script}'s PEP 723 header"}.get(plan.source, plan.source if plan.source != NOTHING

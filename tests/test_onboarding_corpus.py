@@ -192,7 +192,8 @@ def test_a_local_campaign_of_three_jobs_runs_on_the_drafted_program(case, tmp_pa
     jobs = 1 if case.style is None else 3  # a script with no arguments has one config: its baseline
     text = re.sub(r"(?m)^max_jobs: \d+ ", "max_jobs: 3 ", text).replace("max_parallel: 1 ", "max_parallel: 3 ")
     (root / "program.md").write_text(text)
-    code = cli.main(["run", "--repo", str(root), "--interval", "0.1", "--max-ticks", "300"])
+    # --no-uv: the drafted `dependencies:` are what this interpreter has; a uv on PATH would download them
+    code = cli.main(["run", "--repo", str(root), "--interval", "0.1", "--max-ticks", "300", "--no-uv"])
     out = capsys.readouterr().out
     assert code == 0, out
     state = fold(read_ledger(root / "runs" / "ledger.jsonl"))
