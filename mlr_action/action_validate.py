@@ -83,24 +83,17 @@ def preflight_for(root: Path, program_name: str, program, *, backend: str) -> li
     ``backend: hf`` the allowed flavors are checked against the live hardware catalog (no token is needed,
     and none is used: the check has no secrets).
     """
-    from mlr_action.jobspec import campaign_id_for
-    from mlr_action.preflight import folder_findings
-    from mlr_action.program import script_path
-    from mlr_action.receives import receives_lines
-    from mlr_action.runner import code_repo, recipe
+    from mlr_action.preflight import checked
     from mlr_action.shipped import ShipError
 
     try:
         shipped = _head_folder(root, program_name)
     except ShipError as exc:
         return [f"problem: {exc}"]
-    script = script_path(program.campaign.script)[0] or program.campaign.script
-    plan = recipe(shipped, script, program.campaign)
-    findings = folder_findings(shipped, script, plan, work_tree=(root / program_name).parent)
+    receives, findings, _ = checked(program, shipped, work_tree=(root / program_name).parent, repo=root)
     if backend == "hf":
         findings += _catalog(program)
-    repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign_id_for(program, root))
-    return receives_lines(program, shipped, plan, script, code_repo=repo_id) + [str(f) for f in findings]
+    return receives + [str(f) for f in findings]
 
 
 def _head_folder(root: Path, program_name: str):

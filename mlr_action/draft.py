@@ -8,7 +8,10 @@ whenever the script it names exists (it names ``train.py`` with a note when
 none is found); it searches and fixes only arguments the script accepts, as
 the job passes them (``--name=value``), names a metric the script prints
 where it prints one, sets no target unless asked to, and approves a small
-first envelope on the cheapest flavor that fits (:mod:`mlr_action.draft_text`).
+first envelope on the cheapest flavor that fits (:mod:`mlr_action.draft_text`), and
+declares the packages the code imports under ``dependencies:`` unless the
+folder declares its own (:mod:`mlr_action.draft_deps`), so the preflight of
+``mlr validate`` and of the pull request check passes on the draft as it is.
 Every note that quotes the repository shows it through :func:`mlr_action.markup.code`.
 """
 
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from mlr_action.draft_deps import MAX_PACKAGES, DraftedDependencies, draft_dependencies
+from mlr_action.draft_deps import notes as dependency_notes
 from mlr_action.draft_metric import DEFAULT_METRIC, MetricPick, pick_metric
 from mlr_action.draft_space import Choice, plan
 from mlr_action.draft_text import (
@@ -57,6 +62,7 @@ class Draft:
     pick: MetricPick | None = None
     envelope: FirstEnvelope | None = None
     hardware: str = ""  # why this flavor
+    deps: DraftedDependencies = field(default_factory=DraftedDependencies)  # the drafted `dependencies:`
     info: ScriptInfo | None = field(default=None, repr=False)
 
 
@@ -103,11 +109,12 @@ def draft_program(root: Path, *, script: str | None = None, metric: str | None =
     pick = pick_metric(info, override=metric)
     searched = [c for c in choices if c.role == "search"]
     envelope = first_envelope(gpu=bool(info.frameworks), searching=bool(searched))
-    text = _render(chosen, pick, target, choices, envelope, info)
-    notes += info.problems + pick.notes + _notes(info, choices, envelope)
+    deps = draft_dependencies(root, chosen)
+    text = _render(chosen, pick, target, choices, envelope, deps)
+    notes += info.problems + pick.notes + _notes(info, choices, envelope) + dependency_notes(deps, info.frameworks)
     hardware = _hardware(info, envelope)
     return Draft(text=text, script=chosen, metric=pick.name, notes=notes, direction=pick.direction, style=info.style,
-                 choices=tuple(choices), pick=pick, envelope=envelope, hardware=hardware, info=info)
+                 choices=tuple(choices), pick=pick, envelope=envelope, hardware=hardware, deps=deps, info=info)
 
 
 def _with_fixed_for_framework(choices: list[Choice], info: ScriptInfo) -> list[Choice]:
@@ -133,7 +140,7 @@ def source_text(arg, script: str) -> str:
 
 
 def _render(script: str, pick: MetricPick, target: float | None, choices: list[Choice],
-            envelope: FirstEnvelope, info: ScriptInfo) -> str:
+            envelope: FirstEnvelope, deps: DraftedDependencies) -> str:
     text = template_text()
     if pick.direction == "minimize":
         text = text.replace("Maximize `{{metric}}`", "Minimize `{{metric}}`")
@@ -142,7 +149,7 @@ def _render(script: str, pick: MetricPick, target: float | None, choices: list[C
     target_line = (line("target", yaml_value(float(target)), "stop as soon as the best metric reaches this")
                    if target is not None else
                    line("# target", "<value>", "none drafted: add one to stop as soon as the best reaches it"))
-    return edit_block(text, "Campaign", {
+    settings: dict[str, list[str] | str] = {
         "metric": yaml_value(pick.name),
         "direction": pick.direction,
         "target": [target_line],
@@ -151,7 +158,12 @@ def _render(script: str, pick: MetricPick, target: float | None, choices: list[C
         "fixed": _fixed_lines(choices, script),
         "flavor": envelope.flavor,
         "timeout": format_duration(envelope.timeout_s),
-    })
+    }
+    if deps.packages:
+        listed = ", ".join(yaml_value(name) for name in deps.names[:MAX_PACKAGES])
+        settings["dependencies"] = [line("dependencies", f"[{listed}]", f"what {script} imports (see the pull request); "
+                                         "pin versions here, or use requirements.txt")]
+    return edit_block(text, "Campaign", settings)
 
 
 def _params_lines(choices: list[Choice], script: str) -> list[str]:

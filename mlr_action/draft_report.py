@@ -4,7 +4,8 @@ Guarantees (pure): one :class:`Row` per parameter the draft searches, offers
 (commented out) or fixes, each with its range or value, where it came from
 in the script (option, default, file and line) and why that range; the
 arguments left out, each with its reason; the metric's evidence as the
-script's own lines. Text from the repository is returned as it is: the
+script's own lines; the drafted dependencies, each with the import it came
+from, or the folder's own declaration that applies. Text from the repository is returned as it is: the
 Markdown writer shows it through :mod:`mlr_action.markup`; the terminal
 summary escapes every control character (:func:`mlr_action.markup.visible`).
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlr_action.draft_text import yaml_value
-from mlr_action.markup import visible
+from mlr_action.markup import code, visible
+from mlr_action.runner import HEADER
 
 ROLE_WORDS = {"search": "searched", "offer": "offered (commented out)", "fixed": "fixed"}
 
@@ -58,6 +60,20 @@ def evidence(draft) -> list[tuple[int, str]]:
     return [(m.line, m.text) for m in draft.pick.evidence][:5]
 
 
+def dependencies_said(draft) -> str:
+    """Where the jobs' dependencies come from, one sentence (Markdown: names from the repository as code)."""
+    deps = draft.deps
+    if deps.problem:
+        return "none drafted: the campaign folder could not be read as a job receives it (see the notes)"
+    if deps.applies:
+        where = "the script's PEP 723 header" if deps.applies == HEADER else f"the folder's {code(deps.applies)}"
+        return f"{where} declares them and every job installs what it lists, so none is drafted"
+    if not deps.packages:
+        return "the code imports only the standard library and the folder's own modules, so none is drafted"
+    return ("`dependencies:` lists what the code imports (read from its import lines; the standard library, the "
+            "folder's own modules and imports in try/except ImportError left out), and every job installs them")
+
+
 def direction_reason(draft) -> str:
     pick = draft.pick
     if pick is None or pick.word is None:
@@ -80,6 +96,8 @@ def text_summary(draft, envelope: str | None) -> str:
     out.append(f"metric: {draft.direction} {draft.metric} ({direction_reason(draft)})")
     out += [f"  printed at line {line}: {text}" for line, text in evidence(draft)]
     out.append(f"hardware: {draft.hardware.replace('`', '')}")
+    out.append(f"dependencies: {dependencies_said(draft).replace('`', '')}")
+    out += [f"  {d.package:<24} <- import {d.module} ({d.path} line {d.line})" for d in draft.deps.packages]
     if envelope:
         out += ["", envelope]
     if draft.notes:

@@ -11,7 +11,10 @@ become choices. Paths, seeds, logging, devices, evaluation settings and
 output folders are never searched; the training length (epochs, iterations)
 is fixed at its default so a reviewer sees it. At most :data:`MAX_SEARCHED`
 parameters are searched, by priority; the next ones are offered as
-commented-out lines. Every decision carries the reason shown to the user.
+commented-out lines. Every decision carries the reason shown to the user;
+a reason that quotes the script (a subcommand's name) quotes it through
+:func:`mlr_action.markup.code`, so the reasons are Markdown that renders
+nothing of the script's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlr_action.markup import code
 from mlr_action.redaction import holds_secret
 from mlr_action.scriptinfo.model import Argument
 
@@ -95,7 +99,7 @@ def _passable(arg: Argument) -> str | None:
     if arg.positional:
         return "a positional argument (a job passes only --name=value)"
     if arg.subcommand:
-        return f"belongs to the subcommand {arg.subcommand}"
+        return f"belongs to the subcommand {code(arg.subcommand)}"  # the script's text: shown, never rendered
     if not arg.takes_value:
         return "a flag that takes no value (a job passes --name=value)"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", arg.name):

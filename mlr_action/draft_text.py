@@ -9,7 +9,9 @@ plain YAML that :mod:`mlr_action.program_yaml` reads back as the same value
 else). Comments carry only printable ASCII. The first envelope is small:
 :data:`FIRST_JOBS` jobs (one when there is nothing to search) of one hour
 on the cheapest flavor that fits, with a walltime and a dollar ceiling that
-hold every one of those jobs after the step's reserve.
+hold every one of those jobs after the step's reserve, each with the
+starting allowance HF jobs reserve (the default ``scheduling_timeout``) on
+top of its timeout, and no room for one more.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlr_action.budget import RESERVE
+from mlr_action.budget import RESERVE, billed_hours
 from mlr_action.durations import format_duration
 from mlr_action.flavors import BUILTIN_PRICES_USD_PER_HOUR
+from mlr_action.program import Campaign
 
 FIRST_JOBS = 8
 JOB_TIMEOUT_S = 3600
+STARTING_S = int(Campaign.model_fields["scheduling_timeout"].default)  # the draft sets no scheduling_timeout
 CPU_FLAVOR = min((f for f in BUILTIN_PRICES_USD_PER_HOUR if f.startswith("cpu")), key=BUILTIN_PRICES_USD_PER_HOUR.get)
 GPU_FLAVOR = min((f for f in BUILTIN_PRICES_USD_PER_HOUR if not f.startswith("cpu")), key=BUILTIN_PRICES_USD_PER_HOUR.get)
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
@@ -39,19 +43,19 @@ class FirstEnvelope:
     timeout_s: int
     max_walltime_s: int
     max_cost_usd: int
-
-    @property
-    def worst_cost(self) -> float:
-        return self.max_jobs * self.timeout_s / 3600 * BUILTIN_PRICES_USD_PER_HOUR[self.flavor]
+    starting_s: int = 0  # what each job reserves to start on HF (the Campaign's default scheduling_timeout)
 
 
 def first_envelope(*, gpu: bool, searching: bool) -> FirstEnvelope:
-    """The smallest envelope that lets every drafted job run: the step keeps :data:`RESERVE` back."""
+    """The smallest envelope that lets every drafted job run on HF: each job reserves its timeout plus what HF may
+    bill while it starts (:data:`STARTING_S`, as :func:`mlr_action.budget.budget_problems` charges it), in started
+    minutes, and the step keeps :data:`RESERVE` back."""
     flavor = GPU_FLAVOR if gpu else CPU_FLAVOR
     jobs = FIRST_JOBS if searching else 1
-    walltime = math.ceil(jobs * JOB_TIMEOUT_S / (1 - RESERVE) / 600) * 600
-    dollars = max(1, math.ceil(jobs * JOB_TIMEOUT_S / 3600 * BUILTIN_PRICES_USD_PER_HOUR[flavor] / (1 - RESERVE)))
-    return FirstEnvelope(flavor, jobs, JOB_TIMEOUT_S, walltime, dollars)
+    job_s = JOB_TIMEOUT_S + STARTING_S
+    walltime = math.ceil(jobs * job_s / (1 - RESERVE) / 600) * 600
+    dollars = max(1, math.ceil(jobs * billed_hours(job_s) * BUILTIN_PRICES_USD_PER_HOUR[flavor] / (1 - RESERVE)))
+    return FirstEnvelope(flavor, jobs, JOB_TIMEOUT_S, walltime, dollars, STARTING_S)
 
 
 # --- values and lines -------------------------------------------------------------------------

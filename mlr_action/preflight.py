@@ -14,7 +14,8 @@ Two parts:
 Guarantees: a :class:`Finding` is one line for people; a ``problem`` says what
 is wrong and the fix, a ``warning`` what may be wrong, an ``info`` what will
 happen. Nothing here writes or spends; an import inside ``try``/``except
-ImportError`` counts as optional.
+ImportError`` counts as optional; a file too deeply nested (or too large)
+for Python's parser is a problem that says so, never a traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ ALIASES = {
     "OpenSSL": "pyopenssl", "Crypto": "pycryptodome", "dotenv": "python-dotenv", "jwt": "pyjwt",
     "sentencepiece": "sentencepiece", "fitz": "pymupdf", "serial": "pyserial", "wandb": "wandb",
 }
+def distribution(module: str) -> str:
+    """The distribution that installs the top-level module ``module`` (``sklearn`` -> ``scikit-learn``)."""
+    return ALIASES.get(module, module)
+
+
 _OPTIONAL = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 
@@ -86,13 +92,30 @@ def _absent_fix(path: str, work_tree: Path | None) -> str:
     return f"add {path} to the campaign folder and commit it"
 
 
-def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tuple[list[Finding], dict[str, str]]:
-    """Missing local modules (problems), and third-party imports (top name -> the file that imports it)."""
+def third_party(folder: ShippedFolder, script: str, work_tree: Path | None = None) -> dict[str, tuple[str, int]]:
+    """The third-party imports of ``script`` and the local modules it imports: top name -> (file, line) of the first.
+
+    What :func:`folder_findings` asks a declaration for (the standard library, the folder's own modules and
+    optional imports left out); :mod:`mlr_action.draft_deps` drafts ``dependencies:`` from it.
+    """
+    return _imports(folder, script, work_tree)[1]
+
+
+def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tuple[list[Finding], dict[str, tuple[str, int]]]:
+    """Missing local modules (problems), and third-party imports (top name -> the file and line that import it)."""
     base = posixpath.dirname(script)  # `python path/train.py` puts path/ first on sys.path
     seen, queue, missing, third = {script}, [script], [], {}
     while queue and len(seen) <= MAX_MODULES:
         path = queue.pop(0)
-        for name, line, level in _imported(folder.text(path) or "", path):
+        try:
+            imported = _imported(folder.text(path) or "", path)
+        except (RecursionError, MemoryError) as exc:  # a pathological file: said, never a traceback
+            missing.append(Finding(PROBLEM, f"{path} is too deeply nested or too large for Python's parser "
+                                            f"({type(exc).__name__}), so its imports cannot be checked, and Python may "
+                                            "not run it either: split the deeply nested expression into smaller "
+                                            "statements"))
+            continue
+        for name, line, level in imported:
             if level:
                 target = _relative(folder, path, name, level)
                 if target is None:
@@ -110,7 +133,7 @@ def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tupl
                                                         f"but not in the shipped folder ({folder.source}): commit it "
                                                         "(and make sure .gitignore does not exclude it)"))
                     else:
-                        third.setdefault(top, path)
+                        third.setdefault(top, (path, line))
                     continue
             for found in target:
                 if found not in seen:
@@ -120,7 +143,10 @@ def _imports(folder: ShippedFolder, script: str, work_tree: Path | None) -> tupl
 
 
 def _imported(source: str, path: str) -> list[tuple[str, int, int]]:
-    """(module, line, level) of every import that is not optional; a file that does not parse has none."""
+    """(module, line, level) of every import that is not optional; a file that does not parse has none.
+
+    RecursionError and MemoryError (a file nested too deeply for the parser) are the caller's to report.
+    """
     try:
         tree = ast.parse(source, filename=path)
     except (SyntaxError, ValueError):
@@ -203,7 +229,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]:
+def _declared(third: dict[str, tuple[str, int]], plan: Recipe, script: str) -> list[Finding]:
     """Third-party imports against what the folder and the Campaign block declare."""
     if not third:
         return []
@@ -220,7 +246,7 @@ def _declared(third: dict[str, str], plan: Recipe, script: str) -> list[Finding]
                                  "a module of yours must be committed in the campaign folder")]
     if plan.source == REQUIREMENTS and any(p.startswith("-") for p in plan.packages):
         return []  # includes and index options: what they bring cannot be read here
-    unmatched = [n for n in names if _norm(n) not in declared and _norm(ALIASES.get(n, n)) not in declared]
+    unmatched = [n for n in names if _norm(n) not in declared and _norm(distribution(n)) not in declared]
     if not unmatched:
         return []
     where = {HEADER: f"{script}'s PEP 723 header"}.get(plan.source, plan.source if plan.source != NOTHING
@@ -270,33 +296,41 @@ def flavor_findings(backend: Any, program: Any) -> list[Finding]:
 # -- the report ---------------------------------------------------------------------------------------------
 
 
+def checked(program: Any, shipped: ShippedFolder, *, work_tree: Path, repo: Path) -> tuple[list[str], list[Finding], str]:
+    """What a job receives from ``shipped`` (one line each), the folder's findings, and the campaign id.
+
+    The one core of ``mlr validate`` (:func:`report`) and the pull request check
+    (:func:`mlr_action.action_validate.preflight_for`); each adds its own HF checks.
+    """
+    from mlr_action.jobspec import campaign_id_for
+    from mlr_action.program import script_path
+    from mlr_action.receives import receives_lines
+    from mlr_action.runner import code_repo, recipe
+
+    script = script_path(program.campaign.script)[0] or program.campaign.script
+    plan = recipe(shipped, script, program.campaign)
+    findings = folder_findings(shipped, script, plan, work_tree=work_tree)
+    campaign = campaign_id_for(program, repo)
+    repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign)
+    return receives_lines(program, shipped, plan, script, code_repo=repo_id), findings, campaign
+
+
 def report(program: Any, *, folder: Path, repo: Path, backend: Any = None) -> tuple[list[str], bool]:
     """The lines of ``mlr validate``'s "What a job receives" and "Preflight" sections, and whether no problem.
 
     ``folder`` holds program.md (the work tree's files are read as git would commit them); ``backend``, the hf
     backend, adds the token, namespace and flavor checks.
     """
-    from mlr_action.jobspec import campaign_id_for
-    from mlr_action.program import script_path
-    from mlr_action.receives import receives_lines
-    from mlr_action.runner import recipe
     from mlr_action.shipped import ShipError, from_work_tree
 
     try:
         shipped = from_work_tree(folder)
     except ShipError as exc:
         return ["Preflight", f"  problem: {exc}"], False
-    script = script_path(program.campaign.script)[0] or program.campaign.script
-    plan = recipe(shipped, script, program.campaign)
-    findings = folder_findings(shipped, script, plan, work_tree=folder)
-    from mlr_action.runner import code_repo as repo_name
-
-    campaign = campaign_id_for(program, repo)
-    code_repo = repo_name(program.campaign.namespace or "<the token's user>", campaign)
+    receives, findings, campaign = checked(program, shipped, work_tree=folder, repo=repo)
     if backend is not None:
         findings += hf_findings(backend, program, campaign)
-    lines = ["What a job receives", *(f"  {line}" for line in receives_lines(program, shipped, plan, script,
-                                                                            code_repo=code_repo))]
+    lines = ["What a job receives", *(f"  {line}" for line in receives)]
     lines += ["", "Preflight", *(f"  {f}" for f in findings)]
     bad = problems(findings)
     lines.append(f"  {len(bad)} problem{'s' * (len(bad) != 1)}: fix each before approving" if bad

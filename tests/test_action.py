@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -305,7 +306,7 @@ def test_validate_outside_a_pull_request_only_reports(runner, origin, tmp_path):
     assert "Nothing that can cost money or change what runs differs from the program approved on `main`." in runner.summary
 
 
-def _comment_on_branch(runner, work: Path, branch: str, files: dict[str, str], *, expect: int) -> str:
+def _comment_on_branch(runner, work: Path, branch: str, files: dict[str, str], *, expect: int, **inputs) -> str:
     """Commit ``files`` on a new ``branch``, run the pull request check (exit ``expect``), return its comment."""
     git(work, "checkout", "-q", "-b", branch)
     for name, text in files.items():
@@ -315,7 +316,7 @@ def _comment_on_branch(runner, work: Path, branch: str, files: dict[str, str], *
     git(work, "commit", "-q", "-m", f"the {branch} change")
     with CommentServer() as server:
         runner.mp.setenv("GITHUB_API_URL", server.url)
-        assert runner.run(work, **_pull_request()) == expect
+        assert runner.run(work, **_pull_request(), **inputs) == expect
         [comment] = server.comments[5]
     return comment["body"]
 
@@ -325,6 +326,21 @@ def _pull_request(base: str = "main", default: str = "main") -> dict:
              "pull_request": {"number": 5, "base": {"ref": base, "repo": {"full_name": "me/repo"}},
                               "head": {"sha": "feedfacecafe", "repo": {"full_name": "me/repo"}}}}
     return dict(event_name="pull_request", ref="refs/pull/5/merge", event=event, command="validate", github_token="t0ken")
+
+
+def test_the_pull_request_check_passes_on_a_drafted_program_merged_unedited(runner, origin, tmp_path):
+    """The onboarding draft, preflight included, passes the check the pull request runs (review H1)."""
+    from mlr_action.draft import draft_program
+
+    corpus = Path(__file__).parent / "corpus" / "pytorch_mnist"
+    folder = tmp_path / "drafted"
+    shutil.copytree(corpus, folder)
+    files = {f"mnist/{p.name}": p.read_text() for p in folder.iterdir()}
+    files["mnist/program.md"] = draft_program(folder).text
+    work = clone(origin, tmp_path / "work")
+    body = _comment_on_branch(runner, work, "onboard-mnist", files, expect=0, program="mnist/program.md")
+    assert "Every job would fail" not in body and "problem:" not in body
+    assert "--with torch --with torchvision main.py" in body
 
 
 # A pull request that leaves the envelope alone and changes what runs: the comment says what (issue 10, class 7).

@@ -143,6 +143,50 @@ def test_mlr_init_refuses_a_bad_option_and_writes_nothing(tmp_path, capsys, opti
     assert needle in capsys.readouterr().err and not (tmp_path / "program.md").exists()
 
 
+# --- the dependencies ----------------------------------------------------------------------------------------
+
+
+def test_the_draft_declares_what_the_code_imports_by_distribution_name_and_validate_passes(tmp_path, capsys):
+    files = {
+        "train.py": "import os, json\nimport numpy as np\nfrom sklearn.svm import SVC\nfrom models.net import Net\n"
+                    "try:\n    import wandb\nexcept ImportError:\n    wandb = None\nprint(f'val_loss={0.1}')\n",
+        "models/__init__.py": "", "models/net.py": "import yaml\nfrom . import layers\n", "models/layers.py": "import torch\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    draft = draft_program(tmp_path)
+    camp = parse_program(draft.text, root=tmp_path).campaign
+    # stdlib, the folder's own modules and the optional wandb left out; sklearn and yaml by their distributions
+    assert camp.dependencies == ["numpy", "pyyaml", "scikit-learn", "torch"] and camp.image is None
+    assert [(d.module, d.path, d.line) for d in draft.deps.packages] == [
+        ("numpy", "train.py", 2), ("yaml", "models/net.py", 1), ("sklearn", "train.py", 3), ("torch", "models/layers.py", 1)]
+    assert camp.flavor is None or camp.flavor == "cpu-basic"  # the script itself imports no framework
+    (tmp_path / "program.md").write_text(draft.text)
+    assert cli.main(["validate", "--repo", str(tmp_path)]) == 0
+    assert "no problem found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "applies"), [
+    ({"requirements.txt": "scikit-learn\n"}, "requirements.txt"),
+    ({"pyproject.toml": "[project]\nname = 'x'\nversion = '0'\ndependencies = ['scikit-learn']\n"}, "pyproject.toml"),
+    ({"train.py": "# /// script\n# dependencies = ['scikit-learn']\n# ///\nimport sklearn\nprint(f'acc={1}')\n"},
+     "header"),
+])
+def test_a_folder_that_declares_its_dependencies_gets_none_drafted_and_the_body_says_which_applies(tmp_path, extra,
+                                                                                                   applies):
+    files = {"train.py": "import sklearn\nprint(f'acc={1}')\n", **extra}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    draft = draft_program(tmp_path)
+    assert parse_program(draft.text, root=tmp_path).campaign.dependencies == []
+    assert "# dependencies:" in draft.text  # the template's commented-out line, kept
+    _, pull, _ = onboard(tmp_path)
+    said = "The script's PEP 723 header" if "header" in applies else f"The folder's `{applies}`"
+    assert f"{said} declares them and every job installs what it lists, so none is drafted." in pull["body"]
+    assert "| package | imported as |" not in pull["body"]
+
+
 # --- the onboarding pull request ------------------------------------------------------------------------------
 
 
@@ -186,6 +230,28 @@ def test_a_hostile_script_cannot_render_anything_on_the_pull_request(tmp_path):
     assert rendered_from_outside(issue["body"]) == []
     assert "evil.example" not in drafted and "octocat" not in drafted  # nothing of it reaches program.md
     assert parse_program(drafted, root=tmp_path).campaign.params.keys() == {"lr"}
+
+
+def test_a_subcommand_help_strings_and_metric_names_from_the_script_are_shown_never_rendered(tmp_path):
+    """Every text the script controls (a subcommand's name, argument names and help, metric names) is code."""
+    evil = " ".join(HOSTILE)
+    (tmp_path / "train.py").write_text(
+        "import argparse\n"
+        "p = argparse.ArgumentParser(description=" + repr(evil) + ")\n"
+        "p.add_argument('--lr', type=float, default=1e-3, help=" + repr(evil) + ")\n"
+        "sub = p.add_subparsers(dest='cmd', help=" + repr(evil) + ")\n"
+        "t = sub.add_parser(" + repr("train " + evil) + ", help=" + repr(evil) + ")\n"
+        "t.add_argument('--epochs', type=int, default=3, help=" + repr(evil) + ")\n"
+        "a = p.parse_args()\n"
+        "print(f'val_loss={a.lr}')\n"
+        "print(f" + repr(HOSTILE[1] + " = {a.lr}") + ")\n"
+    )
+    gh, pull, drafted = onboard(tmp_path)
+    assert "belongs to the subcommand" in pull["body"]  # the reason is shown, its name as code
+    assert rendered_from_outside(pull["body"]) == []
+    (issue,) = [i for i in gh.issues.values() if "mlr-onboarding" in [label["name"] for label in i["labels"]]]
+    assert rendered_from_outside(issue["body"]) == []
+    assert "evil.example" not in drafted and "octocat" not in drafted
 
 
 def test_mlr_init_prints_no_control_character_from_the_script(tmp_path, capsys):

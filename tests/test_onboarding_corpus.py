@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from mlr_action import cli
-from mlr_action.budget import RESERVE
+from mlr_action.budget import Usage
+from mlr_action.decide import default_jobs_that_fit
 from mlr_action.draft import draft_program
-from mlr_action.flavors import price_per_hour
 from mlr_action.jobspec import job_spec
 from mlr_action.ledger import ExperimentRow, read_ledger
 from mlr_action.program import parse_program
@@ -49,6 +49,7 @@ class Case:
     metric: str
     direction: str
     runs: str  # "local": a real campaign; "absent": parsed for real, stopped at the framework
+    deps: tuple[str, ...]  # the drafted `dependencies:`, from the script's third-party imports
     flavor: str = "cpu-basic"
 
     def __str__(self) -> str:
@@ -56,15 +57,17 @@ class Case:
 
 
 CASES = [
-    Case("argparse_mlp", "train.py", "argparse", "val_f1", "maximize", "local"),
-    Case("pytorch_mnist", "main.py", "argparse", "loss", "minimize", "absent", "t4-small"),
-    Case("hf_glue", "run_classification.py", "hf", "eval_accuracy", "maximize", "absent", "t4-small"),
-    Case("click_gbm", "train.py", "click", "val_rmse", "minimize", "local"),
-    Case("typer_logreg", "train.py", "typer", "test_accuracy", "maximize", "local"),
-    Case("nanogpt_bigram", "train.py", "globals", "val_loss", "minimize", "local"),
-    Case("lightning_mnist", "train.py", "argparse", "val_acc", "maximize", "absent", "t4-small"),
-    Case("no_args", "train.py", None, "accuracy", "maximize", "local"),
-    Case("argparse_helpers", "train.py", "argparse", "val_mae", "minimize", "local"),
+    Case("argparse_mlp", "train.py", "argparse", "val_f1", "maximize", "local", ("scikit-learn",)),
+    Case("pytorch_mnist", "main.py", "argparse", "loss", "minimize", "absent", ("torch", "torchvision"), "t4-small"),
+    Case("hf_glue", "run_classification.py", "hf", "eval_accuracy", "maximize", "absent",
+         ("datasets", "numpy", "transformers"), "t4-small"),
+    Case("click_gbm", "train.py", "click", "val_rmse", "minimize", "local", ("click", "numpy", "scikit-learn")),
+    Case("typer_logreg", "train.py", "typer", "test_accuracy", "maximize", "local", ("numpy", "typer")),
+    Case("nanogpt_bigram", "train.py", "globals", "val_loss", "minimize", "local", ("numpy",)),
+    Case("lightning_mnist", "train.py", "argparse", "val_acc", "maximize", "absent",
+         ("lightning", "torch", "torchvision"), "t4-small"),
+    Case("no_args", "train.py", None, "accuracy", "maximize", "local", ("scikit-learn",)),
+    Case("argparse_helpers", "train.py", "argparse", "val_mae", "minimize", "local", ("numpy",)),
 ]
 LOCAL = [c for c in CASES if c.runs == "local"]
 ABSENT_CASES = [c for c in CASES if c.runs == "absent"]
@@ -95,15 +98,38 @@ def test_the_draft_validates_and_fits_its_script(case, tmp_path):
     assert camp.target is None  # no target unless the user sets one
     assert env.allowed_flavors == [case.flavor] and program.default_flavor == case.flavor
     assert env.max_jobs <= 8 and env.max_parallel == 1 and env.output_repos == [] and not env.allow_deletes
-    every_job_s = env.max_jobs * env.max_timeout  # every drafted job running to its timeout ...
-    every_job_usd = every_job_s / 3600 * price_per_hour(case.flavor)
-    assert every_job_s <= env.max_walltime * (1 - RESERVE)  # ... fits after the step's reserve,
-    assert every_job_usd <= env.max_cost_usd * (1 - RESERVE) < every_job_usd + 1.5  # in a ceiling that is no blank cheque
+    assert camp.dependencies == list(case.deps) and camp.image is None
     assert not any("does not validate" in note for note in draft.notes)
     if case.style is None:
         assert camp.params == {} and env.max_jobs == 1
     else:
         assert 1 <= len(camp.params) <= 4
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_drafted_envelope_runs_every_drafted_job_on_hf_starting_reservation_included(case, tmp_path):
+    """The step's own arithmetic (decide, budget) admits max_jobs jobs of the drafted timeout, each reserving HF's
+    starting allowance (scheduling_timeout) on top, and not one more: the ceilings fit the jobs, no blank cheque."""
+    program = parse_program(draft_program(repo_for(case, tmp_path)).text, root=tmp_path / case.folder)
+    env, starting = program.envelope, float(program.campaign.scheduling_timeout)
+    assert starting > 0
+    for used in (Usage(starting_s=starting), Usage()):  # HF bills starting; the local backend does not
+        assert default_jobs_that_fit(program, used, None, limit=env.max_jobs) == env.max_jobs
+    one_more = program.model_copy(update={"envelope": env.model_copy(update={"max_jobs": env.max_jobs + 1})})
+    assert default_jobs_that_fit(one_more, Usage(starting_s=starting), None, limit=env.max_jobs + 1) == env.max_jobs
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_mlr_validate_passes_on_every_drafted_program_preflight_included(case, tmp_path, capsys):
+    """The drafted program.md, merged unedited, passes the check: `mlr validate` (local backend: no network)."""
+    root = repo_for(case, tmp_path)
+    assert cli.main(["init", "--repo", str(root)]) == 0
+    capsys.readouterr()
+    code = cli.main(["validate", "--repo", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Preflight" in out and "no problem found" in out and "warning:" not in out, out
+    assert f"plus `dependencies:` {', '.join(case.deps)}" in out
 
 
 def drafted_argvs(program, root: Path) -> list[list[str]]:
@@ -166,7 +192,8 @@ def test_a_local_campaign_of_three_jobs_runs_on_the_drafted_program(case, tmp_pa
     jobs = 1 if case.style is None else 3  # a script with no arguments has one config: its baseline
     text = re.sub(r"(?m)^max_jobs: \d+ ", "max_jobs: 3 ", text).replace("max_parallel: 1 ", "max_parallel: 3 ")
     (root / "program.md").write_text(text)
-    code = cli.main(["run", "--repo", str(root), "--interval", "0.1", "--max-ticks", "300"])
+    # --no-uv: the drafted `dependencies:` are what this interpreter has; a uv on PATH would download them
+    code = cli.main(["run", "--repo", str(root), "--interval", "0.1", "--max-ticks", "300", "--no-uv"])
     out = capsys.readouterr().out
     assert code == 0, out
     state = fold(read_ledger(root / "runs" / "ledger.jsonl"))

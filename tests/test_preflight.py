@@ -76,6 +76,33 @@ def test_with_an_image_undeclared_imports_are_a_warning_not_a_problem(tmp_path):
     assert level == WARNING and "fine only if the image pytorch/pytorch:2.6.0 has them" in text
 
 
+def _parser_gives_up(source: str) -> bool:
+    """Whether this interpreter's own parser raises on ``source`` (the limits differ between Python versions)."""
+    import ast
+
+    try:
+        ast.parse(source)
+    except (RecursionError, MemoryError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("source", [
+    "x = " + "-" * 20000 + "1\n",  # MemoryError ("too complex to parse") on 3.10 to 3.13
+    "x = " + "1+" * 50000 + "1\n",  # RecursionError during AST construction on 3.11+
+], ids=["unary", "binary"])
+@pytest.mark.parametrize("where", ["train.py", "helpers.py"])
+def test_a_script_too_deeply_nested_to_parse_is_a_problem_not_a_traceback(tmp_path, source, where):
+    files = {"train.py": "import helpers\n", "helpers.py": "x = 1\n", where: source}
+    got = findings(tmp_path / "f", files)
+    if not _parser_gives_up(source):  # Python 3.10 builds the binary one fine: then there is nothing to say
+        assert got == []
+        return
+    [(level, text)] = got
+    assert level == PROBLEM and text.startswith(f"{where} is too deeply nested or too large for Python's parser"), text
+    assert "its imports cannot be checked" in text and "split" in text
+
+
 # -- mlr validate -------------------------------------------------------------------------------------------
 
 

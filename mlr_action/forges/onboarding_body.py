@@ -1,9 +1,11 @@
 """The onboarding pull request's account of what the draft inferred from the repository.
 
 Guarantees (pure): the parameter table, the arguments left out, the metric
-with its evidence and direction, and the hardware, as Markdown. Everything
+with its evidence and direction, the hardware, and the dependencies (each
+drafted package with the import and line it came from, or the folder's own
+declaration that applies), as Markdown. Everything
 taken from the repository (names, ranges with its choices, defaults, paths,
-the source lines that print the metric) is shown through
+the source lines that print the metric, import names) is shown through
 :func:`mlr_action.markup.code` inside :func:`mlr_action.markup.cell`, never
 rendered: a script cannot put a link, an image, a mention or a hidden marker
 on the pull request. The draft's own notes arrive with their repository
@@ -12,7 +14,7 @@ parts already shown as code.
 
 from __future__ import annotations
 
-from mlr_action.draft_report import ROLE_WORDS, direction_reason, evidence, left_out, rows
+from mlr_action.draft_report import ROLE_WORDS, dependencies_said, direction_reason, evidence, left_out, rows
 from mlr_action.markup import cell, code
 
 MAX_ROWS = 20
@@ -37,6 +39,20 @@ def inferred(draft) -> list[str]:
     lines += _left(draft)
     lines += _metric(draft)
     lines += ["### Hardware", "", f"{draft.hardware}.", ""]
+    lines += _dependencies(draft)
+    return lines
+
+
+def _dependencies(draft) -> list[str]:
+    said = dependencies_said(draft)
+    lines = ["### Dependencies", "", f"{said[:1].upper()}{said[1:]}.", ""]
+    if draft.deps.packages:
+        lines += ["| package | imported as | read from |", "| --- | --- | --- |"]
+        lines += [f"| {cell(code(d.package))} | {cell(code(d.module))} | {cell(code(f'{d.path} line {d.line}'))} |"
+                  for d in draft.deps.packages[:MAX_ROWS]]
+        if len(draft.deps.packages) > MAX_ROWS:
+            lines.append(f"| and {len(draft.deps.packages) - MAX_ROWS} more | | see program.md |")
+        lines.append("")
     return lines
 
 
