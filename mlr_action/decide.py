@@ -375,7 +375,7 @@ def admit(
 def resumption(program: Program, state: CampaignState, *, ts: str) -> EventRow | None:
     """After a stop, a changed program.md (say, a raised budget) resumes the campaign."""
     stopped = state.stopped
-    if stopped is None or stopped.reason == "human" or stopped.program in (None, program.fingerprint):
+    if stopped is None or stopped.reason == "human" or stopped.program in (None, *program.fingerprints):
         return None
     return EventRow(event="resumed", ts=ts, reason="program-changed",
                     detail="program.md changed after the stop; the new envelope is the approval", program=program.fingerprint)

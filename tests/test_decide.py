@@ -225,6 +225,17 @@ def test_changed_program_after_a_stop_resumes_but_a_human_stop_does_not():
     assert resumption(raised, fold([started(), human]), ts=TS) is None
 
 
+def test_a_stop_recorded_by_an_older_release_does_not_resume_on_an_upgrade():
+    # What the stopped row of a campaign carries for program_text(): under the code before issues 11 and 15
+    # (236b7bb), and under the code that dumped every key with its default (a05383a): neither resumes.
+    for recorded in ("3f12381e55e3", "754fcd6249b4"):
+        stopped = EventRow(event="stopped", ts=TS, reason="target", program=recorded)
+        assert resumption(PROGRAM, fold([started(), stopped]), ts=TS) is None, recorded
+    other = parse_program(program_text(campaign=with_(CAMPAIGN, min_delta=0.01)))
+    stopped = EventRow(event="stopped", ts=TS, reason="target", program="754fcd6249b4")
+    assert resumption(other, fold([started(), stopped]), ts=TS) is not None
+
+
 @pytest.mark.parametrize("duration_s, prices, cost", [
     (600.0, None, 0.25),  # 10 minutes of a10g-large at the built-in $1.50/h
     (601.0, None, 0.275),  # HF bills every started minute
