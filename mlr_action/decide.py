@@ -230,7 +230,7 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     stop = stop_condition(program, state, used, prices) if not intents else None
     if stop is not None:
         if in_flight:
-            return Plan(waiting=f"stopping ({stop[0]}): waiting for {in_flight} job(s) in flight")
+            return Plan(waiting=_stop_after(program, used, stop, in_flight))
         return Plan(stop=stop[0], detail=stop[1])
     free = program.envelope.max_parallel - in_flight
     if free <= 0:
@@ -240,6 +240,25 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     if not resubmit and not room:
         return Plan(waiting=f"{in_flight} job(s) in flight; the budget has room for no other until they finish")
     return Plan(resubmit=resubmit, propose=room)
+
+
+# What may still keep the campaign going when the jobs in flight end, by stop reason (None: nothing can).
+_UNLESS = {"patience": "one of them improves on the best", "errors": "one of them succeeds",
+           "budget": "what they end up charged leaves room for another"}
+
+
+def _stop_after(program: Program, used: Usage, stop: tuple[str, str], in_flight: int) -> str:
+    """What a stop condition that holds while jobs are in flight means: "stopping" only when their end cannot undo it.
+
+    A reached target stays reached and a spent ``max_jobs`` stays spent; but a job in flight is charged its
+    full timeout until it ends, may improve on the best, or may succeed after failures.
+    """
+    reason, detail = stop
+    jobs_spent = used.jobs + 1 > program.envelope.max_jobs - program.final_jobs
+    unless = None if reason == "target" or reason == "budget" and jobs_spent else _UNLESS.get(reason)
+    if unless is None:
+        return f"stopping ({reason}): waiting for {in_flight} job(s) in flight"
+    return f"{in_flight} job(s) in flight; {detail}: the campaign stops when they end unless {unless}"
 
 
 def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float] | None, *, limit: int) -> int:
