@@ -210,17 +210,20 @@ def _unaffordable(program: Program, state: CampaignState, used: Usage, missing: 
                   prices: dict[str, float] | None, ts: str) -> EventRow:
     """The final evaluation ends short: what the repeats not run would cost, and what the envelope has left."""
     env = program.envelope
-    cost = missing * price_per_hour(flavor, prices) * billed_hours(timeout_s)
+    job_s = timeout_s + used.starting_s  # as budget_problems reserves it: the timeout and, on HF, starting too
+    cost = missing * price_per_hour(flavor, prices) * billed_hours(job_s)
     left_cost = max(0.0, env.max_cost_usd - used.cost_usd) if env.max_cost_usd is not None else None
     left = dict(left_jobs=max(0, env.max_jobs - used.jobs), left_walltime_s=max(0.0, env.max_walltime - used.walltime_s),
                 left_cost_usd=None if left_cost is None else round(left_cost, 6))
     ran = len(state.repeats_of(state.best.iter)) if state.best else 0
+    each = f"{format_duration(timeout_s)} each on {flavor}" + (
+        f", + {format_duration(used.starting_s)} each to start" if used.starting_s else "")
     detail = (f"the envelope cannot pay for {missing} more repeat(s) ({ran} ran): they would need {missing} job(s), "
-              f"{format_duration(missing * timeout_s)} of walltime and ${cost:.2f} ({format_duration(timeout_s)} each "
-              f"on {flavor}); left: {left['left_jobs']} job(s), {format_duration(left['left_walltime_s'])}"
+              f"{format_duration(missing * job_s)} of walltime and ${cost:.2f} ({each}); left: "
+              f"{left['left_jobs']} job(s), {format_duration(left['left_walltime_s'])}"
               + (f", ${left_cost:.2f}" if left_cost is not None else ""))
     return _done(program, state, "unaffordable", ts, detail=detail, missing=missing, would_jobs=missing,
-                 would_walltime_s=missing * timeout_s, would_cost_usd=round(cost, 6), **left)
+                 would_walltime_s=missing * job_s, would_cost_usd=round(cost, 6), **left)
 
 
 # --- What it found ---------------------------------------------------------------
@@ -316,9 +319,11 @@ def reserve_note(program: Program, prices: dict[str, float] | None = None) -> st
     env = program.envelope
     flavor = final.flavor or program.default_flavor
     timeout_s = final.timeout or program.default_timeout_s
-    walltime = final.repeats * timeout_s
-    cost = final.repeats * price_per_hour(flavor, prices) * billed_hours(timeout_s)
-    note = (f"{final.repeats} repeat(s) of the best config, {format_duration(timeout_s)} each on {flavor}: at most "
+    starting_s = program.campaign.scheduling_timeout  # what HF Jobs may bill while each starts (budget.py)
+    walltime = final.repeats * (timeout_s + starting_s)
+    cost = final.repeats * price_per_hour(flavor, prices) * billed_hours(timeout_s + starting_s)
+    note = (f"{final.repeats} repeat(s) of the best config, {format_duration(timeout_s)} each on {flavor} (+ up to "
+            f"{format_duration(starting_s)} each to start on HF Jobs, scheduling_timeout): at most "
             f"{format_duration(walltime)} and ${cost:.2f}; the search keeps {final.repeats} of max_jobs back")
     short = walltime > env.max_walltime * RESERVE or (env.max_cost_usd is not None and cost > env.max_cost_usd * RESERVE)
     if short:

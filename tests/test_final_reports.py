@@ -109,7 +109,8 @@ def test_mlr_validate_shows_the_final_evaluation_and_whether_the_reserve_pays(tm
     assert main(["validate", "--repo", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "an improvement must beat the best by more than 0.005 (min_delta)" in out
-    assert "Final evaluation (after the stop)\n  3 repeat(s) of the best config, 1h each on a10g-large: at most 3h" in out
+    assert ("Final evaluation (after the stop)\n  3 repeat(s) of the best config, 1h each on a10g-large (+ up to 10m "
+            "each to start on HF Jobs, scheduling_timeout): at most 3h30m and $5.25") in out
     assert "the search keeps 3 of max_jobs back. The 10% reserve (48m) may not pay for all of it" in out
 
 
