@@ -12,10 +12,13 @@ Guarantees (pure: no I/O and no clock):
   when it fits the whole envelope counted with ``used`` (the ledger and the backend's listing, jobs in flight
   and intents at their full timeout) with no reserve: the final evaluation spends the reserve, nothing past
   ``max_jobs``, ``max_walltime`` or ``max_cost_usd``; and ``max_parallel`` holds.
-- Each repeat of a search result is one row, so one job: a repeat with a row is never planned again; its iter
-  is the next of the campaign's one sequence (never a search iter's), and its job carries the labels
+- Each attempt at a repeat of a search result is one iter, so one job: a repeat that completed, failed or is
+  in flight is never planned again; one whose job was canceled before it finished (by a person on the backend,
+  or by the bot after ``scheduling_timeout``) runs again once (:data:`RERUNS`), as a new iter, and a second
+  cancel is final: the ``final`` row and the writeup then say how many repeats ran of how many. An attempt's
+  iter is the next of the campaign's one sequence (never a search iter's), and its job carries the labels
   ``mlr-final-of`` and ``mlr-repeat`` besides ``mlr-campaign`` and ``mlr-iter``, so a job whose rows were lost
-  is adopted as that repeat (:func:`mlr_action.decide.reconcile`), never as a search result.
+  is adopted as that attempt (:func:`mlr_action.decide.reconcile`), never as a search result.
 - What a repeat runs comes from program.md (:func:`job_values`): the search result's config, checked against
   the search space, then ``fixed``, then the final block's ``fixed``, then that repeat's seed.
 - It ends with one ``final`` event row (``plan(...).done``): ``finished`` (every repeat ran), ``unaffordable``
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +44,7 @@ from mlr_action.state import CampaignState
 ELIGIBLE = frozenset({"target", "patience", "budget", "exhausted"})  # the stops after which it runs
 PROPOSER = "final"
 SEARCHING, FINAL, FINISHED_PHASE = "searching", "final_evaluation", "finished"
+RERUNS = 1  # how many times a repeat canceled before it finished runs again
 
 
 def seeds(program: Program) -> list[int]:
@@ -116,6 +121,41 @@ def job_values(program: Program, row: ExperimentRow) -> dict[str, Any]:
 # --- What next ----------------------------------------------------------------
 
 
+def tries(state: CampaignState, of_iter: int) -> Counter[int]:
+    """How many times each repeat of the search result ``of_iter`` was attempted (its iters)."""
+    return Counter(r.repeat or 0 for r in state.finals.values() if r.final_of == of_iter)
+
+
+def to_run(program: Program, state: CampaignState, of_iter: int) -> list[int]:
+    """The repeats to submit: those never attempted, and those canceled before they finished with a rerun left."""
+    final = program.campaign.final
+    assert final is not None
+    rows, attempted = state.repeats_of(of_iter), tries(state, of_iter)
+    return [k for k in range(1, final.repeats + 1)
+            if k not in rows or rows[k].status == "canceled" and attempted[k] <= RERUNS]
+
+
+def given_up(state: CampaignState, of_iter: int) -> list[int]:
+    """Repeats canceled again after their rerun: they do not run any more."""
+    attempted = tries(state, of_iter)
+    return [k for k, r in sorted(state.repeats_of(of_iter).items()) if r.status == "canceled" and attempted[k] > RERUNS]
+
+
+def ran(rows: dict[int, ExperimentRow]) -> int:
+    """How many repeats ran (completed or failed): a canceled one did not."""
+    return sum(1 for r in rows.values() if r.status in FINISHED and r.status != "canceled")
+
+
+def canceled_words(repeats: list[int]) -> str:
+    """``repeat 2 was canceled twice and is not run again`` (empty for none)."""
+    if not repeats:
+        return ""
+    which = ", ".join(map(str, repeats))
+    one = len(repeats) == 1
+    return (f"repeat{'' if one else 's'} {which} {'was' if one else 'were'} canceled twice and "
+            f"{'is' if one else 'are'} not run again")
+
+
 @dataclass(frozen=True)
 class FinalPlan:
     """What the final evaluation does this step: end (``done``), or resubmit and submit repeats, or wait."""
@@ -137,7 +177,7 @@ def plan(program: Program, state: CampaignState, *, used: Usage, prices: dict[st
     free = max(0, program.envelope.max_parallel - live)
     resubmit = intents[:free]
     refused = target_problems(program, best)
-    missing = [k for k in range(1, final.repeats + 1) if k not in rows] if not refused else []
+    missing = to_run(program, state, best.iter) if not refused else []
     flavor, timeout_s = flavor_timeout(program, best)
     new: list[ExperimentRow] = []
     planned = used
@@ -155,7 +195,7 @@ def plan(program: Program, state: CampaignState, *, used: Usage, prices: dict[st
         return FinalPlan(done=_done(program, state, "refused", ts, detail="; ".join(refused)))
     if missing:
         return FinalPlan(done=_unaffordable(program, state, used, len(missing), flavor, timeout_s, prices, ts))
-    return FinalPlan(done=_done(program, state, "finished", ts, detail=_finished_detail(program, rows)))
+    return FinalPlan(done=_done(program, state, "finished", ts, detail=_finished_detail(program, state, rows)))
 
 
 def readmit_problems(program: Program, state: CampaignState, intent: ExperimentRow, *, used: Usage,
@@ -185,7 +225,8 @@ def _intent(program: Program, state: CampaignState, best: ExperimentRow, repeat:
     return experiment_row(
         iter=iteration, ts=ts, status="proposed", config=dict(best.config), timeout_s=timeout_s, flavor=flavor,
         hypothesis=f"final evaluation of iter {best.iter}: repeat {repeat} of {final.repeats}"
-        + (f" with {final.seed_param}={seed}" if seed is not None else ""),
+        + (f" with {final.seed_param}={seed}" if seed is not None else "")
+        + (" (again: its job was canceled before it finished)" if repeat in state.repeats_of(best.iter) else ""),
         proposer=PROPOSER, reason="final evaluation", final_of=best.iter, repeat=repeat, final_seed=seed,
         output_repo=output_repo_for(program.envelope, state.campaign_id or "", iteration) or None, commit=commit,
     )
@@ -197,10 +238,12 @@ def _done(program: Program, state: CampaignState, reason: str, ts: str, *, detai
                     final_of=best.iter if best else None, **extra)
 
 
-def _finished_detail(program: Program, rows: dict[int, ExperimentRow]) -> str:
+def _finished_detail(program: Program, state: CampaignState, rows: dict[int, ExperimentRow]) -> str:
+    asked = program.final_jobs
     spread = Spread.of(rows.values())
-    said = f"; {program.final_metric} {spread.text()}" if spread else "; no repeat gave a metric"
-    return f"{len(rows)} repeat(s) ran{said}"
+    said = f"; {program.final_metric} {spread.text(asked)}" if spread else "; no repeat gave a metric"
+    canceled = canceled_words(given_up(state, state.best.iter)) if state.best else ""
+    return f"{ran(rows)} of {asked} repeats ran" + (f" ({canceled})" if canceled else "") + said
 
 
 WORDS = {"finished": "finished", "unaffordable": "ended short", "refused": "not run"}  # a ``final`` row's reason
@@ -215,10 +258,10 @@ def _unaffordable(program: Program, state: CampaignState, used: Usage, missing: 
     left_cost = max(0.0, env.max_cost_usd - used.cost_usd) if env.max_cost_usd is not None else None
     left = dict(left_jobs=max(0, env.max_jobs - used.jobs), left_walltime_s=max(0.0, env.max_walltime - used.walltime_s),
                 left_cost_usd=None if left_cost is None else round(left_cost, 6))
-    ran = len(state.repeats_of(state.best.iter)) if state.best else 0
+    done = ran(state.repeats_of(state.best.iter)) if state.best else 0
     each = f"{format_duration(timeout_s)} each on {flavor}" + (
         f", + {format_duration(used.starting_s)} each to start" if used.starting_s else "")
-    detail = (f"the envelope cannot pay for {missing} more repeat(s) ({ran} ran): they would need {missing} job(s), "
+    detail = (f"the envelope cannot pay for {missing} more repeat(s) ({done} ran): they would need {missing} job(s), "
               f"{format_duration(missing * job_s)} of walltime and ${cost:.2f} ({each}); left: "
               f"{left['left_jobs']} job(s), {format_duration(left['left_walltime_s'])}"
               + (f", ${left_cost:.2f}" if left_cost is not None else ""))
@@ -262,13 +305,17 @@ class Spread:
         sd = float(f"{self.sd:.2g}")
         return f"{format_metric(self.mean)} ± {format_metric(sd)}"
 
-    def text(self) -> str:
-        """``0.9621 ± 0.0042 (mean ± sd over 3 repeats, range 0.957 to 0.966)``, or one value with n=1."""
+    def text(self, asked: int | None = None) -> str:
+        """``0.9621 ± 0.0042 (mean ± sd over 3 repeats, range 0.957 to 0.966)``, or one value with n=1.
+
+        ``asked``: how many repeats the final block asks for; said (``over 2 repeats of 3``) when fewer gave one.
+        """
         from mlr_action.reports import format_metric
 
+        of = f" of {asked}" if asked and asked != self.n else ""
         if self.sd is None:
-            return f"{self.short()} (1 repeat, no spread)"
-        return (f"{self.short()} (mean ± sd over {self.n} repeats, range {format_metric(min(self.values))} to "
+            return f"{self.short()} (1 repeat{of}, no spread)"
+        return (f"{self.short()} (mean ± sd over {self.n} repeats{of}, range {format_metric(min(self.values))} to "
                 f"{format_metric(max(self.values))})")
 
 
@@ -277,7 +324,8 @@ class Outcome:
     """The final evaluation as the writeup shows it."""
 
     of: ExperimentRow | None  # the search result run again
-    rows: tuple[ExperimentRow, ...]  # its repeats, by repeat
+    rows: tuple[ExperimentRow, ...]  # its repeats, by repeat (the last attempt of each)
+    attempts: tuple[ExperimentRow, ...]  # every attempt, by iter: a canceled repeat's rerun too
     spread: Spread | None
     phase: str
     not_run: str | None  # why it does not run, when it does not
@@ -300,14 +348,16 @@ def outcome(program: Program, state: CampaignState, prices: dict[str, float] | N
     of_iter = getattr(event, "final_of", None) if event is not None else None
     of = state.experiments.get(of_iter) if isinstance(of_iter, int) else state.best
     rows = tuple(r for _, r in sorted(state.repeats_of(of.iter).items())) if of is not None else ()
+    attempts = tuple(r for r in state.finals.values() if of is not None and r.final_of == of.iter)
     spread = Spread.of(rows)
     stop = state.stopped
     confirmed = None
     if stop is not None and stop.reason == "target" and event is not None:
         confirmed = spread is not None and program.reached_target(spread.mean)
-    return Outcome(of=of, rows=rows, spread=spread, phase=phase(program, state),
+    return Outcome(of=of, rows=rows, attempts=attempts, spread=spread, phase=phase(program, state),
                    not_run=not_run_because(program, state) if stop is not None else None, event=event,
-                   walltime_s=sum(charged_seconds(r) for r in rows), cost_usd=sum(charged_cost(r, prices) for r in rows),
+                   walltime_s=sum(charged_seconds(r) for r in attempts),
+                   cost_usd=sum(charged_cost(r, prices) for r in attempts),
                    confirmed=confirmed, reached=sum(map(program.reached_target, spread.values if spread else ())))
 
 

@@ -317,9 +317,13 @@ class Step:
             if exp.job_id and exp.job_id not in observed:
                 observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
         stuck = observe.stuck_jobs(program, state.in_flight, observed)
+        repeats = {e.job_id for e in state.in_flight if e.final_of is not None}
         for job_id, why in stuck.items():
             self.backend.cancel(job_id=job_id)
-            observed[job_id] = observed[job_id].model_copy(update={"stage": JobStage.ERROR, "message": why})
+            # A search job that never started is an error (three in a row stop the campaign); a final repeat is
+            # canceled, which runs it again once (mlr_action.final.to_run).
+            stage = JobStage.CANCELED if job_id in repeats else JobStage.ERROR
+            observed[job_id] = observed[job_id].model_copy(update={"stage": stage, "message": why})
             result.events.append(f"iter {observed[job_id].iter}: {why}")
         self._listed = [observed[v.job_id] if v.job_id in stuck else v for v in listed]  # canceled: no slot held
         self._reconciled = True

@@ -226,7 +226,7 @@ def test_the_final_evaluation_spends_the_reserve_never_past_the_envelope_and_say
     for text in ((root / "runs" / "summary.md").read_text(), (root / "runs" / "stop-report.md").read_text()):
         assert "**Ended short:**" in text and "the envelope cannot pay for 2 more repeat(s) (1 ran)" in text
         assert "they would need 2 job(s), 2h of walltime and $" in text and "left: 10 job(s), 0s" in text
-        assert "1 repeat, no spread" in text
+        assert "1 repeat of 3, no spread" in text
 
 
 def test_a_repeat_is_planned_only_when_it_fits_with_the_jobs_in_flight_at_their_full_timeout():

@@ -66,7 +66,7 @@ def test_the_final_evaluation_is_a_section_of_its_own_with_its_cost_and_the_spre
     assert heading in text
     section = text.split(heading, 1)[1]
     assert "**Finished:** 3 of 3 repeats ran, 2 with a result." in section
-    assert "**`test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats, range 0.95 to 0.96)**; in the search, " \
+    assert "**`test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats of 3, range 0.95 to 0.96)**; in the search, " \
            "`eval_accuracy` 0.97 at iter 1." in section
     assert "**Cost of the final evaluation:** 3 job(s), 30m of walltime, $0.75" in section
     assert "| 3 | 4 | 3 | error | — | 10m |" in section  # the failed repeat, in the table
@@ -79,7 +79,7 @@ def test_the_result_gives_the_final_metric_next_to_the_search_metric_config_comm
     result = report.split("**Result**", 1)[1].split("**Experiments:**", 1)[0]
     assert result.splitlines()[2:7] == [
         "- **eval_accuracy: 0.97** (iter 1, in the search)",
-        "- **final `test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats, range 0.95 to 0.96)**",
+        "- **final `test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats of 3, range 0.95 to 0.96)**",
         "- config: `lr=0.0003, batch_size=32, scheduler=cosine`",
         "- Hub: `https://huggingface.co/me/sweep-001`",
         "- code: commit `0123456789ab` (`mlr reproduce 1` runs it again)",
