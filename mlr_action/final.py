@@ -8,7 +8,7 @@ Guarantees (pure: no I/O and no clock):
 - It runs only after a stop for the target, patience, the budget or an exhausted search space, and only when
   the search kept a result (:func:`not_run_because` says why not): never after a stop by a person, who may be
   saving the money, nor after repeated errors, where the reserve would be spent on the same failure.
-- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted (:func:`readmit_problems`) only
+- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted (:func:`mlr_action.decide.readmit_problems`) only
   when it fits the whole envelope counted with ``used`` (the ledger and the backend's listing, jobs in flight
   and intents at their full timeout) with no reserve: the final evaluation spends the reserve, nothing past
   ``max_jobs``, ``max_walltime`` or ``max_cost_usd``; and ``max_parallel`` holds.
@@ -196,24 +196,6 @@ def plan(program: Program, state: CampaignState, *, used: Usage, prices: dict[st
     if missing:
         return FinalPlan(done=_unaffordable(program, state, used, len(missing), flavor, timeout_s, prices, ts))
     return FinalPlan(done=_done(program, state, "finished", ts, detail=_finished_detail(program, state, rows)))
-
-
-def readmit_problems(program: Program, state: CampaignState, intent: ExperimentRow, *, used: Usage,
-                     prices: dict[str, float] | None) -> list[str]:
-    """Why a repeat whose job never reached the backend may not be submitted now (it is charged in ``used``)."""
-    from mlr_action.decide import space_problems, without_intent
-
-    final = program.campaign.final
-    problems = space_problems(program, intent.config)
-    if final is None or intent.repeat is None or intent.repeat > final.repeats:
-        problems.append(f"repeat {intent.repeat} is not one of the final block's {final.repeats if final else 0}")
-    if intent.flavor not in program.envelope.allowed_flavors:
-        problems.append(f"flavor {intent.flavor} is not in allowed_flavors {program.envelope.allowed_flavors}")
-    if not 0 < intent.charged_timeout_s <= program.envelope.max_timeout:
-        problems.append(f"timeout {intent.timeout} is not within max_timeout "
-                        f"{format_duration(program.envelope.max_timeout)}")
-    return problems + budget_problems(program.envelope, without_intent(used, intent, prices), flavor=intent.flavor or "",
-                                      timeout_s=intent.charged_timeout_s, prices=prices, reserve=0)
 
 
 def _intent(program: Program, state: CampaignState, best: ExperimentRow, repeat: int, *, iteration: int, flavor: str,

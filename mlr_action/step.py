@@ -352,7 +352,7 @@ class Step:
             return self._append(state, [stop])
         if plan.waiting:
             result.events.append(plan.waiting)
-        state, intents = self._readmit(program, state, plan.resubmit, decide.readmit_problems, prices, result)
+        state, intents = self._readmit(program, state, plan.resubmit, prices, result)
         if plan.propose:
             state, admitted = self._propose(program, state, plan.propose, prices, result)
             intents += admitted
@@ -362,12 +362,13 @@ class Step:
                 state = self._submit(program, state, intent, result)
         return state
 
-    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...], problems_of,
+    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...],
                  prices, result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
-        """Intents whose job never reached the backend, checked again (``problems_of``) and made program.md's own."""
+        """Intents whose job never reached the backend, checked again (search or final) and made program.md's own."""
         intents: list[ExperimentRow] = []
         for intent in resubmit:
-            problems = problems_of(program, state, intent, used=self._usage(program, state, prices), prices=prices)
+            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices),
+                                               prices=prices)
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
@@ -391,7 +392,7 @@ class Step:
             result.events.append(describe_row(program, plan.done))
             return self._append(state, [plan.done])
         result.events += [plan.waiting] if plan.waiting else []
-        state, intents = self._readmit(program, state, plan.resubmit, final.readmit_problems, prices, result)
+        state, intents = self._readmit(program, state, plan.resubmit, prices, result)
         state = self._append(state, list(plan.new))
         intents += plan.new
         if intents:
