@@ -39,7 +39,8 @@ Guarantees:
   is not proven whole is read again on later ticks, then recorded as an
   error that says so; a backend that bills starting time has it reserved on
   every job. program.md is parsed once per step (``Step.program`` may bring
-  it parsed), and what the backend looked up (for HF: the namespace and the
+  it parsed; in GitHub mode the snapshot's one parse serves the whole tick:
+  the authority's read, every lingering step and the action's report), and what the backend looked up (for HF: the namespace and the
   price list) is kept in ``runs/backend-cache.json`` for the next tick, whose
   content the backend alone vouches for (:meth:`HfBackend.use_cache`).
 - After a stop, a ``final`` block's repeats of the best config run from the
