@@ -59,6 +59,9 @@ class Snapshot:
     problems: tuple[str, ...] = ()
     # The campaign folder at ``commit``: what every job of this step runs in (None until the script is found).
     shipped: ShippedFolder | None = field(default=None, repr=False)
+    # ``text`` parsed once by read_authorized, or what parsing it found wrong: every reader of the tick shares it.
+    parsed: Program | None = field(default=None, repr=False, compare=False)
+    parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def where(self) -> str:
@@ -77,12 +80,19 @@ class Snapshot:
         if problems and not self.text:  # the file could not be read as text: nothing to parse
             raise ProgramError(problems, self.where)
         try:
-            program = parse_program(self.text, root=None, path=self.where)
+            program = self._parsed()
         except ProgramError as exc:
             raise ProgramError(exc.problems + problems, self.where) from None
         if problems:
             raise ProgramError(problems, self.where)
         return program.model_copy(update={"root": str(self.folder)})
+
+    def _parsed(self) -> Program:
+        if self.parsed is not None:
+            return self.parsed
+        if self.parse_problems:
+            raise ProgramError(list(self.parse_problems), self.where)
+        return parse_program(self.text or "", root=None, path=self.where)
 
 
 def read_authorized(root: Path, *, branch: str, program: str = "program.md", remote: str = "origin") -> Snapshot:
@@ -116,12 +126,11 @@ def read_authorized(root: Path, *, branch: str, program: str = "program.md", rem
     except UnicodeDecodeError as exc:
         return _with(snapshot, text="", problems=[f"{snapshot.where} is not UTF-8 text (byte {exc.start}: "
                                                   f"{exc.reason}); save it as UTF-8 Markdown"])
-    snapshot = _with(snapshot, text=text)
-    try:
-        script = parse_program(text, root=None).campaign.script
-    except ProgramError:
-        return snapshot  # load() raises the problems
-    return _with_script(repo, snapshot, folder, script)
+    try:  # parsed once for the whole tick (load() and everything after it use this)
+        parsed = parse_program(text, root=None, path=snapshot.where)
+    except ProgramError as exc:
+        return _with(snapshot, text=text, parse_problems=tuple(exc.problems))  # load() raises them
+    return _with_script(repo, _with(snapshot, text=text, parsed=parsed), folder, parsed.campaign.script)
 
 
 def campaign_folder(repo: GitRepo, program: str) -> str:

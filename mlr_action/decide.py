@@ -230,7 +230,7 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     stop = stop_condition(program, state, used, prices) if not intents else None
     if stop is not None:
         if in_flight:
-            return Plan(waiting=f"stopping ({stop[0]}): waiting for {in_flight} job(s) in flight")
+            return Plan(waiting=_stop_after(program, used, stop, in_flight))
         return Plan(stop=stop[0], detail=stop[1])
     free = program.envelope.max_parallel - in_flight
     if free <= 0:
@@ -240,6 +240,25 @@ def plan_next(program: Program, state: CampaignState, *, used: Usage, prices: di
     if not resubmit and not room:
         return Plan(waiting=f"{in_flight} job(s) in flight; the budget has room for no other until they finish")
     return Plan(resubmit=resubmit, propose=room)
+
+
+# What may still keep the campaign going when the jobs in flight end, by stop reason (None: nothing can).
+_UNLESS = {"patience": "one of them improves on the best", "errors": "one of them succeeds",
+           "budget": "what they end up charged leaves room for another"}
+
+
+def _stop_after(program: Program, used: Usage, stop: tuple[str, str], in_flight: int) -> str:
+    """What a stop condition that holds while jobs are in flight means: "stopping" only when their end cannot undo it.
+
+    A reached target stays reached and a spent ``max_jobs`` stays spent; but a job in flight is charged its
+    full timeout until it ends, may improve on the best, or may succeed after failures.
+    """
+    reason, detail = stop
+    jobs_spent = used.jobs + 1 > program.envelope.max_jobs - program.final_jobs
+    unless = None if reason == "target" or reason == "budget" and jobs_spent else _UNLESS.get(reason)
+    if unless is None:
+        return f"stopping ({reason}): waiting for {in_flight} job(s) in flight"
+    return f"{in_flight} job(s) in flight; {detail}: the campaign stops when they end unless {unless}"
 
 
 def default_jobs_that_fit(program: Program, used: Usage, prices: dict[str, float] | None, *, limit: int) -> int:
@@ -291,8 +310,13 @@ def space_problems(program: Program, config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage, prices: dict[str, float] | None) -> list[str]:
-    """Every reason ``proposal`` may not be submitted; empty when it may."""
+def proposal_problems(program: Program, state: CampaignState, proposal: Proposal, *, used: Usage,
+                      prices: dict[str, float] | None, repeat: bool = False) -> list[str]:
+    """Every reason ``proposal`` may not be submitted; empty when it may.
+
+    ``repeat``: a repeat of the final evaluation (:mod:`mlr_action.final`), which spends the reserve (checked
+    against the whole envelope, no jobs kept back) and runs the best config again (so no failed-config rule).
+    """
     config = proposal.config
     problems = space_problems(program, config)
     flavor = proposal.flavor or program.default_flavor
@@ -303,22 +327,34 @@ def proposal_problems(program: Program, state: CampaignState, proposal: Proposal
         problems.append(f"timeout {timeout_s}s is not a positive duration")
     elif timeout_s > program.envelope.max_timeout:
         problems.append(f"timeout {format_duration(timeout_s)} is over max_timeout {format_duration(program.envelope.max_timeout)}")
-    if (config_key(config), flavor) in _failed(program, state):
+    if not repeat and (config_key(config), flavor) in _failed(program, state):
         problems.append(f"this exact config already failed on {flavor}; the seed's rule: never retry the identical failing thing")
-    problems += search_budget_problems(program, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
+    if repeat:
+        problems += budget_problems(program.envelope, used, flavor=flavor, timeout_s=timeout_s, prices=prices, reserve=0)
+    else:
+        problems += search_budget_problems(program, used, flavor=flavor, timeout_s=timeout_s, prices=prices)
     return problems
 
 
 def readmit_problems(
     program: Program, state: CampaignState, intent: ExperimentRow, *, used: Usage, prices: dict[str, float] | None
 ) -> list[str]:
-    """Why an intent whose job never reached the backend may not be submitted now.
+    """Why an intent whose job never reached the backend (a search iter or a final repeat) may not be submitted now.
 
     The intent is already charged in ``used``; it is checked against the budget
     without itself, so the envelope it was admitted under is not counted twice.
+    Its row is data: a timeout that reads as none (the job would run with it,
+    charged nothing) or a repeat the final block does not ask for is refused.
     """
-    proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s)
-    return proposal_problems(program, state, proposal, used=without_intent(used, intent, prices), prices=prices)
+    problems = []
+    if intent.charged_timeout_s <= 0:
+        problems.append(f"timeout {intent.timeout or intent.timeout_s!r} is not a positive duration")
+    final, repeat = program.campaign.final, intent.final_of is not None
+    if repeat and (final is None or intent.repeat is None or intent.repeat > final.repeats):
+        problems.append(f"repeat {intent.repeat} is not one of the final block's {final.repeats if final else 0}")
+    proposal = Proposal(config=intent.config, flavor=intent.flavor, timeout_s=intent.charged_timeout_s or None)
+    return problems + proposal_problems(program, state, proposal, used=without_intent(used, intent, prices),
+                                        prices=prices, repeat=repeat)
 
 
 def without_intent(used: Usage, intent: ExperimentRow, prices: dict[str, float] | None) -> Usage:
@@ -375,7 +411,7 @@ def admit(
 def resumption(program: Program, state: CampaignState, *, ts: str) -> EventRow | None:
     """After a stop, a changed program.md (say, a raised budget) resumes the campaign."""
     stopped = state.stopped
-    if stopped is None or stopped.reason == "human" or stopped.program in (None, program.fingerprint):
+    if stopped is None or stopped.reason == "human" or stopped.program in (None, *program.fingerprints):
         return None
     return EventRow(event="resumed", ts=ts, reason="program-changed",
                     detail="program.md changed after the stop; the new envelope is the approval", program=program.fingerprint)

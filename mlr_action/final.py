@@ -8,14 +8,17 @@ Guarantees (pure: no I/O and no clock):
 - It runs only after a stop for the target, patience, the budget or an exhausted search space, and only when
   the search kept a result (:func:`not_run_because` says why not): never after a stop by a person, who may be
   saving the money, nor after repeated errors, where the reserve would be spent on the same failure.
-- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted (:func:`readmit_problems`) only
+- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted (:func:`mlr_action.decide.readmit_problems`) only
   when it fits the whole envelope counted with ``used`` (the ledger and the backend's listing, jobs in flight
   and intents at their full timeout) with no reserve: the final evaluation spends the reserve, nothing past
   ``max_jobs``, ``max_walltime`` or ``max_cost_usd``; and ``max_parallel`` holds.
-- Each repeat of a search result is one row, so one job: a repeat with a row is never planned again; its iter
-  is the next of the campaign's one sequence (never a search iter's), and its job carries the labels
+- Each attempt at a repeat of a search result is one iter, so one job: a repeat that completed, failed or is
+  in flight is never planned again; one whose job was canceled before it finished (by a person on the backend,
+  or by the bot after ``scheduling_timeout``) runs again once (:data:`RERUNS`), as a new iter, and a second
+  cancel is final: the ``final`` row and the writeup then say how many repeats ran of how many. An attempt's
+  iter is the next of the campaign's one sequence (never a search iter's), and its job carries the labels
   ``mlr-final-of`` and ``mlr-repeat`` besides ``mlr-campaign`` and ``mlr-iter``, so a job whose rows were lost
-  is adopted as that repeat (:func:`mlr_action.decide.reconcile`), never as a search result.
+  is adopted as that attempt (:func:`mlr_action.decide.reconcile`), never as a search result.
 - What a repeat runs comes from program.md (:func:`job_values`): the search result's config, checked against
   the search space, then ``fixed``, then the final block's ``fixed``, then that repeat's seed.
 - It ends with one ``final`` event row (``plan(...).done``): ``finished`` (every repeat ran), ``unaffordable``
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +44,7 @@ from mlr_action.state import CampaignState
 ELIGIBLE = frozenset({"target", "patience", "budget", "exhausted"})  # the stops after which it runs
 PROPOSER = "final"
 SEARCHING, FINAL, FINISHED_PHASE = "searching", "final_evaluation", "finished"
+RERUNS = 1  # how many times a repeat canceled before it finished runs again
 
 
 def seeds(program: Program) -> list[int]:
@@ -116,6 +121,41 @@ def job_values(program: Program, row: ExperimentRow) -> dict[str, Any]:
 # --- What next ----------------------------------------------------------------
 
 
+def tries(state: CampaignState, of_iter: int) -> Counter[int]:
+    """How many times each repeat of the search result ``of_iter`` was attempted (its iters)."""
+    return Counter(r.repeat or 0 for r in state.finals.values() if r.final_of == of_iter)
+
+
+def to_run(program: Program, state: CampaignState, of_iter: int) -> list[int]:
+    """The repeats to submit: those never attempted, and those canceled before they finished with a rerun left."""
+    final = program.campaign.final
+    assert final is not None
+    rows, attempted = state.repeats_of(of_iter), tries(state, of_iter)
+    return [k for k in range(1, final.repeats + 1)
+            if k not in rows or rows[k].status == "canceled" and attempted[k] <= RERUNS]
+
+
+def given_up(state: CampaignState, of_iter: int) -> list[int]:
+    """Repeats canceled again after their rerun: they do not run any more."""
+    attempted = tries(state, of_iter)
+    return [k for k, r in sorted(state.repeats_of(of_iter).items()) if r.status == "canceled" and attempted[k] > RERUNS]
+
+
+def ran(rows: dict[int, ExperimentRow]) -> int:
+    """How many repeats ran (completed or failed): a canceled one did not."""
+    return sum(1 for r in rows.values() if r.status in FINISHED and r.status != "canceled")
+
+
+def canceled_words(repeats: list[int]) -> str:
+    """``repeat 2 was canceled twice and is not run again`` (empty for none)."""
+    if not repeats:
+        return ""
+    which = ", ".join(map(str, repeats))
+    one = len(repeats) == 1
+    return (f"repeat{'' if one else 's'} {which} {'was' if one else 'were'} canceled twice and "
+            f"{'is' if one else 'are'} not run again")
+
+
 @dataclass(frozen=True)
 class FinalPlan:
     """What the final evaluation does this step: end (``done``), or resubmit and submit repeats, or wait."""
@@ -137,7 +177,7 @@ def plan(program: Program, state: CampaignState, *, used: Usage, prices: dict[st
     free = max(0, program.envelope.max_parallel - live)
     resubmit = intents[:free]
     refused = target_problems(program, best)
-    missing = [k for k in range(1, final.repeats + 1) if k not in rows] if not refused else []
+    missing = to_run(program, state, best.iter) if not refused else []
     flavor, timeout_s = flavor_timeout(program, best)
     new: list[ExperimentRow] = []
     planned = used
@@ -155,25 +195,7 @@ def plan(program: Program, state: CampaignState, *, used: Usage, prices: dict[st
         return FinalPlan(done=_done(program, state, "refused", ts, detail="; ".join(refused)))
     if missing:
         return FinalPlan(done=_unaffordable(program, state, used, len(missing), flavor, timeout_s, prices, ts))
-    return FinalPlan(done=_done(program, state, "finished", ts, detail=_finished_detail(program, rows)))
-
-
-def readmit_problems(program: Program, state: CampaignState, intent: ExperimentRow, *, used: Usage,
-                     prices: dict[str, float] | None) -> list[str]:
-    """Why a repeat whose job never reached the backend may not be submitted now (it is charged in ``used``)."""
-    from mlr_action.decide import space_problems, without_intent
-
-    final = program.campaign.final
-    problems = space_problems(program, intent.config)
-    if final is None or intent.repeat is None or intent.repeat > final.repeats:
-        problems.append(f"repeat {intent.repeat} is not one of the final block's {final.repeats if final else 0}")
-    if intent.flavor not in program.envelope.allowed_flavors:
-        problems.append(f"flavor {intent.flavor} is not in allowed_flavors {program.envelope.allowed_flavors}")
-    if not 0 < intent.charged_timeout_s <= program.envelope.max_timeout:
-        problems.append(f"timeout {intent.timeout} is not within max_timeout "
-                        f"{format_duration(program.envelope.max_timeout)}")
-    return problems + budget_problems(program.envelope, without_intent(used, intent, prices), flavor=intent.flavor or "",
-                                      timeout_s=intent.charged_timeout_s, prices=prices, reserve=0)
+    return FinalPlan(done=_done(program, state, "finished", ts, detail=_finished_detail(program, state, rows)))
 
 
 def _intent(program: Program, state: CampaignState, best: ExperimentRow, repeat: int, *, iteration: int, flavor: str,
@@ -185,7 +207,8 @@ def _intent(program: Program, state: CampaignState, best: ExperimentRow, repeat:
     return experiment_row(
         iter=iteration, ts=ts, status="proposed", config=dict(best.config), timeout_s=timeout_s, flavor=flavor,
         hypothesis=f"final evaluation of iter {best.iter}: repeat {repeat} of {final.repeats}"
-        + (f" with {final.seed_param}={seed}" if seed is not None else ""),
+        + (f" with {final.seed_param}={seed}" if seed is not None else "")
+        + (" (again: its job was canceled before it finished)" if repeat in state.repeats_of(best.iter) else ""),
         proposer=PROPOSER, reason="final evaluation", final_of=best.iter, repeat=repeat, final_seed=seed,
         output_repo=output_repo_for(program.envelope, state.campaign_id or "", iteration) or None, commit=commit,
     )
@@ -197,10 +220,12 @@ def _done(program: Program, state: CampaignState, reason: str, ts: str, *, detai
                     final_of=best.iter if best else None, **extra)
 
 
-def _finished_detail(program: Program, rows: dict[int, ExperimentRow]) -> str:
+def _finished_detail(program: Program, state: CampaignState, rows: dict[int, ExperimentRow]) -> str:
+    asked = program.final_jobs
     spread = Spread.of(rows.values())
-    said = f"; {program.final_metric} {spread.text()}" if spread else "; no repeat gave a metric"
-    return f"{len(rows)} repeat(s) ran{said}"
+    said = f"; {program.final_metric} {spread.text(asked)}" if spread else "; no repeat gave a metric"
+    canceled = canceled_words(given_up(state, state.best.iter)) if state.best else ""
+    return f"{ran(rows)} of {asked} repeats ran" + (f" ({canceled})" if canceled else "") + said
 
 
 WORDS = {"finished": "finished", "unaffordable": "ended short", "refused": "not run"}  # a ``final`` row's reason
@@ -210,17 +235,20 @@ def _unaffordable(program: Program, state: CampaignState, used: Usage, missing: 
                   prices: dict[str, float] | None, ts: str) -> EventRow:
     """The final evaluation ends short: what the repeats not run would cost, and what the envelope has left."""
     env = program.envelope
-    cost = missing * price_per_hour(flavor, prices) * billed_hours(timeout_s)
+    job_s = timeout_s + used.starting_s  # as budget_problems reserves it: the timeout and, on HF, starting too
+    cost = missing * price_per_hour(flavor, prices) * billed_hours(job_s)
     left_cost = max(0.0, env.max_cost_usd - used.cost_usd) if env.max_cost_usd is not None else None
     left = dict(left_jobs=max(0, env.max_jobs - used.jobs), left_walltime_s=max(0.0, env.max_walltime - used.walltime_s),
                 left_cost_usd=None if left_cost is None else round(left_cost, 6))
-    ran = len(state.repeats_of(state.best.iter)) if state.best else 0
-    detail = (f"the envelope cannot pay for {missing} more repeat(s) ({ran} ran): they would need {missing} job(s), "
-              f"{format_duration(missing * timeout_s)} of walltime and ${cost:.2f} ({format_duration(timeout_s)} each "
-              f"on {flavor}); left: {left['left_jobs']} job(s), {format_duration(left['left_walltime_s'])}"
+    done = ran(state.repeats_of(state.best.iter)) if state.best else 0
+    each = f"{format_duration(timeout_s)} each on {flavor}" + (
+        f", + {format_duration(used.starting_s)} each to start" if used.starting_s else "")
+    detail = (f"the envelope cannot pay for {missing} more repeat(s) ({done} ran): they would need {missing} job(s), "
+              f"{format_duration(missing * job_s)} of walltime and ${cost:.2f} ({each}); left: "
+              f"{left['left_jobs']} job(s), {format_duration(left['left_walltime_s'])}"
               + (f", ${left_cost:.2f}" if left_cost is not None else ""))
     return _done(program, state, "unaffordable", ts, detail=detail, missing=missing, would_jobs=missing,
-                 would_walltime_s=missing * timeout_s, would_cost_usd=round(cost, 6), **left)
+                 would_walltime_s=missing * job_s, would_cost_usd=round(cost, 6), **left)
 
 
 # --- What it found ---------------------------------------------------------------
@@ -259,13 +287,17 @@ class Spread:
         sd = float(f"{self.sd:.2g}")
         return f"{format_metric(self.mean)} ± {format_metric(sd)}"
 
-    def text(self) -> str:
-        """``0.9621 ± 0.0042 (mean ± sd over 3 repeats, range 0.957 to 0.966)``, or one value with n=1."""
+    def text(self, asked: int | None = None) -> str:
+        """``0.9621 ± 0.0042 (mean ± sd over 3 repeats, range 0.957 to 0.966)``, or one value with n=1.
+
+        ``asked``: how many repeats the final block asks for; said (``over 2 repeats of 3``) when fewer gave one.
+        """
         from mlr_action.reports import format_metric
 
+        of = f" of {asked}" if asked and asked != self.n else ""
         if self.sd is None:
-            return f"{self.short()} (1 repeat, no spread)"
-        return (f"{self.short()} (mean ± sd over {self.n} repeats, range {format_metric(min(self.values))} to "
+            return f"{self.short()} (1 repeat{of}, no spread)"
+        return (f"{self.short()} (mean ± sd over {self.n} repeats{of}, range {format_metric(min(self.values))} to "
                 f"{format_metric(max(self.values))})")
 
 
@@ -274,7 +306,8 @@ class Outcome:
     """The final evaluation as the writeup shows it."""
 
     of: ExperimentRow | None  # the search result run again
-    rows: tuple[ExperimentRow, ...]  # its repeats, by repeat
+    rows: tuple[ExperimentRow, ...]  # its repeats, by repeat (the last attempt of each)
+    attempts: tuple[ExperimentRow, ...]  # every attempt, by iter: a canceled repeat's rerun too
     spread: Spread | None
     phase: str
     not_run: str | None  # why it does not run, when it does not
@@ -297,14 +330,16 @@ def outcome(program: Program, state: CampaignState, prices: dict[str, float] | N
     of_iter = getattr(event, "final_of", None) if event is not None else None
     of = state.experiments.get(of_iter) if isinstance(of_iter, int) else state.best
     rows = tuple(r for _, r in sorted(state.repeats_of(of.iter).items())) if of is not None else ()
+    attempts = tuple(r for r in state.finals.values() if of is not None and r.final_of == of.iter)
     spread = Spread.of(rows)
     stop = state.stopped
     confirmed = None
     if stop is not None and stop.reason == "target" and event is not None:
         confirmed = spread is not None and program.reached_target(spread.mean)
-    return Outcome(of=of, rows=rows, spread=spread, phase=phase(program, state),
+    return Outcome(of=of, rows=rows, attempts=attempts, spread=spread, phase=phase(program, state),
                    not_run=not_run_because(program, state) if stop is not None else None, event=event,
-                   walltime_s=sum(charged_seconds(r) for r in rows), cost_usd=sum(charged_cost(r, prices) for r in rows),
+                   walltime_s=sum(charged_seconds(r) for r in attempts),
+                   cost_usd=sum(charged_cost(r, prices) for r in attempts),
                    confirmed=confirmed, reached=sum(map(program.reached_target, spread.values if spread else ())))
 
 
@@ -316,9 +351,11 @@ def reserve_note(program: Program, prices: dict[str, float] | None = None) -> st
     env = program.envelope
     flavor = final.flavor or program.default_flavor
     timeout_s = final.timeout or program.default_timeout_s
-    walltime = final.repeats * timeout_s
-    cost = final.repeats * price_per_hour(flavor, prices) * billed_hours(timeout_s)
-    note = (f"{final.repeats} repeat(s) of the best config, {format_duration(timeout_s)} each on {flavor}: at most "
+    starting_s = program.campaign.scheduling_timeout  # what HF Jobs may bill while each starts (budget.py)
+    walltime = final.repeats * (timeout_s + starting_s)
+    cost = final.repeats * price_per_hour(flavor, prices) * billed_hours(timeout_s + starting_s)
+    note = (f"{final.repeats} repeat(s) of the best config, {format_duration(timeout_s)} each on {flavor} (+ up to "
+            f"{format_duration(starting_s)} each to start on HF Jobs, scheduling_timeout): at most "
             f"{format_duration(walltime)} and ${cost:.2f}; the search keeps {final.repeats} of max_jobs back")
     short = walltime > env.max_walltime * RESERVE or (env.max_cost_usd is not None and cost > env.max_cost_usd * RESERVE)
     if short:

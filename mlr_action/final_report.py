@@ -11,7 +11,7 @@ cost. What comes from a job or the ledger (configs, errors, job ids, Hub URLs, c
 from __future__ import annotations
 
 from mlr_action.durations import format_duration
-from mlr_action.final import FINAL, Outcome, Spread, outcome, seeds
+from mlr_action.final import FINAL, Outcome, Spread, canceled_words, given_up, outcome, ran, seeds
 from mlr_action.ledger import ExperimentRow
 from mlr_action.markup import cell, code, plain
 from mlr_action.program import Program
@@ -31,8 +31,8 @@ def shorten(text: str | None, limit: int) -> str:
     return cut(text, limit)
 
 
-def spread_text(spread: Spread | None) -> str:
-    return spread.text() if spread is not None else "no repeat gave a metric"
+def spread_text(spread: Spread | None, asked: int | None = None) -> str:
+    return spread.text(asked) if spread is not None else "no repeat gave a metric"
 
 
 def metric_cell(state: CampaignState, row: ExperimentRow) -> str:
@@ -53,7 +53,7 @@ def result_line(program: Program, state: CampaignState) -> str | None:
         return None
     name = program.final_metric
     if found.spread is not None:
-        head = f"- **final {code(name)}: {spread_text(found.spread)}**"
+        head = f"- **final {code(name)}: {spread_text(found.spread, _repeats(program))}**"
     elif found.phase == FINAL:
         head = f"- final {code(name)}: none yet"
     else:
@@ -99,14 +99,14 @@ def final_section(program: Program, state: CampaignState, prices: dict[str, floa
     found = outcome(program, state, prices)
     if found is None or state.stopped is None:
         return []
-    lines = [_status(program, found), ""]
+    lines = [_status(program, state, found), ""]
     if found.of is not None and (found.rows or found.not_run is None):
         lines += [_what_ran(program, found.of, bool(found.rows)), ""]
     if found.rows:
         lines += [_table(program, found, prices), ""]
-        lines += [f"**{code(program.final_metric)}: {spread_text(found.spread)}**; in the search, "
+        lines += [f"**{code(program.final_metric)}: {spread_text(found.spread, _repeats(program))}**; in the search, "
                   f"{code(program.campaign.metric)} {_search_metric(found.of)} at iter {found.of.iter}.", ""]
-        lines += [f"**Cost of the final evaluation:** {len(found.rows)} job(s), {format_duration(found.walltime_s)} of "
+        lines += [f"**Cost of the final evaluation:** {len(found.attempts)} job(s), {format_duration(found.walltime_s)} of "
                   f"walltime, {_usd(found.cost_usd)} (in the budget above; it is paid from the reserve the search "
                   "kept).", ""]
     return lines[:-1] if lines and lines[-1] == "" else lines
@@ -122,7 +122,7 @@ def _search_metric(row: ExperimentRow | None) -> str:
     return format_metric(row.metric if row is not None else None)
 
 
-def _status(program: Program, found: Outcome) -> str:
+def _status(program: Program, state: CampaignState, found: Outcome) -> str:
     finished = sum(1 for r in found.rows if r.status == "completed")
     if found.phase == FINAL:
         return (f"**Running:** {finished} of {_repeats(program)} repeats finished, {found.in_flight} in flight. It runs "
@@ -134,7 +134,9 @@ def _status(program: Program, found: Outcome) -> str:
     if event is None:
         return f"**Not run:** {found.not_run or 'it has not started'}."
     if event.reason == "finished":
-        return f"**Finished:** {len(found.rows)} of {_repeats(program)} repeats ran, {finished} with a result."
+        canceled = canceled_words(given_up(state, found.of.iter)) if found.of is not None else ""
+        return (f"**Finished:** {ran({r.repeat or 0: r for r in found.rows})} of {_repeats(program)} repeats ran, "
+                f"{finished} with a result" + (f"; {canceled}" if canceled else "") + ".")
     if event.reason == "unaffordable":
         return (f"**Ended short:** {code(shorten(event.detail, 400))}. To run the rest, raise `max_jobs`, `max_walltime` or "
                 "`max_cost_usd` (or lower `final.repeats` or `final.timeout`) in program.md and merge: the campaign "
@@ -173,7 +175,7 @@ def _table(program: Program, found: Outcome, prices: dict[str, float] | None) ->
          format_metric(r.metric), format_duration(r.duration_s) if r.duration_s is not None else "—",
          _usd(charged_cost(r, prices)), plain(redact(r.job_id or "")) or "—", code(redact(r.hub_url or "")) or "—",
          code(short_error(r.error, 80))]
-        for r in found.rows
+        for r in found.attempts
     ]
     lines = ["| " + " | ".join(cell(plain(h)) for h in header) + " |",
              "| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | --- |"]

@@ -342,11 +342,19 @@ class Program(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of the envelope and campaign blocks: changes when the approval changes."""
-        import hashlib
+        """Short hash of the envelope and campaign blocks: changes when the approval changes, never on an upgrade.
 
-        blob = self.envelope.model_dump_json() + self.campaign.model_dump_json()
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        It hashes what the blocks mean, not the release reading them: the keys of :data:`_FINGERPRINTED` as the
+        first fingerprint did (their defaults too), and a key added since only when it is not at its default.
+        So a release that adds a key leaves the fingerprint of a program.md that does not set it as it was, and
+        a stopped campaign does not resume for an upgrade (:func:`mlr_action.decide.resumption`).
+        """
+        return _fingerprint(self, _FINGERPRINTED)
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """:attr:`fingerprint`, and the one the releases that hashed every key with its default wrote for it."""
+        return self.fingerprint, _fingerprint(self, _FINGERPRINTED_WITH_DEFAULTS)
 
     def better(self, value: float, than: float | None) -> bool:
         """Is ``value`` strictly better than ``than`` in the campaign's direction?"""
@@ -366,6 +374,50 @@ class Program(BaseModel):
         if value is None or target is None:
             return False
         return value >= target if self.campaign.direction == "maximize" else value <= target
+
+
+# --- the fingerprint --------------------------------------------------------
+
+# The keys the fingerprint has hashed since it began (ccaebc9 to 236b7bb), defaults included: kept so, since
+# ledgers carry those fingerprints. A key not listed counts only when it is not at its default.
+_FINGERPRINTED: dict[str, tuple[str, ...]] = {
+    "Envelope": ("max_jobs", "max_walltime", "allowed_flavors", "max_timeout", "allow_deletes", "output_repos",
+                 "max_cost_usd", "max_parallel", "max_llm_usd"),
+    "Campaign": ("metric", "direction", "target", "patience", "script", "params", "fixed", "flavor", "timeout",
+                 "name", "seed", "namespace"),
+    "ParamSpec": ("type", "low", "high", "log", "step", "choices"),
+}
+# What the releases with issues 11 and 15 (a05383a to 12c715a) hashed: every key of theirs, its default too.
+_FINGERPRINTED_WITH_DEFAULTS: dict[str, tuple[str, ...]] = {
+    **_FINGERPRINTED,
+    "Campaign": (*_FINGERPRINTED["Campaign"], "min_delta", "image", "dependencies", "python", "final",
+                 "scheduling_timeout"),
+    "FinalEvaluation": ("repeats", "seed_param", "seeds", "fixed", "metric", "flavor", "timeout"),
+}
+
+
+def _fingerprint(program: Program, always: dict[str, tuple[str, ...]]) -> str:
+    import hashlib
+
+    blob = "".join(part.model_dump_json(exclude=_unwritten(part, always) or None)
+                   for part in (program.envelope, program.campaign))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _unwritten(model: BaseModel, always: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """pydantic's ``exclude`` for ``model``: every key not in ``always`` that is at its default, at every depth."""
+    out: dict[str, Any] = {}
+    kept = always.get(type(model).__name__, ())
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name not in kept and value == field.get_default(call_default_factory=True):
+            out[name] = True
+        elif isinstance(value, BaseModel):
+            out[name] = _unwritten(value, always) or None
+        elif isinstance(value, dict):
+            out[name] = {k: inner for k, v in value.items() if isinstance(v, BaseModel)
+                         and (inner := _unwritten(v, always))} or None
+    return {k: v for k, v in out.items() if v}
 
 
 # --- Markdown and YAML -----------------------------------------------------

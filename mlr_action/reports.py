@@ -147,7 +147,7 @@ STOP_REASONS: dict[str, StopReason] = {
     ),
     "budget": StopReason(
         "budget spent",
-        "the budget is spent (what is left is kept for the final evaluation and writeup)",
+        "the budget is spent ({reserve})",
         (
             "To run more experiments, raise `max_jobs`, `max_walltime` or `max_cost_usd` in the "
             "`## Budget envelope` block of program.md in a pull request and merge it: merging is the approval "
@@ -205,7 +205,16 @@ def stop_reason_text(reason: str, program: Program) -> str:
     known = STOP_REASONS.get(reason)
     if known is None:
         return f"of {code(shorten(reason)) or 'a reason that was not recorded'}"
-    return known.words.format(goal=_goal(program), patience=program.campaign.patience or "several")
+    return known.words.format(goal=_goal(program), patience=program.campaign.patience or "several",
+                              reserve=reserve_words(program))
+
+
+def reserve_words(program: Program) -> str:
+    """What the reserve the search keeps is for: the final evaluation when program.md has one, else nothing yet."""
+    if program.campaign.final is not None:
+        return "what is left is kept for the final evaluation and writeup"
+    return ("what is left is kept in reserve, unspent: a `final` block in program.md would spend it on a final "
+            "evaluation of the best config")
 
 
 def next_steps(reason: str) -> list[str]:

@@ -39,7 +39,8 @@ Guarantees:
   is not proven whole is read again on later ticks, then recorded as an
   error that says so; a backend that bills starting time has it reserved on
   every job. program.md is parsed once per step (``Step.program`` may bring
-  it parsed), and what the backend looked up (for HF: the namespace and the
+  it parsed; in GitHub mode the snapshot's one parse serves the whole tick:
+  the authority's read, every lingering step and the action's report), and what the backend looked up (for HF: the namespace and the
   price list) is kept in ``runs/backend-cache.json`` for the next tick, whose
   content the backend alone vouches for (:meth:`HfBackend.use_cache`).
 - After a stop, a ``final`` block's repeats of the best config run from the
@@ -317,9 +318,13 @@ class Step:
             if exp.job_id and exp.job_id not in observed:
                 observed[exp.job_id] = self.backend.inspect(job_id=exp.job_id)
         stuck = observe.stuck_jobs(program, state.in_flight, observed)
+        repeats = {e.job_id for e in state.in_flight if e.final_of is not None}
         for job_id, why in stuck.items():
             self.backend.cancel(job_id=job_id)
-            observed[job_id] = observed[job_id].model_copy(update={"stage": JobStage.ERROR, "message": why})
+            # A search job that never started is an error (three in a row stop the campaign); a final repeat is
+            # canceled, which runs it again once (mlr_action.final.to_run).
+            stage = JobStage.CANCELED if job_id in repeats else JobStage.ERROR
+            observed[job_id] = observed[job_id].model_copy(update={"stage": stage, "message": why})
             result.events.append(f"iter {observed[job_id].iter}: {why}")
         self._listed = [observed[v.job_id] if v.job_id in stuck else v for v in listed]  # canceled: no slot held
         self._reconciled = True
@@ -348,7 +353,7 @@ class Step:
             return self._append(state, [stop])
         if plan.waiting:
             result.events.append(plan.waiting)
-        state, intents = self._readmit(program, state, plan.resubmit, decide.readmit_problems, prices, result)
+        state, intents = self._readmit(program, state, plan.resubmit, prices, result)
         if plan.propose:
             state, admitted = self._propose(program, state, plan.propose, prices, result)
             intents += admitted
@@ -358,12 +363,13 @@ class Step:
                 state = self._submit(program, state, intent, result)
         return state
 
-    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...], problems_of,
+    def _readmit(self, program: Program, state: CampaignState, resubmit: tuple[ExperimentRow, ...],
                  prices, result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
-        """Intents whose job never reached the backend, checked again (``problems_of``) and made program.md's own."""
+        """Intents whose job never reached the backend, checked again (search or final) and made program.md's own."""
         intents: list[ExperimentRow] = []
         for intent in resubmit:
-            problems = problems_of(program, state, intent, used=self._usage(program, state, prices), prices=prices)
+            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices),
+                                               prices=prices)
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
@@ -387,7 +393,7 @@ class Step:
             result.events.append(describe_row(program, plan.done))
             return self._append(state, [plan.done])
         result.events += [plan.waiting] if plan.waiting else []
-        state, intents = self._readmit(program, state, plan.resubmit, final.readmit_problems, prices, result)
+        state, intents = self._readmit(program, state, plan.resubmit, prices, result)
         state = self._append(state, list(plan.new))
         intents += plan.new
         if intents:

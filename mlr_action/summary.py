@@ -194,9 +194,10 @@ def _budget(program: Program, used: Usage, prices_note: str | None) -> str:
         rows.append(["LLM dollars", format_usd(used.llm_usd), "no limit", "—"])
     note = (
         "Walltime counts the actual duration of finished jobs and the full timeout of jobs in flight. "
-        f"{RESERVE:.0%} of the walltime and dollars is kept in reserve for the final evaluation and writeup"
-        + (f", and the search keeps {program.final_jobs} of max_jobs for the final evaluation's repeats."
-           if program.final_jobs else ".")
+        f"{RESERVE:.0%} of the walltime and dollars is kept in reserve"
+        + (f" for the final evaluation and writeup, and the search keeps {program.final_jobs} of max_jobs for the "
+           "final evaluation's repeats." if program.final_jobs else
+           " (unspent: a `final` block in program.md would spend it on a final evaluation of the best config).")
     )
     if prices_note:
         note += " " + code(shorten(prices_note, 400))

@@ -638,3 +638,21 @@ def test_validate_checks_the_allowed_flavors_against_the_live_catalog_without_a_
         [comment] = server.comments[5]
         assert hub.requests == [("GET", "/api/jobs/hardware")]  # the public catalog only: no whoami, no token
     assert "allowed_flavors: h200 is not in HF's hardware catalog today" in comment["body"]
+
+
+def test_a_tick_parses_program_md_once(runner, origin, tmp_path, monkeypatch):
+    """Issue 11: the authority's read, the step and the action's report share one parse of program.md."""
+    from mlr_action import program as program_module
+
+    parses = []
+    real = program_module._sections
+
+    def counted(text):
+        parses.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(program_module, "_sections", counted)
+    work = clone(origin, tmp_path / "work")
+    assert runner.run(work, **LOCAL) == 0, runner.out
+    assert runner.outputs["jobs-used"] == "1"
+    assert len(parses) == 1, parses

@@ -214,6 +214,35 @@ def test_readmit_does_not_charge_the_intent_twice():
     assert readmit_problems(program, state, intent, used=usage(state), prices=None) == []
 
 
+def test_an_intent_with_no_timeout_is_never_resubmitted_search_or_final():
+    # A ledger row is data: an intent whose timeout reads as 0 would be charged nothing and run with its row's timeout.
+    program = parse_program(program_text(campaign=with_(CAMPAIGN, final={"repeats": 2, "seed_param": "seed"})))
+    for extra in ({}, {"final_of": 1, "repeat": 1}):
+        intent = ExperimentRow(iter=2, ts=TS, status="proposed", config=CONFIG, flavor="a10g-large", timeout_s=0,
+                               **extra)
+        state = fold([started(), intent])
+        problems = readmit_problems(program, state, intent, used=usage(state), prices=None)
+        assert any("timeout" in p and "not a positive duration" in p for p in problems), (extra, problems)
+
+
+def test_a_final_repeat_is_readmitted_from_the_reserve_and_never_as_a_failed_config():
+    program = parse_program(program_text(with_(ENVELOPE, max_jobs=4, max_walltime="4h"),
+                                         with_(CAMPAIGN, final={"repeats": 2, "seed_param": "seed"})))
+    failed = exp(1, "error", config=CONFIG, duration_s=3600)  # the config failed once in the search: 1h spent
+    kept = done(2, 0.9, "keep", 0.9)
+    repeat = exp(3, "proposed", config=CONFIG, final_of=2, repeat=1)
+    state = fold([started(), failed, kept, repeat])
+    # 1h + 1m + this 1h of 4h: inside the envelope, though not inside the search's 90% with 2 jobs kept back
+    assert readmit_problems(program, state, repeat, used=usage(state), prices=None) == []
+    search = exp(3, "proposed", config=CONFIG)
+    searched = readmit_problems(program, fold([started(), failed, kept, search]), search, used=usage(state), prices=None)
+    assert any("already failed" in p for p in searched) and any("max_jobs=4" in p for p in searched)
+    outside = repeat.model_copy(update={"repeat": 3})
+    assert any("repeat 3 is not one of the final block's 2" in p
+               for p in readmit_problems(program, fold([started(), failed, kept, outside]), outside,
+                                         used=usage(state), prices=None))
+
+
 def test_changed_program_after_a_stop_resumes_but_a_human_stop_does_not():
     stopped = EventRow(event="stopped", ts=TS, reason="budget", program=PROGRAM.fingerprint)
     raised = parse_program(program_text(with_(ENVELOPE, max_jobs=50)))
@@ -223,6 +252,17 @@ def test_changed_program_after_a_stop_resumes_but_a_human_stop_does_not():
     assert fold([started(), stopped, event]).stopped is None
     human = EventRow(event="stopped", ts=TS, reason="human", program=PROGRAM.fingerprint)
     assert resumption(raised, fold([started(), human]), ts=TS) is None
+
+
+def test_a_stop_recorded_by_an_older_release_does_not_resume_on_an_upgrade():
+    # What the stopped row of a campaign carries for program_text(): under the code before issues 11 and 15
+    # (236b7bb), and under the code that dumped every key with its default (a05383a): neither resumes.
+    for recorded in ("3f12381e55e3", "754fcd6249b4"):
+        stopped = EventRow(event="stopped", ts=TS, reason="target", program=recorded)
+        assert resumption(PROGRAM, fold([started(), stopped]), ts=TS) is None, recorded
+    other = parse_program(program_text(campaign=with_(CAMPAIGN, min_delta=0.01)))
+    stopped = EventRow(event="stopped", ts=TS, reason="target", program="754fcd6249b4")
+    assert resumption(other, fold([started(), stopped]), ts=TS) is not None
 
 
 @pytest.mark.parametrize("duration_s, prices, cost", [

@@ -226,7 +226,7 @@ def test_the_final_evaluation_spends_the_reserve_never_past_the_envelope_and_say
     for text in ((root / "runs" / "summary.md").read_text(), (root / "runs" / "stop-report.md").read_text()):
         assert "**Ended short:**" in text and "the envelope cannot pay for 2 more repeat(s) (1 ran)" in text
         assert "they would need 2 job(s), 2h of walltime and $" in text and "left: 10 job(s), 0s" in text
-        assert "1 repeat, no spread" in text
+        assert "1 repeat of 3, no spread" in text
 
 
 def test_a_repeat_is_planned_only_when_it_fits_with_the_jobs_in_flight_at_their_full_timeout():
@@ -248,6 +248,49 @@ def test_a_repeat_is_planned_only_when_it_fits_with_the_jobs_in_flight_at_their_
     done = [r.model_copy(update={"status": "completed", "metric": 0.5, "duration_s": 600.0}) for r in flying]
     later = final.plan(program, fold(rows + done), used=usage(fold(rows + done)), prices=None, ts=ts)
     assert [r.repeat for r in later.new] == [3]
+
+
+def _stopped_on_the_budget(program, *, walltime_s: float):
+    ts = "2026-01-01T00:00:00+00:00"
+    best = ExperimentRow(iter=1, ts=ts, status="completed", metric=0.9, decision="keep", job_id="j1", timeout="1h",
+                         timeout_s=3600, flavor="a10g-large", duration_s=walltime_s,
+                         config={"lr": 1e-4, "batch_size": 8, "scheduler": "cosine"})
+    return fold([best, EventRow(event="stopped", ts=ts, reason="budget")])
+
+
+def test_what_the_repeats_not_run_would_cost_counts_what_hf_reserves_for_starting():
+    """HF bills a job while it starts: each repeat needs its timeout plus scheduling_timeout, and the words say so."""
+    from dataclasses import replace
+
+    program = parse_program(program_text(with_(ENVELOPE, max_walltime="8h", max_cost_usd=100),
+                                         with_(OPEN, final=FINAL, scheduling_timeout="10m")))
+    state = _stopped_on_the_budget(program, walltime_s=7 * 3600)
+    used = replace(usage(state), starting_s=600.0)  # what the step passes for HF (observe.starting_allowance)
+    done = final.plan(program, state, used=used, prices=None, ts="t").done
+    assert done.reason == "unaffordable" and done.missing == 3
+    assert done.would_walltime_s == 3 * 4200  # 1h each, plus 10m each to start
+    assert done.would_cost_usd == pytest.approx(3 * price_per_hour("a10g-large") * 70 / 60)
+    assert "3h30m of walltime" in done.detail and "(1h each on a10g-large, + 10m each to start)" in done.detail
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_repeats_planned_never_take_the_envelope_past_its_limits_with_the_starting_reservation(seed):
+    """A fuzz of the stop's budget: whatever is used and reserved for starting, the plan fits the whole envelope."""
+    import random
+
+    from mlr_action.budget import Usage, plus_intents
+
+    r = random.Random(seed)
+    program = parse_program(program_text(with_(ENVELOPE, max_walltime="8h", max_cost_usd=20, max_parallel=3),
+                                         with_(OPEN, final=FINAL)))
+    state, env = _stopped_on_the_budget(program, walltime_s=600.0), program.envelope
+    used = Usage(jobs=r.randint(1, 11), walltime_s=r.uniform(0, 8 * 3600), cost_usd=r.uniform(0, 20),
+                 starting_s=r.choice([0.0, 600.0, 1800.0]))
+    planned = final.plan(program, state, used=used, prices=None, ts="t")
+    after = plus_intents(used, planned.new)
+    assert after.jobs <= env.max_jobs and after.walltime_s <= env.max_walltime + 1e-6
+    assert after.cost_usd <= env.max_cost_usd + 1e-6
+    assert planned.new or planned.done is not None
 
 
 # --- which stops run it -------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_the_final_evaluation_is_a_section_of_its_own_with_its_cost_and_the_spre
     assert heading in text
     section = text.split(heading, 1)[1]
     assert "**Finished:** 3 of 3 repeats ran, 2 with a result." in section
-    assert "**`test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats, range 0.95 to 0.96)**; in the search, " \
+    assert "**`test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats of 3, range 0.95 to 0.96)**; in the search, " \
            "`eval_accuracy` 0.97 at iter 1." in section
     assert "**Cost of the final evaluation:** 3 job(s), 30m of walltime, $0.75" in section
     assert "| 3 | 4 | 3 | error | — | 10m |" in section  # the failed repeat, in the table
@@ -79,7 +79,7 @@ def test_the_result_gives_the_final_metric_next_to_the_search_metric_config_comm
     result = report.split("**Result**", 1)[1].split("**Experiments:**", 1)[0]
     assert result.splitlines()[2:7] == [
         "- **eval_accuracy: 0.97** (iter 1, in the search)",
-        "- **final `test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats, range 0.95 to 0.96)**",
+        "- **final `test_accuracy`: 0.955 ± 0.0071 (mean ± sd over 2 repeats of 3, range 0.95 to 0.96)**",
         "- config: `lr=0.0003, batch_size=32, scheduler=cosine`",
         "- Hub: `https://huggingface.co/me/sweep-001`",
         "- code: commit `0123456789ab` (`mlr reproduce 1` prints its job; `mlr reproduce 1 --run` runs it again)",
@@ -109,7 +109,8 @@ def test_mlr_validate_shows_the_final_evaluation_and_whether_the_reserve_pays(tm
     assert main(["validate", "--repo", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "an improvement must beat the best by more than 0.005 (min_delta)" in out
-    assert "Final evaluation (after the stop)\n  3 repeat(s) of the best config, 1h each on a10g-large: at most 3h" in out
+    assert ("Final evaluation (after the stop)\n  3 repeat(s) of the best config, 1h each on a10g-large (+ up to 10m "
+            "each to start on HF Jobs, scheduling_timeout): at most 3h30m and $5.25") in out
     assert "the search keeps 3 of max_jobs back. The 10% reserve (48m) may not pay for all of it" in out
 
 

@@ -162,6 +162,44 @@ def test_fingerprint_changes_with_the_envelope():
     assert a.fingerprint == parse_program(program_text()).fingerprint != b.fingerprint
 
 
+# The fingerprints these program.md texts had before the Campaign gained image, dependencies, python,
+# scheduling_timeout (issue 11), min_delta and final (issue 15), computed by that code (236b7bb): a ledger's
+# `stopped` row carries one, and a release that adds keys with defaults must not make a stopped campaign resume.
+OLD_FINGERPRINT = "3f12381e55e3"
+FULL = (with_(ENVELOPE, max_cost_usd=5, max_parallel=2, max_llm_usd=1),
+        with_(CAMPAIGN, name="x", seed=3, namespace="me", fixed={"epochs": 3, "note": "plain"},
+              params={"a": {"type": "float", "low": 0, "high": 1, "step": 0.1}, "c": {"choices": [1, "x", True]}}))
+OLD_FULL_FINGERPRINT = "578d8874f724"
+
+
+def test_fingerprint_of_a_program_md_without_new_keys_is_the_one_older_releases_computed():
+    assert parse_program(program_text()).fingerprint == OLD_FINGERPRINT
+    assert parse_program(program_text(*FULL)).fingerprint == OLD_FULL_FINGERPRINT
+
+
+@pytest.mark.parametrize("key, value", [
+    ("scheduling_timeout", "10m"), ("min_delta", 0), ("min_delta", 0.0), ("dependencies", []), ("image", None),
+])
+def test_a_new_key_written_at_its_default_keeps_the_fingerprint(key, value):
+    assert parse_program(program_text(campaign=with_(CAMPAIGN, **{key: value}))).fingerprint == OLD_FINGERPRINT
+
+
+@pytest.mark.parametrize("key, value", [
+    ("scheduling_timeout", "20m"), ("min_delta", 0.01), ("dependencies", ["torch>=2.4"]), ("python", "3.11"),
+    ("image", "pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime"), ("final", {"repeats": 1}),
+    ("final", {"repeats": 2, "seed_param": "seed"}),
+])
+def test_a_new_key_set_to_another_value_changes_the_fingerprint(key, value):
+    changed = parse_program(program_text(campaign=with_(CAMPAIGN, **{key: value})))
+    assert changed.fingerprint != OLD_FINGERPRINT
+
+
+def test_a_final_block_fingerprints_what_it_says_not_how_it_says_it():
+    fingerprint = lambda final: parse_program(program_text(campaign=with_(CAMPAIGN, final=final))).fingerprint  # noqa: E731
+    assert fingerprint({"repeats": 3, "seed_param": "seed"}) == fingerprint({"seed_param": "seed"})
+    assert fingerprint({"repeats": 3, "seed_param": "seed"}) != fingerprint({"repeats": 2, "seed_param": "seed"})
+
+
 # --- what a reviewer reads is what is read --------------------------------------------------------
 
 

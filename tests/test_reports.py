@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from programs import program_text
+from programs import CAMPAIGN, program_text, with_
 
 from mlr_action.budget import usage
 from mlr_action.forges import make_forge
@@ -209,3 +209,13 @@ def test_make_forge(tmp_path):
     assert isinstance(forge, FileForge) and forge.root == Path(tmp_path)
     with pytest.raises(ValueError, match="unknown forge"):
         make_forge("gitlab", root=tmp_path)
+
+
+def test_a_budget_stop_promises_a_final_evaluation_only_when_program_md_has_one():
+    final = parse_program(program_text(campaign=with_(CAMPAIGN, final={"repeats": 1})))
+    state = fold([*ROWS, EventRow(event="stopped", ts=T, reason="budget", detail="max_jobs=12 reached")])
+    _, without = render_stop_report(program=PROGRAM, state=state, used=usage(state), now=T)
+    assert "kept for the final evaluation" not in without, without
+    assert "kept in reserve" in without and "`final` block" in without  # what is left stays unspent, and how to use it
+    _, with_final = render_stop_report(program=final, state=state, used=usage(state), now=T)
+    assert "kept for the final evaluation" in with_final

@@ -12,7 +12,7 @@ from mlr_action.budget import usage
 from mlr_action.ledger import EventRow, ExperimentRow
 from mlr_action.markup import cell
 from mlr_action.program import parse_program
-from mlr_action.reports import STOP_REASONS, format_metric, format_usd
+from mlr_action.reports import STOP_REASONS, format_metric, format_usd, reserve_words
 from mlr_action.state import fold
 from mlr_action.summary import campaign_status, chart_points, render_summary
 
@@ -130,7 +130,7 @@ def test_stopped_with_each_reason(reason):
     text = render(rows)
     assert text.startswith("# Campaign `demo`: stopped\n")
     stopped = section(text, "Stopped")
-    words = STOP_REASONS[reason].words.format(goal="eval_accuracy ≥ 0.95", patience=3)
+    words = STOP_REASONS[reason].words.format(goal="eval_accuracy ≥ 0.95", patience=3, reserve=reserve_words(PROGRAM))
     assert f"The campaign stopped because {words}." in stopped
     assert "> `why it stopped`" in stopped and "Stopped at 2025-01-03T00:00:00Z." in stopped
     assert "**eval_accuracy: 0.9123** (iter 4)" in stopped
@@ -326,3 +326,13 @@ def test_one_version_of_the_code_and_runs_without_uv_are_said_and_a_row_is_never
 
 def test_an_older_ledger_without_commits_or_digests_has_no_code_section():
     assert "## Code" not in render([started(), done(1, 0.5, "keep", 0.5)])
+
+
+def test_the_reserve_is_for_a_final_evaluation_only_when_program_md_has_one():
+    rows = [started(), done(1, 0.8, "keep", 0.8)]
+    budget = section(render(rows), "Budget")
+    assert "10% of the walltime and dollars is kept in reserve (unspent: a `final` block" in budget, budget
+    assert "for the final evaluation" not in budget and "repeats" not in budget
+    final = parse_program(program_text(campaign=with_(CAMPAIGN, final={"repeats": 2, "seed_param": "seed"})))
+    budget = section(render(rows, program=final), "Budget")
+    assert "kept in reserve for the final evaluation" in budget and "2 of max_jobs" in budget

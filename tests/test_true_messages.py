@@ -114,3 +114,33 @@ def test_the_action_summary_of_bad_input_says_what_was_spent():
     summary = render_step_summary({"state": "running"}, ["unrecoverable-error: x"], 2, dry=False, why=[],
                                   spent="this step submitted 1 job (job-1) before stopping")
     assert "nothing was spent" not in summary and "this step submitted 1 job (job-1)" in summary
+
+
+# --- "stopping" only when the campaign will stop --------------------------------------------------------------
+
+
+def _waiting_on_the_budget(tmp_path, envelope: dict):
+    """Two 1h jobs in flight that fill the walltime budget (each charged its full timeout until it ends)."""
+    from simulate import finish_jobs, make_step
+
+    root = repo(tmp_path, program_text(with_(ENVELOPE, **envelope), with_(CAMPAIGN, target=None, patience=None)))
+    step = make_step(root)
+    assert step.run().submitted == 2
+    waiting = step.run()
+    assert waiting.submitted == 0 and waiting.state.stopped is None
+    finish_jobs(step.backend, duration_s=600)  # they end after 10 minutes each, freeing most of what they held
+    return waiting, step.run()
+
+
+def test_a_budget_that_frees_room_when_jobs_end_is_never_called_a_stop(tmp_path):
+    waiting, after = _waiting_on_the_budget(tmp_path, dict(max_walltime="2h30m", max_timeout="1h", max_parallel=2))
+    assert after.submitted >= 1 and after.state.stopped is None  # the campaign went on: it was not stopping
+    said = " ".join(waiting.events)
+    assert "stopping" not in said, said
+    assert "2 job(s) in flight" in said and "the campaign stops when they end unless" in said, said
+
+
+def test_max_jobs_reached_with_jobs_in_flight_is_a_stop_and_says_so(tmp_path):
+    waiting, after = _waiting_on_the_budget(tmp_path, dict(max_jobs=2, max_parallel=2))
+    assert after.state.stopped is not None and after.state.stopped.reason == "budget"
+    assert "stopping (budget): waiting for 2 job(s) in flight" in " ".join(waiting.events)
