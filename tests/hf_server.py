@@ -15,7 +15,7 @@ fields of ``hf_api.py`` and ``_jobs_api.py``:
 - ``GET /api/jobs/{ns}/{id}/logs``: the SSE log stream
   (``data: {"timestamp": ..., "data": line}``), ``?tail=N``; a finished job's
   replay ends with the response, as the real service ends it. A replay can be
-  made to pause or break off halfway (:meth:`FakeHub.stall_logs`).
+  made to pause, break off, or keep the stream open with keep-alives halfway (:meth:`FakeHub.stall_logs`).
 - ``GET /api/models/{repo}``, ``GET /api/datasets/{repo}``, ``DELETE /api/repos/delete``.
 - Hub repos (create, info, tree, preupload, commit, resolve): see tests/hf_repos.py.
 
@@ -117,13 +117,15 @@ class Fault:
 
 @dataclass
 class LogStall:
-    """A log replay that pauses (``pause``) or breaks off (``drop``) after ``after`` lines."""
+    """A log replay that pauses (``pause``), breaks off (``drop``) or sends a ``: keep-alive`` comment every
+    ``interval`` seconds (``trickle``, the stream open the while) after ``after`` lines."""
 
     job_id: str | None  # None: any job
     after: int
     seconds: float
-    kind: str  # "pause" or "drop"
+    kind: str  # "pause", "drop" or "trickle"
     times: int | None  # None: every replay
+    interval: float = 0.1  # for "trickle"
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -188,10 +190,12 @@ class FakeHub:
         return fault
 
     def stall_logs(self, *, after: int, job_id: str | None = None, seconds: float = 60.0, kind: str = "pause",
-                   times: int | None = 1) -> LogStall:
+                   times: int | None = 1, interval: float = 0.1) -> LogStall:
         """Make the next ``times`` log replays (of ``job_id``, or any job) stop after ``after`` lines: ``pause``
-        sends nothing more for ``seconds`` (or until released) and then the rest; ``drop`` closes the connection."""
-        stall = LogStall(job_id, after, seconds, kind, times)
+        sends nothing more for ``seconds`` (or until released) and then the rest; ``drop`` closes the connection;
+        ``trickle`` sends a keep-alive every ``interval`` for ``seconds`` (or until released), then the rest (a
+        stream the service keeps open, as for a job whose build failed)."""
+        stall = LogStall(job_id, after, seconds, kind, times, interval)
         with self._lock:
             self.log_stalls.append(stall)
         return stall
@@ -482,7 +486,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
+            trickle = reply.stall is not None and reply.split is not None and reply.stall.kind == "trickle"
+            if trickle:  # a stream of unknown length: the body ends when the connection closes
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(reply.body)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -495,7 +504,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if reply.stall.kind == "drop":
                 return self._drop()
-            reply.stall.release.wait(timeout=reply.stall.seconds)
+            if reply.stall.kind == "trickle":
+                ends = time.monotonic() + reply.stall.seconds
+                while time.monotonic() < ends and not reply.stall.release.wait(timeout=reply.stall.interval):
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+            else:
+                reply.stall.release.wait(timeout=reply.stall.seconds)
             self.wfile.write(reply.body[reply.split:])
         except OSError:
             self.close_connection = True
