@@ -26,7 +26,8 @@ Each of the job's volumes (a repo at a revision, under a ``path``) is written
 to a temporary folder made read-only, and the volume's mount path in the
 command stands for that folder (a test cannot mount at ``/mlr/code``); a
 volume that cannot be mounted fails the job, as on HF; :meth:`FakeHub.advance`
-moves a job by hand. Faults are injected per request (:meth:`FakeHub.fail`,
+moves a job by hand (a job it completes ends its log with its launcher's last
+line, as the real launcher prints it). Faults are injected per request (:meth:`FakeHub.fail`,
 :meth:`FakeHub.chaos`, :meth:`FakeHub.hold`, :meth:`FakeHub.stall_logs`). Job
 durations come from ``clock``, as ``JobDurations`` reports them: seconds
 scheduling (creation to start), running, and in total. Every request is
@@ -70,6 +71,12 @@ HARDWARE = [
     ("a100-large", 0.0416667, "142 GB", ("A100", 1, "80 GB")),
 ]
 FAULT_KINDS = ("429", "500", "503", "drop", "lost")
+LAST_LINE = "mlr-launcher: exit="  # what the job's launcher prints last, with the script's exit status
+
+
+def _prints_last_line(job: FakeJob) -> bool:
+    words = [str(w) for w in job.spec.get("command") or []]
+    return "mlr-job" in words and any(LAST_LINE in w for w in words[:words.index("mlr-job")])
 
 
 def _iso(seconds: float) -> str:
@@ -212,7 +219,13 @@ class FakeHub:
         self._chaos_options = {"retry_after": retry_after, "hang_s": hang_s}
 
     def advance(self, job_id: str, stage: str, *, logs: str | None = None, message: str | None = None,
-                running_secs: float | None = None) -> FakeJob:
+                running_secs: float | None = None, last_line: bool = True) -> FakeJob:
+        """Move a job by hand. A job that COMPLETED ran its launcher to the end: when the launcher prints
+        ``mlr-launcher: exit=<status>`` last (mlr_action.runner), its log ends with that line, as on HF; pass
+        ``last_line=False`` for a log the service cut before it."""
+        if stage == "COMPLETED" and last_line and _prints_last_line(self.jobs[job_id]):
+            lines = (logs or "").splitlines()
+            logs = "\n".join(lines if lines[-1:] == [f"{LAST_LINE}0"] else [*lines, f"{LAST_LINE}0"])
         with self._lock:
             job = self.jobs[job_id]
             now = self.clock()

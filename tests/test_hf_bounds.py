@@ -96,7 +96,7 @@ def test_a_completed_job_whose_replay_ends_before_the_launchers_last_line_is_not
     """The service closed the replay early (a tail cut, a log shipper behind): the server's close is no proof here."""
     hf = backend(hub)
     job_id = hf.submit(spec=spec(tmp_path))
-    hub.advance(job_id, "COMPLETED", logs="\n".join(EPOCHS[:3]), running_secs=60)
+    hub.advance(job_id, "COMPLETED", logs="\n".join(EPOCHS[:3]), running_secs=60, last_line=False)
     with pytest.raises(LogIncomplete, match="after 3 lines, without the launcher's last line") as caught:
         hf.logs(job_id=job_id)
     assert caught.value.text == "\n".join(EPOCHS[:3]) + "\n"
