@@ -24,7 +24,11 @@ Guarantees (DESIGN.md sections 3 and 9):
   "Starting" as well as "Running") passes ``starting_s``, the most a job may
   spend starting (the Campaign block's ``scheduling_timeout``): a job in
   flight is then charged its timeout plus ``starting_s``, and
-  :func:`budget_problems` asks room for the same before a submit. What a
+  :func:`budget_problems` asks room for the same before a submit. A job
+  the backend reports to have taken longer than ``starting_s`` to start
+  (``started_after_s``; or still waiting, ``waiting_s``) is charged that
+  instead, plus its timeout, until its end is known: what it may still
+  bill, since the starting time is billed and the timeout still to come. What a
   finished job is charged is its duration as the backend reports it, which
   for HF covers starting too (see mlr_action.backends.hf). ``starting_s`` is
   kept on :class:`Usage`, so every check made with a ``used`` counts it.
@@ -99,7 +103,8 @@ def observed_charge(view: JobView, envelope: Envelope, prices: dict[str, float] 
     if view.stage.terminal:
         seconds = view.duration_s or 0.0
     else:
-        seconds = max(float(view.timeout_s or envelope.max_timeout) + starting_s, view.duration_s or 0.0)
+        start = max(starting_s, view.started_after_s or 0.0, view.waiting_s or 0.0) if starting_s else 0.0
+        seconds = max(float(view.timeout_s or envelope.max_timeout) + start, view.duration_s or 0.0)
     return seconds, price_per_hour(flavor, prices) * billed_hours(seconds)
 
 

@@ -21,7 +21,9 @@ so no ``pyproject.toml`` around the folder changes what is installed.
 Guarantees: the same folder and Campaign block give the same :class:`Recipe`
 and the same commands; every word of a command is one argv element (the HF
 launcher quotes each for bash, and the job's args arrive as ``"$@"``, never
-through a shell).
+through a shell). The HF launcher's last line is ``mlr-launcher: exit=<status>``
+(:data:`SENTINEL`), printed after the script exits: a log read that reaches
+it has the whole log.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from mlr_action.wakeup import DISPATCH_PY
 HEADER, REQUIREMENTS, PYPROJECT, NOTHING = "script header", "requirements.txt", "pyproject.toml", "none"
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's DEFAULT_UV_IMAGE
 MOUNT = "/mlr/code"  # where an HF job finds the shipped folder, read-only
+SENTINEL = "mlr-launcher: exit="  # the launcher's last line, with the script's exit status: the log is whole
 # PEP 723's reference regular expression for an inline metadata block.
 _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
 
@@ -160,8 +163,10 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = Fals
     """The bash program an HF job runs: copy the read-only folder to a writable one, go there, run the script.
 
     The job's args follow as ``"$@"``. With uv in the image: ``uv run``; else pip, then the image's python.
-    With ``wake`` (:mod:`mlr_action.wakeup`), the script runs as a child that gets the job's TERM and INT, then
-    the workflow is dispatched whatever the script's exit status, and the job exits with that status.
+    The script runs as a child that gets the job's TERM and INT; when it has exited, the launcher prints
+    :data:`SENTINEL` with its exit status as the log's last line (what proves a log read whole, see
+    :mod:`mlr_action.backends._hf_logs`) and exits with that status. With ``wake`` (:mod:`mlr_action.wakeup`),
+    the workflow is dispatched first, whatever the script's exit status.
     """
     q = shlex.quote
     steps = [
@@ -174,11 +179,14 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = Fals
     run = [f'if command -v uv >/dev/null 2>&1; then exec uv run {" ".join(map(q, plan.uv_args()))} {q(script)} "$@"; fi']
     pip = plan.pip_args()
     if pip:
-        run.append("python -m pip install --quiet --disable-pip-version-check " + " ".join(map(q, pip))
-                   + (" || exit $?" if wake else ""))
+        run.append("python -m pip install --quiet --disable-pip-version-check " + " ".join(map(q, pip)) + " || exit $?")
     run.append(f'exec python {q(script)} "$@"')
-    if not wake:
-        return "\n".join(steps + run)
+    dispatch = [
+        "if command -v python3 >/dev/null 2>&1; then py=python3; elif command -v python >/dev/null 2>&1; then py=python; "
+        'else py=""; fi',
+        f'if [ -n "$py" ]; then "$py" -c {q(DISPATCH_PY)}; '
+        f'elif command -v uv >/dev/null 2>&1; then uv run --no-project python -c {q(DISPATCH_PY)}; fi',
+    ]
     return "\n".join(steps + [
         "mlr_job() {", *(f"  {line}" for line in run), "}",
         "set +e",
@@ -187,9 +195,14 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = Fals
         """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""",
         'wait "$child"; status=$?',
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
-        "if command -v python3 >/dev/null 2>&1; then py=python3; elif command -v python >/dev/null 2>&1; then py=python; "
-        'else py=""; fi',
-        f'if [ -n "$py" ]; then "$py" -c {q(DISPATCH_PY)}; '
-        f'elif command -v uv >/dev/null 2>&1; then uv run --no-project python -c {q(DISPATCH_PY)}; fi',
+        *(dispatch if wake else []),
+        f'echo "{SENTINEL}$status"',
         'exit "$status"',
     ])
+
+
+def prints_sentinel(command: list[str]) -> bool:
+    """Whether a job's command is a launcher that prints :data:`SENTINEL` last (jobs submitted before do not)."""
+    words = [str(word) for word in command]
+    launcher_words = words[:words.index("mlr-job")] if "mlr-job" in words else words  # never the job's args
+    return any(SENTINEL in word for word in launcher_words)

@@ -108,6 +108,7 @@ if TYPE_CHECKING:
 RUNS = Path("runs")
 SUMMARY_PATH = RUNS / "summary.md"
 BACKEND_CACHE_PATH = RUNS / "backend-cache.json"  # what the backend looked up, sealed by it (see HfBackend.use_cache)
+BACKEND_CACHE_MAX_BYTES = 1_000_000  # a real one is a few kB; more is not read
 OK, TRANSIENT, BAD_INPUT = 0, 1, 2
 
 
@@ -223,7 +224,7 @@ class Step:
         repair_ledger(self.ledger_path, root=self.root)
         self._campaign = campaign_id_for(program, self.root)
         self._starting_s = observe.starting_allowance(program, self.backend)
-        self._load_backend_cache()
+        self._load_backend_cache(result)
         state = self._identify(program, self._fold(), result)
         resumed = decide.resumption(program, state, ts=self.ts())
         if resumed:
@@ -519,16 +520,25 @@ class Step:
                 incomplete[job_id] = _redact(str(exc))
         return logs, incomplete
 
-    def _load_backend_cache(self) -> None:
-        """Hand the backend what it looked up on an earlier tick; it checks it is its own (anything else: ignored)."""
+    def _load_backend_cache(self, result: StepResult) -> None:
+        """Hand the backend what it looked up on an earlier tick; it checks it is its own (anything else: ignored).
+
+        The file is data anyone who can push may write: one too big, too deeply nested or not JSON is ignored
+        with one line, and the backend looks things up again.
+        """
         use = getattr(self.backend, "use_cache", None)
         path = self.root / BACKEND_CACHE_PATH
         if use is None or not path.is_file():
             return
         try:
-            use(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            return  # unreadable: the backend looks things up again
+            with path.open("rb") as handle:
+                raw = handle.read(BACKEND_CACHE_MAX_BYTES + 1)
+            if len(raw) > BACKEND_CACHE_MAX_BYTES:
+                raise ValueError(f"over {BACKEND_CACHE_MAX_BYTES // 1_000_000} MB")
+            use(json.loads(raw.decode("utf-8")))
+        except (OSError, ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else _redact(str(exc))[:200]
+            result.events.append(f"{BACKEND_CACHE_PATH} ignored ({why}); the backend looks things up again")
 
     def _save_backend_cache(self) -> None:
         data = self.backend.cache() if hasattr(self.backend, "cache") else None  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ fields of ``hf_api.py`` and ``_jobs_api.py``:
 - ``GET /api/jobs/{ns}/{id}/logs``: the SSE log stream
   (``data: {"timestamp": ..., "data": line}``), ``?tail=N``; a finished job's
   replay ends with the response, as the real service ends it. A replay can be
-  made to pause or break off halfway (:meth:`FakeHub.stall_logs`).
+  made to pause, break off, or keep the stream open with keep-alives halfway (:meth:`FakeHub.stall_logs`).
 - ``GET /api/models/{repo}``, ``GET /api/datasets/{repo}``, ``DELETE /api/repos/delete``.
 - Hub repos (create, info, tree, preupload, commit, resolve): see tests/hf_repos.py.
 
@@ -26,7 +26,8 @@ Each of the job's volumes (a repo at a revision, under a ``path``) is written
 to a temporary folder made read-only, and the volume's mount path in the
 command stands for that folder (a test cannot mount at ``/mlr/code``); a
 volume that cannot be mounted fails the job, as on HF; :meth:`FakeHub.advance`
-moves a job by hand. Faults are injected per request (:meth:`FakeHub.fail`,
+moves a job by hand (a job it completes ends its log with its launcher's last
+line, as the real launcher prints it). Faults are injected per request (:meth:`FakeHub.fail`,
 :meth:`FakeHub.chaos`, :meth:`FakeHub.hold`, :meth:`FakeHub.stall_logs`). Job
 durations come from ``clock``, as ``JobDurations`` reports them: seconds
 scheduling (creation to start), running, and in total. Every request is
@@ -70,6 +71,12 @@ HARDWARE = [
     ("a100-large", 0.0416667, "142 GB", ("A100", 1, "80 GB")),
 ]
 FAULT_KINDS = ("429", "500", "503", "drop", "lost")
+LAST_LINE = "mlr-launcher: exit="  # what the job's launcher prints last, with the script's exit status
+
+
+def _prints_last_line(job: FakeJob) -> bool:
+    words = [str(w) for w in job.spec.get("command") or []]
+    return "mlr-job" in words and any(LAST_LINE in w for w in words[:words.index("mlr-job")])
 
 
 def _iso(seconds: float) -> str:
@@ -117,13 +124,15 @@ class Fault:
 
 @dataclass
 class LogStall:
-    """A log replay that pauses (``pause``) or breaks off (``drop``) after ``after`` lines."""
+    """A log replay that pauses (``pause``), breaks off (``drop``) or sends a ``: keep-alive`` comment every
+    ``interval`` seconds (``trickle``, the stream open the while) after ``after`` lines."""
 
     job_id: str | None  # None: any job
     after: int
     seconds: float
-    kind: str  # "pause" or "drop"
+    kind: str  # "pause", "drop" or "trickle"
     times: int | None  # None: every replay
+    interval: float = 0.1  # for "trickle"
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -188,10 +197,12 @@ class FakeHub:
         return fault
 
     def stall_logs(self, *, after: int, job_id: str | None = None, seconds: float = 60.0, kind: str = "pause",
-                   times: int | None = 1) -> LogStall:
+                   times: int | None = 1, interval: float = 0.1) -> LogStall:
         """Make the next ``times`` log replays (of ``job_id``, or any job) stop after ``after`` lines: ``pause``
-        sends nothing more for ``seconds`` (or until released) and then the rest; ``drop`` closes the connection."""
-        stall = LogStall(job_id, after, seconds, kind, times)
+        sends nothing more for ``seconds`` (or until released) and then the rest; ``drop`` closes the connection;
+        ``trickle`` sends a keep-alive every ``interval`` for ``seconds`` (or until released), then the rest (a
+        stream the service keeps open, as for a job whose build failed)."""
+        stall = LogStall(job_id, after, seconds, kind, times, interval)
         with self._lock:
             self.log_stalls.append(stall)
         return stall
@@ -208,7 +219,13 @@ class FakeHub:
         self._chaos_options = {"retry_after": retry_after, "hang_s": hang_s}
 
     def advance(self, job_id: str, stage: str, *, logs: str | None = None, message: str | None = None,
-                running_secs: float | None = None) -> FakeJob:
+                running_secs: float | None = None, last_line: bool = True) -> FakeJob:
+        """Move a job by hand. A job that COMPLETED ran its launcher to the end: when the launcher prints
+        ``mlr-launcher: exit=<status>`` last (mlr_action.runner), its log ends with that line, as on HF; pass
+        ``last_line=False`` for a log the service cut before it."""
+        if stage == "COMPLETED" and last_line and _prints_last_line(self.jobs[job_id]):
+            lines = (logs or "").splitlines()
+            logs = "\n".join(lines if lines[-1:] == [f"{LAST_LINE}0"] else [*lines, f"{LAST_LINE}0"])
         with self._lock:
             job = self.jobs[job_id]
             now = self.clock()
@@ -482,7 +499,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
+            trickle = reply.stall is not None and reply.split is not None and reply.stall.kind == "trickle"
+            if trickle:  # a stream of unknown length: the body ends when the connection closes
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(reply.body)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -495,7 +517,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if reply.stall.kind == "drop":
                 return self._drop()
-            reply.stall.release.wait(timeout=reply.stall.seconds)
+            if reply.stall.kind == "trickle":
+                ends = time.monotonic() + reply.stall.seconds
+                while time.monotonic() < ends and not reply.stall.release.wait(timeout=reply.stall.interval):
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+            else:
+                reply.stall.release.wait(timeout=reply.stall.seconds)
             self.wfile.write(reply.body[reply.split:])
         except OSError:
             self.close_connection = True

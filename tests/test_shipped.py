@@ -189,7 +189,7 @@ def test_an_image_without_uv_runs_the_script_with_its_python_in_a_writable_copy(
     done = subprocess.run(["/bin/bash", "-c", runner.launcher(plan, "train.py", mount=str(mount)), "mlr-job", "--a=1 2"],
                           env={"PATH": str(bin_dir), "TMPDIR": str(tmp_path)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "argv=--a=1 2\n" and not (mount / "out.txt").exists()
+    assert done.stdout == "argv=--a=1 2\nmlr-launcher: exit=0\n" and not (mount / "out.txt").exists()
 
 
 UV = shutil.which("uv") or str(Path(sys.executable).parent / "uv")

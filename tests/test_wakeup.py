@@ -110,7 +110,7 @@ def test_without_the_wake_up_the_launcher_is_unchanged_and_nothing_is_dispatched
     hub, gh = servers
     spec = make_spec(Scripts(tmp_path))
     plain = ship(spec)
-    assert "exec uv run" in plain.command[2] and "MLR_WAKE" not in json.dumps(plain.env) and "wait" not in plain.command[2]
+    assert "exec uv run" in plain.command[2] and "MLR_WAKE" not in json.dumps(plain.env) and "MLR_WAKE" not in plain.command[2]
     policy = _hf_http.Policy(timeout_s=5.0, backoff_s=0.0, sleep=lambda s: None)
     job = hub.run(HfBackend(endpoint=hub.url, token=HF, namespace="me", policy=policy).submit(spec=spec))
     assert job.stage == "COMPLETED" and job.secrets == {"HF_TOKEN": HF} and gh.dispatches == []

@@ -11,7 +11,8 @@ ids, debug logging), its redirects, and no timeout of the client's own, so
 httpx's 5-second default never cuts a request the policy allows:
 
 - Every request has a timeout (``timeout_s``, or the SDK's own when shorter;
-  connecting gets at most 10 s).
+  connecting gets at most 10 s); a read of a job's log also has a deadline
+  for the whole read (``log_deadline_s``, kept by :mod:`._hf_logs`).
 - Rate limits (429) are honoured: the request is sent again after the
   ``Retry-After`` it names, when that wait is at most ``max_retry_after_s``;
   a longer wait is not waited for. A 429 means the request was refused before
@@ -52,6 +53,7 @@ class Policy:
     retries: int = 2  # extra attempts of a request that may be retried
     backoff_s: float = 1.0  # first wait between attempts; doubles each time
     max_retry_after_s: float = 10.0  # the longest Retry-After waited for within one step
+    log_deadline_s: float = 60.0  # the longest one read of a job's log takes, keep-alives or not (_hf_logs)
     sleep: Callable[[float], None] = time.sleep
 
 

@@ -12,6 +12,12 @@ Guarantees:
   count, since the two clocks may disagree.
 - ``waiting_s`` is how long a job in SCHEDULING has waited since it was
   created (None in any other stage): what a scheduling limit is read on.
+- ``started_after_s`` is how long a job that has left SCHEDULING took to
+  start: HF's ``scheduling_secs``, else its start time less its creation,
+  else (running, neither said) everything charged so far, which bounds it.
+  While the job is live the budget holds that plus its whole timeout
+  (:func:`mlr_action.budget.observed_charge`): a job that waited past its
+  starting reservation (no tick came to cancel it) may still bill it all.
 - ``finished_at`` is when a finished job ended, as HF says (None while it is
   live): how long its log has been waited for is counted from it.
 - A stage this version does not know is RUNNING: not finished, so charged in
@@ -51,6 +57,7 @@ def job_view(info: Any, now: datetime, *, args: list[str]) -> JobView:
     return JobView(job_id=str(info.id), stage=current, labels=dict(info.labels or {}), duration_s=billed(info, current, now),
                    message=message, url=getattr(info, "url", None), args=args, flavor=info.flavor,
                    timeout_s=timeout(info.labels or {}), waiting_s=waiting(info, current, now),
+                   started_after_s=started_after(info, current, now),
                    finished_at=info.finished_at if current.terminal else None)
 
 
@@ -75,6 +82,18 @@ def waiting(info: Any, current: JobStage, now: datetime) -> float | None:
     if total is not None:
         return float(total)
     return max(0.0, (now - info.created_at).total_seconds()) if info.created_at is not None else None
+
+
+def started_after(info: Any, current: JobStage, now: datetime) -> float | None:
+    """How long a job that has left SCHEDULING took to start (see the module docstring); None before."""
+    if current in (JobStage.SCHEDULING, JobStage.DELETED):
+        return None
+    scheduling = getattr(info.durations, "scheduling_secs", None)
+    if scheduling is not None:
+        return max(0.0, float(scheduling))
+    if info.started_at is not None and info.created_at is not None:
+        return max(0.0, (info.started_at - info.created_at).total_seconds())
+    return billed(info, current, now) if current is JobStage.RUNNING else None
 
 
 def timeout(labels: dict[str, str]) -> int | None:

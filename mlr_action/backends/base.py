@@ -105,6 +105,9 @@ class JobView(BaseModel):
     timeout_s: int | None = None
     # Seconds the job has waited to start (SCHEDULING), when the backend says; what a scheduling limit is read on.
     waiting_s: float | None = None
+    # Seconds the job took to start, once it has started (None before, or when the backend does not say): a job that
+    # waited longer than its starting reservation may still bill that wait plus its whole timeout.
+    started_after_s: float | None = None
     finished_at: datetime | None = None  # when it reached its terminal stage, when the backend says
 
     @property

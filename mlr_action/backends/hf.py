@@ -17,7 +17,7 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   folder (older callers) ships its script alone; a script that is missing is
   a :class:`PermanentError` before any request.
 - Exactly once: ``submit`` first looks the job up by its campaign and iter
-  labels and returns the existing id; a submit whose outcome is unknown
+  labels and returns the existing id (the earliest created); a submit whose outcome is unknown
   (timeout, dropped connection, 5xx) raises :class:`TransientError` and is
   never sent twice within a call, so the step finds the job by its labels on
   the next tick. ``list_jobs`` asks ``HfApi.list_jobs(labels=...)`` and
@@ -29,10 +29,16 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   job's creation to its end (:mod:`mlr_action.backends._hf_view`), and
   ``bills_starting`` tells the step to reserve the Campaign block's
   ``scheduling_timeout`` for starting on every job.
-- ``logs`` returns a finished job's log only when it is proven whole: the
-  replay ended because the service closed it (:mod:`mlr_action.backends._hf_logs`);
-  otherwise it raises :class:`LogIncomplete`, and the step reads it again on
-  a later tick. The last :data:`LOG_TAIL_LINES` lines are read.
+- ``logs`` returns a finished job's log only when it is proven whole
+  (:mod:`mlr_action.backends._hf_logs`): the read reached the launcher's
+  last line (``mlr-launcher: exit=<status>``, :data:`mlr_action.runner.SENTINEL`),
+  or, for a job that did not complete (killed before its launcher could
+  print) or was submitted before the launcher printed it, the service
+  closed the replay. A read ends at the policy's ``log_deadline_s`` however
+  the service keeps the stream open. Otherwise it raises
+  :class:`LogIncomplete`, and the step reads it again on a later tick. The
+  last :data:`LOG_TAIL_LINES` lines are read; the launcher's line is not
+  part of the log returned.
 - Errors say what to do: 401/403 name the token permission needed, 402 where
   to add credits, 404 the namespace to fix (all :class:`PermanentError`);
   429, 5xx and network failures are :class:`TransientError` after the bounded
@@ -169,6 +175,7 @@ class HfBackend:
         self._whoami: str | None = None  # the token's user, when it was asked (or read from the cache)
         self._hardware: list[_hf_catalog.Hardware] | None = None
         self._hardware_read_at: datetime | None = None
+        self._ends: dict[str, tuple[bool, JobStage]] = {}  # job id -> (its launcher prints SENTINEL, its stage)
         self._cache_changed = False
         self._token = token
         self._token_lookup = token_lookup  # HF_TOKEN, OIDC, then the token file of `hf auth login`
@@ -204,22 +211,27 @@ class HfBackend:
                               lambda: self.api.inspect_job(job_id=job_id, namespace=self.namespace()), missing=True)
         except _Missing:
             return _hf_view.gone(job_id, "the Hub has no such job (404)")
-        return _hf_view.job_view(info, self.clock(), args=_args(info))
+        return self._view(info, self.clock())
 
     def list_jobs(self, *, campaign: str) -> list[JobView]:
         return [v for v in self._list({CAMPAIGN_LABEL: campaign}) if v.labels.get(CAMPAIGN_LABEL) == campaign]
 
     def logs(self, *, job_id: str) -> str:
-        """The job's log, proven whole; :class:`LogIncomplete` when the replay stalled or broke off."""
+        """The job's log, proven whole; :class:`LogIncomplete` when it is not (see :mod:`._hf_logs`)."""
         from huggingface_hub.utils import build_hf_headers, get_session
 
         if not _JOB_ID.match(job_id):
             return ""
+        if not self._ends.get(job_id, (False, JobStage.RUNNING))[1].terminal:
+            self.inspect(job_id=job_id)  # how it ended, and whether its launcher prints its last line
+        sentinel, stage = self._ends.get(job_id, (False, JobStage.DELETED))
         url = f"{self.api.endpoint}/api/jobs/{self.namespace()}/{job_id}/logs"
         headers = build_hf_headers(token=self.token(), library_name="mlr-action")
         try:
             lines = self._call(f"reading the logs of job {job_id}", lambda: _hf_logs.read_log(
-                get_session(), url, headers=headers, params={"tail": LOG_TAIL_LINES}, job_id=job_id), missing=True)
+                get_session(), url, headers=headers, params={"tail": LOG_TAIL_LINES}, job_id=job_id,
+                deadline_s=self.policy.log_deadline_s, sentinel=sentinel,
+                required=sentinel and stage is JobStage.COMPLETED), missing=True)
         except _Missing:
             return ""
         return "".join(f"{line}\n" for line in lines)
@@ -334,7 +346,13 @@ class HfBackend:
         infos = self._call("listing the campaign's jobs",
                            lambda: list(self.api.list_jobs(labels=labels, namespace=self.namespace())))
         now = self.clock()
-        return sorted((_hf_view.job_view(i, now, args=_args(i)) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
+        return sorted((self._view(i, now) for i in infos), key=lambda v: (v.iter if v.iter is not None else -1, v.job_id))
+
+    def _view(self, info: Any, now: datetime) -> JobView:
+        """``info`` as a JobView, remembering what :meth:`logs` needs to know of how the job ends."""
+        view = _hf_view.job_view(info, now, args=_args(info))
+        self._ends[view.job_id] = (runner.prints_sentinel(list(info.command or [])), view.stage)
+        return view
 
     def _settle(self, labels: dict[str, str], created: str) -> str:
         """The job for these labels once two steps raced past :meth:`_find` and both created one.
@@ -343,17 +361,14 @@ class HfBackend:
         step that created a later one cancels it at once, before it can start. Unsettled (the listing
         failed), a duplicate is canceled by the next step's reconcile (a ``duplicate-job`` row).
         """
-        key = job_key(labels)
-        wanted = {CAMPAIGN_LABEL: labels[CAMPAIGN_LABEL], ITER_LABEL: labels[ITER_LABEL]}
         try:
-            infos = self._call("checking for a concurrent submit of the same iter",
-                               lambda: list(self.api.list_jobs(labels=wanted, namespace=self.namespace())))
+            same = [i for i in self._same_iter(labels, "checking for a concurrent submit of the same iter")
+                    if _hf_view.stage(i) is not JobStage.CANCELED]
         except BackendError:
             return created
-        same = [i for i in infos if job_key(dict(i.labels or {})) == key and _hf_view.stage(i) is not JobStage.CANCELED]
         if len(same) < 2:
             return created
-        first = str(min(same, key=lambda i: (i.created_at.timestamp() if i.created_at else float("inf"), str(i.id))).id)
+        first = str(same[0].id)
         if first != created:
             with contextlib.suppress(BackendError):
                 self._call(f"canceling job {created}, a duplicate of {first}",
@@ -361,9 +376,17 @@ class HfBackend:
         return first
 
     def _find(self, labels: dict[str, str]) -> str | None:
+        """The job already submitted for these labels (the earliest created), if any."""
+        same = self._same_iter(labels, "looking for a job already submitted for this iter")
+        return str(same[0].id) if same else None
+
+    def _same_iter(self, labels: dict[str, str], action: str) -> list[Any]:
+        """The jobs HF lists with the campaign and iter of ``labels``, the earliest created first."""
         key = job_key(labels)
         wanted = {CAMPAIGN_LABEL: labels[CAMPAIGN_LABEL], ITER_LABEL: labels[ITER_LABEL]}
-        return next((v.job_id for v in self._list(wanted) if job_key(v.labels) == key), None)
+        infos = self._call(action, lambda: list(self.api.list_jobs(labels=wanted, namespace=self.namespace())))
+        same = [i for i in infos if job_key(dict(i.labels or {})) == key]
+        return sorted(same, key=lambda i: (i.created_at.timestamp() if i.created_at else float("inf"), str(i.id)))
 
     def _call(self, action: str, fn: Callable[[], T], *, missing: bool = False, writes: bool = False,
               namespaced: bool = True) -> T:
