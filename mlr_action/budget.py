@@ -217,9 +217,14 @@ def budget_problems(
     return problems
 
 
-def worst_case(envelope: Envelope, prices: dict[str, float] | None = None) -> tuple[int, float]:
-    """Worst-case walltime (s) and dollars the envelope authorizes."""
-    walltime = min(envelope.max_jobs * envelope.max_timeout, envelope.max_walltime)
+def worst_case(envelope: Envelope, prices: dict[str, float] | None = None,
+               starting_s: float = 0.0) -> tuple[int, float]:
+    """Worst-case walltime (s) and dollars the envelope authorizes.
+
+    ``starting_s``: what each job may also bill while it starts (HF bills "Starting"; the Campaign block's
+    ``scheduling_timeout`` bounds it), so that every job's worst case is its timeout plus that; 0 for the local backend.
+    """
+    walltime = min(int(envelope.max_jobs * (envelope.max_timeout + starting_s)), envelope.max_walltime)
     priciest = price_per_hour(priciest_flavor(envelope, prices), prices)
     dollars = priciest * walltime / 3600
     if envelope.max_cost_usd is not None:

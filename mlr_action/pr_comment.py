@@ -149,7 +149,7 @@ def envelope_changes(old, new) -> list[str]:
     before, after = old.envelope.model_dump(), new.envelope.model_dump()
     lines = [f"`{k}`: {_show(k, before.get(k))} → {_show(k, after.get(k))}"
              for k in after if before.get(k) != after.get(k)]
-    (w0, d0), (w1, d1) = worst_case(old.envelope), worst_case(new.envelope)
+    (w0, d0), (w1, d1) = (worst_case(p.envelope, starting_s=p.campaign.scheduling_timeout) for p in (old, new))
     if (w0, round(d0, 2)) != (w1, round(d1, 2)):
         lines.append(f"worst case: {format_duration(w0)} and ${d0:.2f} → {format_duration(w1)} and ${d1:.2f}")
     return lines
@@ -292,7 +292,7 @@ def render_validation(*, path: str, program=None, problems: list[str] | None = N
                   "Nothing is spent until it is fixed. Every problem, each with its fix:",
                   _fence(_problem_list(problems or ["unknown problem"]))]
     else:
-        walltime, dollars = worst_case(program.envelope)
+        walltime, dollars = worst_case(program.envelope, starting_s=program.campaign.scheduling_timeout)
         env = program.envelope
         if target and baseline is not None and target != baseline.branch:
             title = (f"### ✅ {literal(path)} is valid (this pull request merges into {literal(target)}: the budget is "
@@ -300,7 +300,8 @@ def render_validation(*, path: str, program=None, problems: list[str] | None = N
         else:
             title = f"### ✅ {literal(path)} is valid: merging this pull request approves this budget"
         parts += [title,
-                  f"**Worst case:** at most {env.max_jobs} jobs, {format_duration(walltime)} of job walltime, "
+                  f"**Worst case:** at most {env.max_jobs} jobs, {format_duration(walltime)} of job walltime "
+                  f"(each job's timeout and up to {format_duration(program.campaign.scheduling_timeout)} starting), "
                   f"${dollars:.2f} on the priciest allowed flavor (built-in price table, rounded up)."]
         compared = _comparison(program, baseline, files)
         if compared:

@@ -32,7 +32,8 @@ LEDGER_VIEW = "budget as the ledger records it; a step also counts what the back
 
 def describe_envelope(program: Program, prices: dict[str, float] | None = None) -> str:
     env, camp = program.envelope, program.campaign
-    walltime, dollars = worst_case(env, prices)
+    starting = camp.scheduling_timeout
+    walltime, dollars = worst_case(env, prices, starting_s=starting)
     source = "live prices" if prices else "the built-in price table (rounded up)"
     flavors = ", ".join(f"{f} (${price_per_hour(f, prices):.2f}/h)" for f in env.allowed_flavors)
     lines = [
@@ -47,8 +48,8 @@ def describe_envelope(program: Program, prices: dict[str, float] | None = None) 
         f"  output_repos    {', '.join(env.output_repos) or 'none'} (deletes {'allowed' if env.allow_deletes else 'never'})",
         "",
         "Worst case",
-        f"  {env.max_jobs} jobs x {format_duration(env.max_timeout)} = {format_duration(env.max_jobs * env.max_timeout)}"
-        f", capped by max_walltime at {format_duration(walltime)}",
+        f"  {env.max_jobs} jobs x ({format_duration(env.max_timeout)} + {format_duration(starting)} to start on HF) = "
+        f"{format_duration(env.max_jobs * (env.max_timeout + starting))}, capped by max_walltime at {format_duration(walltime)}",
         f"  at most ${dollars:.2f} on the priciest allowed flavor, from {source}",
         f"  one job on {program.default_flavor} for its {format_duration(program.default_timeout_s)} timeout: at most "
         f"${price_per_hour(program.default_flavor, prices) * program.default_timeout_s / 3600:.2f}",

@@ -75,6 +75,18 @@ def test_worst_case_is_capped_by_walltime_and_cost():
     assert worst_case(capped.envelope)[1] == 5
 
 
+
+def test_the_worst_case_counts_what_each_job_may_bill_while_it_starts():
+    """HF bills "Starting": the worst case is what the step charges max_jobs jobs in flight, start-up included."""
+    program = parse_program(program_text(with_(ENVELOPE, max_jobs=3, max_timeout="1h", max_walltime="10h",
+                                               max_cost_usd=None)))
+    starting = program.campaign.scheduling_timeout
+    in_flight = fold([row(i, "running", f"j{i}", timeout_s=3600) for i in (1, 2, 3)])
+    charged = usage(in_flight, starting_s=starting).walltime_s
+    assert worst_case(program.envelope, starting_s=starting)[0] == charged == 3 * (3600 + 600)
+    assert worst_case(program.envelope)[0] == 3 * 3600  # the local backend bills no start-up
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
