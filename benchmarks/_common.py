@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 TESTS = REPO / "tests"
 
-for _path in (str(REPO), str(TESTS)):  # mlr_action from this checkout; tests/simulate.py and tests/hf_server.py
+for _path in (str(REPO), str(TESTS)):  # mlr_action from this checkout; tests/simulate.py and tests/loopback/hf_server.py
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

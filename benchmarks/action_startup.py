@@ -5,7 +5,7 @@ authors use, not a second one): it runs ``setup/build-env.sh`` with an empty
 cache (everything downloaded from PyPI: uv, then the pinned, hashed
 requirements), again with the cache ``actions/cache`` would restore (the venv
 deleted, nothing downloaded), then the first command the action runs in the
-new environment (``python -m mlr_action.action --check-inputs``). This script
+new environment (``python -m mlr_action.github.action --check-inputs``). This script
 parses its lines and reports medians and ranges. Target: at most 5 s warm and
 30 s cold.
 

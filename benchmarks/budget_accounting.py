@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import _common
 from _common import table
 
-import mlr_action.budget as budget
-from mlr_action.durations import format_duration, parse_duration
+import mlr_action.core.budget as budget
+from mlr_action.core.durations import format_duration, parse_duration
 from programs import CAMPAIGN, program_text, with_
 from simulate import make_step, run_campaign
 

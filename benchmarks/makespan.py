@@ -2,7 +2,7 @@
 
 Whole campaigns on a simulated clock: the real ``Step`` (search proposer,
 file forge, ``InMemoryBackend``), the real linger loop
-(:func:`mlr_action.linger.follow`, with the simulation's clock and sleep),
+(:func:`mlr_action.shell.linger.follow`, with the simulation's clock and sleep),
 and ``tests/simulate.py``'s ``JobWorld``, which starts each job a start-up
 after its submit and ends it its duration later. What starts a step:
 
@@ -20,7 +20,7 @@ A workflow run starts ``--pickup-seconds`` after it is triggered, takes
 environment), ``--step-seconds`` per step and ``--finish-seconds`` after the
 last; a run triggered while another runs waits in the concurrency group (one
 waits at most, as on GitHub) and, being behind the tip only in ``runs/``,
-spends (``mlr_action.catchup``). Runner minutes are each run rounded up to a
+spends (``mlr_action.github.catchup``). Runner minutes are each run rounded up to a
 whole minute, as GitHub bills them.
 
 Reported: the makespan (first tick to the last job's end) and its ratio to
@@ -42,7 +42,7 @@ import _common
 from _common import table
 
 from mlr_action.backends.memory import InMemoryBackend
-from mlr_action.linger import Linger, follow
+from mlr_action.shell.linger import Linger, follow
 from programs import program_text
 from simulate import FakeClock, JobWorld, make_step
 

@@ -12,7 +12,7 @@ as ``old_sections`` so the comparison can be re-run):
   path that parses a heading's inline text only when it could spell a
   settings heading;
 - 49,000 list items (markdown-it's slowest construct per line, just under
-  :data:`~mlr_action.program.MAX_PROGRAM_LINES`): the worst case that is read;
+  :data:`~mlr_action.core.program.MAX_PROGRAM_LINES`): the worst case that is read;
 - 60,000 lines, refused before the Markdown is parsed.
 
 Target: 20,000 headings in well under a second; time linear in the file.
@@ -28,7 +28,7 @@ from typing import Any, Callable
 import _common
 from _common import med_range, summary, table
 
-from mlr_action.program import ProgramError, parse_program
+from mlr_action.core.program import ProgramError, parse_program
 from programs import program_text
 
 BASE = program_text()

@@ -1,6 +1,6 @@
 """How long redaction takes on megabytes of job log: the step redacts a whole log before it reads the metric.
 
-``mlr_action.redaction.redact`` looks for each of the step's tokens verbatim,
+``mlr_action.core.redaction.redact`` looks for each of the step's tokens verbatim,
 base64 (three alignments, two alphabets), hex, escaped and wrapped across
 lines, then for token shapes and headers. It should stay linear in the log's
 size: the time per megabyte is about the same at every size. Logs:
@@ -29,7 +29,7 @@ import _common
 from _common import summary, table
 
 from disguises import disguises
-from mlr_action.redaction import redact, secret_values
+from mlr_action.core.redaction import redact, secret_values
 
 TARGET_MS_PER_MB = 100.0
 TOKENS = {

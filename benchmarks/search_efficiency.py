@@ -58,7 +58,7 @@ CACHE = Path(os.environ.get("SEARCH_BENCH_CACHE") or RESULTS / ".cache" / "searc
 
 def digits_problem() -> Problem:
     """The example campaign's own search space and fixed values, from examples/digits/program.md."""
-    from mlr_action.program import parse_program
+    from mlr_action.core.program import parse_program
 
     program = parse_program((REPO / "examples" / "digits" / "program.md").read_text())
     params = {n: s.model_dump(exclude_defaults=True) for n, s in program.campaign.params.items()}
@@ -108,7 +108,7 @@ def _evaluate(problem: Problem, config: dict[str, Any]) -> float | None:
 
 
 def program_for(problem: Problem, seed: int):
-    from mlr_action.program import parse_program
+    from mlr_action.core.program import parse_program
 
     envelope = {"max_jobs": 1000, "max_walltime": "1000h", "allowed_flavors": ["cpu-basic"], "max_timeout": "1h",
                 "output_repos": []}
@@ -120,7 +120,7 @@ def program_for(problem: Problem, seed: int):
 
 
 def _through_json(row):
-    from mlr_action.ledger import dump_row, parse_row
+    from mlr_action.core.ledger import dump_row, parse_row
 
     return parse_row(json.loads(dump_row(row)))
 
@@ -152,9 +152,9 @@ def apply_variant(variant: dict[str, Any]) -> None:
 
 def run_search(problem: Problem, seed: int, evals: int) -> tuple[list[dict], list[float]]:
     """The search proposer over ledger rows; the configs in order, and the seconds of each proposal."""
-    from mlr_action.ledger import EventRow, experiment_row
+    from mlr_action.core.ledger import EventRow, experiment_row
     from mlr_action.proposers.search import SearchProposer
-    from mlr_action.state import fold
+    from mlr_action.core.state import fold
 
     program = program_for(problem, seed)
     rows: list = [EventRow(event="started", ts="2026-01-01T00:00:00+00:00", campaign=program.campaign.name)]
@@ -253,9 +253,9 @@ def one_run(task: tuple[Problem, str, int, int, dict]) -> dict[str, Any]:
 
 def proposal_time(problem: Problem, finished: int = 50, repeats: int = 5) -> dict[str, Any]:
     """Seconds of one ``propose`` call with ``finished`` experiments in the ledger (every 5th failed) and 2 in flight."""
-    from mlr_action.ledger import EventRow, experiment_row
+    from mlr_action.core.ledger import EventRow, experiment_row
     from mlr_action.proposers.search import SearchProposer
-    from mlr_action.state import fold
+    from mlr_action.core.state import fold
 
     program = program_for(problem, 0)
     gen = random.Random(0)

@@ -5,7 +5,7 @@ interleaved so the machine's noise spreads evenly over the scenarios:
 
 - floors: ``python -c pass`` and ``python -c "from huggingface_hub import HfApi"``;
 - a no-op step (one job in flight, nothing to do) on the local backend and on
-  the hf backend (the real ``HfApi`` against ``tests/hf_server.py`` on loopback),
+  the hf backend (the real ``HfApi`` against ``tests/loopback/hf_server.py`` on loopback),
   with the requests the hf one makes, from the loopback server's request log;
 - a step that submits: the first proposal (initial design) and a model-based
   proposal (8 finished experiments, the Gaussian process runs), local and hf;
@@ -47,9 +47,9 @@ from _common import REPO, med_range, summary, table
 
 from mlr_action.backends import _supervise as sup
 from mlr_action.backends.local import LocalBackend
-from mlr_action.ledger import EventRow, append_rows, dump_row, experiment_row
-from mlr_action.program import parse_program
-from mlr_action.jobspec import job_spec
+from mlr_action.core.ledger import EventRow, append_rows, dump_row, experiment_row
+from mlr_action.core.program import parse_program
+from mlr_action.job.jobspec import job_spec
 from programs import program_text
 
 PY = sys.executable
@@ -201,8 +201,8 @@ def make_repo(root: Path, rows: list, *, backend_program: str = PROGRAM) -> Path
 
 def put_job_in_flight(root: Path, *, sleep_s: float = 3600) -> str:
     """Submit the next iter for real (the job sleeps) and record it as the step would; the job id."""
-    from mlr_action.ledger import read_ledger
-    from mlr_action.state import fold
+    from mlr_action.core.ledger import read_ledger
+    from mlr_action.core.state import fold
 
     program = parse_program(PROGRAM, root=root)
     state = fold(read_ledger(root / "runs" / "ledger.jsonl"))
@@ -312,7 +312,7 @@ class Bench:
     # -- hf over loopback ------------------------------------------------------
 
     def start_hub(self):
-        from hf_server import FakeHubServer
+        from loopback.hf_server import FakeHubServer
 
         server = FakeHubServer(token=TOKEN, user="me")
         hub = server.__enter__()

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from mlr_action.backends.base import ITER_LABEL, JobBackend, JobSpec, JobStage, JobView, labels_for
+from mlr_action.core.jobs import ITER_LABEL, JobBackend, JobSpec, JobStage, JobView, labels_for
 
 PRINT_ARGS_AND_ENV = """\
 import os, sys

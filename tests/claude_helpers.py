@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mlr_action.ledger import EventRow, ExperimentRow
-from mlr_action.program import load_program
-from mlr_action.state import CampaignState, fold
+from mlr_action.core.ledger import EventRow, ExperimentRow
+from mlr_action.core.program import load_program
+from mlr_action.core.state import CampaignState, fold
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 
 FAKE_KEY = "sk-" + "ant-test-0000-not-a-real-key"  # built, so no token-shaped literal is committed
@@ -16,7 +16,7 @@ PROSE = "## Goal\n\nClassify digits accurately.\n\n## Scope\n\nOnly the MLP in t
 
 def serve_stub(monkeypatch, responder=None):
     """A loopback Anthropic API answering with ``responder``, the environment pointed at it (for a fixture)."""
-    from anthropic_stub import StubAnthropic
+    from loopback.anthropic_stub import StubAnthropic
 
     with StubAnthropic(responder) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)

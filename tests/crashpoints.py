@@ -187,7 +187,7 @@ _MODULE_WRITES = {
     "shutil": {"rmtree", "move", "copy", "copy2", "copyfile", "copytree"},
     "tempfile": {"mkstemp", "NamedTemporaryFile"},
     "subprocess": {"run", "Popen", "call", "check_call", "check_output"},
-    # mlr_action.safepath: the bot's writes that never follow a link; whoever calls one is a writer.
+    # mlr_action.core.safepath: the bot's writes that never follow a link; whoever calls one is a writer.
     "safepath": {"replace", "append", "create", "open_lock", "make_dirs"},
 }
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
@@ -195,7 +195,7 @@ _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
 
 @dataclass(frozen=True)
 class Writer:
-    module: str  # mlr_action.ledger
+    module: str  # mlr_action.core.ledger
     qualname: str  # append_rows, or GitRepo.git
     line: int
     why: str  # the call that makes it a writer
@@ -281,7 +281,7 @@ def _git_wrapper(bounds: Boundaries, original: Callable[..., Any]) -> Callable[.
     def git(self: Any, *args: str, **kwargs: Any) -> Any:
         if args and args[0] in GIT_READ_ONLY:
             return original(self, *args, **kwargs)
-        return bounds.call(f"gitrepo.GitRepo.git:{args[0] if args else ''}", original, self, *args, **kwargs)
+        return bounds.call(f"github.gitrepo.GitRepo.git:{args[0] if args else ''}", original, self, *args, **kwargs)
 
     return git
 
@@ -338,7 +338,7 @@ def step_calls() -> dict[str, set[str]]:
 
     Read from step.py's source: ``self.backend.submit(...)`` and ``getattr(self.backend, "delete_repo", None)``.
     """
-    tree = ast.parse((PACKAGE_DIR / "step.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE_DIR / "shell" / "step.py").read_text(encoding="utf-8"))
     calls: dict[str, set[str]] = {"backend": set(), "forge": set(), "proposer": set()}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):

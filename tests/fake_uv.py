@@ -1,6 +1,6 @@
 """A stand-in for ``uv`` on a test's PATH: ``uv run [options] SCRIPT ARGS...`` runs the script with this Python.
 
-It reads the options :mod:`mlr_action.runner` gives ``uv run`` as uv does
+It reads the options :mod:`mlr_action.job.runner` gives ``uv run`` as uv does
 (``--no-project``; ``--with``, ``--with-requirements``, ``--python`` and
 ``--project`` with a value) and says each one that installs something on
 stderr (``fake uv: --with-requirements requirements.txt``), as uv prints what it

@@ -19,15 +19,15 @@ import pytest
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 from simulate import parse_arg_value
 
-from mlr_action.backends.base import JobStage
+from mlr_action.core.jobs import JobStage
 from mlr_action.backends.memory import InMemoryBackend, MemoryJob
-from mlr_action.budget import usage
-from mlr_action.final import RERUNS
+from mlr_action.core.budget import usage
+from mlr_action.core.final import RERUNS
 from mlr_action.forges.files import FileForge
-from mlr_action.ledger import EventRow, read_ledger
-from mlr_action.program import Program, load_program
-from mlr_action.proposal import Proposal, Proposer
-from mlr_action.state import CampaignState, config_key, fold
+from mlr_action.core.ledger import EventRow, read_ledger
+from mlr_action.core.program import Program, load_program
+from mlr_action.core.proposal import Proposal, Proposer
+from mlr_action.core.state import CampaignState, config_key, fold
 
 GRID = [{"lr": lr, "batch_size": bs, "scheduler": sched}
         for lr in (1e-4, 3e-4, 1e-3) for bs in (16, 32) for sched in ("cosine", "linear")]
@@ -222,7 +222,7 @@ def charged_truth(job: RanJob) -> float:
 def assert_within_envelope(program: Program, state: CampaignState, jobs: list[RanJob],
                            prices: dict[str, float] | None = None) -> None:
     """The envelope holds on the ledger's accounting and on the backend's own record (finished jobs within timeout)."""
-    from mlr_action.flavors import price_per_hour
+    from mlr_action.core.flavors import price_per_hour
 
     env = program.envelope
     used = usage(state, prices)

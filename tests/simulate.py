@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mlr_action.backends.base import JobStage
+from mlr_action.core.jobs import JobStage
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.forges.files import FileForge
 from mlr_action.proposers.search import SearchProposer
-from mlr_action.step import Step
+from mlr_action.shell.step import Step
 
 
 @dataclass
@@ -85,7 +85,7 @@ class JobWorld:
     """Moves the in-memory backend's jobs on a fake clock, as time passes: each job starts ``queue_s`` after its
     submit and runs ``duration(n)`` seconds (``n``: its 0-based order of submission), then prints ``logs``.
 
-    :meth:`sleep` is a ``sleep`` for :mod:`mlr_action.linger`: it moves the clock through every start and end on
+    :meth:`sleep` is a ``sleep`` for :mod:`mlr_action.shell.linger`: it moves the clock through every start and end on
     the way, at its own time. ``runs`` holds each job's (start, end) in clock seconds.
     """
 

@@ -11,7 +11,7 @@ import importlib
 import os
 from pathlib import Path
 
-from mlr_action.backends.base import (
+from mlr_action.core.jobs import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
     TERMINAL_STAGES,

@@ -16,11 +16,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlr_action.backends.base import CAMPAIGN_LABEL, ITER_LABEL, TIMEOUT_LABEL, JobSpec, PermanentError, labels_for
+from mlr_action.core.jobs import CAMPAIGN_LABEL, ITER_LABEL, TIMEOUT_LABEL, JobSpec, PermanentError, labels_for
 
 if TYPE_CHECKING:
-    from mlr_action.runner import Recipe
-    from mlr_action.shipped import ShippedFolder
+    from mlr_action.job.runner import Recipe
+    from mlr_action.job.shipped import ShippedFolder
 
 _NO_KEYS = type("NoCampaignKeys", (), {"dependencies": (), "python": None, "image": None})()
 
@@ -68,7 +68,7 @@ def job_folder(spec: JobSpec) -> tuple[ShippedFolder, str, Recipe]:
     A spec built without a folder (older callers) runs its script alone: the authorized bytes
     (``spec.script_bytes``), or else the file at ``spec.script``, read without following a symlink.
     """
-    from mlr_action import runner, shipped
+    from mlr_action.job import runner, shipped
 
     folder, script, plan = spec.folder, spec.script_rel, spec.recipe
     if folder is None or script is None:
@@ -81,7 +81,7 @@ def job_folder(spec: JobSpec) -> tuple[ShippedFolder, str, Recipe]:
 
 
 def _read_script(path: Path) -> bytes:
-    from mlr_action.shipped import read_nofollow
+    from mlr_action.job.shipped import read_nofollow
 
     try:
         return read_nofollow(path.parent, path.name)

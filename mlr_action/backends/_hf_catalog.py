@@ -8,7 +8,7 @@ Guarantees:
   :class:`Hardware` rows: USD per hour, RAM, and GPU memory *per accelerator*
   (the total divided by the count, which never overstates what one process
   gets). A field it cannot read is None, and the built-in table stands in
-  for that flavor's memory (:func:`mlr_action.flavors.memory_of`).
+  for that flavor's memory (:func:`mlr_action.core.flavors.memory_of`).
 - :func:`seal` and :func:`unseal` keep what the backend looked up (the
   namespace the token's user is, the catalog and when it was read) in
   ``runs/``, where a fresh checkout of the campaign still has it, but where
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from mlr_action.flavors import FlavorMemory
+from mlr_action.core.flavors import FlavorMemory
 
 UNITS_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
 CACHE_VERSION = 1

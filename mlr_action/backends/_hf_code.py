@@ -1,6 +1,6 @@
 """How the campaign folder reaches an HF job: a private Hub repo at a pinned revision, mounted read-only.
 
-The folder (:class:`mlr_action.shipped.ShippedFolder`) is uploaded under
+The folder (:class:`mlr_action.job.shipped.ShippedFolder`) is uploaded under
 ``<digest[:16]>/`` in the private model repo ``<namespace>/mlr-code-<campaign>``
 (:func:`code_repo`) with the plain commit API (``HfApi.create_commit``), and
 the job gets ``Volume(type="model", source=repo, revision=<commit>,
@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, Volume
 
-from mlr_action.backends.base import PermanentError
-from mlr_action.runner import MOUNT
-from mlr_action.shipped import ShippedFolder
+from mlr_action.core.jobs import PermanentError
+from mlr_action.job.runner import MOUNT
+from mlr_action.job.shipped import ShippedFolder
 
 REPO_TYPE = "model"
 DIGEST_CHARS = 16  # the folder's name in the repo: enough to tell folders apart; the content is checked anyway

@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 import httpx2
 
-from mlr_action.backends.base import TransientError
+from mlr_action.core.jobs import TransientError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD"})

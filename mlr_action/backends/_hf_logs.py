@@ -24,7 +24,7 @@ Guarantees of :func:`read_log`:
   job did not print them) only when they
   are proven whole, by one of two proofs: the server closed the response
   after a whole event; or the read reached the launcher's last line
-  (:data:`mlr_action.runner.SENTINEL`, printed after the script exits), after
+  (:data:`mlr_action.job.runner.SENTINEL`, printed after the script exits), after
   which the job prints nothing, so the read stops there whether or not the
   service ever closes the stream. For a job whose launcher prints that line
   (``sentinel``) and that *completed* (``required``), only the second proof
@@ -37,7 +37,7 @@ Guarantees of :func:`read_log`:
   workflow's time limit.
 - Otherwise (the deadline passed, the replay stalled longer than the read
   timeout, the body broke off or ended mid-event, the launcher's last line
-  is missing) it raises :class:`~mlr_action.backends.base.LogIncomplete`
+  is missing) it raises :class:`~mlr_action.core.jobs.LogIncomplete`
   with what was read and why, never a cut-off log as if it were whole; the
   step reads it again on a later tick.
 """
@@ -51,8 +51,8 @@ from typing import Any, Iterable
 
 import httpx2
 
-from mlr_action.backends.base import LogIncomplete
-from mlr_action.runner import SENTINEL
+from mlr_action.core.jobs import LogIncomplete
+from mlr_action.job.runner import SENTINEL
 
 BANNER = "===== Job started"  # the service's first event; huggingface_hub drops it too
 _LAST_LINE = re.compile(re.escape(SENTINEL) + r"-?\d+")

@@ -1,4 +1,4 @@
-"""An HF ``JobInfo`` as the :class:`~mlr_action.backends.base.JobView` the step reads: stage, charge, waiting.
+"""An HF ``JobInfo`` as the :class:`~mlr_action.core.jobs.JobView` the step reads: stage, charge, waiting.
 
 Guarantees:
 
@@ -16,7 +16,7 @@ Guarantees:
   start: HF's ``scheduling_secs``, else its start time less its creation,
   else (running, neither said) everything charged so far, which bounds it.
   While the job is live the budget holds that plus its whole timeout
-  (:func:`mlr_action.budget.observed_charge`): a job that waited past its
+  (:func:`mlr_action.core.budget.observed_charge`): a job that waited past its
   starting reservation (no tick came to cancel it) may still bill it all.
 - ``finished_at`` is when a finished job ended, as HF says (None while it is
   live): how long its log has been waited for is counted from it.
@@ -29,7 +29,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from mlr_action.backends.base import TIMEOUT_LABEL, JobStage, JobView
+from mlr_action.core.jobs import TIMEOUT_LABEL, JobStage, JobView
 
 
 def utcnow() -> datetime:

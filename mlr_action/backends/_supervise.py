@@ -157,7 +157,7 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
 
 
 def format_duration(seconds: float) -> str:
-    """``120`` -> ``2m``. A copy of mlr_action.durations.format_duration: this module stays stdlib-only."""
+    """``120`` -> ``2m``. A copy of mlr_action.core.durations.format_duration: this module stays stdlib-only."""
     seconds = int(round(seconds))
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

@@ -1,6 +1,6 @@
 """The Hugging Face Jobs backend: one experiment is one HF Job, driven through ``huggingface_hub.HfApi``.
 
-Guarantees (besides those of :mod:`mlr_action.backends.base`):
+Guarantees (besides those of :mod:`mlr_action.core.jobs`):
 
 - What a job runs: the campaign folder as shipped (``spec.folder``: the
   authorized commit's in GitHub mode, the work tree's locally), uploaded once
@@ -8,7 +8,7 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   mounted read-only at ``/mlr/code`` at a pinned revision
   (:mod:`mlr_action.backends._hf_code`). The job copies it to a fresh
   writable folder, changes into it and runs ``spec.script_rel`` with the
-  dependencies of :mod:`mlr_action.runner` (``uv run`` in the uv image or the
+  dependencies of :mod:`mlr_action.job.runner` (``uv run`` in the uv image or the
   Campaign's ``image``; pip and ``python`` in an image without uv); the
   spec's args as ``--name=value``; the ``MLR_*`` environment; ``HF_TOKEN``
   (and, with the job wake-up, ``MLR_WAKE_TOKEN``) only as a job *secret*,
@@ -31,7 +31,7 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
   ``scheduling_timeout`` for starting on every job.
 - ``logs`` returns a finished job's log only when it is proven whole
   (:mod:`mlr_action.backends._hf_logs`): the read reached the launcher's
-  last line (``mlr-launcher: exit=<status>``, :data:`mlr_action.runner.SENTINEL`),
+  last line (``mlr-launcher: exit=<status>``, :data:`mlr_action.job.runner.SENTINEL`),
   or, for a job that did not complete (killed before its launcher could
   print) or was submitted before the launcher printed it, the service
   closed the replay. A read ends at the policy's ``log_deadline_s`` however
@@ -74,12 +74,12 @@ import httpx2
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from mlr_action import runner
-from mlr_action.runner import code_repo
+from mlr_action.job import runner
+from mlr_action.job.runner import code_repo
 from mlr_action.backends import _hf_catalog, _hf_http, _hf_logs, _hf_view
 from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
 from mlr_action.backends._hf_code import CodeShipper, Missing
-from mlr_action.backends.base import (
+from mlr_action.core.jobs import (
     CAMPAIGN_LABEL,
     ITER_LABEL,
     BackendError,
@@ -90,9 +90,9 @@ from mlr_action.backends.base import (
     PermanentError,
     TransientError,
 )
-from mlr_action.flavors import FlavorMemory
-from mlr_action.shipped import ShippedFolder
-from mlr_action.wakeup import Wake
+from mlr_action.core.flavors import FlavorMemory
+from mlr_action.job.shipped import ShippedFolder
+from mlr_action.job.wakeup import Wake
 
 T = TypeVar("T")
 
@@ -180,7 +180,7 @@ class HfBackend:
         self._token = token
         self._token_lookup = token_lookup  # HF_TOKEN, OIDC, then the token file of `hf auth login`
         self.policy = policy or _hf_http.Policy()
-        self.wake = wake  # each job starts the next tick when it ends (mlr_action.wakeup)
+        self.wake = wake  # each job starts the next tick when it ends (mlr_action.job.wakeup)
         _hf_http.install()
         self.api = HfApi(endpoint=self.endpoint, token=token, library_name="mlr-action")
         self.code = CodeShipper(self.api, self._call)

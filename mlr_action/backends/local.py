@@ -1,17 +1,17 @@
 """The local backend: each job is a detached subprocess of this machine's Python.
 
-Guarantees (besides those of :mod:`mlr_action.backends.base`):
+Guarantees (besides those of :mod:`mlr_action.core.jobs`):
 
 - ``submit`` returns as soon as the job's supervisor has detached: a step
   never waits for a job, and the job survives the step dying, even by SIGKILL
   of its whole process group. The job runs in a fresh folder
   (``.mlr/jobs/<job_id>/work``) holding the spec's shipped folder
-  (:mod:`mlr_action.shipped`: in GitHub mode the authorized commit's files,
+  (:mod:`mlr_action.job.shipped`: in GitHub mode the authorized commit's files,
   read from git objects; in a local step the folder as committed at
-  ``HEAD``, or the files on disk outside git, :mod:`mlr_action.committed`),
+  ``HEAD``, or the files on disk outside git, :mod:`mlr_action.job.committed`),
   never in the work tree, so a file or import that is not committed fails
   here as it would on HF, and an untracked file (a ``.env``) never reaches a job. It runs ``uv run``
-  with the same recipe as an HF job (:mod:`mlr_action.runner`) when ``uv`` is
+  with the same recipe as an HF job (:mod:`mlr_action.job.runner`) when ``uv`` is
   on PATH; otherwise the current Python, and :attr:`LocalBackend.runner_note`
   says that the folder's dependencies were not installed. ``os.environ`` plus
   the spec's env; stdout and stderr merged into one log.
@@ -29,7 +29,7 @@ Guarantees (besides those of :mod:`mlr_action.backends.base`):
 - ``<root>/.mlr/`` carries a ``.gitignore`` of ``*``, so nothing under it is
   ever committed. Nothing under it is read or written through a symlink: a
   linked ``.mlr``, ``.mlr/jobs`` or registry file is refused
-  (:class:`~mlr_action.safepath.UnsafePath`), and a job entry that is a link
+  (:class:`~mlr_action.core.safepath.UnsafePath`), and a job entry that is a link
   is not one of ours (never listed, inspected, canceled or written).
 POSIX only; see :mod:`mlr_action.backends._supervise` for the job directory.
 """
@@ -47,10 +47,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from mlr_action import runner, safepath
+from mlr_action.job import runner
+from mlr_action.core import safepath
 from mlr_action.backends import _supervise as sup
 from mlr_action.backends._common import job_env, job_folder, job_key, job_labels
-from mlr_action.backends.base import (
+from mlr_action.core.jobs import (
     CAMPAIGN_LABEL,
     JobSpec,
     JobStage,
@@ -58,7 +59,7 @@ from mlr_action.backends.base import (
     PermanentError,
     TransientError,
 )
-from mlr_action.shipped import ShippedFolder
+from mlr_action.job.shipped import ShippedFolder
 
 LOG_TAIL_BYTES = 1_000_000  # logs() returns at most this much: the end is where the metric is
 START_GRACE_S = 60.0  # how long an entry may wait for its supervisor before it counts as never started

@@ -1,6 +1,6 @@
 """An in-memory job backend: the fake that tests and simulations drive by hand.
 
-Guarantees (besides those of :mod:`mlr_action.backends.base`):
+Guarantees (besides those of :mod:`mlr_action.core.jobs`):
 
 - Nothing runs. A submitted job stays in ``SCHEDULING`` until the test moves
   it with :meth:`InMemoryBackend.advance`; ``cancel`` moves a live job to
@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from mlr_action.backends._common import job_key, job_labels
-from mlr_action.backends.base import CAMPAIGN_LABEL, JobSpec, JobStage, JobView
+from mlr_action.core.jobs import CAMPAIGN_LABEL, JobSpec, JobStage, JobView
 
 Clock = Callable[[], float]
 METHODS = ("submit", "inspect", "list_jobs", "logs", "cancel", "prices")

@@ -15,10 +15,10 @@ Every forge guarantees:
   ``runs/`` and refresh a dashboard. It must be idempotent.
 - ``publish(message=)`` puts every row written so far where the next tick
   reads it, with ``message`` as the commit message, and raises a
-  :class:`~mlr_action.backends.base.BackendError` when it cannot (transient:
+  :class:`~mlr_action.core.jobs.BackendError` when it cannot (transient:
   the next tick retries; permanent: a protected branch, no permission). The
   step calls it in the middle of a step, before it spends (see
-  :attr:`mlr_action.step.Step.publish`); ``none`` has nothing to publish.
+  :attr:`mlr_action.shell.step.Step.publish`); ``none`` has nothing to publish.
 
 ``none`` writes the reports as files under ``runs/`` (local use); ``github``
 posts issues and is imported only when asked for, so a local step never
@@ -58,9 +58,9 @@ def make_forge(name: str, *, root: Path) -> Forge:
         return FileForge(root)
     if name == "github":
         try:
-            module = importlib.import_module("mlr_action.forges.github")
+            module = importlib.import_module("mlr_action.github.forge")
         except ModuleNotFoundError as exc:
-            if exc.name != "mlr_action.forges.github":
+            if exc.name != "mlr_action.github.forge":
                 raise ValueError(
                     f"--forge github needs {exc.name}, which is not installed "
                     "(pip install 'mlr-action[github]'), or use --forge none"

@@ -6,12 +6,12 @@ Guarantees:
   ``runs/escalations/<kind>.md``. One file each, rewritten in place, so a
   repeated report never piles up files.
 - Reports land inside ``runs/`` only: a symlinked ``runs/``, report folder or
-  report is refused (:class:`~mlr_action.safepath.UnsafePath`, a
-  :class:`~mlr_action.backends.base.PermanentError`), never followed.
+  report is refused (:class:`~mlr_action.core.safepath.UnsafePath`, a
+  :class:`~mlr_action.core.jobs.PermanentError`), never followed.
 - Writes are atomic (a temporary file in the same folder, then
   :func:`os.replace`): a reader sees the old file or the new one, never half
   of one. Publishing identical content leaves the file untouched.
-- A report is redacted (:func:`mlr_action.redaction.redact`) before it is
+- A report is redacted (:func:`mlr_action.core.redaction.redact`) before it is
   written, whoever rendered it.
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlr_action import safepath
-from mlr_action.redaction import redact
+from mlr_action.core import safepath
+from mlr_action.core.redaction import redact
 
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

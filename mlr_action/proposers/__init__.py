@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from mlr_action.proposal import Proposer
+from mlr_action.core.proposal import Proposer
 
 PROPOSER_NAMES = ("auto", "search", "claude")
 

@@ -34,7 +34,7 @@ Guarantees:
   (reason ``settled``). A reservation never settled (a crash, a push that
   failed) stays charged in full, so ``max_llm_usd`` holds whatever is lost.
 - Transient API errors (overloaded, rate limits, timeouts) propagate as
-  :class:`~mlr_action.backends.base.TransientError`: the step exits 1 and the
+  :class:`~mlr_action.core.jobs.TransientError`: the step exits 1 and the
   next tick retries.
 """
 
@@ -47,17 +47,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlr_action import decide
-from mlr_action.budget import RESERVED, SETTLED, Usage, budget_problems, plus_intents, usage
-from mlr_action.flavors import price_per_hour
-from mlr_action.ledger import EventRow, ExperimentRow
-from mlr_action.proposal import Proposal, Proposer
+from mlr_action.core import decide
+from mlr_action.core.budget import RESERVED, SETTLED, Usage, budget_problems, plus_intents, usage
+from mlr_action.core.flavors import price_per_hour
+from mlr_action.core.ledger import EventRow, ExperimentRow
+from mlr_action.core.proposal import Proposal, Proposer
 from mlr_action.proposers import prompt, research
 from mlr_action.proposers.llm import MAX_CONTINUATIONS, ClaudeClient, LlmUnavailable, api_key_from_env
 from mlr_action.proposers.pricing import DEFAULT_MODEL, estimate_usd, price_for
 from mlr_action.proposers.search import SearchProposer
-from mlr_action.reports import shorten
-from mlr_action.state import CampaignState, config_key
+from mlr_action.render.words import shorten
+from mlr_action.core.state import CampaignState, config_key
 
 PROPOSAL_MAX_TOKENS = 4096
 RESEARCH_MAX_TOKENS = 4096

@@ -10,7 +10,7 @@ Guarantees:
   ``usage`` is charged the call's worst-case estimate.
 - Errors are translated here, by kind:
   overloaded (529), other 5xx, rate limits (429), 408/409, timeouts and lost
-  connections raise :class:`~mlr_action.backends.base.TransientError` (the
+  connections raise :class:`~mlr_action.core.jobs.TransientError` (the
   step exits 1 and the next tick retries); the SDK's own retries are bounded
   (:data:`MAX_RETRIES`, :data:`PROPOSAL_TIMEOUT_S`), and a ``retry-after``
   longer than :data:`MAX_RETRY_WAIT_S` ends the call at once instead of
@@ -33,11 +33,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mlr_action.backends.base import TransientError
+from mlr_action.core.jobs import TransientError
 from mlr_action.proposers.pricing import cost_usd, web_searches
 from mlr_action.proposers.research import SearchOutcome
-from mlr_action.redaction import redact
-from mlr_action.reports import shorten
+from mlr_action.core.redaction import redact
+from mlr_action.render.words import shorten
 
 MAX_RETRIES = 2
 PROPOSAL_TIMEOUT_S = 120.0

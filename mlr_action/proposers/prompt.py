@@ -27,15 +27,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mlr_action.budget import RESERVE, Usage
-from mlr_action.durations import format_duration
-from mlr_action.flavors import price_per_hour
-from mlr_action.ledger import ExperimentRow
-from mlr_action.program import Program
-from mlr_action.proposal import Proposal
-from mlr_action.redaction import redact
-from mlr_action.reports import format_config, format_metric, shorten
-from mlr_action.state import CampaignState
+from mlr_action.core.budget import RESERVE, Usage
+from mlr_action.core.durations import format_duration
+from mlr_action.core.flavors import price_per_hour
+from mlr_action.core.ledger import ExperimentRow
+from mlr_action.core.program import Program
+from mlr_action.core.proposal import Proposal
+from mlr_action.core.redaction import redact
+from mlr_action.render.words import format_config, shorten
+from mlr_action.core.metric import format_metric
+from mlr_action.core.state import CampaignState
 
 BEST_ROWS = 5
 RECENT_ROWS = 10

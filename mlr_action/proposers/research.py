@@ -16,7 +16,7 @@ Guarantees:
   then the model's findings, redacted and cut to :data:`NOTE_FILE_CHARS`. It
   says that its text is data from the web, and shows it, never renders it:
   each source's title and URL as code (no link to follow), the findings in a
-  fenced block (:mod:`mlr_action.markup`).
+  fenced block (:mod:`mlr_action.core.markup`).
 - Pure except :func:`write_note` and :func:`read_latest_note`, which touch
   only ``runs/research/`` under the campaign root: the note a ledger row names
   is read only when it is ``runs/research/NNN.md`` and no symlink is on the
@@ -29,13 +29,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlr_action.ledger import EventRow
-from mlr_action.markup import block, code, plain
-from mlr_action.program import Program
+from mlr_action.core.ledger import EventRow
+from mlr_action.core.markup import block, code, plain
+from mlr_action.core.program import Program
 from mlr_action.proposers.prompt import best_rows, program_text, quote
-from mlr_action.redaction import redact
-from mlr_action.reports import format_config, format_metric
-from mlr_action.state import CampaignState
+from mlr_action.core.redaction import redact
+from mlr_action.render.words import format_config
+from mlr_action.core.metric import format_metric
+from mlr_action.core.state import CampaignState
 
 EVERY = 5  # the seed: a researcher every ~5 experiments
 STALL = 3  # ... or after a 3-run no-improvement streak
@@ -175,8 +176,8 @@ def plural(count: int, one: str, many: str) -> str:
 
 
 def write_note(root: Path, relative: Path, text: str) -> None:
-    """Replace ``root/relative`` atomically, never through a symlink (:mod:`mlr_action.safepath`)."""
-    from mlr_action import safepath
+    """Replace ``root/relative`` atomically, never through a symlink (:mod:`mlr_action.core.safepath`)."""
+    from mlr_action.core import safepath
 
     safepath.replace(root, relative, text.encode("utf-8"))
 

@@ -80,7 +80,7 @@ import math
 import random
 from typing import Any
 
-from mlr_action.proposal import Proposal, Proposer
+from mlr_action.core.proposal import Proposal, Proposer
 from mlr_action.proposers.space import derive_seed, finite_values, from_unit, latin_hypercube, space_key
 from mlr_action.proposers.study import MIN_MODEL, quiet, sampler_class, distributions, from_study, ledger_trials, to_study
 

@@ -15,7 +15,7 @@ import math
 import random
 from typing import Any
 
-from mlr_action.state import config_key
+from mlr_action.core.state import config_key
 
 
 def choice_index(spec, value: Any) -> int:

@@ -16,7 +16,7 @@ import math
 import warnings
 from typing import Any
 
-from mlr_action.ledger import IN_FLIGHT
+from mlr_action.core.ledger import IN_FLIGHT
 from mlr_action.proposers.pick import model_pick, spread_pick
 from mlr_action.proposers.space import choice_index, coerce, finish_value, finite_values, int_step
 

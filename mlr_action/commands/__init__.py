@@ -1,0 +1,1 @@
+"""The commands: the mlr CLI, the guard, reproduce and the schema."""

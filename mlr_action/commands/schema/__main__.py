@@ -1,0 +1,3 @@
+from mlr_action.commands.schema import main
+
+main()

@@ -1,0 +1,1 @@
+"""Everything GitHub: the action's entry point, git, the forge, the pull request check."""

@@ -1,0 +1,1 @@
+"""The onboarding: reads a training script and drafts its program.md."""

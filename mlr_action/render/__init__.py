@@ -1,0 +1,1 @@
+"""The words and pages: reports, the summary, the views a person reads."""

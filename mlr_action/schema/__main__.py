@@ -1,3 +1,0 @@
-from mlr_action.schema import main
-
-main()

@@ -1,0 +1,1 @@
+"""The step shell: one reconcile step and what drives it, side effects through adapters."""

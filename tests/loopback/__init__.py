@@ -1,0 +1,1 @@
+"""The loopback servers the tests drive the real clients against."""
