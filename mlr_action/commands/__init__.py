@@ -1,1 +1,13 @@
-"""The commands: the mlr CLI, the guard, reproduce and the schema."""
+"""The commands a person runs: the ``mlr`` CLI (:mod:`.cli`), the Claude Code
+hook ``mlr guard`` (:mod:`.guard`, :mod:`.guard_commands`, :mod:`.guard_shell`),
+``mlr reproduce`` (:mod:`.reproduce`) and the program.md JSON Schema
+(:mod:`.schema`).
+
+Guarantees: each command parses its arguments, builds the step from the
+adapters asked for and reports with the CLI's exit codes (0 done, 1
+transient, 2 bad input); bad input gets a message that names the problem
+and the fix, before anything is spent.
+
+May import: every layer below (the core, the job contract, the words, the
+adapters, the shell); only the action's entry point imports a command.
+"""

@@ -1,1 +1,18 @@
-"""The step shell: one reconcile step and what drives it, side effects through adapters."""
+"""The step shell: one reconcile step and what drives it.
+
+:mod:`.step` folds the ledger, asks the core what to do and does it through
+the adapters it is given (a backend, a proposer, a forge), recording every
+spend before it happens; :mod:`.tick` and :mod:`.linger` take the steps a
+tick brings; :mod:`.dryrun` says what a step would do and spends nothing;
+:mod:`.authority` reads the merged program.md and script from git, the only
+thing that authorizes spend (DESIGN.md section 9); :mod:`.preflight` checks a
+program and its folder before anything is spent.
+
+Guarantees: a crash at any point leaves a state from which the next step
+continues correctly; nothing is spent that the merged program does not
+authorize or the ledger could not record.
+
+May import: the core, the job contract, the words and the adapters (the
+git helpers in :mod:`mlr_action.github` included); never a command or the
+action's entry point.
+"""
