@@ -12,13 +12,14 @@ web search turns (``server_tool_use`` + ``web_search_tool_result`` blocks,
 from __future__ import annotations
 
 import json
-import random
 import socket
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from loopback.faults import Chaotic
 
 Answer = tuple[int, dict[str, str], Any]  # status, headers, body (a dict, or raw bytes/str)
 
@@ -84,15 +85,13 @@ def rate_limited(retry_after: str = "0.01") -> Answer:
     return error(429, "rate_limit_error", "rate limited", {"retry-after": retry_after})
 
 
-class StubAnthropic:
+class StubAnthropic(Chaotic):
     def __init__(self, responder: Callable[[dict], Answer] | None = None):
         self.script: deque[Answer] = deque()
         self.requests: list[dict] = []
         self.responder = responder
         self._lock = threading.Lock()
-        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
         self.chaos_options: dict[str, Any] = {}
-        self.injected = 0  # faults chaos injected
         self.billed: list[dict] = []  # the usage of every answer produced (what the API would bill)
         stub = self
 
@@ -162,18 +161,13 @@ class StubAnthropic:
         """Fail about ``rate`` of all requests with one of ``kinds``: a status (refused, not billed; a 429 says
         ``retry-after``), ``drop`` (not processed), ``lost`` or ``slow`` (processed and billed, the answer lost
         or later than the client waits)."""
-        self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self.set_chaos(rate, seed=seed, kinds=kinds)
         self.chaos_options = {"retry_after": retry_after, "slow_s": slow_s}
 
     def _chaos_fault(self) -> tuple[str, dict] | None:
-        with self._lock:
-            if self._chaos is None:
-                return None
-            rate, rng, kinds = self._chaos
-            if rng.random() >= rate:
-                return None
-            kind = rng.choice(kinds)
-            self.injected += 1
+        kind = self.draw_fault()
+        if kind is None:
+            return None
         if kind == "429":
             return kind, {"retry-after": self.chaos_options["retry_after"]}
         return kind, ({"retry-after-ms": "1"} if kind.isdigit() else {})  # as the API says with an overload

@@ -27,7 +27,6 @@ import base64
 import hashlib
 import itertools
 import json
-import random
 import re
 import socket
 import threading
@@ -39,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from loopback.faults import Chaotic
 from mlr_action.github.dashboard import set_checkbox
 
 BOT = "github-actions[bot]"
@@ -73,7 +73,7 @@ class Failure:
     headers: dict = field(default_factory=dict)
 
 
-class FakeGitHub:
+class FakeGitHub(Chaotic):
     def __init__(self, *, owner: str = "octo", name: str = "sweep", token: str = "ghs_" + "t" * 36,
                  default_branch: str = "main", actions_may_open_prs: bool = True, edits_newest_first: bool = True,
                  edit_texts: str = "body", workflows: dict[str, set[str]] | None = None,
@@ -102,9 +102,7 @@ class FakeGitHub:
         self.failures: list[Failure] = []
         self.log: list[tuple[str, str]] = []
         self.bodies: list[str] = []  # every body and title written through the API
-        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
         self._chaos_options: dict[str, Any] = {}
-        self.injected = 0  # faults chaos injected
         self._commit(default_branch)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -184,17 +182,13 @@ class FakeGitHub:
               retry_after: str = "1", slow_s: float = 1.0) -> None:
         """Fail about ``rate`` of all requests with one of ``kinds``: a status (a 429 says ``Retry-After``),
         ``drop`` (no answer, nothing done), ``lost`` (done, no answer) or ``slow`` (done, answered after ``slow_s``)."""
-        self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self.set_chaos(rate, seed=seed, kinds=kinds)
         self._chaos_options = {"retry_after": retry_after, "slow_s": slow_s}
 
     def _chaos_fault(self) -> tuple[str, dict] | None:
-        if self._chaos is None:
+        kind = self.draw_fault()
+        if kind is None:
             return None
-        rate, rng, kinds = self._chaos
-        if rng.random() >= rate:
-            return None
-        kind = rng.choice(kinds)
-        self.injected += 1
         return kind, ({"Retry-After": self._chaos_options["retry_after"]} if kind == "429" else {})
 
     # -- state helpers -------------------------------------------------------------
