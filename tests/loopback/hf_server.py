@@ -39,7 +39,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -55,6 +54,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from fake_uv import make_uv
+from loopback.faults import Chaotic
 from loopback.hf_repos import FakeRepos, writable
 
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "DELETED"}
@@ -160,7 +160,7 @@ def _error(status: int, message: str, **headers: str) -> Reply:
     return _json(status, {"error": message}, **{"X-Error-Message": message, **headers})
 
 
-class FakeHub:
+class FakeHub(Chaotic):
     """The state behind the server: users, jobs, repos, faults. Thread-safe."""
 
     def __init__(self, *, token: str, user: str = "me", orgs: tuple[str, ...] = ("my-org",),
@@ -178,9 +178,7 @@ class FakeHub:
         self.hardware: list[tuple[str, float, str, tuple[str, int, str] | None]] | None = list(HARDWARE)
         self.autorun: float | None = None  # running_secs to charge; None: jobs wait for run()/advance()
         self.url = ""
-        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
         self._chaos_options: dict[str, Any] = {"retry_after": "0", "hang_s": 1.0}
-        self.injected = 0  # faults chaos injected
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._shim = make_uv(Path(tempfile.mkdtemp(prefix="fake-uv-")))
@@ -215,7 +213,7 @@ class FakeHub:
               hang_s: float = 1.0) -> None:
         """Fail about ``rate`` of all API requests with a random fault of ``kinds``: a 429 says ``Retry-After:
         retry_after``; ``hang`` answers after ``hang_s`` (set it beyond the client's timeout)."""
-        self._chaos = (rate, random.Random(seed), kinds) if rate else None
+        self.set_chaos(rate, seed=seed, kinds=kinds)
         self._chaos_options = {"retry_after": retry_after, "hang_s": hang_s}
 
     def advance(self, job_id: str, stage: str, *, logs: str | None = None, message: str | None = None,
@@ -297,13 +295,11 @@ class FakeHub:
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
-            if self._chaos and path.startswith("/api/"):
-                rate, rng, kinds = self._chaos
-                if rng.random() < rate:
-                    kind, options = rng.choice(kinds), self._chaos_options
-                    self.injected += 1
-                    return Fault(method, re.compile(""), kind, seconds=options["hang_s"],
-                                 headers={"Retry-After": options["retry_after"]} if kind == "429" else {})
+            kind = self.draw_fault() if path.startswith("/api/") else None
+            if kind is not None:
+                options = self._chaos_options
+                return Fault(method, re.compile(""), kind, seconds=options["hang_s"],
+                             headers={"Retry-After": options["retry_after"]} if kind == "429" else {})
         return None
 
     # -- the API ---------------------------------------------------------------
