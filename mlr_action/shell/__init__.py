@@ -5,8 +5,7 @@ the adapters it is given (a backend, a proposer, a forge), recording every
 spend before it happens; :mod:`.tick` and :mod:`.linger` take the steps a
 tick brings; :mod:`.dryrun` says what a step would do and spends nothing;
 :mod:`.authority` reads the merged program.md and script from git, the only
-thing that authorizes spend (DESIGN.md section 9); :mod:`.preflight` checks a
-program and its folder before anything is spent.
+thing that authorizes spend (DESIGN.md section 9).
 
 Guarantees: a crash at any point leaves a state from which the next step
 continues correctly; nothing is spent that the merged program does not
