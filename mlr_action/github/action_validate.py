@@ -134,7 +134,8 @@ def _compare(root: Path, program_name: str, branch: str, program):
     """
     from mlr_action.shell.authority import campaign_folder, in_folder
     from mlr_action.core.jobs import BackendError
-    from mlr_action.github.gitrepo import GitError, GitRepo
+    from mlr_action.github.gitrepo import GitRepo
+    from mlr_action.github.gitruns import GitError
     from mlr_action.github.pr_comment import Baseline
     from mlr_action.core.program import ProgramError, parse_program
 
