@@ -70,7 +70,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from mlr_action.commands.guard_commands import SPEND_HINT, ChangeDir, JobRequest, Other, RepoWrite, Step, classify
+from mlr_action.commands.guard_commands import SPEND_HINT, ChangeDir, Step, classify
+from mlr_action.commands.guard_hf import JobRequest, Other, RepoWrite
 
 if TYPE_CHECKING:
     from mlr_action.core.budget import Usage
@@ -228,7 +229,7 @@ def _unread(command: str, problem: str, folders: Sequence[str]) -> dict | None:
 
 def decide(hook_input: dict, *, environ: Mapping[str, str] | None = None) -> dict | None:
     """The hook's answer to one PreToolUse event; None means defer (no opinion)."""
-    from mlr_action.commands.guard_shell import Unmodelled
+    from mlr_action.commands.guard_lexer import Unmodelled
 
     environ = os.environ if environ is None else environ
     tool_input = hook_input.get("tool_input")

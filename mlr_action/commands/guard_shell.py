@@ -7,7 +7,8 @@ not model raises :class:`Unmodelled` naming the construct, so a caller that
 only acts on what :func:`read` returned cannot be led by a construct it never
 saw. The subset is small on purpose: it is what an agent needs to submit a job
 (``cd campaign && hf jobs run --flavor t4-small --timeout 1h img python t.py``)
-and every word in it means one fixed string.
+and every word in it means one fixed string. The words themselves (quotes,
+escapes, ``~``) are read by :mod:`mlr_action.commands.guard_lexer`.
 
 Read:
 
@@ -53,9 +54,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class Unmodelled(ValueError):
-    """A construct the guard does not model; the message names it."""
+from mlr_action.commands.guard_lexer import Unmodelled, Word, expand_tilde, tokens
 
 
 @dataclass(frozen=True)
@@ -77,142 +76,10 @@ BUILTINS = frozenset(". : [ alias bg bind break builtin caller cd command compge
                      "let local logout mapfile popd printf pushd pwd read readarray readonly return set shift shopt "
                      "source suspend test times trap true type typeset ulimit umask unalias unset wait".split())
 
-_UNQUOTED = {
-    "$": "a $ expansion ($VAR, ${VAR}, $(...), $((...)), $'...')",
-    "`": "a command substitution (`...`)",
-    "<": "a redirection, here-doc or process substitution (<, <<, <<<, <(...))",
-    ">": "a redirection or process substitution (>, >>, >(...))",
-    "(": "a subshell, function or pattern ( (...) )",
-    ")": "a subshell, function or pattern ( (...) )",
-    "{": "a brace expansion or command group ({...})",
-    "}": "a brace expansion or command group ({...})",
-    "*": "a glob (*, ?, [...])",
-    "?": "a glob (*, ?, [...])",
-    "[": "a glob (*, ?, [...])",
-    "!": "! (history expansion or negation)",
-}
-_DOUBLE_QUOTED = {"$": _UNQUOTED["$"], "`": _UNQUOTED["`"], "!": _UNQUOTED["!"]}
-_CONTINUATION = "a line continuation (backslash-newline)"
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
 
 
-@dataclass
-class _Word:
-    chars: list[str]
-    quoted: list[bool]
-
-    def add(self, text: str, quoted: bool) -> None:
-        self.chars.extend(text)
-        self.quoted.extend([quoted] * len(text))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.chars)
-
-
-def _single(command: str, i: int, word: _Word) -> int:
-    end = command.find("'", i + 1)
-    if end < 0:
-        raise Unmodelled("an unterminated ' quote")
-    word.add(command[i + 1 : end], True)
-    return end + 1
-
-
-def _double(command: str, i: int, word: _Word) -> int:
-    i += 1
-    while i < len(command):
-        c = command[i]
-        if c == '"':
-            return i + 1
-        if c in _DOUBLE_QUOTED:
-            raise Unmodelled(_DOUBLE_QUOTED[c])
-        if c == "\\" and i + 1 < len(command):
-            nxt = command[i + 1]
-            if nxt == "\n":
-                raise Unmodelled(_CONTINUATION)
-            word.add(nxt if nxt in '$`"\\' else c + nxt, True)
-            i += 2
-            continue
-        word.add(c, True)
-        i += 1
-    raise Unmodelled('an unterminated " quote')
-
-
-def _tokens(command: str) -> list[_Word | str]:
-    """Words and the separators ``;``, ``&&``, ``|`` and newline."""
-    tokens: list[_Word | str] = []
-    word: _Word | None = None
-    i = 0
-    while i < len(command):
-        c = command[i]
-        if c in " \t\n;&|":
-            if word is not None:
-                tokens.append(word)
-                word = None
-            op = command[i : i + 2]
-            if op in ("||", "|&", ";;", "&>") or (c == "&" and op != "&&"):
-                raise Unmodelled({"||": "||", "|&": "|&", ";;": ";;"}.get(op, "& (a background job or &> redirection)"))
-            if c in ";|\n" or op == "&&":
-                tokens.append(op if op == "&&" else c)
-            i += 2 if op == "&&" else 1
-            continue
-        if word is None:
-            word = _Word([], [])
-            if c == "#":
-                raise Unmodelled("a # comment")
-            if c == "=":
-                raise Unmodelled("a word starting with = (zsh's =command)")
-        if c == "'":
-            i = _single(command, i, word)
-        elif c == '"':
-            i = _double(command, i, word)
-        elif c == "\\":
-            if i + 1 >= len(command):
-                raise Unmodelled("a backslash at the end of the command")
-            if command[i + 1] == "\n":
-                raise Unmodelled(_CONTINUATION)
-            word.add(command[i + 1], True)
-            i += 2
-        elif c in _UNQUOTED:
-            raise Unmodelled(_UNQUOTED[c])
-        elif ord(c) < 32 or c == "\x7f":
-            raise Unmodelled(f"a control character ({c!r})")
-        else:
-            if c == "~" and word.chars and word.chars[-1] in "=:" and not word.quoted[-1]:
-                raise Unmodelled(f"a ~ after {word.chars[-1]} (expanded in some words and not others)")
-            word.add(c, False)
-            i += 1
-    if word is not None:
-        tokens.append(word)
-    return tokens
-
-
-def _expand_tilde(word: _Word, home: str | None) -> str:
-    """The word's text after bash's tilde expansion (no other expansion reaches here)."""
-    text = word.text
-    if not text.startswith("~") or word.quoted[0]:
-        return text
-    end = next((k for k, ch in enumerate(text) if ch == "/" and not word.quoted[k]), len(text))
-    if any(word.quoted[:end]):
-        return text  # bash expands no tilde prefix that has a quoted character in it
-    name = text[1:end]
-    if not name:
-        if not home:
-            raise Unmodelled("~ with HOME unset")
-        return home + text[end:]
-    if ":" in name or name[0] in "+-" or name.isdigit():
-        raise Unmodelled(f"~{name} (the directory stack, or a ~ prefix ending in :)")
-    try:
-        import pwd
-
-        return pwd.getpwnam(name).pw_dir + text[end:]
-    except KeyError:
-        return text  # no such user: bash leaves the word as it is
-    except ImportError:
-        raise Unmodelled(f"~{name} (no user database on this system)") from None
-
-
-def _command(words: list[_Word], home: str | None) -> SimpleCommand:
+def _command(words: list[Word], home: str | None) -> SimpleCommand:
     assignments = []
     while words and (m := _ASSIGNMENT.match(words[0].text)) and not any(words[0].quoted[: m.end()]):
         assignments.append(words.pop(0).text)
@@ -225,7 +92,7 @@ def _command(words: list[_Word], home: str | None) -> SimpleCommand:
         raise Unmodelled(f"the builtin {name}")
     if name == "cd" and assignments:
         raise Unmodelled("an assignment before cd")
-    return SimpleCommand(tuple(assignments), tuple(_expand_tilde(w, home) for w in words))
+    return SimpleCommand(tuple(assignments), tuple(expand_tilde(w, home) for w in words))
 
 
 def read(command: str, *, home: str | None) -> list[Pipeline]:
@@ -238,10 +105,10 @@ def read(command: str, *, home: str | None) -> list[Pipeline]:
         raise Unmodelled("a NUL character")
     pipelines: list[Pipeline] = []
     pipeline: Pipeline = []
-    words: list[_Word] = []
+    words: list[Word] = []
     previous = "\n"
-    for token in [*_tokens(command), "\n"]:
-        if isinstance(token, _Word):
+    for token in [*tokens(command), "\n"]:
+        if isinstance(token, Word):
             words.append(token)
             continue
         if words:

@@ -30,7 +30,8 @@ from mlr_action.github.inputs import BAD_INPUT, OK, Inputs
 
 
 def run_validate(inputs: Inputs, env: Mapping[str, str]) -> int:
-    from mlr_action.github.pr_comment import CommentError, program_changes, render_validation, upsert_comment
+    from mlr_action.github.pr_comment import CommentError, upsert_comment
+    from mlr_action.github.pr_comment_body import program_changes, render_validation
     from mlr_action.core.program import ProgramError, load_program
 
     ctx = ghenv.RunContext.from_env(env)
@@ -134,8 +135,9 @@ def _compare(root: Path, program_name: str, branch: str, program):
     """
     from mlr_action.shell.authority import campaign_folder, in_folder
     from mlr_action.core.jobs import BackendError
-    from mlr_action.github.gitrepo import GitError, GitRepo
-    from mlr_action.github.pr_comment import Baseline
+    from mlr_action.github.gitrepo import GitRepo
+    from mlr_action.github.gitruns import GitError
+    from mlr_action.github.pr_comment_body import Baseline
     from mlr_action.core.program import ProgramError, parse_program
 
     try:
@@ -168,7 +170,7 @@ def _files(repo, tip: str, folder: str, program_rel: str, script: str):
     The script is ``script`` in that folder, as the step reads it; the other paths are given relative to it.
     """
     from mlr_action.shell.authority import in_folder
-    from mlr_action.github.pr_comment import FileChanges
+    from mlr_action.github.pr_comment_body import FileChanges
     from mlr_action.core.program import script_path
 
     head = repo.rev("HEAD")

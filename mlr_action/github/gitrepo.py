@@ -2,12 +2,14 @@
 
 Guarantees: no policy lives here (what to commit, where, how to merge is
 gitsync's). git runs with English messages, no prompt and no pager; its
-errors become :class:`GitError` (permanent, with the fix) or
+errors become :class:`~mlr_action.github.gitruns.GitError` (permanent, with the fix) or
 :class:`~mlr_action.core.jobs.TransientError`, with every token scrubbed
 from the text. Credentials: the checkout's own; when it has none and
 ``GITHUB_TOKEN`` is set, an ``http.extraheader`` for the GitHub server is
 handed to each git process through its environment (``GIT_CONFIG_*``), never
-written to disk or put in a URL.
+written to disk or put in a URL. What may be read and written under
+``runs/`` is checked by :mod:`mlr_action.github.gitruns`, which this
+repository inherits.
 """
 
 from __future__ import annotations
@@ -20,54 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mlr_action.core.jobs import PermanentError, TransientError
+from mlr_action.core.jobs import TransientError
 from mlr_action.core.redaction import redact
+from mlr_action.github.gitruns import REGULAR_MODES, GitError, RunsFiles, failure_detail, write_file
 
 RUNS = "runs"
 LEDGER_NAME = "ledger.jsonl"
 ZERO = "0" * 40
-REGULAR_MODES = ("100644", "100755")  # a tracked regular file; 120000 is a symlink, 160000 a submodule
-_KINDS = {"120000": "a symlink", "160000": "a submodule", "040000": "a folder"}
-
-
-class GitError(PermanentError):
-    """git cannot do this and will not by retrying: the message says what to change."""
 
 
 class NotACheckout(GitError):
     """The folder is not in a git work tree."""
 
 
-class UnsafeTree(GitError):
-    """A commit's entries under runs/ the bot will not write: ``problems`` names each (``runs/.. has a `..` ...``)."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-class UnsafeWorktree(UnsafeTree):
-    """runs/ in the work tree is not a plain folder (a symlink, or a symlink in it)."""
-
-
-def unsafe_entry(path: str, mode: str, runs_dir: str) -> str | None:
-    """Why the tree entry ``path`` (of ``mode``) may not be written under ``runs_dir``; None when it may."""
-    if not path.startswith(f"{runs_dir}/"):
-        return "is outside runs/"
-    for part in path[len(runs_dir) + 1:].split("/"):
-        if part in ("", ".", ".."):
-            return f"has a `{part}` in its path" if part else "has an empty name in its path"
-        if part.casefold() == ".git":
-            return "is under a .git folder, which is git's own"
-        if any(ord(c) < 32 or c == "\x7f" for c in part):
-            return "has a control character in its name"
-    if mode not in REGULAR_MODES:
-        return "is " + _KINDS.get(mode, f"mode {mode}") + ", not a regular file"
-    return None
-
-
 @dataclass
-class GitRepo:
+class GitRepo(RunsFiles):
     top: Path
     prefix: str  # the campaign root relative to the top of the work tree, "" at the top
     remote: str
@@ -152,54 +121,6 @@ class GitRepo:
 
     # -- what is where
 
-    def worktree_runs(self) -> dict[str, str]:
-        """{path: blob id} of the regular files under runs/ that git would add (ignores honoured)."""
-        listed = self.git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", self.runs_dir).stdout
-        paths = sorted({p for p in listed.decode().split("\0") if p and (self.top / p).is_file()
-                        and not (self.top / p).is_symlink() and "\n" not in p})
-        if not paths:
-            return {}
-        ids = self.out("hash-object", "-w", "--stdin-paths", input="\n".join(paths).encode()).split("\n")
-        return dict(zip(paths, ids))
-
-    def tree_runs(self, commit: str | None) -> dict[str, str]:
-        """{path: blob id} of the files under runs/ in ``commit``; :class:`UnsafeTree` when any entry is
-        not a regular file at a clean path under runs/ (``..``, ``.``, ``.git``, a symlink, a submodule)."""
-        if commit is None:
-            return {}
-        problems = self._runs_entry_problems(commit)
-        proc = self.git("-c", "core.quotePath=false", "ls-tree", "-r", "-z", commit, "--", f"{self.runs_dir}/",
-                        check=False)
-        if proc.returncode != 0:
-            detail = _detail(self.scrub(proc.stderr.decode(errors="replace")))
-            raise UnsafeTree(problems + [f"its tree cannot be listed ({detail})"])
-        files = {}
-        for entry in filter(None, proc.stdout.decode("utf-8", errors="surrogateescape").split("\0")):
-            meta, path = entry.split("\t", 1)
-            mode, _kind, oid = meta.split()
-            why = unsafe_entry(path, mode, self.runs_dir)
-            if why:
-                problems.append(f"{path} {why}")
-            else:
-                files[path] = oid
-        if problems:
-            raise UnsafeTree(problems)
-        return files
-
-    def _runs_entry_problems(self, commit: str) -> list[str]:
-        """runs/ itself (and the folders above it) must be folders in ``commit``, or absent."""
-        parts = self.runs_dir.split("/")
-        paths = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        listing = self.git("--literal-pathspecs", "ls-tree", "-z", commit, "--", *paths, check=False).stdout.decode()
-        problems = []
-        for entry in filter(None, listing.split("\0")):
-            meta, path = entry.split("\t", 1)
-            mode = meta.split()[0]
-            if path in paths and mode != "040000":
-                kind = "a file" if mode in REGULAR_MODES else _KINDS.get(mode, f"mode {mode}")
-                problems.append(f"{'runs' if path == self.runs_dir else path} is {kind}, not a folder")
-        return problems
-
     def blob(self, oid: str) -> bytes:
         return self.git("cat-file", "blob", oid).stdout
 
@@ -259,7 +180,7 @@ class GitRepo:
         return False  # pragma: no cover - _raise_for always raises
 
     def raise_for(self, text: str, *, action: str) -> None:
-        low, detail = text.lower(), _detail(self.scrub(text))
+        low, detail = text.lower(), failure_detail(self.scrub(text))
         if _protected(low):
             raise GitError(f"could not {action}: the branch is protected ({detail}); set the action's "
                            "ledger-branch input (e.g. ledger-branch: mlr-ledger) so the ledger goes to its own branch")
@@ -304,42 +225,6 @@ class GitRepo:
             entries[path] = (mode, oid)
         return entries
 
-    def checkout_runs(self, commit: str | None, *, mirror: bool = False) -> None:
-        """Write runs/ files of ``commit`` that differ in the work tree; ``mirror`` also removes the others.
-
-        The whole tree is checked before the first write (:meth:`tree_runs`), and every write lands in
-        runs/ itself, never through a symlink (:meth:`runs_file`).
-        """
-        if commit is None:
-            return
-        self.check_worktree_runs()
-        wanted, here = self.tree_runs(commit), self.worktree_runs()
-        for path, oid in wanted.items():
-            if here.get(path) != oid:
-                write_file(self.runs_file(path), self.blob(oid))
-        if mirror:
-            for path in here.keys() - wanted.keys():
-                self.runs_file(path).unlink(missing_ok=True)
-
-    def check_worktree_runs(self) -> None:
-        """runs/ in the work tree must be a real folder with no symlink in it: the bot writes only there."""
-        runs = self.top / self.runs_dir
-        if runs.is_symlink():
-            raise UnsafeWorktree([f"runs is a symlink in the work tree ({runs})"])
-        if runs.exists() and not runs.is_dir():
-            raise UnsafeWorktree([f"runs is a file in the work tree ({runs}), not a folder"])
-        links = sorted(str(p.relative_to(self.top)) for p in _walk(runs) if p.is_symlink())
-        if links:
-            raise UnsafeWorktree([f"{link} is a symlink in the work tree" for link in links[:5]])
-
-    def runs_file(self, path: str) -> Path:
-        """The work-tree file for ``path`` under runs/, refusing one that would be reached through a symlink."""
-        target = self.top / path
-        if unsafe_entry(path, "100644", self.runs_dir) or target.is_symlink() \
-                or Path(os.path.realpath(target.parent)) != target.parent:
-            raise UnsafeWorktree([f"{path} would be written outside runs/ (through a symlink or a `..`)"])
-        return target
-
     # -- credentials
 
     def auth_env(self) -> dict[str, str]:
@@ -373,36 +258,9 @@ def _protected(low: str) -> bool:
     return any(s in low for s in ("protected branch", "gh006", "gh013", "repository rule violations"))
 
 
-def _detail(text: str, limit: int = 300) -> str:
-    """The lines of git's output that say what went wrong, on one line."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    useful = [ln for ln in lines if ln.startswith(("!", "error", "fatal", "remote:", "hint: Updates were"))] or lines[-1:]
-    joined = " / ".join(useful)
-    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
-
-
 def _base_env() -> dict[str, str]:
     env = dict(os.environ)
     # Messages in English (they are parsed), never a prompt, no pager.
     env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GCM_INTERACTIVE="never")
     return env
 
-
-def _walk(folder: Path):
-    """Every path under ``folder``, without following a symlink."""
-    for parent, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            yield Path(parent) / name
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (a reader never sees half a ledger)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -67,7 +67,8 @@ from pathlib import Path
 from typing import Iterator
 
 from mlr_action.core.jobs import TransientError
-from mlr_action.github.gitrepo import RUNS, ZERO, GitError, GitRepo, NotACheckout, UnsafeTree, UnsafeWorktree, write_file
+from mlr_action.github.gitrepo import RUNS, ZERO, GitRepo, NotACheckout
+from mlr_action.github.gitruns import GitError, UnsafeTree, UnsafeWorktree, write_file
 
 __all__ = ["GitError", "NotACheckout", "PushRejected", "check_runs", "merge_ledger", "outside_runs", "prepare_runs",
            "publish_runs"]

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mlr_action.github import messages as msg
-from mlr_action.github.api import GitHubAPI, GitHubPermanentError, PullRequestsForbidden
+from mlr_action.github.api import GitHubAPI
+from mlr_action.github.api_errors import GitHubPermanentError, PullRequestsForbidden
 from mlr_action.github.dashboard import clip
 from mlr_action.core.redaction import redact
 

@@ -25,7 +25,8 @@ Guarantees:
   is flushed as an ``llm`` row with reason ``interrupted``. Before every call
   the worst-case estimate is checked against ``max_llm_usd``; over it, the
   call is not made, search decides, and the row says so.
-- Nothing is spent that cannot be recorded: :meth:`ClaudeProposer.reserve`
+- Nothing is spent that cannot be recorded (see
+  :mod:`mlr_action.proposers.claude_budget`): :meth:`ClaudeProposer.reserve`
   gives the step, before any call of a tick, a reservation row (an ``llm`` row
   with reason ``reserved``) for the most this tick's calls may cost, capped by
   what ``max_llm_usd`` leaves; the step records and publishes it before
@@ -40,27 +41,31 @@ Guarantees:
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from mlr_action.core import decide
-from mlr_action.core.budget import RESERVED, SETTLED, Usage, budget_problems, plus_intents, usage
-from mlr_action.core.flavors import price_per_hour
-from mlr_action.core.ledger import EventRow, ExperimentRow
+from mlr_action.core.budget import Usage, usage
+from mlr_action.core.ledger import EventRow
 from mlr_action.core.proposal import Proposal, Proposer
 from mlr_action.proposers import prompt, research
-from mlr_action.proposers.llm import MAX_CONTINUATIONS, ClaudeClient, LlmUnavailable, api_key_from_env
+from mlr_action.proposers.claude_budget import (
+    PROPOSAL_MAX_TOKENS,
+    RESEARCH_MAX_TOKENS,
+    Budget,
+    Reservation,
+    Reservations,
+    room_for_another,
+    with_pending,
+)
+from mlr_action.proposers.llm import ClaudeClient, LlmUnavailable, api_key_from_env
 from mlr_action.proposers.pricing import DEFAULT_MODEL, estimate_usd, price_for
 from mlr_action.proposers.search import SearchProposer
 from mlr_action.render.words import shorten
 from mlr_action.core.state import CampaignState, config_key
 
-PROPOSAL_MAX_TOKENS = 4096
-RESEARCH_MAX_TOKENS = 4096
 WHY_CHARS = 300
 
 NO_KEY = (
@@ -70,15 +75,7 @@ NO_KEY = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Reservation:
-    """What this tick's calls may cost in all, as recorded before the first of them ("" id: nothing reserved)."""
-
-    id: str
-    usd: float
-
-
-class ClaudeProposer(Proposer):
+class ClaudeProposer(Reservations, Proposer):
     """Proposals from Claude, checked and repaired once, with the search proposer as the fallback."""
 
     name = "claude"
@@ -108,7 +105,7 @@ class ClaudeProposer(Proposer):
                 prices: dict[str, float] | None = None) -> list[Proposal]:
         if count <= 0:
             return []
-        budget = _Budget(usage(state, prices) if used is None else used, prices)
+        budget = Budget(usage(state, prices) if used is None else used, prices)
         if check is None:
 
             def check(proposal: Proposal) -> list[str]:
@@ -123,65 +120,13 @@ class ClaudeProposer(Proposer):
             self._flush("interrupted", "spend of calls cut short by an error (the next tick retries)")
             self._settle()
 
-    # -- reservations ----------------------------------------------------------
-
-    def reserve(self, *, program, state: CampaignState, count: int, used: Usage, ts: str) -> EventRow | None:
-        """The row to record (and publish) before this tick's calls: the most they may cost, within max_llm_usd.
-
-        None when no call can fit: then ``propose`` makes none and search decides.
-        """
-        self._reservation = None
-        if count <= 0:
-            return None
-        worst, smallest = self._worst_case(program, state, count, used)
-        cap = program.envelope.max_llm_usd
-        amount = math.floor((worst if cap is None else min(worst, cap - used.llm_usd)) * 1e6) / 1e6
-        if amount < smallest:
-            self._reservation = Reservation("", 0.0)
-            return None
-        number = 1 + sum(1 for e in state.events if e.event == "llm" and e.reason == RESERVED)
-        self._reservation = Reservation(f"{state.next_iter}.{number}", amount)
-        detail = (f"reserved ${amount:.4f} for this tick's calls to {self.model} (settled by the row that records "
-                  "what they cost; charged in full until then)")
-        return EventRow(event="llm", ts=ts, reason=RESERVED, detail=detail, reservation=self._reservation.id,
-                        llm_usd=amount, model=self.model)
-
-    def _worst_case(self, program, state: CampaignState, count: int, used: Usage) -> tuple[float, float]:
-        """(the most ``propose`` may spend now, the least one proposal call may cost)."""
-        output = prompt.answer_model(program)
-        base = len(prompt.SYSTEM) + len(json.dumps(output.model_json_schema()))
-        base += len(prompt.context(program, state, used=used))
-        smallest = estimate_usd(self.model, prompt_chars=base, max_tokens=PROPOSAL_MAX_TOKENS)
-        # A note written this tick, this tick's earlier proposals, and a repair's refused answer and problems.
-        longest = base + prompt.NOTE_CHARS + 500 + count * 1000 + prompt.ANSWER_CHARS + 12 * 320 + 500
-        worst = 2 * count * estimate_usd(self.model, prompt_chars=longest, max_tokens=PROPOSAL_MAX_TOKENS)
-        why = research.research_due(state)
-        if why:
-            chars = len(research.SYSTEM) + len(research.research_prompt(program, state, why=why))
-            turn = estimate_usd(self.model, prompt_chars=chars, max_tokens=RESEARCH_MAX_TOKENS,
-                                searches=research.MAX_SEARCHES)
-            worst += (1 + MAX_CONTINUATIONS) * turn
-        return worst, smallest
-
-    def _settle(self) -> None:
-        reservation, self._reservation = self._reservation, None
-        if reservation is None or not reservation.id:
-            return
-        spent = self._spent_this_tick()
-        self._events.append(EventRow(
-            event="llm", ts=self._ts(), reason=SETTLED, settles=reservation.id, llm_usd=0.0, model=self.model,
-            detail=f"reservation {reservation.id} (${reservation.usd:.4f}) settled: ${spent:.4f} spent by this tick's calls"))
-
-    def _spent_this_tick(self) -> float:
-        return sum(float(getattr(e, "llm_usd", 0) or 0) for e in self._events) + self.client.pending_usd()
-
     # -- proposals -------------------------------------------------------------
 
-    def _proposals(self, program, state, count: int, check, budget: _Budget) -> list[Proposal]:
+    def _proposals(self, program, state, count: int, check, budget: Budget) -> list[Proposal]:
         note, note_name = research.read_latest_note(Path(program.root), state)
         out: list[Proposal] = []
         for _slot in range(count):
-            if out and not _room_for_another(program, budget.with_pending(program, state, out), budget.prices):
+            if out and not room_for_another(program, budget.with_pending(program, state, out), budget.prices):
                 break  # this step's proposals already use what is left
             iteration = state.next_iter + len(out)
             proposal, why = self._decide(program, state, budget, note, note_name, out, check)
@@ -191,7 +136,7 @@ class ClaudeProposer(Proposer):
             out.append(proposal)
         return out
 
-    def _decide(self, program, state, budget: _Budget, note, note_name, pending, check) -> tuple[Proposal | None, str]:
+    def _decide(self, program, state, budget: Budget, note, note_name, pending, check) -> tuple[Proposal | None, str]:
         """A proposal that passes ``check``, or None and why Claude could not give one."""
         used = budget.used
         base = prompt.context(program, state, used=used, note=note, note_name=note_name, pending=pending)
@@ -219,7 +164,7 @@ class ClaudeProposer(Proposer):
 
     @staticmethod
     def _judge(parsed, program, state: CampaignState, pending: list[Proposal], check,
-               budget: _Budget) -> tuple[Proposal | None, list[str]]:
+               budget: Budget) -> tuple[Proposal | None, list[str]]:
         if parsed.problems:
             return None, list(parsed.problems)
         proposal, problems = prompt.to_proposal(parsed.answer)
@@ -227,7 +172,7 @@ class ClaudeProposer(Proposer):
             return None, problems
         problems = list(check(proposal))
         if pending:  # ``check`` sees what is used before this step's proposals; the earlier ones will be charged too
-            more = decide.proposal_problems(program, _with_pending(program, state, pending), proposal,
+            more = decide.proposal_problems(program, with_pending(program, state, pending), proposal,
                                             used=budget.with_pending(program, state, pending), prices=budget.prices)
             problems += [p for p in more if p not in problems]
         key = config_key(proposal.config)
@@ -236,10 +181,10 @@ class ClaudeProposer(Proposer):
         return (None, problems) if problems else (proposal, [])
 
     def _fallback(self, program, state, pending: list[Proposal], count: int, why: str,
-                  budget: _Budget) -> list[Proposal]:
+                  budget: Budget) -> list[Proposal]:
         if count <= 0:
             return []
-        proposals = self.fallback.propose(program=program, state=_with_pending(program, state, pending), count=count,
+        proposals = self.fallback.propose(program=program, state=with_pending(program, state, pending), count=count,
                                           used=budget.with_pending(program, state, pending), prices=budget.prices)
         note = f" (Claude fallback: {shorten(why, WHY_CHARS)})"
         return [p.model_copy(update={"reason": (p.reason + note).strip()}) for p in proposals]
@@ -312,52 +257,3 @@ class ClaudeProposer(Proposer):
         if self.client.pending_usd() > 0:
             self._events.append(EventRow(event="llm", ts=self._ts(), reason=reason, detail=detail, **self._spend_fields()))
 
-    def _over_cap(self, program, used: Usage, estimate: float) -> str | None:
-        cap, reservation = program.envelope.max_llm_usd, self._reservation
-        if reservation is not None and reservation.id:  # ``used`` holds the reservation: the tick spends within it
-            if self._spent_this_tick() + estimate <= reservation.usd + 1e-12:
-                return None
-            return (f"this tick's reservation of ${reservation.usd:.3f} (within max_llm_usd) is used and the next "
-                    f"Claude call may cost up to ${estimate:.3f}; the next tick reserves again")
-        if cap is None:
-            return None
-        spent = used.llm_usd + self._spent_this_tick()
-        if reservation is None and spent + estimate <= cap + 1e-12:
-            return None
-        return (f"max_llm_usd: ${spent:.2f} of ${cap:.2f} is spent and the next Claude call may cost up to "
-                f"${estimate:.3f} (raise max_llm_usd in program.md to go on with Claude)")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Budget:
-    """What the step counts as used (the ledger and the backend's listing) and the prices it charges them at."""
-
-    used: Usage
-    prices: dict[str, float] | None
-
-    def with_pending(self, program, state: CampaignState, pending: list[Proposal]) -> Usage:
-        """``used`` with this step's earlier proposals charged as the intents the step will admit."""
-        return plus_intents(self.used, _pending_rows(program, state, pending), self.prices)
-
-
-def _room_for_another(program, used: Usage, prices: dict[str, float] | None) -> bool:
-    """Could even the smallest job (cheapest allowed flavor, one minute) still fit the budget?"""
-    cheapest = min(program.envelope.allowed_flavors, key=lambda flavor: price_per_hour(flavor, prices))
-    return not budget_problems(program.envelope, used, flavor=cheapest, timeout_s=60, prices=prices,
-                               keep_jobs=program.final_jobs)
-
-
-def _pending_rows(program, state: CampaignState, pending: list[Proposal]) -> list[ExperimentRow]:
-    """This step's earlier proposals as the intent rows the step would admit them as."""
-    return [ExperimentRow(iter=state.next_iter + offset, ts="", status="proposed", config=dict(p.config),
-                          flavor=p.flavor or program.default_flavor, timeout_s=p.timeout_s or program.default_timeout_s)
-            for offset, p in enumerate(pending)]
-
-
-def _with_pending(program, state: CampaignState, pending: list[Proposal]) -> CampaignState:
-    """``state`` with this step's earlier proposals as in-flight rows, so the fallback avoids them."""
-    if not pending:
-        return state
-    experiments = dict(state.experiments)
-    experiments.update((row.iter, row) for row in _pending_rows(program, state, pending))
-    return dataclasses.replace(state, experiments=experiments)

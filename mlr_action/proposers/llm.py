@@ -17,7 +17,8 @@ Guarantees:
   sleeping through the tick. A request the API refuses (bad key, unknown
   model, bad request) raises :class:`LlmUnavailable` with the fix. An answer
   that is a refusal, cut off, or not the asked-for JSON comes back as
-  :class:`Parsed` with ``problems``, never as an exception.
+  :class:`~mlr_action.proposers.llm_answers.Parsed` with ``problems``, never
+  as an exception (:mod:`mlr_action.proposers.llm_answers` reads the answers).
 - The model is given no tool except the web search server tool (bounded by
   ``max_uses``) in research calls, and no credential. Messages never carry the
   API key: every error text is redacted.
@@ -30,10 +31,11 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from mlr_action.core.jobs import TransientError
+from mlr_action.proposers.llm_answers import Parsed, api_message, as_param, collect, judge, read_problems, unavailable_text
 from mlr_action.proposers.pricing import cost_usd, web_searches
 from mlr_action.proposers.research import SearchOutcome
 from mlr_action.core.redaction import redact
@@ -67,15 +69,6 @@ class Spend:
     web_searches: int = 0
     usd: float = 0.0
     estimated: int = 0  # calls charged their estimate because the response had no usage
-
-
-@dataclass
-class Parsed:
-    """One structured-output call: the parsed answer, the raw text, and what is wrong with it."""
-
-    answer: Any = None
-    text: str = ""
-    problems: list[str] = field(default_factory=list)
 
 
 def retry_after(headers: Any) -> float | None:
@@ -193,8 +186,8 @@ class ClaudeClient:
         except (anthropic.APIError, _WaitTooLong) as exc:
             raise self._translate(exc) from None
         except Exception as exc:  # the SDK could not read the answer: pydantic's error, or a malformed message
-            return Parsed(text=self.last_text, problems=_read_problems(exc))
-        return _judge(message, self.last_text)
+            return Parsed(text=self.last_text, problems=read_problems(exc))
+        return judge(message, self.last_text)
 
     def search(self, *, system: str, user: str, max_uses: int, max_tokens: int, estimate_usd: float,
                before_call: Callable[[], str | None] = lambda: None) -> SearchOutcome:
@@ -220,12 +213,12 @@ class ClaudeClient:
                 outcome.errors.append(f"unreadable answer ({type(exc).__name__})")
                 break
             blocks = list(getattr(message, "content", None) or [])
-            _collect(blocks, outcome)
+            collect(blocks, outcome)
             outcome.stop_reason = str(getattr(message, "stop_reason", "") or "")
             if outcome.stop_reason != "pause_turn":
                 break
             outcome.continuations += 1
-            assistant = assistant + [_as_param(b) for b in blocks]
+            assistant = assistant + [as_param(b) for b in blocks]
         return outcome
 
     def _translate(self, exc: Exception) -> Exception:
@@ -238,14 +231,14 @@ class ClaudeClient:
         if isinstance(exc, anthropic.APIConnectionError):
             return TransientError(f"cannot reach the Anthropic API ({redact(str(exc))})")
         status = getattr(exc, "status_code", None)
-        detail = shorten(redact(_api_message(exc)), 200)
+        detail = shorten(redact(api_message(exc)), 200)
         if status == 529:
             return TransientError(f"the Anthropic API is overloaded (529) after {self._max_retries} retries: {detail}")
         if status == 429:
             return TransientError(f"rate limited by the Anthropic API (429) after {self._max_retries} retries: {detail}")
         if isinstance(status, int) and (status >= 500 or status in (408, 409)):
             return TransientError(f"Anthropic API error {status} after {self._max_retries} retries: {detail}")
-        return LlmUnavailable(_unavailable_text(status, detail, self.model))
+        return LlmUnavailable(unavailable_text(status, detail, self.model))
 
 
 def _maybe_billed(exc: BaseException) -> bool:
@@ -262,77 +255,6 @@ def _maybe_billed(exc: BaseException) -> bool:
             return False
         cause = cause.__cause__ or cause.__context__
     return True
-
-
-# --- Reading answers (SDK objects in, plain data out) -------------------------------
-
-
-def _judge(message: Any, text: str) -> Parsed:
-    stop = getattr(message, "stop_reason", None)
-    if stop == "refusal":
-        return Parsed(text=text, problems=["the model refused to answer (stop_reason refusal)"])
-    answer = getattr(message, "parsed_output", None)
-    if stop == "max_tokens":
-        return Parsed(text=text, problems=["the answer was cut off at max_tokens before the JSON was complete"])
-    if answer is None:
-        return Parsed(text=text, problems=[f"the answer held no JSON object (stop_reason {stop})"])
-    return Parsed(answer=answer, text=text)
-
-
-def _read_problems(exc: Exception) -> list[str]:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            return [
-                f"{'.'.join(str(p) for p in e.get('loc', ())) or 'answer'}: {shorten(str(e.get('msg', '')), 160)}"
-                for e in errors()[:10]
-            ]
-        except Exception:  # pragma: no cover - pydantic always gives a list
-            pass
-    return [f"the answer could not be read ({type(exc).__name__}: {shorten(redact(str(exc)), 160)})"]
-
-
-def _collect(blocks: list[Any], outcome: SearchOutcome) -> None:
-    seen = {url for _, url in outcome.sources}
-    for block in blocks:
-        kind = getattr(block, "type", None)
-        if kind == "text" and isinstance(getattr(block, "text", None), str):
-            outcome.text += block.text
-        elif kind == "server_tool_use":
-            outcome.searches += 1
-        elif kind == "web_search_tool_result":
-            content = getattr(block, "content", None)
-            if isinstance(content, list):
-                for result in content:
-                    url, title = getattr(result, "url", None), getattr(result, "title", None)
-                    if isinstance(url, str) and url not in seen:
-                        seen.add(url)
-                        outcome.sources.append((title if isinstance(title, str) else url, url))
-            else:
-                outcome.errors.append(str(getattr(content, "error_code", "unknown")))
-
-
-def _as_param(block: Any) -> Any:
-    to_dict = getattr(block, "to_dict", None)
-    return to_dict(warnings=False) if callable(to_dict) else block
-
-
-def _api_message(exc: Exception) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))
-    return str(getattr(exc, "message", "") or exc)
-
-
-def _unavailable_text(status: Any, detail: str, model: str) -> str:
-    fixes = {
-        401: "the API key was refused: check the ANTHROPIC_API_KEY secret",
-        403: "the API key may not do this: check the key's workspace and permissions",
-        404: f"model {model} was not found: check --model (or the action's model input)",
-        413: "the request was too large",
-    }
-    fix = fixes.get(status, "the API refused the request")
-    return f"{fix} (HTTP {status}: {detail})"
 
 
 def api_key_from_env() -> str | None:

@@ -32,7 +32,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlr_action.github.gitrepo import REGULAR_MODES, GitError, GitRepo
+from mlr_action.github.gitrepo import GitRepo
+from mlr_action.github.gitruns import REGULAR_MODES, GitError
 from mlr_action.core.program import MAX_PROGRAM_BYTES, Program, ProgramError, parse_program, script_path
 from mlr_action.job.shipped import ShipError, ShippedFolder, from_commit
 

@@ -7,7 +7,8 @@ import pytest
 from loopback.github_server import BOT, FakeGitHub
 from mlr_action.core.jobs import PermanentError, TransientError
 from mlr_action.forges import make_forge
-from mlr_action.github.forge import GitHubForge, GitHubPermanentError, GitHubTransientError
+from mlr_action.github.api_errors import GitHubPermanentError, GitHubTransientError
+from mlr_action.github.forge import GitHubForge
 from mlr_action.github.messages import ACTIONS_PR_SETTING, ESCALATION_LABEL, ONBOARDING_LABEL
 from mlr_action.render.reports import render_escalation
 from simulate import FakeClock

@@ -9,8 +9,8 @@ import pytest
 
 from loopback.comment_server import CommentServer
 from mlr_action.core.markup import literal
-from mlr_action.github.pr_comment import (MARKER, Baseline, CommentError, FileChanges, envelope_changes, program_changes,
-                                   render_validation, upsert_comment)
+from mlr_action.github.pr_comment import MARKER, CommentError, upsert_comment
+from mlr_action.github.pr_comment_body import Baseline, FileChanges, envelope_changes, program_changes, render_validation
 from mlr_action.core.program import parse_program
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 

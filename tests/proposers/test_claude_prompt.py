@@ -12,7 +12,7 @@ from claude_helpers import CAMPAIGN, ENVELOPE, done_row, make_repo, program_of, 
 from mlr_action.core.budget import Usage
 from mlr_action.core.ledger import EventRow
 from mlr_action.proposers import prompt, research
-from mlr_action.proposers.claude import PROPOSAL_MAX_TOKENS
+from mlr_action.proposers.claude_budget import PROPOSAL_MAX_TOKENS
 from mlr_action.proposers.pricing import DEFAULT_MODEL, PRICES, UNKNOWN_PRICE, cost_usd, estimate_usd, price_for, prompt_tokens
 from mlr_action.core.state import fold
 from mlr_action.render.summary import render_summary

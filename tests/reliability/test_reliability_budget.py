@@ -154,7 +154,7 @@ class FakeLLM:
         self.spend.usd += cost
 
     def parse(self, *, system: str, user: str, output: type, max_tokens: int, estimate_usd: float):
-        from mlr_action.proposers.llm import Parsed
+        from mlr_action.proposers.llm_answers import Parsed
 
         self._bill(estimate_usd)
         if self.rng.random() < 0.2:
