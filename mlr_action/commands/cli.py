@@ -123,7 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(describe_envelope(program, prices))
     if note:
         print(f"\nnote: {note}")
-    from mlr_action.job.preflight import report
+    from mlr_action.job.preflight_report import report
 
     lines, ok = report(program, folder=path.parent, repo=args.repo.resolve(), backend=backend)
     print("\n" + "\n".join(lines))
