@@ -1,4 +1,4 @@
-"""The HF hardware catalog as the hf backend uses it, and the sealed cache that spares a request per tick.
+"""The HF hardware catalog as the hf backend uses it, the sealed cache that spares a request per tick, and the account.
 
 Guarantees:
 
@@ -17,6 +17,14 @@ Guarantees:
   endpoint) does not unseal and is read again from HF, so a cached price can
   never lower a charge. The token itself is never written; the key is a hash
   of it.
+- :class:`CatalogLookups` is the backend's side of both: ``prices()`` are
+  live USD per hour, the catalog read at most once an hour (when it cannot
+  be read they are None and ``prices_note`` says why, so the step prices
+  from the built-in table and says so); ``flavor_memory()`` gives the same
+  catalog's memory; ``use_cache`` and ``cache`` take and give the sealed
+  cache, so a tick with nothing to do asks HF only for the campaign's jobs;
+  ``account()`` and ``flavors()`` are what the preflight asks (whoami, and the
+  live catalog's flavors).
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
+from mlr_action.backends._hf_calls import MESSAGES, HfCalls
 from mlr_action.core.flavors import FlavorMemory
+from mlr_action.core.jobs import BackendError
 
 UNITS_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
 CACHE_VERSION = 1
@@ -133,3 +144,85 @@ def unseal(data: Any, *, token: str, endpoint: str) -> Cached | None:
         return None
     namespace = body.get("namespace") if isinstance(body.get("namespace"), str) else None
     return Cached(namespace=namespace, hardware=hardware, read_at=read_at)
+
+
+def prices_per_hour(hardware: list[Any]) -> dict[str, float]:
+    """USD per hour by flavor from the hardware catalog (which prices per ``unit_label``)."""
+    return prices_of(read_catalog(hardware))
+
+
+# -- the backend's lookups: the catalog, the account, and what a tick need not ask again --------------
+
+
+class CatalogLookups(HfCalls):
+    """The catalog and account half of :class:`mlr_action.backends.hf.HfBackend` (kept by the step in runs/)."""
+
+    prices_note: str | None
+    clock: Callable[[], datetime]
+    token: Callable[[], str]
+    _whoami: str | None
+    _hardware: list[Hardware] | None
+    _hardware_read_at: datetime | None
+    _cache_changed: bool
+    _token: str | None
+    _token_lookup: Callable[[], str | None]
+
+    def prices(self) -> dict[str, float] | None:
+        """Live USD per hour by flavor (the catalog, read at most hourly); None, with ``prices_note``, when unknown."""
+        hardware = self._catalog()
+        if hardware is None:
+            return None
+        prices = prices_of(hardware)
+        self.prices_note = None if prices else MESSAGES["prices-fallback"].format(why="the catalog listed no prices")
+        return prices or None
+
+    def flavor_memory(self) -> dict[str, FlavorMemory] | None:
+        """RAM and GPU memory per accelerator by flavor, from the catalog :meth:`prices` read; None before or without it."""
+        return memory_of_catalog(self._hardware) if self._hardware is not None else None
+
+    def use_cache(self, data: Any) -> None:
+        """Take the namespace and a catalog under an hour old from ``data``, when this token sealed it; else nothing."""
+        token = self._token or os.environ.get("HF_TOKEN") or self._token_lookup()
+        cached = unseal(data, token=token, endpoint=self.api.endpoint) if token else None
+        if cached is None:
+            return
+        if cached.namespace and self._namespace is None:
+            self._namespace = self._whoami = cached.namespace
+        if cached.hardware is not None and self._fresh(cached.read_at):
+            self._hardware, self._hardware_read_at = cached.hardware, cached.read_at
+
+    def cache(self) -> dict[str, Any] | None:
+        """What to keep for the next tick, sealed; None when nothing new was looked up."""
+        if not self._cache_changed:
+            return None
+        return seal(token=self.token(), endpoint=self.api.endpoint, namespace=self._whoami,
+                    hardware=self._hardware, read_at=self._hardware_read_at)
+
+    def _fresh(self, read_at: datetime | None) -> bool:
+        age = (self.clock() - read_at).total_seconds() if read_at is not None else -1.0
+        return 0 <= age < MAX_AGE_S
+
+    def _catalog(self) -> list[Hardware] | None:
+        if self._hardware is not None and self._fresh(self._hardware_read_at):
+            return self._hardware
+        try:
+            items = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+        except BackendError as exc:
+            self.prices_note = MESSAGES["prices-fallback"].format(why=str(exc).rstrip("."))
+            return None
+        self._hardware, self._hardware_read_at = read_catalog(items), self.clock()
+        self._cache_changed = True
+        return self._hardware
+
+    # -- preflight (mlr validate --backend hf, the pull request check) -------------
+
+    def account(self) -> tuple[str, list[str]]:
+        """The token's user and the organizations it belongs to (whoami)."""
+        self.token()
+        me = self._call("checking the token (whoami)", lambda: self.api.whoami(cache=True), namespaced=False)
+        return str(me["name"]), [str(o.get("name")) for o in me.get("orgs") or [] if isinstance(o, dict)]
+
+    def flavors(self) -> list[str]:
+        """The flavors of the live hardware catalog."""
+        hardware = self._call("reading the hardware catalog", self.api.list_jobs_hardware, namespaced=False)
+        return [str(item.name) for item in hardware]

@@ -151,7 +151,8 @@ def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str
     gitsync read GITHUB_TOKEN and MLR_LEDGER_BRANCH. (every event, the last exit code, what the tick spent)."""
     from mlr_action.github import gitsync
     from mlr_action.shell import tick
-    from mlr_action.commands.cli import _make_step, build_parser
+    from mlr_action.commands.cli import _make_step
+    from mlr_action.commands.cli_parser import build_parser
     from mlr_action.github.gitsync import LEDGER_BRANCH_ENV
     from mlr_action.core.spent import spent_text
     from mlr_action.shell.step import StepResult

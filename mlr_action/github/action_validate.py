@@ -84,7 +84,7 @@ def preflight_for(root: Path, program_name: str, program, *, backend: str) -> li
     ``backend: hf`` the allowed flavors are checked against the live hardware catalog (no token is needed,
     and none is used: the check has no secrets).
     """
-    from mlr_action.job.preflight import checked
+    from mlr_action.job.preflight_report import checked
     from mlr_action.job.shipped import ShipError
 
     try:
@@ -115,7 +115,8 @@ def _head_folder(root: Path, program_name: str):
 
 def _catalog(program):
     """The allowed flavors against HF's live hardware catalog; a warning when it cannot be read."""
-    from mlr_action.job.preflight import WARNING, Finding, flavor_findings
+    from mlr_action.job.preflight import WARNING, Finding
+    from mlr_action.job.preflight_hf import flavor_findings
 
     try:
         from mlr_action.backends import _hf_http

@@ -7,7 +7,10 @@ same for a local step: the folder as committed at HEAD); :mod:`.runner` is the
 small program that runs inside the job (it sets up the environment, runs the
 script and reports); :mod:`.receives` says in words what the job receives,
 :mod:`.preflight` checks before approval that a job would find everything it
-needs, and :mod:`.wakeup` is the job's wake-up of the next tick.
+needs (:mod:`.preflight_hf` asks HF about the token, namespace and flavors,
+:mod:`.preflight_report` puts the findings together for ``mlr validate`` and
+the pull request check), and :mod:`.wakeup` is the job's wake-up of the next
+tick.
 
 Guarantees: the same program, row and commit give the same spec, byte for
 byte, on every backend; nothing a job is given comes from outside the

@@ -2,14 +2,17 @@
 
 Two parts:
 
-- :func:`folder_findings` (pure, given the shipped folder): the script is in
-  the folder; the dependency declaration that applies (:mod:`mlr_action.job.runner`)
-  and whether it reads; every local import of the script, and of the local
-  modules it imports in turn, present in the folder (read with :mod:`ast`,
-  never run); third-party imports covered by a declaration; the folder's
-  size; symlinks and submodules that are not shipped.
-- :func:`hf_findings` (through the hf backend): the token and the namespace
-  (whoami), and every allowed flavor in the live hardware catalog.
+- :func:`folder_findings` (here; pure, given the shipped folder): the script
+  is in the folder; the dependency declaration that applies
+  (:mod:`mlr_action.job.runner`) and whether it reads; every local import of
+  the script, and of the local modules it imports in turn, present in the
+  folder (read with :mod:`ast`, never run); third-party imports covered by a
+  declaration; the folder's size; symlinks and submodules that are not shipped.
+- :mod:`mlr_action.job.preflight_hf` (through the hf backend): the token and
+  the namespace (whoami), and every allowed flavor in the live hardware catalog.
+
+:mod:`mlr_action.job.preflight_report` puts them together for ``mlr validate``
+and the pull request check.
 
 Guarantees: a :class:`Finding` is one line for people; a ``problem`` says what
 is wrong and the fix, a ``warning`` what may be wrong, an ``info`` what will
@@ -26,7 +29,6 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlr_action.job.runner import HEADER, NOTHING, REQUIREMENTS, Recipe
 from mlr_action.job.shipped import LARGE_BYTES, ShippedFolder
@@ -254,85 +256,3 @@ def _declared(third: dict[str, tuple[str, int]], plan: Recipe, script: str) -> l
     return [Finding(WARNING, f"{', '.join(unmatched[:12])} imported by the code but not declared in {where} under "
                              "that name: declare it unless another package brings it (or the image has it); if it "
                              "is a module of yours, commit it in the campaign folder")]
-
-
-# -- Hugging Face ----------------------------------------------------------------------------------------
-
-
-def hf_findings(backend: Any, program: Any, campaign_id: str) -> list[Finding]:
-    """The token, the namespace and the flavors, asked of HF through ``backend`` (an HfBackend)."""
-    from mlr_action.core.jobs import BackendError
-
-    out = []
-    try:
-        user, orgs = backend.account()
-        namespace = program.campaign.namespace or user
-        if namespace not in (user, *orgs):
-            out.append(Finding(PROBLEM, f"namespace: the token's user {user} is not a member of {namespace} (it belongs "
-                                        f"to {', '.join(orgs) or 'no organization'}): fix `namespace:` or use a token "
-                                        f"of a member of {namespace}"))
-        else:
-            out.append(Finding(INFO, f"token: user {user}; jobs run and are billed in {namespace}"))
-            out.append(Finding(INFO, f"the folder is uploaded to the private model repo {namespace}/"
-                                     f"{backend.code_repo(campaign_id).split('/', 1)[1]} and mounted read-only"))
-    except BackendError as exc:
-        out.append(Finding(PROBLEM, f"token: {exc}"))
-    return out + flavor_findings(backend, program)
-
-
-def flavor_findings(backend: Any, program: Any) -> list[Finding]:
-    """Every allowed flavor in HF's live hardware catalog (a public list: no token needed)."""
-    from mlr_action.core.jobs import BackendError
-
-    try:
-        catalog = backend.flavors()
-    except BackendError as exc:
-        return [Finding(WARNING, f"the hardware catalog could not be read ({exc}); flavors not checked")]
-    return [Finding(PROBLEM, f"allowed_flavors: {flavor} is not in HF's hardware catalog today (it offers "
-                             f"{', '.join(sorted(catalog)[:20])}): remove it or pick one of those")
-            for flavor in program.envelope.allowed_flavors if flavor not in catalog]
-
-
-# -- the report ---------------------------------------------------------------------------------------------
-
-
-def checked(program: Any, shipped: ShippedFolder, *, work_tree: Path, repo: Path) -> tuple[list[str], list[Finding], str]:
-    """What a job receives from ``shipped`` (one line each), the folder's findings, and the campaign id.
-
-    The one core of ``mlr validate`` (:func:`report`) and the pull request check
-    (:func:`mlr_action.github.action_validate.preflight_for`); each adds its own HF checks.
-    """
-    from mlr_action.job.jobspec import campaign_id_for
-    from mlr_action.core.program import script_path
-    from mlr_action.job.receives import receives_lines
-    from mlr_action.job.runner import code_repo, recipe
-
-    script = script_path(program.campaign.script)[0] or program.campaign.script
-    plan = recipe(shipped, script, program.campaign)
-    findings = folder_findings(shipped, script, plan, work_tree=work_tree)
-    campaign = campaign_id_for(program, repo)
-    repo_id = code_repo(program.campaign.namespace or "<the token's user>", campaign)
-    return receives_lines(program, shipped, plan, script, code_repo=repo_id), findings, campaign
-
-
-def report(program: Any, *, folder: Path, repo: Path, backend: Any = None) -> tuple[list[str], bool]:
-    """The lines of ``mlr validate``'s "What a job receives" and "Preflight" sections, and whether no problem.
-
-    ``folder`` holds program.md (the work tree's files are read as git would commit them); ``backend``, the hf
-    backend, adds the token, namespace and flavor checks.
-    """
-    from mlr_action.job.shipped import ShipError, from_work_tree
-
-    try:
-        shipped = from_work_tree(folder)
-    except ShipError as exc:
-        return ["Preflight", f"  problem: {exc}"], False
-    receives, findings, campaign = checked(program, shipped, work_tree=folder, repo=repo)
-    if backend is not None:
-        findings += hf_findings(backend, program, campaign)
-    lines = ["What a job receives", *(f"  {line}" for line in receives)]
-    lines += ["", "Preflight", *(f"  {f}" for f in findings)]
-    bad = problems(findings)
-    lines.append(f"  {len(bad)} problem{'s' * (len(bad) != 1)}: fix each before approving" if bad
-                 else "  no problem found")
-    return lines, not bad

@@ -1,6 +1,7 @@
 """The words and pages a person reads: stop reports and escalations
-(:mod:`.reports`), the final evaluation's report (:mod:`.final_report`), the
-summary in ``runs/summary.md`` (:mod:`.summary`), the ``mlr status`` views
+(:mod:`.reports`) and why a campaign stopped (:mod:`.stop_reasons`), the final
+evaluation's report (:mod:`.final_report`), the summary in ``runs/summary.md``
+(:mod:`.summary`) and its chart (:mod:`.chart`), the ``mlr status`` views
 (:mod:`.views`), a result's provenance (:mod:`.provenance`) and the small
 formatters they share (:mod:`.words`).
 

@@ -5,10 +5,11 @@ Guarantees:
 - Pure rendering: no clock reads and no I/O. ``now`` is passed in (an aware
   datetime or an ISO string) and only printed, so the same inputs give the
   same text.
-- User-facing messages live here so they can be read as a set:
-  :data:`STOP_REASONS` (why a campaign stopped, and what the user can do
-  about it) and :data:`ESCALATIONS` (what went wrong, what was spent, how to
-  fix it). :mod:`mlr_action.render.summary` reuses them.
+- User-facing messages live together so they can be read as a set:
+  :data:`ESCALATIONS` here (what went wrong, what was spent, how to fix it),
+  and the stop reasons in :mod:`mlr_action.render.stop_reasons` (why a
+  campaign stopped, and what the user can do about it). The final writeup
+  (:func:`final_writeup`) is shared with :mod:`mlr_action.render.summary`.
 - Every string that comes from outside (errors, hypotheses, configs, Hub
   URLs, log tails, validation problems) passes through
   :func:`mlr_action.core.redaction.redact` before it is rendered, so no token
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import NamedTuple
 
 from mlr_action.core.budget import Usage
 from mlr_action.core.durations import format_duration
@@ -36,118 +36,12 @@ from mlr_action.core.redaction import redact
 from mlr_action.core.spent import NOTHING_SPENT
 from mlr_action.core.state import CampaignState
 from mlr_action.core.metric import format_metric
+from mlr_action.render.stop_reasons import goal_words, next_steps, stop_reason_short, stop_reason_text
 from mlr_action.render.words import format_now, format_usd, shown_config, shorten, tail
 
 
 def campaign_name(program: Program, state: CampaignState) -> str:
     return state.campaign_id or program.campaign.name or "campaign"
-
-
-def _goal(program: Program) -> str:
-    campaign = program.campaign
-    if campaign.target is None:
-        return f"{campaign.direction} {campaign.metric}"
-    op = "≥" if campaign.direction == "maximize" else "≤"
-    return f"{campaign.metric} {op} {format_metric(campaign.target)}"
-
-
-# --- Stop reasons -------------------------------------------------------------
-
-
-class StopReason(NamedTuple):
-    short: str  # for titles and commit messages
-    words: str  # completes "The campaign stopped because ..."; {goal} and {patience} come from the program
-    next_steps: tuple[str, ...]  # what the user can do about it
-
-
-# After a stop, a merged change to the YAML blocks of program.md resumes the
-# campaign (merging is the approval to spend; see decide.resumption), except
-# after a stop by a person, which only a person undoes.
-STOP_REASONS: dict[str, StopReason] = {
-    "target": StopReason(
-        "target reached",
-        "the target was reached ({goal})",
-        (
-            "Use the best result above (its config, and its Hub URL when the job pushed one).",
-            "To search for something better, set a more ambitious `target` in program.md and merge the change: "
-            "the next tick resumes the campaign.",
-        ),
-    ),
-    "budget": StopReason(
-        "budget spent",
-        "the budget is spent ({reserve})",
-        (
-            "To run more experiments, raise `max_jobs`, `max_walltime` or `max_cost_usd` in the "
-            "`## Budget envelope` block of program.md in a pull request and merge it: merging is the approval "
-            "to spend, and the next tick resumes the campaign.",
-        ),
-    ),
-    "patience": StopReason(
-        "no improvement",
-        "there was no improvement in {patience} experiments in a row",
-        (
-            "To keep searching, raise or remove `patience`, or widen `params`, in program.md and merge the "
-            "change: the next tick resumes the campaign.",
-        ),
-    ),
-    "errors": StopReason(
-        "repeated errors",
-        "experiments kept failing with errors that retrying will not fix",
-        (
-            "Read the errors in the experiments table and fix the training script or the environment "
-            "(for example the `HF_TOKEN` secret).",
-            "Then merge a change to the `## Budget envelope` or `## Campaign` block of program.md "
-            "(raising `max_jobs` will do) to start again.",
-        ),
-    ),
-    "exhausted": StopReason(
-        "search space exhausted",
-        "every configuration in the search space has been tried",
-        (
-            "To keep searching, widen `params` in program.md (wider ranges, more choices) and merge the "
-            "change: the next tick resumes the campaign.",
-        ),
-    ),
-    "human": StopReason(
-        "stopped by a person",
-        "a person stopped it",
-        (
-            "A stop by a person is not undone by a change to program.md. "
-            "To continue, resume the campaign from the dashboard issue.",
-        ),
-    ),
-}
-_UNKNOWN_NEXT = (
-    "To continue, raise the budget envelope or change the search in program.md and merge the change: "
-    "the next tick resumes the campaign.",
-)
-
-
-def stop_reason_short(reason: str) -> str:
-    known = STOP_REASONS.get(reason)
-    return known.short if known else "stopped"
-
-
-def stop_reason_text(reason: str, program: Program) -> str:
-    """Why the campaign stopped, completing "The campaign stopped because ..."."""
-    known = STOP_REASONS.get(reason)
-    if known is None:
-        return f"of {code(shorten(reason)) or 'a reason that was not recorded'}"
-    return known.words.format(goal=_goal(program), patience=program.campaign.patience or "several",
-                              reserve=reserve_words(program))
-
-
-def reserve_words(program: Program) -> str:
-    """What the reserve the search keeps is for: the final evaluation when program.md has one, else nothing yet."""
-    if program.campaign.final is not None:
-        return "what is left is kept for the final evaluation and writeup"
-    return ("what is left is kept in reserve, unspent: a `final` block in program.md would spend it on a final "
-            "evaluation of the best config")
-
-
-def next_steps(reason: str) -> list[str]:
-    known = STOP_REASONS.get(reason)
-    return list(known.next_steps if known else _UNKNOWN_NEXT)
 
 
 # --- The final writeup, shared by the summary and the stop report -------------
@@ -265,7 +159,7 @@ def render_stop_report(
     if stop is not None and stop.detail:
         lines += ["", f"> {code(shorten(stop.detail, 300))}"]
     if stop is not None and stop.ts:
-        lines += ["", f"Stopped at {plain(stop.ts)}. Goal: {_goal(program)}."]
+        lines += ["", f"Stopped at {plain(stop.ts)}. Goal: {goal_words(program)}."]
     lines += ["", *final_writeup(program, state, used, final_section=True, prices=prices), ""]
     lines.append("The full table of experiments is in `runs/summary.md`; every row is in `runs/ledger.jsonl`.")
     lines += ["", _footer(now)]

@@ -12,7 +12,7 @@ Guarantees:
   budget used, limit and left; jobs in flight; when an LLM proposer wrote
   rows, its spend, research notes and fallbacks; a table of every experiment;
   which code the experiments ran and where it changed (:mod:`mlr_action.render.provenance`);
-  a chart of the metric and best so far per iteration.
+  a chart of the metric and best so far per iteration (:mod:`mlr_action.render.chart`).
 - Every string that comes from outside (hypotheses, errors, configs, Hub
   URLs, the prices note) is redacted (:func:`mlr_action.core.redaction.redact`) and
   shown, never rendered: as code or as a word that cannot render
@@ -20,25 +20,22 @@ Guarantees:
   reference from a job, an LLM or the ledger reaches the page. Table cells
   have ``|`` escaped and newlines flattened, so a row can never break the
   table.
-- The chart is a valid Mermaid ``xychart-beta`` with two ``line`` series over
-  the same x-axis: the metric of each finished experiment that has one, and
-  the best metric seen up to that iteration (monotone by construction). With
-  fewer than two points it is replaced by a sentence.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 
 from mlr_action.core.budget import RESERVE, Usage
 from mlr_action.core.durations import format_duration
-from mlr_action.core.ledger import FINISHED, ExperimentRow
+from mlr_action.core.ledger import ExperimentRow
 from mlr_action.core.markup import cell, code, plain
 from mlr_action.core.program import Program
+from mlr_action.render.chart import chart_section
 from mlr_action.render.provenance import code_section
-from mlr_action.render.reports import campaign_name, final_writeup, result_lines, stop_reason_text
+from mlr_action.render.reports import campaign_name, final_writeup, result_lines
+from mlr_action.render.stop_reasons import stop_reason_text
 from mlr_action.core.metric import format_metric
 from mlr_action.render.words import format_now, format_usd, short_error, shorten, shown_config
 from mlr_action.core.state import CampaignState
@@ -67,7 +64,7 @@ def render_summary(
         _proposer(state),
         _experiments(state),
         code_section(state),
-        _chart(program, state),
+        chart_section(program, state),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -266,45 +263,3 @@ def _experiments(state: CampaignState) -> str:
         for e in state.experiments.values()
     ]
     return "\n".join(["## Experiments", "", _table(header, rows, "rllrr")])
-
-
-# --- Chart --------------------------------------------------------------------
-
-
-def chart_points(program: Program, state: CampaignState) -> list[tuple[int, float, float]]:
-    """``(iter, metric, best so far)`` for each finished experiment with a finite metric, by iter."""
-    points = []
-    best: float | None = None
-    for e in state.experiments.values():
-        if e.status not in FINISHED or e.metric is None or not math.isfinite(e.metric):
-            continue
-        if program.improves(e.metric, best):
-            best = e.metric
-        points.append((e.iter, e.metric, best))
-    return points  # type: ignore[return-value]
-
-
-def _chart(program: Program, state: CampaignState) -> str:
-    points = chart_points(program, state)
-    metric = program.campaign.metric
-    if len(points) < 2:
-        return f"## Progress\n\nThe chart of `{metric}` per iteration appears once two experiments have a result."
-    xs = ", ".join(f'"{i}"' for i, _, _ in points)
-    values = ", ".join(format_metric(m) for _, m, _ in points)
-    bests = ", ".join(format_metric(b) for _, _, b in points)
-    return "\n".join(
-        [
-            "## Progress",
-            "",
-            f"Two lines: `{metric}` of each finished experiment, and the best so far (the line that never gets worse).",
-            "",
-            "```mermaid",
-            "xychart-beta",
-            f'    title "{metric} per iteration"',
-            f'    x-axis "iteration" [{xs}]',
-            f'    y-axis "{metric}"',
-            f"    line [{values}]",
-            f"    line [{bests}]",
-            "```",
-        ]
-    )

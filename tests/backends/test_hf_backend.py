@@ -13,7 +13,9 @@ from backend_contract import FAIL, PRINT_ARGS_AND_ENV, SLEEP, BackendContract, m
 from loopback.hf_server import FakeHubServer  # noqa: E402
 from mlr_action.backends import _hf_http  # noqa: E402
 from mlr_action.core.jobs import JobSpec, JobStage, JobView, PermanentError, TransientError, labels_for  # noqa: E402
-from mlr_action.backends.hf import HfBackend, prices_per_hour, ship  # noqa: E402
+from mlr_action.backends._hf_catalog import prices_per_hour  # noqa: E402
+from mlr_action.backends._hf_ship import ship  # noqa: E402
+from mlr_action.backends.hf import HfBackend  # noqa: E402
 
 TOKEN = "hf_" + "FakeLoopbackToken0123456789abcdef"  # built, so no token-shaped literal is committed
 

@@ -16,7 +16,8 @@ from backend_contract import FAIL, PRINT_ARGS_AND_ENV, make_spec, write_script  
 from loopback.github_server import FakeGitHub  # noqa: E402
 from loopback.hf_server import FakeHubServer  # noqa: E402
 from mlr_action.backends import _hf_http  # noqa: E402
-from mlr_action.backends.hf import HfBackend, ship  # noqa: E402
+from mlr_action.backends._hf_ship import ship  # noqa: E402
+from mlr_action.backends.hf import HfBackend  # noqa: E402
 from mlr_action.core.redaction import redact  # noqa: E402
 from mlr_action.job.wakeup import TOKEN_ENV, Wake, wake_for, workflow_of  # noqa: E402
 

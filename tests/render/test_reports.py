@@ -14,7 +14,8 @@ from mlr_action.forges import make_forge
 from mlr_action.forges.files import FileForge
 from mlr_action.core.ledger import EventRow, ExperimentRow
 from mlr_action.core.program import parse_program
-from mlr_action.render.reports import ESCALATIONS, STOP_REASONS, redact, render_escalation, render_stop_report
+from mlr_action.render.reports import ESCALATIONS, redact, render_escalation, render_stop_report
+from mlr_action.render.stop_reasons import STOP_REASONS
 from mlr_action.core.state import fold
 
 T = "2025-01-02T03:04:05Z"

@@ -12,11 +12,12 @@ from mlr_action.core.budget import usage
 from mlr_action.core.ledger import EventRow, ExperimentRow
 from mlr_action.core.markup import cell
 from mlr_action.core.program import parse_program
-from mlr_action.render.reports import STOP_REASONS, reserve_words
+from mlr_action.render.stop_reasons import STOP_REASONS, reserve_words
 from mlr_action.core.metric import format_metric
 from mlr_action.render.words import format_usd
 from mlr_action.core.state import fold
-from mlr_action.render.summary import campaign_status, chart_points, render_summary
+from mlr_action.render.chart import chart_points
+from mlr_action.render.summary import campaign_status, render_summary
 
 T = "2025-01-02T03:04:05Z"
 PROGRAM = parse_program(program_text())

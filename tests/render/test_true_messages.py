@@ -95,7 +95,7 @@ def test_a_step_that_spent_nothing_still_says_nothing_was_spent(tmp_path):
 
 
 def test_the_hf_backend_never_says_nothing_was_spent_about_a_whole_step():
-    hf = pytest.importorskip("mlr_action.backends.hf")
+    hf = pytest.importorskip("mlr_action.backends._hf_calls")
     said = [m for m in hf.MESSAGES.values() if "nothing was spent" in m]
     assert said == [], "a backend knows about one request, not about what the step spent before it"
 
