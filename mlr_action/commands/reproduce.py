@@ -35,7 +35,8 @@ from pathlib import Path
 from mlr_action.job.committed import local_snapshot
 from mlr_action.core.ledger import LEDGER_PATH, read_ledger
 from mlr_action.core.metric import read_metric
-from mlr_action.core.program import ProgramError, load_program, output_repo_for, parse_program, script_path
+from mlr_action.core.program import ProgramError, load_program, parse_program
+from mlr_action.core.program_paths import output_repo_for, script_path
 from mlr_action.job.receives import command_line
 from mlr_action.core.redaction import redact
 from mlr_action.commands.reproduce_trust import commit_problem, unmerged_reason

@@ -14,7 +14,7 @@ Guarantees:
   finished; replaying the metrics in those jobs' own logs, in iter order,
   the bot's rule (keep only when better than the running best by more than
   ``min_delta``) makes it a discard; the ledger recorded it finished and discarded; and the
-  repo is :func:`~mlr_action.core.program.output_repo_for` that iter (what the
+  repo is :func:`~mlr_action.core.program_paths.output_repo_for` that iter (what the
   job was given as ``MLR_OUTPUT_REPO``), the one its row names, matching an
   ``output_repos`` glob. Never a repo of a kept run (the best included), by
   the ledger's word or the backend's, and never one of the final
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from mlr_action.core.jobs import JobStage, JobView
 from mlr_action.core.ledger import FINISHED, EventRow
 from mlr_action.core.metric import read_metric
-from mlr_action.core.program import Program, output_repo_for
+from mlr_action.core.program import Program
+from mlr_action.core.program_paths import output_repo_for
 from mlr_action.core.state import CampaignState
 
 DELETED_EVENT = "deleted"

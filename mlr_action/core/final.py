@@ -8,22 +8,25 @@ Guarantees (pure: no I/O and no clock):
 - It runs only after a stop for the target, patience, the budget or an exhausted search space, and only when
   the search kept a result (:func:`not_run_because` says why not): never after a stop by a person, who may be
   saving the money, nor after repeated errors, where the reserve would be spent on the same failure.
-- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted (:func:`mlr_action.core.decide.readmit_problems`) only
-  when it fits the whole envelope counted with ``used`` (the ledger and the backend's listing, jobs in flight
-  and intents at their full timeout) with no reserve: the final evaluation spends the reserve, nothing past
-  ``max_jobs``, ``max_walltime`` or ``max_cost_usd``; and ``max_parallel`` holds.
+- Never past the envelope: a repeat is planned (:func:`plan`) or resubmitted
+  (:func:`mlr_action.core.admission.readmit_problems`) only when it fits the whole envelope counted with
+  ``used`` (the ledger and the backend's listing, jobs in flight and intents at their full timeout) with no
+  reserve: the final evaluation spends the reserve, nothing past ``max_jobs``, ``max_walltime`` or
+  ``max_cost_usd``; and ``max_parallel`` holds.
 - Each attempt at a repeat of a search result is one iter, so one job: a repeat that completed, failed or is
   in flight is never planned again; one whose job was canceled before it finished (by a person on the backend,
   or by the bot after ``scheduling_timeout``) runs again once (:data:`RERUNS`), as a new iter, and a second
   cancel is final: the ``final`` row and the writeup then say how many repeats ran of how many. An attempt's
   iter is the next of the campaign's one sequence (never a search iter's), and its job carries the labels
   ``mlr-final-of`` and ``mlr-repeat`` besides ``mlr-campaign`` and ``mlr-iter``, so a job whose rows were lost
-  is adopted as that attempt (:func:`mlr_action.core.decide.reconcile`), never as a search result.
+  is adopted as that attempt (:func:`mlr_action.core.reconcile.reconcile`), never as a search result.
 - What a repeat runs comes from program.md (:func:`job_values`): the search result's config, checked against
   the search space, then ``fixed``, then the final block's ``fixed``, then that repeat's seed.
 - It ends with one ``final`` event row (``plan(...).done``): ``finished`` (every repeat ran), ``unaffordable``
   (nothing in flight and the next repeat does not fit; the row says what the rest would cost and what is
   left) or ``refused`` (the result cannot be run again as program.md stands).
+
+What it found and what it may cost, as the writeup shows it, is :mod:`mlr_action.core.final_outcome`.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from mlr_action.core.budget import RESERVE, Usage, billed_hours, budget_problems, charged_cost, charged_seconds, plus_intents
+from mlr_action.core.budget import Usage, billed_hours, budget_problems, plus_intents
 from mlr_action.core.durations import format_duration
 from mlr_action.core.flavors import price_per_hour
 from mlr_action.core.ledger import FINISHED, EventRow, ExperimentRow, experiment_row
-from mlr_action.core.program import Program, output_repo_for
+from mlr_action.core.program import Program
+from mlr_action.core.program_paths import output_repo_for
 from mlr_action.core.state import CampaignState
 
 ELIGIBLE = frozenset({"target", "patience", "budget", "exhausted"})  # the stops after which it runs
@@ -98,7 +102,7 @@ def flavor_timeout(program: Program, best: ExperimentRow) -> tuple[str, int]:
 
 def target_problems(program: Program, best: ExperimentRow) -> list[str]:
     """Why the search result ``best`` cannot be run again as program.md stands; empty when it can."""
-    from mlr_action.core.decide import space_problems
+    from mlr_action.core.admission import space_problems
 
     problems = [f"iter {best.iter}'s config: {p}" for p in space_problems(program, best.config)]
     _, timeout_s = flavor_timeout(program, best)
@@ -251,7 +255,7 @@ def _unaffordable(program: Program, state: CampaignState, used: Usage, missing: 
                  would_walltime_s=missing * job_s, would_cost_usd=round(cost, 6), **left)
 
 
-# --- What it found ---------------------------------------------------------------
+# --- What it found (the ``finished`` row says it; :mod:`mlr_action.core.final_outcome` shows the rest) ----------
 
 
 @dataclass(frozen=True)
@@ -299,68 +303,3 @@ class Spread:
             return f"{self.short()} (1 repeat{of}, no spread)"
         return (f"{self.short()} (mean ± sd over {self.n} repeats{of}, range {format_metric(min(self.values))} to "
                 f"{format_metric(max(self.values))})")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The final evaluation as the writeup shows it."""
-
-    of: ExperimentRow | None  # the search result run again
-    rows: tuple[ExperimentRow, ...]  # its repeats, by repeat (the last attempt of each)
-    attempts: tuple[ExperimentRow, ...]  # every attempt, by iter: a canceled repeat's rerun too
-    spread: Spread | None
-    phase: str
-    not_run: str | None  # why it does not run, when it does not
-    event: EventRow | None  # the row that ended it
-    walltime_s: float
-    cost_usd: float
-    confirmed: bool | None  # after a stop on the target: did the repeats' mean reach it too?
-    reached: int  # how many repeats reached the target
-
-    @property
-    def in_flight(self) -> int:
-        return sum(1 for r in self.rows if r.status not in FINISHED)
-
-
-def outcome(program: Program, state: CampaignState, prices: dict[str, float] | None = None) -> Outcome | None:
-    """The final evaluation of this campaign as it stands; None without a ``final`` block."""
-    if program.campaign.final is None:
-        return None
-    event = state.final_event
-    of_iter = getattr(event, "final_of", None) if event is not None else None
-    of = state.experiments.get(of_iter) if isinstance(of_iter, int) else state.best
-    rows = tuple(r for _, r in sorted(state.repeats_of(of.iter).items())) if of is not None else ()
-    attempts = tuple(r for r in state.finals.values() if of is not None and r.final_of == of.iter)
-    spread = Spread.of(rows)
-    stop = state.stopped
-    confirmed = None
-    if stop is not None and stop.reason == "target" and event is not None:
-        confirmed = spread is not None and program.reached_target(spread.mean)
-    return Outcome(of=of, rows=rows, attempts=attempts, spread=spread, phase=phase(program, state),
-                   not_run=not_run_because(program, state) if stop is not None else None, event=event,
-                   walltime_s=sum(charged_seconds(r) for r in attempts),
-                   cost_usd=sum(charged_cost(r, prices) for r in attempts),
-                   confirmed=confirmed, reached=sum(map(program.reached_target, spread.values if spread else ())))
-
-
-def reserve_note(program: Program, prices: dict[str, float] | None = None) -> str | None:
-    """For ``mlr validate``: the final evaluation's worst case, and whether the reserve alone pays for it."""
-    final = program.campaign.final
-    if final is None:
-        return None
-    env = program.envelope
-    flavor = final.flavor or program.default_flavor
-    timeout_s = final.timeout or program.default_timeout_s
-    starting_s = program.campaign.scheduling_timeout  # what HF Jobs may bill while each starts (budget.py)
-    walltime = final.repeats * (timeout_s + starting_s)
-    cost = final.repeats * price_per_hour(flavor, prices) * billed_hours(timeout_s + starting_s)
-    note = (f"{final.repeats} repeat(s) of the best config, {format_duration(timeout_s)} each on {flavor} (+ up to "
-            f"{format_duration(starting_s)} each to start on HF Jobs, scheduling_timeout): at most "
-            f"{format_duration(walltime)} and ${cost:.2f}; the search keeps {final.repeats} of max_jobs back")
-    short = walltime > env.max_walltime * RESERVE or (env.max_cost_usd is not None and cost > env.max_cost_usd * RESERVE)
-    if short:
-        note += (f". The {RESERVE:.0%} reserve ({format_duration(env.max_walltime * RESERVE)}"
-                 + (f", ${env.max_cost_usd * RESERVE:.2f}" if env.max_cost_usd is not None else "")
-                 + ") may not pay for all of it: what the search leaves unspent does too, and the writeup says what "
-                 "could not run")
-    return note

@@ -12,10 +12,10 @@ Guarantees:
   spell a settings heading.
 - A heading is a settings heading when its text as rendered (emphasis, code
   spans, entities and runs of spaces resolved, case ignored) is one of the
-  titles; ATX and setext headings alike. Its section runs to the next heading
-  of the same or a higher level, and every code block in it counts: fenced
-  with backticks or tildes whatever its info string, indented, inside a list
-  item or a block quote.
+  titles (:mod:`mlr_action.core.program_headings`); ATX and setext headings
+  alike. Its section runs to the next heading of the same or a higher level,
+  and every code block in it counts: fenced with backticks or tildes whatever
+  its info string, indented, inside a list item or a block quote.
 - What is approved is what a reviewer sees on the rendered page, so each of
   these is a problem of that section (never a block silently skipped or
   silently taken): more than one code block, or the heading more than once;
@@ -37,14 +37,13 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
+from mlr_action.core.program_headings import matcher, near_title, settings_key
+
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _OPTIONAL_END = frozenset("p li dt dd tr td th option colgroup caption thead tbody tfoot rt rp optgroup".split())
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*?)?(/?)>")  # no "<" inside: linear on any text
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
-_MARKUP = re.compile(r"[\\`*_&<\[!~]")
 _DEEPEST = 16  # containers open at once; markdown-it stops reading at 20 (maxNesting), GitHub does not
-_NEAR = 0.8  # a heading this close to a settings title (difflib's ratio) ...
-_NEAR_LENGTH = 3  # ... and at most this many characters longer or shorter reads like it (a typo, a lookalike, a colon)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class _Pass:
         self.stack: list[_Open] = []  # the headings whose sections are open, outermost first
         self.html_open: list[tuple[str, int]] = []  # raw HTML elements opened and not yet closed: (tag, line)
         self.starts: list[tuple[int, int, str]] = []  # (heading line, first line after it, title) for the prose
-        self.near = {key: _matcher(key) for key in titles}
+        self.near = {key: matcher(key) for key in titles}
         self.deep: int | None = None  # the first line nested past _DEEPEST
 
     def _open_settings(self) -> list[Settings]:
@@ -142,7 +141,7 @@ class _Pass:
         level, line = int(tok.tag[1]), tok.map[0] + 1
         while self.stack and self.stack[-1].level >= level:
             self.stack.pop()
-        key = _settings_key(raw, self.titles)
+        key = settings_key(raw, self.titles)
         self.stack.append(_Open(level, key, raw.strip(), line))
         self.starts.append((tok.map[0], tok.map[1], raw.strip()))
         if key is not None:
@@ -256,59 +255,15 @@ def _front_matter(lines: list[str], found: dict[str, Settings], titles: dict[str
 def _near_miss(o: _Open, near: dict[str, difflib.SequenceMatcher], titles: dict[str, str],
                found: dict[str, Settings]) -> None:
     """A heading with a code block under it that reads almost like a settings heading is a problem of that setting."""
-    text = _rendered(o.raw)
-    for key, matcher in near.items():
-        if abs(len(text) - len(key)) > _NEAR_LENGTH:
-            continue
-        matcher.set_seq1(text)
-        if matcher.quick_ratio() >= _NEAR and matcher.ratio() >= _NEAR:
-            lookalike = " (it has characters that only look like ASCII letters)" if not o.raw.isascii() else ""
-            settings = found.setdefault(key, Settings(title=titles[key]))
-            settings.note(
-                "near miss", f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like "
-                f"'{titles[key]}' but is not that heading{lookalike}; name it exactly '{titles[key]}', or rename it so "
-                "it cannot be taken for the settings")
-            return
-
-
-def _matcher(key: str) -> difflib.SequenceMatcher:
-    matcher = difflib.SequenceMatcher(None, autojunk=False)
-    matcher.set_seq2(key)
-    return matcher
-
-
-def _settings_key(raw: str, titles: dict[str, str]) -> str | None:
-    """The settings title ``raw`` renders as, or None; inline markup is parsed only when it could matter."""
-    if not _MARKUP.search(raw):
-        name = " ".join(raw.split()).casefold()
-        return name if name in titles else None
-    return next((k for k in titles if _could_be(raw, k) and _rendered(raw) == k), None)
-
-
-def _could_be(raw: str, key: str) -> bool:
-    """Can ``raw`` render as ``key``? A cheap test: entities aside, rendering only drops characters."""
-    if "&" in raw:
-        return True
-    letters = iter(c for c in raw.casefold() if c.isalnum())
-    return all(c in letters for c in key if c.isalnum())
-
-
-def _rendered(raw: str) -> str:
-    """The heading's text as a reader sees it: lower-case, runs of spaces as one space."""
-    text = raw
-    if _MARKUP.search(raw):
-        from markdown_it import MarkdownIt
-
-        parts: list[str] = []
-        stack = list(reversed(MarkdownIt("commonmark").parseInline(raw)[0].children or []))
-        while stack:
-            tok = stack.pop()
-            if tok.type in ("text", "code_inline"):
-                parts.append(tok.content)
-            elif tok.type == "image":
-                stack.extend(reversed(tok.children or []))
-        text = "".join(parts)
-    return " ".join(text.split()).casefold()
+    key = near_title(o.raw, near)
+    if key is None:
+        return
+    lookalike = " (it has characters that only look like ASCII letters)" if not o.raw.isascii() else ""
+    settings = found.setdefault(key, Settings(title=titles[key]))
+    settings.note(
+        "near miss", f"line {o.line}: the heading {_quoted(o.raw)} holds a code block and reads like "
+        f"'{titles[key]}' but is not that heading{lookalike}; name it exactly '{titles[key]}', or rename it so "
+        "it cannot be taken for the settings")
 
 
 def _shown(settings: Settings) -> str:

@@ -20,7 +20,7 @@ Guarantees:
   smallest step on a tie): never a pricier flavor with less memory, and never
   several GPUs standing in for a bigger one.
 - A remedy is used only when its result passes
-  :func:`mlr_action.core.decide.proposal_problems` (inside the search space, the
+  :func:`mlr_action.core.admission.proposal_problems` (inside the search space, the
   envelope and the budget; never the identical config on the same flavor
   that already failed) and has not been tried before; when none is left,
   None, and the proposer decides what comes next.
@@ -89,7 +89,7 @@ def recovery_proposal(
 
     ``memory`` is the live hardware catalog's memory per flavor, when the step has it.
     """
-    from mlr_action.core.decide import proposal_problems
+    from mlr_action.core.admission import proposal_problems
 
     failed = _oom_to_recover(state)
     if failed is None:

@@ -172,7 +172,7 @@ def _files(repo, tip: str, folder: str, program_rel: str, script: str):
     """
     from mlr_action.shell.authority import in_folder
     from mlr_action.github.pr_comment_body import FileChanges
-    from mlr_action.core.program import script_path
+    from mlr_action.core.program_paths import script_path
 
     head = repo.rev("HEAD")
     if head is None:

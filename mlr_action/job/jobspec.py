@@ -14,7 +14,7 @@ runs, and the job is labelled ``mlr-commit`` with that commit.
 Only program.md decides what a job may touch, never a ledger row: the row
 gives the config, flavor and timeout (checked against the envelope before a
 submit), but ``MLR_OUTPUT_REPO`` is always
-:func:`~mlr_action.core.program.output_repo_for` of the envelope, the campaign id
+:func:`~mlr_action.core.program_paths.output_repo_for` of the envelope, the campaign id
 and the iter, so it always matches an ``output_repos`` glob whatever the row
 says. The script's path is absolute but not resolved, so a backend can see
 (and refuse) a script that is a symlink.
@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 from mlr_action.core.jobs import COMMIT_LABEL, FINAL_OF_LABEL, REPEAT_LABEL, JobSpec, labels_for
 from mlr_action.core.final import job_values
 from mlr_action.core.ledger import ExperimentRow
-from mlr_action.core.program import Program, output_repo_for, script_path
+from mlr_action.core.program import Program
+from mlr_action.core.program_paths import output_repo_for, script_path
 from mlr_action.job.runner import recipe
 
 if TYPE_CHECKING:

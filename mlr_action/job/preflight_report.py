@@ -25,7 +25,7 @@ def checked(program: Any, shipped: ShippedFolder, *, work_tree: Path, repo: Path
     (:func:`mlr_action.github.action_validate.preflight_for`); each adds its own HF checks.
     """
     from mlr_action.job.jobspec import campaign_id_for
-    from mlr_action.core.program import script_path
+    from mlr_action.core.program_paths import script_path
     from mlr_action.job.receives import receives_lines
     from mlr_action.job.runner import code_repo, recipe
 

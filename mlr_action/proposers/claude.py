@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlr_action.core import decide
+from mlr_action.core import admission
 from mlr_action.core.budget import Usage, usage
 from mlr_action.core.ledger import EventRow
 from mlr_action.core.proposal import Proposal, Proposer
@@ -109,7 +109,7 @@ class ClaudeProposer(Reservations, Proposer):
         if check is None:
 
             def check(proposal: Proposal) -> list[str]:
-                return decide.proposal_problems(program, state, proposal, used=budget.used, prices=prices)
+                return admission.proposal_problems(program, state, proposal, used=budget.used, prices=prices)
 
         try:
             why = research.research_due(state)
@@ -172,7 +172,7 @@ class ClaudeProposer(Reservations, Proposer):
             return None, problems
         problems = list(check(proposal))
         if pending:  # ``check`` sees what is used before this step's proposals; the earlier ones will be charged too
-            more = decide.proposal_problems(program, with_pending(program, state, pending), proposal,
+            more = admission.proposal_problems(program, with_pending(program, state, pending), proposal,
                                             used=budget.with_pending(program, state, pending), prices=budget.prices)
             problems += [p for p in more if p not in problems]
         key = config_key(proposal.config)

@@ -1,6 +1,7 @@
 """The final evaluation in words: its own section of the summary, the dashboard and the stop report.
 
-Guarantees: pure rendering of :func:`mlr_action.core.final.outcome` (no clock, no I/O). The section says what ran
+Guarantees: pure rendering of :func:`mlr_action.core.final_outcome.outcome` (no clock, no I/O).
+The section says what ran
 (the search result, its config, each repeat's seed, the final block's arguments), what it found (the final
 metric as mean and spread over the repeats, next to the search metric), what it cost, and, after a stop on the
 target, whether it confirmed the target. When it did not run or ran short it says why, and what the rest would
@@ -11,7 +12,8 @@ cost. What comes from a job or the ledger (configs, errors, job ids, Hub URLs, c
 from __future__ import annotations
 
 from mlr_action.core.durations import format_duration
-from mlr_action.core.final import FINAL, Outcome, Spread, canceled_words, given_up, outcome, ran, seeds
+from mlr_action.core.final import FINAL, Spread, canceled_words, given_up, ran, seeds
+from mlr_action.core.final_outcome import Outcome, outcome
 from mlr_action.core.ledger import ExperimentRow
 from mlr_action.core.markup import cell, code, plain
 from mlr_action.core.program import Program

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlr_action.core.budget import Usage, charged_cost, usage, worst_case
 from mlr_action.core.durations import format_duration
-from mlr_action.core.final import reserve_note
+from mlr_action.core.final_outcome import reserve_note
 from mlr_action.core.flavors import price_per_hour
 from mlr_action.job.jobspec import campaign_id_for
 from mlr_action.core.ledger import LEDGER_PATH, EventRow, Row, read_ledger
@@ -144,7 +144,7 @@ def campaign_status(repo: Path, program_path: Path, *, program: Program | None =
 
 def _final_status(program: Program, state: CampaignState) -> dict[str, Any] | None:
     """The final evaluation in ``mlr status --json``: None without a ``final`` block."""
-    from mlr_action.core.final import outcome
+    from mlr_action.core.final_outcome import outcome
 
     found = outcome(program, state)
     if found is None:

@@ -13,7 +13,7 @@ Two modes:
   script edited in the work tree); any reason means the run spends nothing.
 - **Local mode** (``--forge none``, no git needed): the work tree's program.md
   is the authority (the person running it owns the machine); the script rules
-  that need no git still hold (:func:`mlr_action.core.program.script_path` and the
+  that need no git still hold (:func:`mlr_action.core.program_paths.script_path` and the
   work-tree checks of :func:`mlr_action.core.program.load_program`). No snapshot.
 
 Guarantees: a :class:`Snapshot` is data (the commit id, program.md's text,
@@ -34,7 +34,8 @@ from pathlib import Path
 
 from mlr_action.github.gitrepo import GitRepo
 from mlr_action.github.gitruns import REGULAR_MODES, GitError
-from mlr_action.core.program import MAX_PROGRAM_BYTES, Program, ProgramError, parse_program, script_path
+from mlr_action.core.program import MAX_PROGRAM_BYTES, Program, ProgramError, parse_program
+from mlr_action.core.program_paths import script_path
 from mlr_action.job.shipped import ShipError, ShippedFolder, from_commit
 
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024  # a training script is kilobytes; this bounds what a step reads

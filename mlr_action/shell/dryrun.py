@@ -116,7 +116,7 @@ def _final(program, state, used, say) -> None:
 
 
 def _proposals(program, rows: list, campaign: str, count: int, proposer: str, say) -> None:
-    from mlr_action.core import decide
+    from mlr_action.core import admission
     from mlr_action.core.budget import usage
     from mlr_action.proposers.search import SearchProposer
     from mlr_action.render.words import format_config
@@ -128,14 +128,14 @@ def _proposals(program, rows: list, campaign: str, count: int, proposer: str, sa
             "pick instead (no LLM call, no spend)")
 
     def check(proposal) -> list[str]:
-        return decide.proposal_problems(program, state, proposal, used=usage(state), prices=None)
+        return admission.proposal_problems(program, state, proposal, used=usage(state), prices=None)
 
     proposals = SearchProposer().propose(program=program, state=state, count=count, check=check, used=usage(state))
     if not proposals:
         say("would stop (exhausted): the proposer finds no untried config in the search space")
     for proposal in proposals:
         # Each admitted intent is charged before the next is checked, as in a real step.
-        admitted = decide.admit(program, state, proposal, iteration=state.next_iter, used=usage(state),
+        admitted = admission.admit(program, state, proposal, iteration=state.next_iter, used=usage(state),
                                 prices=None, ts="1970-01-01T00:00:00+00:00")
         if isinstance(admitted, list):
             say(f"would refuse iter {state.next_iter}: " + "; ".join(admitted))

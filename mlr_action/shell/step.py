@@ -72,7 +72,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlr_action.core import decide, final, observe, safepath
+from mlr_action.core import admission, decide, final, observe, reconcile, safepath
 from mlr_action.core.jobs import (
     BackendError,
     JobBackend,
@@ -300,8 +300,8 @@ class Step:
         wanted = {e.job_id for e in state.in_flight if e.job_id} | {v.job_id for v in listed if v.job_id not in state.known_jobs}
         finished = [j for j in wanted - stuck if observed[j].stage.terminal and observed[j].stage is not JobStage.DELETED]
         logs, pending, unreadable = self._finished_logs(observed, finished, result)
-        rows = decide.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices,
-                                pending=pending, unreadable=unreadable)
+        rows = reconcile.reconcile(program, state, observed=observed, listed=listed, logs=logs, ts=self.ts(), prices=prices,
+                                   pending=pending, unreadable=unreadable)
         for row in rows:
             if isinstance(row, EventRow) and row.reason == "duplicate-job":
                 with contextlib.suppress(BackendError):
@@ -369,12 +369,12 @@ class Step:
         """Intents whose job never reached the backend, checked again (search or final) and made program.md's own."""
         intents: list[ExperimentRow] = []
         for intent in resubmit:
-            problems = decide.readmit_problems(program, state, intent, used=self._usage(program, state, prices),
+            problems = admission.readmit_problems(program, state, intent, used=self._usage(program, state, prices),
                                                prices=prices)
             if problems:
                 self._refuse(result, intent.iter, problems)
                 continue
-            again, note = decide.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
+            again, note = admission.readmitted(program, state, intent, commit=self._commit, ts=self.ts())
             if again is not intent:  # recorded before the publish that precedes the submit
                 state = self._append(state, [again])
                 result.events += [note] if note else []
@@ -407,7 +407,7 @@ class Step:
                  result: StepResult) -> tuple[CampaignState, list[ExperimentRow]]:
         """Proposals admitted into intent rows (appended, not yet submitted); may stop the campaign (exhausted)."""
         def check(proposal: Proposal) -> list[str]:
-            return decide.proposal_problems(program, state, proposal, used=self._usage(program, state, prices), prices=prices)
+            return admission.proposal_problems(program, state, proposal, used=self._usage(program, state, prices), prices=prices)
 
         proposals = self._recovery(program, state, prices, result)
         if count > len(proposals):
@@ -427,7 +427,7 @@ class Step:
             return self._append(state, [stop]), []
         admitted: list[ExperimentRow] = []
         for proposal in proposals[:count]:  # a proposer that says more than asked gets no more slots
-            row = decide.admit(program, state, proposal, iteration=state.next_iter,
+            row = admission.admit(program, state, proposal, iteration=state.next_iter,
                                used=self._usage(program, state, prices), prices=prices, ts=self.ts(), commit=self._commit)
             if isinstance(row, list):
                 self._refuse(result, state.next_iter, row)

@@ -6,7 +6,9 @@ import pytest
 
 from mlr_action.core.jobs import JobStage, JobView, labels_for
 from mlr_action.core.budget import usage
-from mlr_action.core.decide import admit, plan_next, proposal_problems, readmit_problems, reconcile, resumption
+from mlr_action.core.admission import admit, proposal_problems, readmit_problems
+from mlr_action.core.decide import plan_next, resumption
+from mlr_action.core.reconcile import reconcile
 from mlr_action.core.ledger import EventRow, ExperimentRow, experiment_row
 from mlr_action.core.program import parse_program
 from mlr_action.core.proposal import Proposal

@@ -12,7 +12,8 @@ from mlr_action.core.jobs import JobStage, TransientError
 from mlr_action.core.budget import usage
 from mlr_action.core.ledger import EventRow, ExperimentRow, append_rows, read_ledger
 from mlr_action.core.flavors import price_per_hour
-from mlr_action.core.program import ProgramError, output_repo_for, parse_program
+from mlr_action.core.program import ProgramError, parse_program
+from mlr_action.core.program_paths import output_repo_for
 from mlr_action.proposers.search import SearchProposer
 from mlr_action.core.state import config_key, fold
 from mlr_action.render.views import campaign_status

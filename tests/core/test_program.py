@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlr_action.core.program import ProgramError, load_program, output_repo_for, parse_envelope, parse_program
+from mlr_action.core.program import ProgramError, load_program, parse_envelope, parse_program
+from mlr_action.core.program_paths import output_repo_for
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlr_action.core.budget import usage
-from mlr_action.core.decide import proposal_problems
+from mlr_action.core.admission import proposal_problems
 from mlr_action.core.ledger import EventRow, experiment_row
 from mlr_action.core.program import parse_program
 from mlr_action.core.flavors import FlavorMemory, memory_of

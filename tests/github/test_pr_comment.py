@@ -205,7 +205,7 @@ def test_text_from_the_pull_request_is_shown_never_rendered(value):
     """Values, names and paths reach the comment as code: rendered, they are text inside <code>, never markup."""
     from markdown_it import MarkdownIt
 
-    from mlr_action.core.program import ParamSpec
+    from mlr_action.core.program_model import ParamSpec
 
     # Built past the YAML (which refuses some of these values outright): the comment must hold whatever it is given.
     space = {**APPROVED.campaign.params, "scheduler": ParamSpec(choices=[value])}
@@ -247,7 +247,7 @@ def test_a_comment_is_only_edited_not_created_when_asked_not_to():
 
 def test_a_huge_program_still_fits_in_one_comment():
     """GitHub refuses a comment over 65,536 characters: every list and block in it is cut, and says so."""
-    from mlr_action.core.program import ParamSpec
+    from mlr_action.core.program_model import ParamSpec
 
     space = {f"p{i:04d}_{'x' * 60}": ParamSpec(choices=["a" * 90]) for i in range(2000)}
     fixed = {f"f{i}_{'y' * 60}": "z" * 90 for i in range(500)}

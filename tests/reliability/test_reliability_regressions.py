@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlr_action.core import decide
+from mlr_action.core.reconcile import reconcile
 from mlr_action.core.jobs import JobSpec, JobStage, JobView, labels_for
 from mlr_action.core.budget import Usage, budget_problems, usage
 from mlr_action.core.ledger import EventRow, ExperimentRow
@@ -34,13 +34,13 @@ def test_an_adopted_job_is_recorded_with_the_config_flavor_and_timeout_it_runs(p
     state = fold([EventRow(event="started", ts="t", campaign="sweep")])
     view = JobView(job_id="j1", stage=JobStage.RUNNING, labels=labels_for("sweep", 1), flavor="t4-small", timeout_s=1800,
                    args=["--lr=0.0003", "--batch_size=32", "--scheduler=cosine", "--epochs=3", "--unknown=1"])
-    [row] = decide.reconcile(program, state, observed={"j1": view}, listed=[view], logs={}, ts="t")
+    [row] = reconcile(program, state, observed={"j1": view}, listed=[view], logs={}, ts="t")
     assert row.config == {"lr": 0.0003, "batch_size": 32, "scheduler": "cosine"}
     assert (row.flavor, row.timeout_s, row.status, row.job_id) == ("t4-small", 1800, "running", "j1")
     assert row.output_repo == "me/sweep-sweep-001"
     # a job that says nothing of itself is charged as the most expensive job the envelope allows
     bare = JobView(job_id="j2", stage=JobStage.SCHEDULING, labels=labels_for("sweep", 2))
-    [row] = decide.reconcile(program, state, observed={"j2": bare}, listed=[bare], logs={}, ts="t")
+    [row] = reconcile(program, state, observed={"j2": bare}, listed=[bare], logs={}, ts="t")
     assert row.config == {} and (row.flavor, row.timeout_s) == ("a10g-large", program.envelope.max_timeout)
 
 
@@ -49,7 +49,7 @@ def test_a_vanished_job_with_no_duration_is_charged_its_full_timeout(program):
                               timeout="1h", timeout_s=3600)
     state = fold([EventRow(event="started", ts="t", campaign="sweep"), submitted])
     gone = JobView(job_id="j1", stage=JobStage.DELETED, message="no such job")
-    [row] = decide.reconcile(program, state, observed={"j1": gone}, listed=[], logs={}, ts="t")
+    [row] = reconcile(program, state, observed={"j1": gone}, listed=[], logs={}, ts="t")
     assert row.status == "error" and row.duration_s is None
     assert usage(fold([*state.events, row])).walltime_s == 3600
 

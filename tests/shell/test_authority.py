@@ -23,7 +23,8 @@ from mlr_action.backends.local import LocalBackend
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.forges.files import FileForge
 from mlr_action.github.gitsync import GitError
-from mlr_action.core.program import ProgramError, load_program, script_path
+from mlr_action.core.program import ProgramError, load_program
+from mlr_action.core.program_paths import script_path
 from mlr_action.proposers.search import SearchProposer
 from mlr_action.shell.step import Step
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
