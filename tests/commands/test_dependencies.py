@@ -43,9 +43,11 @@ def providers() -> dict[str, set[str]]:
     ``packages_distributions`` reads it; 3.10's reads only ``top_level.txt``, which many wheels lack)."""
     out: dict[str, set[str]] = {}
     for dist in distributions():
-        for file in dist.files or []:
-            top = file.parts[0] if file.parts else ""
-            if top.endswith((".dist-info", ".egg-info", ".data")) or top in ("..", "__pycache__"):
+        record = dist.read_text("RECORD") or dist.read_text("SOURCES.txt") or ""
+        # the first path part of each line, read as text: ``dist.files`` builds an object per file (slow for scipy)
+        tops = {line.split(",", 1)[0].lstrip("/").split("/", 1)[0] for line in record.splitlines() if line}
+        for top in tops:
+            if top.endswith((".dist-info", ".egg-info", ".data")) or top in ("", "..", "__pycache__"):
                 continue
             out.setdefault(top.removesuffix(".py"), set()).add(dist.metadata["Name"])
     return out
