@@ -1,7 +1,8 @@
 """The commands a person runs: the ``mlr`` CLI (:mod:`.cli`, its grammar in
 :mod:`.cli_parser`), the Claude Code hook ``mlr guard`` (:mod:`.guard`,
-:mod:`.guard_commands`, :mod:`.guard_shell`), ``mlr reproduce``
-(:mod:`.reproduce`) and the program.md JSON Schema (:mod:`.schema`).
+:mod:`.guard_commands`, :mod:`.guard_hf`, :mod:`.guard_shell`,
+:mod:`.guard_lexer`), ``mlr reproduce``
+(:mod:`.reproduce`, what may run in :mod:`.reproduce_trust`) and the program.md JSON Schema (:mod:`.schema`).
 
 Guarantees: each command parses its arguments, builds the step from the
 adapters asked for and reports with the CLI's exit codes (0 done, 1

@@ -36,7 +36,7 @@ ERROR_STREAK_LIMIT = 3
 class Plan:
     """What the step does after reconciling. At most one of ``stop`` and work is set."""
 
-    stop: str | None = None  # a stop reason, see reports.STOP_REASONS
+    stop: str | None = None  # a stop reason, see mlr_action.render.stop_reasons.STOP_REASONS
     detail: str = ""
     resubmit: tuple[ExperimentRow, ...] = ()  # intents whose job never reached the backend
     propose: int = 0  # how many new proposals to ask for

@@ -129,7 +129,7 @@ def _catalog(program):
 
 
 def _compare(root: Path, program_name: str, branch: str, program):
-    """(:class:`~mlr_action.github.pr_comment.Baseline` on ``branch``, :class:`~mlr_action.github.pr_comment.FileChanges` or None).
+    """(:class:`~mlr_action.github.pr_comment_body.Baseline` on ``branch``, :class:`~mlr_action.github.pr_comment_body.FileChanges` or None).
 
     ``program_name`` is program.md's path relative to ``root``; the campaign folder is the one that holds it,
     as the step computes it (:func:`mlr_action.shell.authority.campaign_folder`).
