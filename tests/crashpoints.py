@@ -334,13 +334,19 @@ def _wrapped(bounds: Boundaries, name: str, fn: Callable[..., Any]) -> Callable[
 
 
 def step_calls() -> dict[str, set[str]]:
-    """``{"backend": {...}, "forge": {...}, "proposer": {...}}``: the methods step.py calls on each collaborator.
+    """``{"backend": {...}, "forge": {...}, "proposer": {...}}``: the methods the step calls on each collaborator.
 
-    Read from step.py's source: ``self.backend.submit(...)`` and ``getattr(self.backend, "delete_repo", None)``.
+    Read from the source of every module the Step class is made of (step.py and its mixins):
+    ``self.backend.submit(...)`` and ``getattr(self.backend, "delete_repo", None)``.
     """
-    tree = ast.parse((PACKAGE_DIR / "shell" / "step.py").read_text(encoding="utf-8"))
+    import inspect
+
+    from mlr_action.shell.step import Step
+
+    sources = sorted({inspect.getsourcefile(c) for c in Step.__mro__ if c.__module__.startswith("mlr_action.")})
+    trees = [ast.parse(Path(s).read_text(encoding="utf-8")) for s in sources if s]
     calls: dict[str, set[str]] = {"backend": set(), "forge": set(), "proposer": set()}
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self" \

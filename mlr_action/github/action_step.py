@@ -155,7 +155,7 @@ def _spend(inputs: Inputs, root: Path, snapshot: Snapshot, env: Mapping[str, str
     from mlr_action.commands.cli_parser import build_parser
     from mlr_action.github.gitsync import LEDGER_BRANCH_ENV
     from mlr_action.core.spent import spent_text
-    from mlr_action.shell.step import StepResult
+    from mlr_action.shell.step_result import StepResult
 
     started = time.time()
     os.environ[LEDGER_BRANCH_ENV] = inputs.ledger_branch

@@ -2,7 +2,8 @@
 
 :mod:`.step` folds the ledger, asks the core what to do and does it through
 the adapters it is given (a backend, a proposer, a forge), recording every
-spend before it happens; :mod:`.tick` and :mod:`.linger` take the steps a
+spend before it happens (its parts: :mod:`.step_observe`, :mod:`.step_spend`,
+:mod:`.step_publish`, :mod:`.step_result`, :mod:`.steplock`); :mod:`.tick` and :mod:`.linger` take the steps a
 tick brings; :mod:`.dryrun` says what a step would do and spends nothing;
 :mod:`.authority` reads the merged program.md and script from git, the only
 thing that authorizes spend (DESIGN.md section 9).

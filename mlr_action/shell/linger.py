@@ -38,7 +38,7 @@ from mlr_action.core.durations import format_duration
 
 if TYPE_CHECKING:
     from mlr_action.core.state import CampaignState
-    from mlr_action.shell.step import StepResult
+    from mlr_action.shell.step_result import StepResult
 
 MAX_LINGER_S = 5 * 3600  # GitHub ends a job after 6 hours; a tick needs time after its linger
 POLL_MIN_S = 10.0  # never ask the backend more often than this (1 s for jobs of seconds: see poll_floor)

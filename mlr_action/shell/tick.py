@@ -18,7 +18,8 @@ from mlr_action.core.jobs import BackendError
 from mlr_action.shell.linger import Linger, follow
 
 if TYPE_CHECKING:
-    from mlr_action.shell.step import Step, StepResult
+    from mlr_action.shell.step import Step
+    from mlr_action.shell.step_result import StepResult
 
 
 def steps(step: Step, *, linger_s: float, started: float, say: Callable[[str], None],

@@ -13,7 +13,7 @@ pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi  # noqa: E402
 
 from mlr_action.core.jobs import LogIncomplete, labels_for  # noqa: E402
-from mlr_action.shell.step import BACKEND_CACHE_PATH  # noqa: E402
+from mlr_action.shell.step_result import BACKEND_CACHE_PATH  # noqa: E402
 from programs import ENVELOPE, program_text, with_  # noqa: E402
 from test_hf_campaign import TOKEN, clock, hub  # noqa: E402,F401  (the loopback hub on a fake clock: fixtures)
 from test_hf_reading import EPOCHS, LOSS, backend, make_repo, rows, spec, step_for  # noqa: E402

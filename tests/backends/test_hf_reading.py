@@ -20,7 +20,8 @@ from mlr_action.forges.files import FileForge  # noqa: E402
 from mlr_action.core.ledger import read_ledger  # noqa: E402
 from mlr_action.proposers.search import SearchProposer  # noqa: E402
 from mlr_action.core.state import fold  # noqa: E402
-from mlr_action.shell.step import BACKEND_CACHE_PATH, Step  # noqa: E402
+from mlr_action.shell.step import Step  # noqa: E402
+from mlr_action.shell.step_result import BACKEND_CACHE_PATH  # noqa: E402
 from programs import CAMPAIGN, ENVELOPE, program_text, with_  # noqa: E402
 from test_hf_campaign import TOKEN, clock, hub  # noqa: E402,F401  (the loopback hub on a fake clock: fixtures)
 

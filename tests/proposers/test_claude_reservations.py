@@ -80,7 +80,7 @@ def test_a_step_killed_after_every_llm_answer_never_spends_past_max_llm_usd(stub
     cap = 0.5  # about three research turns
     root = make_repo(tmp_path / "r", envelope=with_(ENVELOPE, max_llm_usd=cap))
     clock, backend = FakeClock(), InMemoryBackend()
-    writers = [w for w in cp.discover_writers() if w.module in ("mlr_action.core.ledger", "mlr_action.shell.step", "mlr_action.forges.files",
+    writers = [w for w in cp.discover_writers() if w.module in ("mlr_action.core.ledger", "mlr_action.shell.steplock", "mlr_action.forges.files",
                                                                 "mlr_action.proposers.research")]
     for _ in range(12):
         bounds = cp.Boundaries(target=("llm.search", 1, "after"))  # research is due every tick: it never got its row

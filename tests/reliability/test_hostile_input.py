@@ -36,7 +36,8 @@ from mlr_action.core.ledger import read_ledger
 from mlr_action.core.program import MAX_PROGRAM_BYTES, ProgramError, parse_program
 from mlr_action.proposers.search import SearchProposer
 from mlr_action.core.state import fold
-from mlr_action.shell.step import Step, StepResult
+from mlr_action.shell.step import Step
+from mlr_action.shell.step_result import StepResult
 from programs import CAMPAIGN, ENVELOPE, program_text, with_
 from simulate import FakeClock
 

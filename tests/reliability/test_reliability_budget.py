@@ -322,7 +322,7 @@ def run(spec: dict) -> Truth:
         return Step(root=root, backend=cp.Proxy(world, "backend", bounds), proposer=cp.Proxy(proposer, "proposer", bounds),
                     forge=cp.Proxy(FileForge(root), "forge", bounds), clock=clock)
 
-    writers = [w for w in cp.discover_writers() if w.module in ("mlr_action.core.ledger", "mlr_action.forges.files", "mlr_action.shell.step")]
+    writers = [w for w in cp.discover_writers() if w.module in ("mlr_action.core.ledger", "mlr_action.forges.files", "mlr_action.shell.steplock")]
     with cp.installed(bounds, writers):
         return _steps(root, program, world, llm, bounds, truth, new_step, clock, rng, adversary=spec["adversary"])
 

@@ -73,7 +73,7 @@ OUTSIDE_STEP = {
     # just after one leaves the same world as crashing just after its caller.
     "core.safepath.replace": "the atomic replace under write_atomic, write_note and repair_ledger",
     "core.safepath.append": "the append under ledger.append_rows",
-    "core.safepath.create": "the create-if-missing under step._lock and the local registry",
+    "core.safepath.create": "the create-if-missing under steplock.lock and the local registry",
 }
 MAX_TICKS = 40
 pytestmark = pytest.mark.usefixtures(no_fsync.__name__)
@@ -436,7 +436,7 @@ def test_sigkill_at_the_local_backends_boundaries_then_continue(tmp_path, monkey
     monkeypatch.setattr(local, "START_GRACE_S", 1.0)  # a registered job that was never launched fails soon
     own = sorted(n for n in local_record.names if n.startswith("backends.") or n in ("backend.submit", "backend.cancel"))
     targets: list[cp.Target] = [(name, 1, "after") for name in own]
-    targets += [("shell.step._lock", 1, "after"), ("core.ledger.append_rows", 2, "after"), ("backend.submit", 2, "after"),
+    targets += [("shell.steplock.lock", 1, "after"), ("core.ledger.append_rows", 2, "after"), ("backend.submit", 2, "after"),
                 ("forges.files.write_atomic", 1, "before"), *((name, 1, phase) for name, phase in sorted(NEVER_LAUNCHED))]
     writers = _step_writers()
     failures = []
