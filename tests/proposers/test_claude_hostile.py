@@ -94,7 +94,9 @@ def stub():
 
 
 def _params_of(spec) -> tuple:
-    return tuple(sorted(a for a in spec.args if not a.startswith("--epochs=")))
+    """The experiment a job is: its arguments and its flavor (the same config on another flavor is another
+    experiment: after an out-of-memory error that is the way forward, see core.admission._failed)."""
+    return tuple(sorted(a for a in spec.args if not a.startswith("--epochs="))), spec.flavor
 
 
 def _fails(spec) -> str | None:
