@@ -190,9 +190,13 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = Fals
     return "\n".join(steps + [
         "mlr_job() {", *(f"  {line}" for line in run), "}",
         "set +e",
+        # The trap is set before the script starts, so a TERM that comes before ``child`` is known is kept and
+        # passed on as soon as it is (the launcher never dies of it while the script runs on).
+        'child=""; pending=""',
+        """trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; else pending=1; fi' TERM INT""",
         'mlr_job "$@" &',
         "child=$!",
-        """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""",
+        'if [ -n "$pending" ]; then kill -TERM "$child" 2>/dev/null; fi',
         'wait "$child"; status=$?',
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
         *(dispatch if wake else []),
