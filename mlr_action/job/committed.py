@@ -7,8 +7,9 @@ Guarantees:
   commit) nor an uncommitted edit. So a local run predicts an HF one, which runs the committed folder.
   :attr:`~mlr_action.job.shipped.ShippedFolder.note` names what was left out (untracked files, and tracked files
   modified since the commit; ignored files, ``runs/`` and ``.mlr/`` are never shipped and never named), so the
-  step can say it. A repository with no commit yet is a :class:`~mlr_action.job.shipped.ShipError` that says to
-  commit.
+  step can say it. A repository with no commit yet, or a campaign folder the commit at ``HEAD`` has no file of
+  (untracked, or ignored by .gitignore), is a :class:`~mlr_action.job.shipped.ShipError` that says to commit, and
+  nothing runs.
 - Outside git, the folder on disk (every file but ``runs/``, ``.mlr/`` and ``.git/``,
   :func:`~mlr_action.job.shipped.from_work_tree`), and the note says that it is not a commit.
 
@@ -46,6 +47,11 @@ def local_snapshot(folder: Path) -> ShippedFolder:
     prefix = git("rev-parse", "--show-prefix").stdout.decode("utf-8", "surrogateescape").strip().rstrip("/")
     top = Path(git("rev-parse", "--show-toplevel").stdout.decode("utf-8", "surrogateescape").strip())
     shipped = from_commit(_git_in(top), head, prefix or ".")
+    if not shipped.files:
+        raise ShipError(f"the campaign folder {prefix or '.'} is not in the commit at HEAD ({head[:12]}) of the "
+                        f"repository at {top}: it is untracked or ignored by .gitignore, so a job would start with "
+                        "no file of it; commit the campaign folder (`git add` and `git commit`, or `git init` it as "
+                        "a repository of its own): local jobs run the committed folder, as HF jobs do")
     return dataclasses.replace(shipped, note=_left_out(_git_in(top), prefix, head))
 
 

@@ -141,6 +141,23 @@ def test_a_git_repository_with_no_commit_is_told_to_commit(tmp_path, monkeypatch
     assert not (root / ".mlr" / "jobs").exists() or not any((root / ".mlr" / "jobs").glob("local-*"))
 
 
+
+def test_a_campaign_folder_that_is_not_committed_is_told_to_commit_and_nothing_runs(tmp_path, monkeypatch):
+    """A copy of a campaign inside another repository, ignored or never added (as `make demo` once made in build/):
+    HEAD has no file of it, so jobs would start with nothing; the step says to commit the folder instead."""
+    isolate_git(monkeypatch, tmp_path)
+    top = write(tmp_path / "repo", {"README.md": "a project\n", ".gitignore": "build/\n"})
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", "-A")
+    git(top, "commit", "-q", "-m", "init")
+    for folder in (write(top / "build" / "campaign", FILES), write(top / "untracked", FILES)):
+        result = Step(root=folder, backend=LocalBackend(folder, uv=None), proposer=SearchProposer(),
+                      forge=FileForge(folder), clock=FakeClock()).run()
+        assert any("is not in the commit at HEAD" in e and "commit the campaign folder" in e
+                   for e in result.events), result.events
+        assert not any((folder / ".mlr" / "jobs").glob("local-*"))
+
+
 def test_outside_git_the_files_on_disk_run_and_the_step_says_so(tmp_path):
     root = write(tmp_path / "plain", {**FILES, "extra.txt": "on disk\n"})
     backend = LocalBackend(root, uv=None)
