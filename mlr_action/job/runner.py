@@ -191,14 +191,17 @@ def launcher(plan: Recipe, script: str, *, mount: str = MOUNT, wake: bool = Fals
         "mlr_job() {", *(f"  {line}" for line in run), "}",
         "set +e",
         # The trap is set before the script starts, so a TERM that comes before ``child`` is known is kept and
-        # passed on as soon as it is (the launcher never dies of it while the script runs on).
-        'child=""; pending=""',
-        """trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; else pending=1; fi' TERM INT""",
+        # passed on as soon as it is (the launcher never dies of it while the script runs on). A trapped signal
+        # cuts ``wait`` short with 128+n: the script's own status is then waited for again, however fast it exited.
+        'child=""; pending=""; signalled=""',
+        """trap 'signalled=1; if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; else pending=1; fi' TERM INT""",
         'mlr_job "$@" &',
         "child=$!",
         'if [ -n "$pending" ]; then kill -TERM "$child" 2>/dev/null; fi',
         'wait "$child"; status=$?',
-        'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        'while [ -n "$signalled" ] && [ "$status" -gt 128 ]; do',
+        '  signalled=""; wait "$child"; again=$?; [ "$again" -eq 127 ] && break; status=$again',
+        'done',
         *(dispatch if wake else []),
         f'echo "{SENTINEL}$status"',
         'exit "$status"',

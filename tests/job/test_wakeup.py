@@ -117,35 +117,40 @@ def test_without_the_wake_up_the_launcher_is_unchanged_and_nothing_is_dispatched
     assert job.stage == "COMPLETED" and job.secrets == {"HF_TOKEN": HF} and gh.dispatches == []
 
 
-def test_the_launcher_forwards_a_termination_to_the_script(tmp_path):
-    """HF cancels a job with TERM: the script gets it (and may save a checkpoint), then the workflow is woken."""
+@pytest.mark.parametrize("wake", [True, False])
+def test_the_launcher_forwards_a_termination_to_the_script(tmp_path, wake):
+    """HF cancels a job with TERM: the script gets it (and may save a checkpoint), its own exit status is the job's,
+    then the workflow is woken. A script that exits at once on TERM is the hard case: the launcher's ``wait`` is cut
+    short by the signal (128+15) and the script may be gone before it looks again; a few rounds make that race show."""
     import signal
     import subprocess
     import sys
-    import time
 
     from mlr_action.job import runner
     from mlr_action.job.shipped import one_file
 
-    script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: (print('saved', flush=True), sys.exit(5)))\n" \
-             "print('ready', flush=True)\ntime.sleep(30)\n"
+    script = ("import os, signal, time\n"
+              "signal.signal(signal.SIGTERM, lambda *a: (os.write(1, b'saved\\n'), os._exit(5)))\n"
+              "print('ready', flush=True)\ntime.sleep(30)\n")
     folder = one_file("train.py", script.encode())
     code = tmp_path / "code"
     code.mkdir()
     (code / "train.py").write_text(script)
     plan = runner.recipe(folder, "train.py", type("C", (), {"dependencies": (), "python": None, "image": None})())
-    program = runner.launcher(plan, "train.py", mount=str(code), wake=True)
+    program = runner.launcher(plan, "train.py", mount=str(code), wake=wake)
     bin_ = tmp_path / "bin"  # an image with python and no uv
     bin_.mkdir()
     (bin_ / "python").symlink_to(sys.executable)
     env = {"PATH": f"{bin_}:/usr/bin:/bin", "MLR_WAKE_URL": "http://127.0.0.1:9/x", "MLR_WAKE_REF": "main", "MLR_WAKE_TOKEN": ""}
-    proc = subprocess.Popen(["bash", "-c", program, "mlr-job"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 5 and "saved" in out and "mlr wake-up failed" in out
+    for _ in range(4):
+        proc = subprocess.Popen(["bash", "-c", program, "mlr-job"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 5 and "saved" in out, out
+        assert out.rstrip().endswith(f"{runner.SENTINEL}5"), out
+        assert ("mlr wake-up failed" in out) == wake, out
 
 
 # -- the settings --------------------------------------------------------------------------------------------------
