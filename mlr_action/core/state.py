@@ -2,7 +2,10 @@
 
 Guarantees: :func:`fold` is pure and total over valid rows; the state depends
 only on the rows and their order (and the campaign id the caller passes). For
-each ``iter`` the last row wins. A state is never changed after the fold, so
+each ``iter`` the last row wins, except a ``proposed`` row with no job id after
+a row that has one: an intent is written only before its iter has a job, so a
+later one is stale (a raced run's rows merged after the winner's, or planted)
+and never undoes the job. A state is never changed after the fold, so
 what is derived from it is computed once (``cached_property``): a step over
 thousands of rows stays linear.
 
@@ -142,6 +145,11 @@ def fold(rows: list[Row], campaign_id: str | None = None) -> CampaignState:
                 stopped = final_event = None
             elif row.event == "final" and stopped is not None:
                 final_event = row
+            continue
+        earlier = experiments.get(row.iter)
+        if earlier is not None and earlier.job_id and not row.job_id and row.status == "proposed":
+            # A stale intent: a raced run's, merged after the job's row when its push was retried, or a planted
+            # one. An intent is only ever written before its iter has a job, so it never undoes the job.
             continue
         experiments[row.iter] = row
         if row.job_id:

@@ -267,3 +267,32 @@ def test_a_local_step_records_no_commit(tmp_path):
     [job] = backend.jobs.values()
     assert "mlr-commit" not in job.labels
     assert [r.commit for r in read_ledger(root / "runs" / "ledger.jsonl") if getattr(r, "iter", None)] == [None, None]
+
+
+# --- 4. a stale intent after its job's row never freezes the campaign -----------------------------------------------
+
+
+def test_a_stale_intent_after_the_jobs_row_never_freezes_the_campaign(tmp_path):
+    """Two runs raced (or a ledger writer planted it): the merge of a rejected push appends the loser's ``proposed``
+    row for an iter after the winner's ``submitted`` row with the job's id. The intent must not undo the job: the
+    job is still counted, its result recorded, and the campaign runs to its stop, never stuck "in flight"."""
+    from simulate import finish_jobs
+
+    root = make_repo(tmp_path / "repo", with_(ENVELOPE, max_jobs=4, max_parallel=2))
+    backend = InMemoryBackend()
+    first = step(root, backend)
+    first.run()  # iters 1 and 2: intents, then submitted with their job ids
+    rows = read_ledger(root / "runs" / "ledger.jsonl")
+    stale = [r for r in rows if getattr(r, "status", None) == "proposed"]
+    assert [r.iter for r in stale] == [1, 2]
+    with (root / "runs" / "ledger.jsonl").open("a") as ledger:  # the loser's intents, merged after the winner's rows
+        for row in stale:
+            ledger.write(row.model_copy(update={"ts": "2026-01-01T00:00:09+00:00"}).model_dump_json() + "\n")
+    for _ in range(8):
+        finish_jobs(backend)
+        result = step(root, backend).run()
+        if result.stopped:
+            break
+    state = fold(read_ledger(root / "runs" / "ledger.jsonl"))
+    assert state.stopped is not None and state.stopped.reason == "budget", [e.status for e in state.experiments.values()]
+    assert len(backend.jobs) == 4 and all(e.status == "completed" for e in state.experiments.values())
