@@ -20,8 +20,9 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/mlr status --repo $(DEMO)
 	@echo "\nLedger: $(DEMO)/runs/ledger.jsonl  Summary: $(DEMO)/runs/summary.md"
 
+# Two workers (pytest-xdist): the suite fits its five-minute budget on two cores with room to spare.
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2
 
 # The action's pinned, hashed requirements (requirements/*.txt), from pyproject.toml.
 requirements: $(VENV)/.installed
