@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from loopback.github_server import FakeGitHub
+from loopback.github_server import BOT, FakeGitHub
 from mlr_action.backends.memory import InMemoryBackend
 from mlr_action.github.forge import GitHubForge
 from mlr_action.github.dashboard import read_checkbox, read_shown
@@ -79,6 +79,17 @@ def make_campaign(tmp_path, gh: FakeGitHub, campaign: dict | None = None) -> Cam
                         publish_runs=lambda root, message: pushes.append(message))
     step = Step(root=root, backend=backend, proposer=SearchProposer(), forge=forge, clock=clock)
     return Campaign(gh, root, clock, backend, step, pushes)
+
+
+def labels(camp: Campaign) -> list[str]:
+    """The dashboard issue's labels, by name."""
+    return [label["name"] for label in camp.dashboard["labels"]]
+
+
+def bot_replies(camp: Campaign) -> list[str]:
+    """The bodies of the bot's replies to commands on the dashboard."""
+    return [c["body"] for c in camp.gh.comments_on(camp.dashboard["number"])
+            if c["user"]["login"] == BOT and "mlr-action:reply" in c["body"]]
 
 
 @pytest.fixture

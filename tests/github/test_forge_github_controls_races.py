@@ -16,7 +16,7 @@ import pytest
 from loopback.github_server import BOT, FakeGitHub
 from mlr_action.github.dashboard import read_checkbox, read_shown
 from mlr_action.github.messages import PAUSED_LABEL
-from test_forge_github_campaign import Campaign, make_campaign
+from test_forge_github_campaign import Campaign, bot_replies, labels, make_campaign
 
 APP = "triage-helper[bot]"  # another app that may edit issues: it has no write access to the code
 
@@ -33,15 +33,6 @@ def camp(tmp_path, gh) -> Campaign:
     camp = make_campaign(tmp_path, gh)
     camp.tick()
     return camp
-
-
-def labels(camp: Campaign) -> list[str]:
-    return [label["name"] for label in camp.dashboard["labels"]]
-
-
-def bot_replies(camp: Campaign) -> list[str]:
-    return [c["body"] for c in camp.gh.comments_on(camp.dashboard["number"])
-            if c["user"]["login"] == BOT and "mlr-action:reply" in c["body"]]
 
 
 def last_row(camp: Campaign, event: str):
